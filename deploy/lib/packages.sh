@@ -1,0 +1,26 @@
+# packages.sh: the Debian 12 packages Postern needs, installed once (sourced by deploy/up and tests/run).
+# Idempotent: apt-get runs only when something is missing.
+
+POSTERN_BUILD_PACKAGES=(cmake g++ ninja-build pkg-config ccache
+  libuv1-dev libc-ares-dev libtomlplusplus-dev libexpected-dev)
+POSTERN_TEST_PACKAGES=(catch2 dnsmasq socat curl python3 procps iproute2)
+POSTERN_BENCH_PACKAGES=(socat)
+
+postern_ensure_packages() {
+  local missing=()
+  local p
+  for p in "$@"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+      missing+=("$p")
+    fi
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing packages: ${missing[*]} (run as root to install them)" >&2
+    return 1
+  fi
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
