@@ -16,9 +16,10 @@ function(postern_test name)
     set(ARG_LABELS unit)
   endif()
   catch_discover_tests(${name}
+    TEST_PREFIX "${name}: "
     WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}
-    PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT 300
-    DISCOVERY_TIMEOUT 60)
+    DISCOVERY_TIMEOUT 60
+    PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT 300)
 endfunction()
 
 # postern_fuzz(<name> SOURCE <file> DEPS ...): a libFuzzer target; under GCC a corpus-replay binary run by ctest.

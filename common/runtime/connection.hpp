@@ -1,0 +1,185 @@
+// connection.hpp: one accepted TCP connection and the Session that speaks its protocol. The connection
+// owns the socket, the timers, the bounded write queue and the optional transform (TLS); the session
+// only sees bytes and events. Sessions never outlive their connection.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include <uv.h>
+
+#include "common/net/address.hpp"
+#include "common/runtime/timer.hpp"
+#include "common/runtime/transform.hpp"
+
+namespace common::runtime {
+
+class Connection;
+class ConnectionSet;
+
+struct ConnectionLimits {
+  std::chrono::milliseconds idle_timeout{std::chrono::minutes(5)};      // no bytes from the client
+  std::chrono::milliseconds session_timeout{std::chrono::hours(24)};    // whole connection, 0 = none
+  std::chrono::milliseconds close_linger{std::chrono::seconds(10)};     // flushing before a close
+  size_t write_high_water = 256 * 1024;  // stop reading above this many queued output bytes
+  size_t write_low_water = 64 * 1024;    // resume below
+};
+
+struct ConnectionInfo {
+  std::string id;          // unique per process, for logs (session=)
+  std::string listener;    // listener name
+  std::string service;     // access-filter service name
+  net::Endpoint peer;
+  net::Endpoint local;
+  std::string client_name; // forward-confirmed reverse name when the access check looked it up
+};
+
+enum class TimeoutKind { Idle, Session };
+enum class CloseReason { Local, PeerClosed, PeerReset, Timeout, Drain, TransformError, Overflow };
+std::string_view close_reason_name(CloseReason);
+
+class Session {
+ public:
+  virtual ~Session() = default;
+  // After admission; the session usually writes its greeting here.
+  virtual void on_open() {}
+  // Plaintext bytes, in order. Called only while the connection is open.
+  virtual void on_data(std::string_view bytes) = 0;
+  // The client half-closed or ended TLS. Default: close.
+  virtual void on_peer_closed();
+  // Default: close without a word. Protocols write their timeout reply, then close.
+  virtual void on_timeout(TimeoutKind kind);
+  // The daemon is stopping (SIGTERM): finish the exchange in progress and close. Default: close.
+  virtual void on_drain();
+  // The write queue fell below the low-water mark after being above the high one.
+  virtual void on_writable() {}
+  // Last call; the connection closes right after.
+  virtual void on_closed(CloseReason) {}
+
+ protected:
+  explicit Session(Connection& connection) : connection_(connection) {}
+  Connection& connection() { return connection_; }
+
+ private:
+  Connection& connection_;
+};
+
+class Connection {
+ public:
+  enum class State { Admitting, Open, Closing, Closed };
+
+  Connection(ConnectionSet& set, ConnectionInfo info, ConnectionLimits limits);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // --- for the session ---
+  const ConnectionInfo& info() const { return info_; }
+  uv_loop_t* loop() const;
+  State state() const { return state_; }
+  bool open() const { return state_ == State::Open; }
+  // Queues bytes (through the transform, if any). Never blocks; see write_blocked().
+  void write(std::string_view bytes);
+  // True while queued output is above the high-water mark; reading is paused meanwhile.
+  bool write_blocked() const { return write_blocked_; }
+  size_t queued_bytes() const { return in_flight_ + pending_.size(); }
+  // Graceful: no more reads, flush what is queued (with the transform's close), then close.
+  void close(CloseReason reason = CloseReason::Local);
+  // Immediate close; queued output is dropped.
+  void abort(CloseReason reason);
+  // Stop or resume delivering bytes (a session waiting for async work stops reading).
+  void pause_reading();
+  void resume_reading();
+  void set_idle_timeout(std::chrono::milliseconds t);
+  // Installs TLS: bytes written before this call go out in plaintext, bytes after through it.
+  void start_transform(std::unique_ptr<Transform> transform);
+  Transform* transform() const { return transform_.get(); }
+  bool draining() const { return draining_; }
+  // Expires when the connection closes: async work (DNS, workers, gRPC) checks it before touching us.
+  std::weak_ptr<void> alive() const { return alive_; }
+
+  // --- for the listener ---
+  uv_tcp_t* tcp() { return &tcp_; }
+  void set_addresses(const net::Endpoint& peer, const net::Endpoint& local) {
+    info_.peer = peer;
+    info_.local = local;
+  }
+  void set_client_name(std::string name) { info_.client_name = std::move(name); }
+  void set_on_closed(std::function<void()> fn) { on_closed_ = std::move(fn); }
+  // Admission passed: create the session and start reading.
+  void open_session(const std::function<std::unique_ptr<Session>(Connection&)>& factory);
+  // Admission failed: write the refusal (may be empty) and close.
+  void refuse(std::string_view message);
+  void begin_drain();
+
+ private:
+  friend class ConnectionSet;
+  void start_reading();
+  void stop_reading();
+  void on_read(ssize_t nread, const uv_buf_t* buf);
+  void deliver(std::string_view plain);
+  void queue_wire(std::string_view wire);
+  void flush();
+  void on_write_done(int status);
+  void update_backpressure();
+  void begin_shutdown();
+  void finish_close();
+  void arm_idle();
+
+  ConnectionSet& set_;
+  ConnectionInfo info_;
+  ConnectionLimits limits_;
+  uv_tcp_t tcp_{};
+  State state_ = State::Admitting;
+  std::unique_ptr<Session> session_;
+  std::unique_ptr<Transform> transform_;
+  Timer idle_timer_;
+  Timer session_timer_;
+  std::string pending_;      // output not yet handed to libuv
+  std::string in_flight_buf_;
+  size_t in_flight_ = 0;
+  uv_write_t write_req_{};
+  uv_shutdown_t shutdown_req_{};
+  bool shutdown_sent_ = false;
+  bool reading_ = false;
+  bool paused_by_session_ = false;
+  bool write_blocked_ = false;
+  bool draining_ = false;
+  std::shared_ptr<void> alive_ = std::make_shared<int>(0);
+  CloseReason close_reason_ = CloseReason::Local;
+  std::function<void()> on_closed_;
+};
+
+// All connections of one loop: owns them until libuv has closed their sockets.
+class ConnectionSet {
+ public:
+  explicit ConnectionSet(uv_loop_t* loop);
+  ~ConnectionSet();
+  uv_loop_t* loop() const { return loop_; }
+  Connection& add(ConnectionInfo info, ConnectionLimits limits);
+  size_t size() const { return connections_.size(); }
+  // Asks every session to finish (SIGTERM).
+  void drain_all();
+  // Closes every connection now.
+  void abort_all();
+  // Called when the set becomes empty (used by the drain).
+  void set_on_empty(std::function<void()> fn) { on_empty_ = std::move(fn); }
+
+ private:
+  friend class Connection;
+  void remove(Connection* c);
+
+  uv_loop_t* loop_;
+  std::unordered_map<Connection*, std::unique_ptr<Connection>> connections_;
+  std::function<void()> on_empty_;
+};
+
+// Process-unique, short, hex connection ids ("7f3a01").
+std::string next_connection_id();
+
+}  // namespace common::runtime

@@ -1,0 +1,259 @@
+// listener.cpp: binding with clash detection, the accept path and connection limits.
+#include "common/runtime/listener.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/log/log.hpp"
+
+namespace common::runtime {
+
+Fd::~Fd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Fd& Fd::operator=(Fd&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.release();
+  }
+  return *this;
+}
+
+namespace {
+
+Result<Fd> make_socket(const net::Endpoint& ep, bool reuseport) {
+  int family = ep.address.is_v4() ? AF_INET : AF_INET6;
+  Fd fd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return fail(ErrorKind::Config, "socket: " + std::string(std::strerror(errno)));
+  int one = 1;
+  setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (reuseport) setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (family == AF_INET6) {
+    int v6only = ep.address.is_unspecified() ? 0 : 1;
+    setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
+  }
+  sockaddr_storage ss;
+  socklen_t len = ep.to_sockaddr(ss);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    return fail(ErrorKind::Config, "bind " + ep.to_string() + ": " + std::strerror(errno));
+  }
+  return fd;
+}
+
+net::Endpoint local_endpoint(int fd, const net::Endpoint& fallback) {
+  sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return fallback;
+  auto ep = net::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
+  if (!ep) return fallback;
+  ep->address = fallback.address;  // keep "*" (v6 any) rather than an unmapped form
+  return *ep;
+}
+
+}  // namespace
+
+Result<std::vector<std::vector<BoundSocket>>> bind_endpoints(const std::vector<net::Endpoint>& endpoints,
+                                                            size_t copies, int backlog) {
+  std::vector<std::vector<BoundSocket>> out;
+  for (size_t i = 0; i < endpoints.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (endpoints[j] == endpoints[i] && endpoints[i].port != 0) {
+        return fail(ErrorKind::Config, "endpoint " + endpoints[i].to_string() + " is configured twice");
+      }
+    }
+  }
+  for (const auto& wanted : endpoints) {
+    net::Endpoint ep = wanted;
+    if (ep.port != 0) {
+      // SO_REUSEPORT would let us share a port with another daemon of the same user without a word;
+      // a plain bind first proves the port is free.
+      auto probe = make_socket(ep, false);
+      if (!probe) return fail(ErrorKind::Config, probe.error().detail + " (port in use?)");
+    }
+    std::vector<BoundSocket> group;
+    for (size_t c = 0; c < copies; ++c) {
+      auto fd = make_socket(ep, true);
+      if (!fd) return tl::unexpected(fd.error());
+      if (::listen(fd->get(), backlog) != 0) {
+        return fail(ErrorKind::Config, "listen " + ep.to_string() + ": " + std::strerror(errno));
+      }
+      ep = local_endpoint(fd->get(), ep);  // port 0: later copies share the port the first one got
+      group.push_back(BoundSocket{ep, std::move(*fd)});
+    }
+    out.push_back(std::move(group));
+  }
+  return out;
+}
+
+std::string_view refusal_name(Refusal r) {
+  switch (r) {
+    case Refusal::AccessDenied: return "access_denied";
+    case Refusal::TooManyFromIp: return "per_ip_limit";
+    case Refusal::TooManyConnections: return "connection_limit";
+    case Refusal::Draining: return "draining";
+  }
+  return "refused";
+}
+
+std::string ConnectionLimiter::key(const net::IpAddress& a) {
+  auto b = a.bytes();
+  return std::string(reinterpret_cast<const char*>(b.data()), a.is_v4() ? 4 : 8);
+}
+
+ConnectionLimiter::Verdict ConnectionLimiter::acquire(const net::IpAddress& client) {
+  std::lock_guard lock(mutex_);
+  if (max_total_ != 0 && total_ >= max_total_) return Verdict::TooManyConnections;
+  auto& n = per_ip_[key(client)];
+  if (max_per_ip_ != 0 && n >= max_per_ip_) {
+    if (n == 0) per_ip_.erase(key(client));
+    return Verdict::TooManyFromIp;
+  }
+  ++n;
+  ++total_;
+  return Verdict::Ok;
+}
+
+void ConnectionLimiter::release(const net::IpAddress& client) {
+  std::lock_guard lock(mutex_);
+  auto it = per_ip_.find(key(client));
+  if (it == per_ip_.end()) return;
+  if (--it->second == 0) per_ip_.erase(it);
+  if (total_ > 0) --total_;
+}
+
+void ConnectionLimiter::set_limits(size_t max_total, size_t max_per_ip) {
+  std::lock_guard lock(mutex_);
+  max_total_ = max_total;
+  max_per_ip_ = max_per_ip;
+}
+
+size_t ConnectionLimiter::total() const {
+  std::lock_guard lock(mutex_);
+  return total_;
+}
+
+Listener::Listener(ConnectionSet& connections, ListenerOptions options, BoundSocket socket,
+                   std::shared_ptr<ConnectionLimiter> limiter, std::shared_ptr<ListenerStats> stats,
+                   SessionFactory& factory, AdmissionCheck* admission)
+    : connections_(connections),
+      options_(std::move(options)),
+      endpoint_(socket.endpoint),
+      fd_(std::move(socket.fd)),
+      limiter_(std::move(limiter)),
+      stats_(std::move(stats)),
+      factory_(factory),
+      admission_(admission) {}
+
+Result<void> Listener::start() {
+  uv_tcp_init(connections_.loop(), handle_.get());
+  handle_.set_initialized();
+  handle_->data = this;
+  if (int rc = uv_tcp_open(handle_.get(), fd_.get()); rc != 0) {
+    return fail(ErrorKind::Config, "listener " + options_.name + ": " + uv_strerror(rc));
+  }
+  fd_.release();  // the handle owns it now
+  int rc = uv_listen(handle_.stream(), options_.backlog, [](uv_stream_t* s, int status) {
+    if (s->data != nullptr) static_cast<Listener*>(s->data)->on_connection(status);
+  });
+  if (rc != 0) return fail(ErrorKind::Config, "listen " + endpoint_.to_string() + ": " + uv_strerror(rc));
+  log::info("runtime").phase("listen").event("listening").kv("listener", options_.name)
+      .kv("address", endpoint_.to_string());
+  return {};
+}
+
+void Listener::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  handle_.close();
+}
+
+void Listener::on_connection(int status) {
+  if (status < 0) {
+    // EMFILE and friends: the backlog keeps the client until a descriptor frees up.
+    log::warning("runtime").phase("accept").event("accept_failed").kv("listener", options_.name)
+        .kv("reason", uv_strerror(status));
+    return;
+  }
+  ConnectionInfo info;
+  info.id = next_connection_id();
+  info.listener = options_.name;
+  info.service = options_.service;
+  Connection& c = connections_.add(std::move(info), options_.limits);
+  uv_tcp_init(connections_.loop(), c.tcp());
+  if (uv_accept(handle_.stream(), reinterpret_cast<uv_stream_t*>(c.tcp())) != 0) {
+    c.abort(CloseReason::PeerReset);
+    return;
+  }
+  sockaddr_storage ss;
+  int len = sizeof ss;
+  net::Endpoint peer, local;
+  if (uv_tcp_getpeername(c.tcp(), reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+    if (auto ep = net::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss))) peer = *ep;
+  }
+  len = sizeof ss;
+  if (uv_tcp_getsockname(c.tcp(), reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+    if (auto ep = net::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss))) local = *ep;
+  }
+  c.set_addresses(peer, local);
+  uv_tcp_nodelay(c.tcp(), 1);
+  stats_->accepted.fetch_add(1, std::memory_order_relaxed);
+  if (stopped_) {
+    refuse(c, Refusal::Draining);
+    return;
+  }
+  if (admission_ == nullptr) {
+    admit(c, {});
+    return;
+  }
+  admission_->check(c.info(), [this, &c, alive = c.alive()](AdmissionCheck::Outcome outcome) {
+    if (alive.expired()) return;  // closed (drain) while DNS was answering
+    admit(c, std::move(outcome));
+  });
+}
+
+void Listener::admit(Connection& c, AdmissionCheck::Outcome outcome) {
+  if (!outcome.client_name.empty()) c.set_client_name(outcome.client_name);
+  if (!outcome.allowed) {
+    refuse(c, Refusal::AccessDenied, outcome.rule);
+    return;
+  }
+  if (c.draining()) {
+    refuse(c, Refusal::Draining);
+    return;
+  }
+  switch (limiter_->acquire(c.info().peer.address)) {
+    case ConnectionLimiter::Verdict::TooManyFromIp: refuse(c, Refusal::TooManyFromIp); return;
+    case ConnectionLimiter::Verdict::TooManyConnections: refuse(c, Refusal::TooManyConnections); return;
+    case ConnectionLimiter::Verdict::Ok: break;
+  }
+  stats_->active.fetch_add(1, std::memory_order_relaxed);
+  c.set_on_closed([limiter = limiter_, stats = stats_, ip = c.info().peer.address] {
+    limiter->release(ip);
+    stats->active.fetch_sub(1, std::memory_order_relaxed);
+  });
+  log::debug("runtime").session(c.info().id).client(c.info().peer.to_string()).phase("accept").event("accepted")
+      .kv("listener", options_.name);
+  c.open_session([this](Connection& conn) { return factory_.create(conn); });
+}
+
+void Listener::refuse(Connection& c, Refusal why, std::string_view rule) {
+  switch (why) {
+    case Refusal::AccessDenied: stats_->refused_access.fetch_add(1, std::memory_order_relaxed); break;
+    case Refusal::TooManyFromIp: stats_->refused_per_ip.fetch_add(1, std::memory_order_relaxed); break;
+    case Refusal::TooManyConnections: stats_->refused_total.fetch_add(1, std::memory_order_relaxed); break;
+    case Refusal::Draining: stats_->refused_draining.fetch_add(1, std::memory_order_relaxed); break;
+  }
+  auto line = log::notice("runtime");
+  line.session(c.info().id).client(c.info().peer.to_string()).phase("accept").event("refused")
+      .kv("listener", options_.name).kv("reason", refusal_name(why));
+  if (!rule.empty()) line.kv("rule", rule);
+  c.refuse(factory_.refusal(why));
+}
+
+}  // namespace common::runtime

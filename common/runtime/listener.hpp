@@ -1,0 +1,136 @@
+// listener.hpp: a listening socket on one loop: accept -> client access filter -> per-IP and total
+// connection limits -> session. Sockets are bound (SO_REUSEPORT, one per loop) before privileges drop.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/net/address.hpp"
+#include "common/result.hpp"
+#include "common/runtime/connection.hpp"
+#include "common/runtime/uv_handle.hpp"
+
+namespace common::runtime {
+
+// An owned file descriptor.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd();
+  Fd(Fd&& o) noexcept : fd_(o.release()) {}
+  Fd& operator=(Fd&& o) noexcept;
+  int get() const { return fd_; }
+  int release() { int f = fd_; fd_ = -1; return f; }
+  explicit operator bool() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+struct BoundSocket {
+  net::Endpoint endpoint;  // with the real port when 0 was asked
+  Fd fd;
+};
+
+// Binds `copies` sockets per endpoint with SO_REUSEPORT (one per loop thread). A port already held by
+// any other socket, even one with SO_REUSEPORT, is a clash and an error naming the endpoint.
+// "*:port" is dual-stack; an explicit IPv6 address is IPv6 only.
+Result<std::vector<std::vector<BoundSocket>>> bind_endpoints(const std::vector<net::Endpoint>& endpoints,
+                                                            size_t copies, int backlog);
+
+enum class Refusal { AccessDenied, TooManyFromIp, TooManyConnections, Draining };
+std::string_view refusal_name(Refusal);
+
+class SessionFactory {
+ public:
+  virtual ~SessionFactory() = default;
+  virtual std::unique_ptr<Session> create(Connection& connection) = 0;
+  // Sent before closing a refused connection, e.g. "421 4.7.0 Too many connections\r\n"; empty: close only.
+  virtual std::string refusal(Refusal) { return {}; }
+};
+
+// The client access filter step; may answer later (reverse DNS) but always on the loop thread.
+class AdmissionCheck {
+ public:
+  struct Outcome {
+    bool allowed = true;
+    std::string rule;         // the rule that decided, for the log
+    std::string client_name;  // verified reverse name, when one was looked up
+  };
+  virtual ~AdmissionCheck() = default;
+  virtual void check(const ConnectionInfo& info, std::function<void(Outcome)> done) = 0;
+};
+
+// Connection counts shared by every loop's copy of one listener. IPv6 clients count per /64, since
+// one subscriber usually holds a whole /64.
+class ConnectionLimiter {
+ public:
+  enum class Verdict { Ok, TooManyFromIp, TooManyConnections };
+  ConnectionLimiter(size_t max_total, size_t max_per_ip) : max_total_(max_total), max_per_ip_(max_per_ip) {}
+  Verdict acquire(const net::IpAddress& client);
+  void release(const net::IpAddress& client);
+  void set_limits(size_t max_total, size_t max_per_ip);
+  size_t total() const;
+
+ private:
+  static std::string key(const net::IpAddress& a);
+  mutable std::mutex mutex_;
+  size_t max_total_;
+  size_t max_per_ip_;  // 0 = no per-IP limit
+  size_t total_ = 0;
+  std::unordered_map<std::string, size_t> per_ip_;
+};
+
+// Counters a daemon exports as metrics; shared by the copies of one listener.
+struct ListenerStats {
+  std::atomic<uint64_t> accepted{0};
+  std::atomic<uint64_t> refused_access{0};
+  std::atomic<uint64_t> refused_per_ip{0};
+  std::atomic<uint64_t> refused_total{0};
+  std::atomic<uint64_t> refused_draining{0};
+  std::atomic<int64_t> active{0};
+};
+
+struct ListenerOptions {
+  std::string name;       // "smtp", "imaps", ...
+  std::string service;    // access-filter service name
+  int backlog = 511;
+  ConnectionLimits limits;
+};
+
+class Listener {
+ public:
+  Listener(ConnectionSet& connections, ListenerOptions options, BoundSocket socket,
+           std::shared_ptr<ConnectionLimiter> limiter, std::shared_ptr<ListenerStats> stats,
+           SessionFactory& factory, AdmissionCheck* admission);
+  Result<void> start();
+  // Stops accepting; established connections are not touched.
+  void stop();
+  const net::Endpoint& endpoint() const { return endpoint_; }
+  const ListenerOptions& options() const { return options_; }
+  void set_limits(const ConnectionLimits& limits) { options_.limits = limits; }
+
+ private:
+  void on_connection(int status);
+  void admit(Connection& c, AdmissionCheck::Outcome outcome);
+  void refuse(Connection& c, Refusal why, std::string_view rule = {});
+
+  ConnectionSet& connections_;
+  ListenerOptions options_;
+  net::Endpoint endpoint_;
+  Fd fd_;
+  UvHandle<uv_tcp_t> handle_;
+  std::shared_ptr<ConnectionLimiter> limiter_;
+  std::shared_ptr<ListenerStats> stats_;
+  SessionFactory& factory_;
+  AdmissionCheck* admission_;
+  bool stopped_ = false;
+};
+
+}  // namespace common::runtime
