@@ -25,7 +25,7 @@ class ConnectionSet;
 struct ConnectionLimits {
   std::chrono::milliseconds idle_timeout{std::chrono::minutes(5)};      // no bytes from the client
   std::chrono::milliseconds session_timeout{std::chrono::hours(24)};    // whole connection, 0 = none
-  std::chrono::milliseconds close_linger{std::chrono::seconds(10)};     // flushing before a close
+  std::chrono::milliseconds close_linger{std::chrono::seconds(2)};      // flushing and lingering on close
   size_t write_high_water = 256 * 1024;  // stop reading above this many queued output bytes
   size_t write_low_water = 64 * 1024;    // resume below
 };

@@ -91,6 +91,21 @@ Result<std::vector<std::vector<BoundSocket>>> bind_endpoints(const std::vector<n
   return out;
 }
 
+ListenerStats::ListenerStats(const std::string& listener, metrics::Registry& registry)
+    : accepted(registry.counter_family("postern_connections_accepted_total", "TCP connections accepted", {"listener"})
+                   .with({listener})),
+      refused_access(registry
+                         .counter_family("postern_connections_refused_total",
+                                         "Connections refused before a session started", {"listener", "reason"})
+                         .with({listener, refusal_name(Refusal::AccessDenied)})),
+      refused_per_ip(registry.counter_family("postern_connections_refused_total", "", {"listener", "reason"})
+                         .with({listener, refusal_name(Refusal::TooManyFromIp)})),
+      refused_total(registry.counter_family("postern_connections_refused_total", "", {"listener", "reason"})
+                        .with({listener, refusal_name(Refusal::TooManyConnections)})),
+      refused_draining(registry.counter_family("postern_connections_refused_total", "", {"listener", "reason"})
+                           .with({listener, refusal_name(Refusal::Draining)})),
+      active(registry.gauge_family("postern_connections_active", "Sessions open now", {"listener"}).with({listener})) {}
+
 std::string_view refusal_name(Refusal r) {
   switch (r) {
     case Refusal::AccessDenied: return "access_denied";
@@ -202,7 +217,7 @@ void Listener::on_connection(int status) {
   }
   c.set_addresses(peer, local);
   uv_tcp_nodelay(c.tcp(), 1);
-  stats_->accepted.fetch_add(1, std::memory_order_relaxed);
+  stats_->accepted.inc();
   if (stopped_) {
     refuse(c, Refusal::Draining);
     return;
@@ -232,10 +247,10 @@ void Listener::admit(Connection& c, AdmissionCheck::Outcome outcome) {
     case ConnectionLimiter::Verdict::TooManyConnections: refuse(c, Refusal::TooManyConnections); return;
     case ConnectionLimiter::Verdict::Ok: break;
   }
-  stats_->active.fetch_add(1, std::memory_order_relaxed);
+  stats_->active.inc();
   c.set_on_closed([limiter = limiter_, stats = stats_, ip = c.info().peer.address] {
     limiter->release(ip);
-    stats->active.fetch_sub(1, std::memory_order_relaxed);
+    stats->active.dec();
   });
   log::debug("runtime").session(c.info().id).client(c.info().peer.to_string()).phase("accept").event("accepted")
       .kv("listener", options_.name);
@@ -244,10 +259,10 @@ void Listener::admit(Connection& c, AdmissionCheck::Outcome outcome) {
 
 void Listener::refuse(Connection& c, Refusal why, std::string_view rule) {
   switch (why) {
-    case Refusal::AccessDenied: stats_->refused_access.fetch_add(1, std::memory_order_relaxed); break;
-    case Refusal::TooManyFromIp: stats_->refused_per_ip.fetch_add(1, std::memory_order_relaxed); break;
-    case Refusal::TooManyConnections: stats_->refused_total.fetch_add(1, std::memory_order_relaxed); break;
-    case Refusal::Draining: stats_->refused_draining.fetch_add(1, std::memory_order_relaxed); break;
+    case Refusal::AccessDenied: stats_->refused_access.inc(); break;
+    case Refusal::TooManyFromIp: stats_->refused_per_ip.inc(); break;
+    case Refusal::TooManyConnections: stats_->refused_total.inc(); break;
+    case Refusal::Draining: stats_->refused_draining.inc(); break;
   }
   auto line = log::notice("runtime");
   line.session(c.info().id).client(c.info().peer.to_string()).phase("accept").event("refused")

@@ -2,7 +2,6 @@
 // connection limits -> session. Sockets are bound (SO_REUSEPORT, one per loop) before privileges drop.
 #pragma once
 
-#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -10,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/metrics/metrics.hpp"
 #include "common/net/address.hpp"
 #include "common/result.hpp"
 #include "common/runtime/connection.hpp"
@@ -87,14 +87,15 @@ class ConnectionLimiter {
   std::unordered_map<std::string, size_t> per_ip_;
 };
 
-// Counters a daemon exports as metrics; shared by the copies of one listener.
+// A listener's metrics (postern_connections_*{listener=...}); shared by its copies on every loop.
 struct ListenerStats {
-  std::atomic<uint64_t> accepted{0};
-  std::atomic<uint64_t> refused_access{0};
-  std::atomic<uint64_t> refused_per_ip{0};
-  std::atomic<uint64_t> refused_total{0};
-  std::atomic<uint64_t> refused_draining{0};
-  std::atomic<int64_t> active{0};
+  ListenerStats(const std::string& listener, metrics::Registry& registry);
+  metrics::Counter& accepted;
+  metrics::Counter& refused_access;
+  metrics::Counter& refused_per_ip;
+  metrics::Counter& refused_total;
+  metrics::Counter& refused_draining;
+  metrics::Gauge& active;
 };
 
 struct ListenerOptions {

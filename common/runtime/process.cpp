@@ -8,6 +8,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -65,6 +66,10 @@ Result<void> drop_privileges(const PrivilegeOptions& options) {
     if (::geteuid() == uid) return {};  // already that user (started by systemd with User=)
     return fail(ErrorKind::Config, "cannot switch to user " + options.user + ": not started as root");
   }
+  // Linux clears the parent-death signal when credentials change; whoever set it (a test harness)
+  // wants this process gone with its parent, so it is set again after the drop.
+  int parent_death_signal = 0;
+  ::prctl(PR_GET_PDEATHSIG, &parent_death_signal, 0, 0, 0);
   if (!options.chroot_dir.empty()) {
     if (::chroot(options.chroot_dir.c_str()) != 0 || ::chdir("/") != 0) {
       return fail(ErrorKind::Config, "chroot " + options.chroot_dir + ": " + errno_text());
@@ -74,6 +79,10 @@ Result<void> drop_privileges(const PrivilegeOptions& options) {
   if (::setresgid(gid, gid, gid) != 0) return fail(ErrorKind::Config, "setresgid: " + errno_text());
   if (::setresuid(uid, uid, uid) != 0) return fail(ErrorKind::Config, "setresuid: " + errno_text());
   if (::setuid(0) == 0 || ::seteuid(0) == 0) return fail(ErrorKind::Internal, "root could be regained after the drop");
+  if (parent_death_signal != 0) {
+    ::prctl(PR_SET_PDEATHSIG, parent_death_signal, 0, 0, 0);
+    if (::getppid() == 1) ::raise(parent_death_signal);  // the parent went away during the drop
+  }
   ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
   ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);  // no core files holding keys
   return {};

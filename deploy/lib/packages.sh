@@ -4,7 +4,7 @@
 POSTERN_BUILD_PACKAGES=(cmake g++ ninja-build pkg-config ccache
   libuv1-dev libc-ares-dev libtomlplusplus-dev libexpected-dev)
 POSTERN_TEST_PACKAGES=(catch2 dnsmasq socat curl python3 procps iproute2)
-POSTERN_BENCH_PACKAGES=(socat)
+POSTERN_BENCH_PACKAGES=(socat libwrap0-dev)
 
 postern_ensure_packages() {
   local missing=()

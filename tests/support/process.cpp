@@ -132,6 +132,18 @@ int ChildProcess::wait(std::chrono::milliseconds deadline) {
   return -1;
 }
 
+CommandResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
+  TempDir dir;
+  auto out = dir / "output";
+  CommandResult r;
+  {
+    ChildProcess child(argv, out.string());
+    r.exit_code = child.wait(timeout);
+  }
+  r.output = read_file(out);
+  return r;
+}
+
 std::string binary_path(const std::string& relative) { return std::string(POSTERN_BINARY_DIR) + "/" + relative; }
 std::string source_path(const std::string& relative) { return std::string(POSTERN_SOURCE_DIR) + "/" + relative; }
 

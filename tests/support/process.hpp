@@ -54,6 +54,14 @@ class ChildProcess {
   int status_ = 0;
 };
 
+struct CommandResult {
+  int exit_code = -1;  // 128+signal when killed, -1 when it could not run or timed out
+  std::string output;  // stdout and stderr together
+};
+// Runs a program (looked up in PATH) to completion, capturing its output.
+CommandResult run(const std::vector<std::string>& argv,
+                  std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
 // Path of a built program or a source file, for tests that start them.
 std::string binary_path(const std::string& relative);
 std::string source_path(const std::string& relative);

@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "common/dns/resolver.hpp"
+#include "tests/support/dnsmasq.hpp"
 #include "tests/support/process.hpp"
 
 using namespace std::chrono_literals;
@@ -84,60 +85,15 @@ std::vector<std::string> zone_flags() {
   };
 }
 
-// One synchronous UDP query for ready.example.test/A; true when any reply arrives.
-bool dns_answers(int port) {
-  int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  if (fd < 0) return false;
-  timeval tv{0, 100 * 1000};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  static const unsigned char kQuery[] = {0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0,
-                                         5, 'r', 'e', 'a', 'd', 'y', 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e',
-                                         4, 't', 'e', 's', 't', 0, 0, 1, 0, 1};
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  sin.sin_port = htons(static_cast<uint16_t>(port));
-  unsigned char reply[512];
-  bool ok = sendto(fd, kQuery, sizeof kQuery, 0, reinterpret_cast<sockaddr*>(&sin), sizeof sin) > 0 &&
-            recv(fd, reply, sizeof reply, 0) >= 12;
-  close(fd);
-  return ok;
-}
-
 // dnsmasq serving only zone_flags(), killed and reaped with the fixture.
 class DnsServer {
  public:
-  DnsServer() {
-    // The free port may be taken before dnsmasq binds it (UDP or the TCP twin): try another.
-    for (int attempt = 0; attempt < 5 && !child_; ++attempt) {
-      int port = test::free_udp_port();
-      std::vector<std::string> argv = {
-          "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll",
-          "--bind-interfaces", "--listen-address=127.0.0.1", "--port=" + std::to_string(port),
-          "--conf-file=/dev/null", "--pid-file=" + (dir_ / "dnsmasq.pid").string(), "--user=root",
-          "--log-facility=-", "--log-queries", "--cache-size=0"};
-      for (auto& flag : zone_flags()) argv.push_back(flag);
-      auto child = std::make_unique<test::ChildProcess>(argv, (dir_ / "dnsmasq.log").string());
-      auto until = std::chrono::steady_clock::now() + 5s;
-      while (child->running() && std::chrono::steady_clock::now() < until) {
-        if (dns_answers(port)) {
-          port_ = port;
-          child_ = std::move(child);
-          break;
-        }
-        std::this_thread::sleep_for(10ms);
-      }
-    }
-    if (!child_) FAIL("dnsmasq did not start: " << test::read_file(dir_ / "dnsmasq.log"));
-  }
-
-  Endpoint endpoint() const { return *Endpoint::parse("127.0.0.1:" + std::to_string(port_)); }
-  std::string log() const { return test::read_file(dir_ / "dnsmasq.log"); }
+  DnsServer() : dnsmasq_(zone_flags()) {}
+  Endpoint endpoint() const { return *Endpoint::parse(dnsmasq_.server()); }
+  std::string log() const { return dnsmasq_.log(); }
 
  private:
-  test::TempDir dir_;
-  int port_ = 0;
-  std::unique_ptr<test::ChildProcess> child_;
+  test::Dnsmasq dnsmasq_;
 };
 
 // A bound UDP socket that never answers: every query to it times out.

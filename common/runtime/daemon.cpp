@@ -1,0 +1,450 @@
+// daemon.cpp: run_daemon(): flags, config, binding, privilege drop, loops, signals, drain, reload.
+#include "common/runtime/daemon.hpp"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <set>
+#include <thread>
+
+#include "common/runtime/access_admission.hpp"
+#include "common/runtime/metrics_http.hpp"
+#include "common/runtime/timer.hpp"
+
+namespace common::runtime {
+namespace {
+
+using namespace std::chrono_literals;
+
+void read_listener(config::Section& s, DaemonApp& app, const std::vector<std::string>& services,
+                   std::set<std::string>& names, ListenerConfig& l) {
+  s.get("name", l.name);
+  s.get("service", l.service);
+  if (l.service.empty()) {
+    s.error("service", "missing: one of " + [&] {
+      std::string all;
+      for (auto& sv : services) all += (all.empty() ? "" : ", ") + sv;
+      return all;
+    }());
+  } else if (std::find(services.begin(), services.end(), l.service) == services.end()) {
+    s.error("service", "this daemon does not speak \"" + l.service + "\"");
+  }
+  if (l.name.empty()) l.name = l.service;
+  if (!names.insert(l.name).second) s.error("name", "listener name \"" + l.name + "\" is used twice");
+  s.get_endpoints("address", l.addresses);
+  if (l.addresses.empty()) s.error("address", "missing: at least one address such as \"127.0.0.1:25\"");
+  s.get("backlog", l.backlog, 1, 65535);
+  s.get("max_connections", l.max_connections, size_t{1}, size_t{1000000});
+  s.get("max_per_ip", l.max_per_ip, size_t{0}, size_t{1000000});
+  s.get_duration("idle_timeout", l.limits.idle_timeout, 1s, std::chrono::milliseconds(24h));
+  s.get_duration("session_timeout", l.limits.session_timeout, 0ms, std::chrono::milliseconds(7 * 24h));
+  s.get_duration("close_linger", l.limits.close_linger, 0ms, std::chrono::milliseconds(5min));
+  uint64_t high = l.limits.write_high_water;
+  s.get_size("write_buffer", high, 4096, 64ull << 20);
+  l.limits.write_high_water = high;
+  l.limits.write_low_water = high / 4;
+  app.read_listener(s, l);
+}
+
+}  // namespace
+
+void read_common_config(config::Section root, DaemonApp& app, CommonConfig& c) {
+  auto d = root.section("daemon");
+  d.get("user", c.privileges.user);
+  d.get("group", c.privileges.group);
+  d.get("chroot", c.privileges.chroot_dir);
+  d.get("allow_root", c.privileges.allow_root);
+  d.get("pid_file", c.pid_file);
+  d.get("threads", c.threads, size_t{1}, size_t{64});
+  d.get_duration("drain_timeout", c.drain_timeout, 0ms, std::chrono::milliseconds(1h));
+
+  auto l = root.section("log");
+  std::string level(log::level_name(c.log.level));
+  l.get_enum("level", level, {"debug", "info", "notice", "warning", "error"});
+  c.log.level = *log::parse_level(level);
+  // [log.components] dns = "debug": levels for single components.
+  auto components = l.section("components");
+  for (const auto& name : components.keys()) {
+    std::string component_level(log::level_name(c.log.level));
+    components.get_enum(name, component_level, {"debug", "info", "notice", "warning", "error"});
+    c.log.components[name] = *log::parse_level(component_level);
+  }
+
+  auto m = root.section("metrics");
+  std::string metrics = c.metrics_listen ? c.metrics_listen->to_string() : "";
+  m.get("listen", metrics);
+  c.metrics_listen.reset();
+  if (!metrics.empty()) {
+    if (auto ep = net::Endpoint::parse(metrics)) {
+      c.metrics_listen = *ep;
+    } else {
+      m.error("listen", "\"" + metrics + "\" is not an address such as \"127.0.0.1:9101\" (\"\" turns metrics off)");
+    }
+  }
+
+  auto dns = root.section("dns");
+  dns.get_endpoints("servers", c.dns.servers);
+  dns.get_duration("timeout", c.dns.timeout, 100ms, std::chrono::milliseconds(60s));
+  dns.get("tries", c.dns.tries, 1, 10);
+
+  auto a = root.section("access");
+  a.get("allow_files", c.allow_files);
+  a.get("deny_files", c.deny_files);
+  a.get("allow", c.allow_rules);
+  a.get("deny", c.deny_rules);
+
+  auto w = root.section("workers");
+  w.get("threads", c.worker_threads, size_t{1}, size_t{256});
+  w.get("queue", c.worker_queue, size_t{1}, size_t{1000000});
+
+  std::set<std::string> names;
+  auto services = app.services();
+  for (auto& s : root.sections("listener")) {
+    ListenerConfig lc;
+    read_listener(s, app, services, names, lc);
+    c.listeners.push_back(std::move(lc));
+  }
+}
+
+namespace {
+
+struct Loaded {
+  config::Document doc;
+  CommonConfig common;
+  std::unique_ptr<DaemonApp> app;
+};
+
+Loaded load(const std::string& path, const DaemonSpec& spec) {
+  Loaded l{config::Document::load_file(path), {}, spec.make_app()};
+  l.common.log.daemon = spec.name;
+  if (!spec.default_metrics_listen.empty()) l.common.metrics_listen = net::Endpoint::parse(spec.default_metrics_listen);
+  read_common_config(l.doc.root(), *l.app, l.common);
+  l.app->read_config(l.doc.root());
+  l.doc.finish();
+  return l;
+}
+
+// Everything one loop thread owns. Members are destroyed bottom-up: listeners stop first, then the
+// connections (whose sessions may use the factories), then what the factories and filters use.
+struct LoopState {
+  Loop loop;
+  std::unique_ptr<dns::Resolver> resolver;
+  std::unique_ptr<AccessAdmission> admission;
+  std::vector<std::unique_ptr<SessionFactory>> factories;
+  std::unique_ptr<ConnectionSet> connections;
+  std::vector<std::unique_ptr<Listener>> listeners;
+  LoopContext context;
+  std::thread thread;
+  // Touched only on this loop's thread.
+  bool drain_started = false;
+  bool drain_reported = false;
+};
+
+struct SharedListener {
+  std::shared_ptr<ConnectionLimiter> limiter;
+  std::shared_ptr<ListenerStats> stats;
+};
+
+class Daemon {
+ public:
+  Daemon(const DaemonSpec& spec, std::string config_path, Loaded loaded)
+      : spec_(spec), config_path_(std::move(config_path)), loaded_(std::move(loaded)) {}
+
+  int run();
+
+ private:
+  void install_signals();
+  void begin_drain();
+  void report_if_drained(LoopState& ls);
+  void on_loop_drained();
+  void stop_all_loops();
+  void reload();
+
+  const DaemonSpec& spec_;
+  std::string config_path_;
+  Loaded loaded_;
+  std::vector<std::unique_ptr<LoopState>> loops_;
+  std::vector<SharedListener> shared_;
+  std::unique_ptr<WorkerPool> workers_;
+  std::unique_ptr<MetricsEndpoint> metrics_;
+  std::vector<std::unique_ptr<UvHandle<uv_signal_t>>> signals_;
+  std::unique_ptr<Timer> drain_deadline_;
+  bool draining_ = false;
+  size_t loops_drained_ = 0;
+};
+
+int Daemon::run() {
+  CommonConfig& c = loaded_.common;
+  log::configure(c.log);
+  std::signal(SIGPIPE, SIG_IGN);
+  // Every connection is a descriptor; the soft default of 1024 is far below what a mail front end holds.
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
+
+  auto fail_start = [&](const std::string& what) {
+    log::error("daemon").phase("start").event("start_failed").kv("reason", what);
+    std::fprintf(stderr, "%s: %s\n", spec_.name.c_str(), what.c_str());
+    return 1;
+  };
+
+  auto policy = load_access_policy(c);
+  if (!policy) return fail_start(policy.error().detail);
+
+  std::optional<PidFile> pid_file;
+  if (!c.pid_file.empty()) {
+    auto p = PidFile::create(c.pid_file);
+    if (!p) return fail_start(p.error().detail);
+    pid_file.emplace(std::move(*p));
+  }
+
+  // Bind everything while we may still be root.
+  std::vector<std::vector<std::vector<BoundSocket>>> bound;  // [listener][endpoint][loop]
+  for (const auto& l : c.listeners) {
+    auto b = bind_endpoints(l.addresses, c.threads, l.backlog);
+    if (!b) return fail_start("listener " + l.name + ": " + b.error().detail);
+    bound.push_back(std::move(*b));
+  }
+  std::optional<BoundSocket> metrics_socket;
+  if (c.metrics_listen) {
+    auto b = bind_endpoints({*c.metrics_listen}, 1, 64);
+    if (!b) return fail_start("metrics: " + b.error().detail);
+    metrics_socket.emplace(std::move((*b)[0][0]));
+  }
+
+  if (auto rc = drop_privileges(c.privileges); !rc) return fail_start(rc.error().detail);
+  if (auto rc = loaded_.app->start(c); !rc) return fail_start(rc.error().detail);
+
+  workers_ = std::make_unique<WorkerPool>(c.worker_threads, c.worker_queue);
+  for (const auto& l : c.listeners) {
+    shared_.push_back({std::make_shared<ConnectionLimiter>(l.max_connections, l.max_per_ip),
+                       std::make_shared<ListenerStats>(l.name, metrics::default_registry())});
+  }
+
+  for (size_t i = 0; i < c.threads; ++i) {
+    auto ls = std::make_unique<LoopState>();
+    auto resolver = dns::Resolver::create(ls->loop.get(), c.dns);
+    if (resolver) {
+      ls->resolver = std::move(*resolver);
+    } else {
+      log::warning("dns").phase("start").event("resolver_failed").kv("reason", resolver.error().detail);
+    }
+    ls->admission = std::make_unique<AccessAdmission>(*policy, ls->resolver.get());
+    ls->connections = std::make_unique<ConnectionSet>(ls->loop.get());
+    ls->context = LoopContext{i, &ls->loop, ls->connections.get(), ls->resolver.get(), workers_.get()};
+    for (size_t li = 0; li < c.listeners.size(); ++li) {
+      const ListenerConfig& lc = c.listeners[li];
+      ls->factories.push_back(loaded_.app->make_factory(lc, ls->context));
+      for (auto& endpoint_copies : bound[li]) {
+        ListenerOptions o{lc.name, lc.service, lc.backlog, lc.limits};
+        auto listener = std::make_unique<Listener>(*ls->connections, std::move(o), std::move(endpoint_copies[i]),
+                                                   shared_[li].limiter, shared_[li].stats, *ls->factories.back(),
+                                                   ls->admission.get());
+        if (auto rc = listener->start(); !rc) return fail_start(rc.error().detail);
+        ls->listeners.push_back(std::move(listener));
+      }
+    }
+    ls->connections->set_on_empty([this, loop = ls.get()] { report_if_drained(*loop); });
+    loops_.push_back(std::move(ls));
+  }
+
+  if (metrics_socket) {
+    metrics_ = std::make_unique<MetricsEndpoint>(loops_[0]->loop, std::move(*metrics_socket));
+    if (auto rc = metrics_->start(); !rc) return fail_start(rc.error().detail);
+  }
+  install_signals();
+
+  log::info("daemon").phase("start").event("started").kv("pid", static_cast<int64_t>(::getpid()))
+      .kv("threads", static_cast<uint64_t>(c.threads)).kv("listeners", static_cast<uint64_t>(c.listeners.size()));
+
+  for (size_t i = 1; i < loops_.size(); ++i) {
+    loops_[i]->thread = std::thread([ls = loops_[i].get()] { ls->loop.run(); });
+  }
+  loops_[0]->loop.run();
+  for (size_t i = 1; i < loops_.size(); ++i) loops_[i]->thread.join();
+
+  loaded_.app->stop();
+  signals_.clear();
+  drain_deadline_.reset();
+  metrics_.reset();
+  // Tear down each loop's state on the main thread; no loop runs any more.
+  loops_.clear();
+  workers_.reset();
+  log::info("daemon").phase("stop").event("stopped");
+  return 0;
+}
+
+void Daemon::install_signals() {
+  Loop& loop0 = loops_[0]->loop;
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
+    auto h = std::make_unique<UvHandle<uv_signal_t>>();
+    uv_signal_init(loop0.get(), h->get());
+    h->set_initialized();
+    (*h)->data = this;
+    uv_signal_start(
+        h->get(),
+        [](uv_signal_t* s, int signum) {
+          auto* self = static_cast<Daemon*>(s->data);
+          if (self == nullptr) return;
+          if (signum == SIGHUP) {
+            self->reload();
+          } else {
+            self->begin_drain();
+          }
+        },
+        sig);
+    signals_.push_back(std::move(h));
+  }
+}
+
+void Daemon::begin_drain() {
+  if (draining_) {
+    // A second SIGTERM: do not wait for slow sessions.
+    log::warning("daemon").phase("drain").event("drain_forced");
+    for (auto& ls : loops_) ls->loop.post([ls = ls.get()] { ls->connections->abort_all(); });
+    return;
+  }
+  draining_ = true;
+  size_t open = 0;
+  for (auto& ls : loops_) open += ls->connections->size();
+  log::info("daemon").phase("drain").event("draining").kv("connections", static_cast<uint64_t>(open))
+      .kv("deadline_ms", static_cast<int64_t>(loaded_.common.drain_timeout.count()));
+  if (metrics_) metrics_->stop();
+  drain_deadline_ = std::make_unique<Timer>(loops_[0]->loop.get());
+  drain_deadline_->start(loaded_.common.drain_timeout, [this] {
+    log::warning("daemon").phase("drain").event("drain_deadline");
+    for (auto& ls : loops_) ls->loop.post([ls = ls.get()] { ls->connections->abort_all(); });
+  });
+  for (auto& ls : loops_) {
+    ls->loop.post([this, ls = ls.get()] {
+      ls->drain_started = true;
+      for (auto& l : ls->listeners) l->stop();
+      ls->connections->drain_all();
+      report_if_drained(*ls);
+    });
+  }
+}
+
+// On loop `ls`'s thread: tells loop 0 once that this loop has no connection left.
+void Daemon::report_if_drained(LoopState& ls) {
+  if (!ls.drain_started || ls.drain_reported || ls.connections->size() != 0) return;
+  ls.drain_reported = true;
+  loops_[0]->loop.post([this] { on_loop_drained(); });
+}
+
+void Daemon::on_loop_drained() {
+  if (++loops_drained_ < loops_.size()) return;
+  stop_all_loops();
+}
+
+void Daemon::stop_all_loops() {
+  for (auto& ls : loops_) ls->loop.stop();
+}
+
+void Daemon::reload() {
+  log::info("daemon").phase("reload").event("reloading").kv("config", config_path_);
+  Loaded fresh = load(config_path_, spec_);
+  if (!fresh.doc.ok()) {
+    for (const auto& p : fresh.doc.problems()) {
+      log::error("daemon").phase("reload").event("config_problem").kv("problem", p.to_string());
+    }
+    log::error("daemon").phase("reload").event("reload_rejected").kv("reason", "config has problems; old config kept");
+    return;
+  }
+  auto policy = load_access_policy(fresh.common);
+  if (!policy) {
+    log::error("daemon").phase("reload").event("reload_rejected").kv("reason", policy.error().detail);
+    return;
+  }
+  CommonConfig& old = loaded_.common;
+  log::configure(fresh.common.log);
+  if (fresh.common.threads != old.threads || fresh.common.metrics_listen != old.metrics_listen ||
+      fresh.common.privileges.user != old.privileges.user || fresh.common.listeners.size() != old.listeners.size()) {
+    log::warning("daemon").phase("reload").event("restart_needed").kv("reason", "threads, metrics, user or listeners changed");
+  }
+  for (size_t li = 0; li < old.listeners.size() && li < fresh.common.listeners.size(); ++li) {
+    const auto& nl = fresh.common.listeners[li];
+    if (nl.name != old.listeners[li].name || nl.addresses != old.listeners[li].addresses) {
+      log::warning("daemon").phase("reload").event("restart_needed").kv("listener", nl.name)
+          .kv("reason", "addresses changed");
+      continue;
+    }
+    shared_[li].limiter->set_limits(nl.max_connections, nl.max_per_ip);
+    for (auto& ls : loops_) {
+      ls->loop.post([ls = ls.get(), name = nl.name, limits = nl.limits] {
+        for (auto& l : ls->listeners) {
+          if (l->options().name == name) l->set_limits(limits);
+        }
+      });
+    }
+  }
+  for (auto& ls : loops_) {
+    ls->loop.post([ls = ls.get(), p = *policy] { ls->admission->set_policy(p); });
+  }
+  loaded_.app->reload(*fresh.app);
+  // Keep the new values for the next comparison; the running app stays.
+  loaded_.common.log = fresh.common.log;
+  for (size_t li = 0; li < old.listeners.size() && li < fresh.common.listeners.size(); ++li) {
+    if (fresh.common.listeners[li].addresses == old.listeners[li].addresses) old.listeners[li] = fresh.common.listeners[li];
+  }
+  log::info("daemon").phase("reload").event("reloaded");
+}
+
+void print_usage(const DaemonSpec& spec, std::FILE* out) {
+  std::fprintf(out,
+               "usage: %s [--config FILE] [--check-config]\n"
+               "  %s\n"
+               "  --config FILE    configuration (default /etc/postern/%s.toml)\n"
+               "  --check-config   print the effective configuration, or every problem in it, and exit\n",
+               spec.name.c_str(), spec.description.c_str(), spec.name.c_str());
+}
+
+}  // namespace
+
+int run_daemon(int argc, char** argv, const DaemonSpec& spec) {
+  std::string config_path = "/etc/postern/" + spec.name + ".toml";
+  bool check_only = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--config" && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (a.rfind("--config=", 0) == 0) {
+      config_path = std::string(a.substr(9));
+    } else if (a == "--check-config") {
+      check_only = true;
+    } else if (a == "--help" || a == "-h") {
+      print_usage(spec, stdout);
+      return 0;
+    } else {
+      std::fprintf(stderr, "%s: unknown argument %s\n", spec.name.c_str(), argv[i]);
+      print_usage(spec, stderr);
+      return 2;
+    }
+  }
+  Loaded loaded = load(config_path, spec);
+  if (check_only) {
+    int rc = config::check_config(loaded.doc, stdout, stderr);
+    if (rc == 0) {
+      // Filter files are part of the config: a broken one fails the check too.
+      if (auto policy = load_access_policy(loaded.common); !policy) {
+        std::fprintf(stderr, "%s\n", policy.error().detail.c_str());
+        return 1;
+      }
+    }
+    return rc;
+  }
+  if (!loaded.doc.ok()) {
+    std::fputs(loaded.doc.problems_text().c_str(), stderr);
+    return 1;
+  }
+  Daemon daemon(spec, config_path, std::move(loaded));
+  return daemon.run();
+}
+
+}  // namespace common::runtime

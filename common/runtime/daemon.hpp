@@ -1,0 +1,97 @@
+// daemon.hpp: the one daemon skeleton. run_daemon() owns flags, config loading and --check-config,
+// logging and metrics set-up, binding, the privilege drop, signals (SIGTERM drain, SIGHUP reload),
+// the client access filters and the libuv loops. Every daemon's main() calls it and nothing more.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/config/config.hpp"
+#include "common/dns/resolver.hpp"
+#include "common/log/log.hpp"
+#include "common/net/address.hpp"
+#include "common/result.hpp"
+#include "common/runtime/connection.hpp"
+#include "common/runtime/listener.hpp"
+#include "common/runtime/loop.hpp"
+#include "common/runtime/process.hpp"
+#include "common/runtime/worker_pool.hpp"
+
+namespace common::runtime {
+
+// One [[listener]] table.
+struct ListenerConfig {
+  std::string name;     // unique in the file; logs and metrics use it
+  std::string service;  // the protocol, and the service name the access filters see
+  std::vector<net::Endpoint> addresses;
+  int backlog = 511;
+  size_t max_connections = 10000;
+  size_t max_per_ip = 20;  // 0: no per-IP limit
+  ConnectionLimits limits;
+};
+
+// The [daemon], [log], [metrics], [dns], [access] and [workers] tables every daemon shares.
+struct CommonConfig {
+  PrivilegeOptions privileges;
+  std::string pid_file;
+  size_t threads = 1;  // loop threads; each has its own copy of every listener (SO_REUSEPORT)
+  std::chrono::milliseconds drain_timeout{std::chrono::seconds(30)};
+  log::Settings log;
+  std::optional<net::Endpoint> metrics_listen;  // [metrics] listen; "" turns it off
+  dns::ResolverOptions dns;
+  std::vector<std::string> allow_files, deny_files;  // tcpd-style filter files
+  std::vector<std::string> allow_rules, deny_rules;  // the same filters inline, one per string
+  size_t worker_threads = 2;
+  size_t worker_queue = 1024;
+  std::vector<ListenerConfig> listeners;
+};
+
+// What one loop thread has: daemons create per-loop state (caches, clients) in make_factory.
+struct LoopContext {
+  size_t index = 0;
+  Loop* loop = nullptr;
+  ConnectionSet* connections = nullptr;
+  dns::Resolver* resolver = nullptr;  // null when DNS could not start (logged)
+  WorkerPool* workers = nullptr;      // shared by all loops
+};
+
+// The part of a daemon that differs from the others.
+class DaemonApp {
+ public:
+  virtual ~DaemonApp() = default;
+  // Listener services this daemon speaks ("smtp", "imap", ...). Others are config errors.
+  virtual std::vector<std::string> services() const = 0;
+  // Reads the daemon's own tables. Problems go into the Document (shown by --check-config).
+  virtual void read_config(config::Section root) = 0;
+  // Reads the keys of one [[listener]] that the common part does not know (e.g. TLS mode).
+  virtual void read_listener(config::Section&, const ListenerConfig&) {}
+  // After binding and the privilege drop, before any loop runs: open stores, connect clients.
+  virtual Result<void> start(const CommonConfig&) { return {}; }
+  // One factory per listener per loop; called on that loop's thread before it runs.
+  virtual std::unique_ptr<SessionFactory> make_factory(const ListenerConfig& listener, LoopContext& ctx) = 0;
+  // SIGHUP: the file was read again into a fresh app object through read_config(); adopt what can
+  // change live from it. Called on loop 0.
+  virtual void reload(DaemonApp&) {}
+  // After the drain, before the loops close.
+  virtual void stop() {}
+};
+
+struct DaemonSpec {
+  std::string name;                // "mta"
+  std::string description;         // one line for --help
+  std::string default_metrics_listen;  // e.g. "127.0.0.1:9101"; empty: metrics off unless configured
+  std::function<std::unique_ptr<DaemonApp>()> make_app;
+};
+
+// Reads the common tables into `out`, problems into the Document. Exposed for tests.
+void read_common_config(config::Section root, DaemonApp& app, CommonConfig& out);
+
+// Returns the process exit code: 0 after a clean drain or a good --check-config, 1 on config or
+// start-up errors (printed to stderr), 2 on bad flags.
+int run_daemon(int argc, char** argv, const DaemonSpec& spec);
+
+}  // namespace common::runtime
