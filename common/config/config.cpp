@@ -580,21 +580,10 @@ std::optional<milliseconds> Section::read_duration(std::string_view key, millise
 }
 
 void Section::get_endpoint(std::string_view key, net::Endpoint& out) {
-  Reader r(*doc_, *state_);
-  bool used = false;
-  if (const toml::node* n = r.lookup(key)) {
-    if (auto* s = n->as_string()) {
-      if (auto ep = net::Endpoint::parse(s->get())) {
-        out = *ep;
-        used = true;
-      } else {
-        r.problem(key, n, shown(s->get()) + " is not an address:port, e.g. \"[::1]:143\", \"192.0.2.1:25\", \"*:25\"");
-      }
-    } else {
-      r.wrong_type(key, *n, "an address string");
-    }
-  }
-  r.record(key, quote(out.to_string()), !used);
+  // Starting from a value, the optional form records it whether the key is set or not.
+  std::optional<net::Endpoint> value = out;
+  get_endpoint(key, value);
+  out = *value;
 }
 
 void Section::get_endpoint(std::string_view key, std::optional<net::Endpoint>& out) {

@@ -2,6 +2,8 @@
 // c-ares timeouts, and one zero timer that delivers results outside c-ares and the callers' stacks.
 #include "common/dns/resolver.hpp"
 
+#include "common/uv_handle.hpp"
+
 #include <ares.h>
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -69,39 +71,6 @@ std::optional<std::string> normalize_answer_name(const char* raw) {
   std::transform(name.begin(), name.end(), name.begin(), ascii_lower);
   return name;
 }
-
-// Heap-allocated libuv handle that is never moved in memory. close() hands it to libuv, which frees
-// it in the close callback: libuv may touch the handle until then.
-template <class T>
-class UvOwned {
- public:
-  UvOwned() = default;
-  explicit UvOwned(T* initialized) : h_(initialized) {}
-  UvOwned(UvOwned&& other) noexcept : h_(std::exchange(other.h_, nullptr)) {}
-  UvOwned& operator=(UvOwned&& other) noexcept {
-    if (this != &other) {
-      close();
-      h_ = std::exchange(other.h_, nullptr);
-    }
-    return *this;
-  }
-  UvOwned(const UvOwned&) = delete;
-  UvOwned& operator=(const UvOwned&) = delete;
-  ~UvOwned() { close(); }
-
-  T* get() const { return h_; }
-  explicit operator bool() const { return h_ != nullptr; }
-
-  void close() {
-    if (h_ == nullptr) return;
-    auto* base = reinterpret_cast<uv_handle_t*>(std::exchange(h_, nullptr));
-    base->data = nullptr;
-    uv_close(base, [](uv_handle_t* h) { delete reinterpret_cast<T*>(h); });
-  }
-
- private:
-  T* h_ = nullptr;
-};
 
 template <class T>
 using ListCallback = std::function<void(Status, std::vector<T>)>;
@@ -296,11 +265,11 @@ class Resolver::Impl {
 
   uv_loop_t* loop_;
   ares_channel channel_ = nullptr;
-  UvOwned<uv_timer_t> ares_timer_;  // next c-ares timeout
-  UvOwned<uv_timer_t> kick_;        // zero timer: runs deliver() on the next loop iteration
+  UvHandle<uv_timer_t> ares_timer_;  // next c-ares timeout
+  UvHandle<uv_timer_t> kick_;        // zero timer: runs deliver() on the next loop iteration
   // Keyed by fd. A closed poll leaves the map at once, so c-ares may reuse the fd number for a new
   // socket while libuv still holds the old handle for its close callback.
-  std::unordered_map<ares_socket_t, UvOwned<uv_poll_t>> polls_;
+  std::unordered_map<ares_socket_t, UvHandle<uv_poll_t>> polls_;
   std::deque<std::function<void()>> ready_;  // results waiting for deliver()
   size_t pending_ = 0;
   bool shutting_down_ = false;
@@ -315,14 +284,11 @@ Result<void> Resolver::Impl::init(const ResolverOptions& options) {
     return fail(ErrorKind::Internal, std::string("ares_library_init: ") + ares_strerror(library_rc));
   }
 
-  auto* timer = new uv_timer_t;
-  uv_timer_init(loop_, timer);
-  timer->data = this;
-  ares_timer_ = UvOwned<uv_timer_t>(timer);
-  auto* kick = new uv_timer_t;
-  uv_timer_init(loop_, kick);
-  kick->data = this;
-  kick_ = UvOwned<uv_timer_t>(kick);
+  for (UvHandle<uv_timer_t>* timer : {&ares_timer_, &kick_}) {
+    uv_timer_init(loop_, timer->get());
+    timer->set_initialized();
+    (*timer)->data = this;
+  }
 
   ares_options opts{};
   char lookups[] = "b";  // DNS only: no /etc/hosts, whose answers would bypass the servers
@@ -546,16 +512,16 @@ void Resolver::Impl::on_sock_state(ares_socket_t fd, bool readable, bool writabl
   }
   if (it == polls_.end()) {
     if (shutting_down_) return;
-    auto* poll = new uv_poll_t;
-    int rc = uv_poll_init_socket(loop_, poll, fd);
+    UvHandle<uv_poll_t> poll;
+    int rc = uv_poll_init_socket(loop_, poll.get(), fd);
     if (rc != 0) {
-      delete poll;
       // Nothing will wake c-ares for this socket; its queries end at their timeout (TempFail).
       log::error("dns").event("poll_init_failed").kv("fd", fd).kv("error", uv_strerror(rc));
       return;
     }
+    poll.set_initialized();
     poll->data = this;
-    it = polls_.emplace(fd, UvOwned<uv_poll_t>(poll)).first;
+    it = polls_.emplace(fd, std::move(poll)).first;
   }
   int events = (readable ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0);
   int rc = uv_poll_start(it->second.get(), events, &Impl::on_poll);

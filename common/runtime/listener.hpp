@@ -13,7 +13,7 @@
 #include "common/net/address.hpp"
 #include "common/result.hpp"
 #include "common/runtime/connection.hpp"
-#include "common/runtime/uv_handle.hpp"
+#include "common/uv_handle.hpp"
 
 namespace common::runtime {
 

@@ -8,7 +8,7 @@
 
 #include <uv.h>
 
-#include "common/runtime/uv_handle.hpp"
+#include "common/uv_handle.hpp"
 
 namespace common::runtime {
 

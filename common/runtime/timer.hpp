@@ -4,7 +4,7 @@
 #include <chrono>
 #include <functional>
 
-#include "common/runtime/uv_handle.hpp"
+#include "common/uv_handle.hpp"
 
 namespace common::runtime {
 

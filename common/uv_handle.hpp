@@ -1,5 +1,6 @@
-// uv_handle.hpp: ownership of libuv handles. The handle memory lives until libuv's close callback,
-// because libuv may still touch it after uv_close returns.
+// uv_handle.hpp: ownership of libuv handles, for every library on a loop. The handle memory lives
+// until libuv's close callback, because libuv may still touch it after uv_close returns; moving a
+// UvHandle moves the ownership, never the handle.
 #pragma once
 
 #include <memory>
@@ -7,7 +8,7 @@
 
 #include <uv.h>
 
-namespace common::runtime {
+namespace common {
 
 template <class T>
 class UvHandle {
@@ -16,6 +17,16 @@ class UvHandle {
   ~UvHandle() { close(); }
   UvHandle(const UvHandle&) = delete;
   UvHandle& operator=(const UvHandle&) = delete;
+  UvHandle(UvHandle&& other) noexcept
+      : handle_(std::move(other.handle_)), initialized_(std::exchange(other.initialized_, false)) {}
+  UvHandle& operator=(UvHandle&& other) noexcept {
+    if (this != &other) {
+      close();
+      handle_ = std::move(other.handle_);
+      initialized_ = std::exchange(other.initialized_, false);
+    }
+    return *this;
+  }
 
   T* get() const { return handle_.get(); }
   T* operator->() const { return handle_.get(); }
@@ -42,4 +53,4 @@ class UvHandle {
   bool initialized_ = false;
 };
 
-}  // namespace common::runtime
+}  // namespace common
