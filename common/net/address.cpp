@@ -154,8 +154,15 @@ std::optional<Endpoint> Endpoint::from_sockaddr(const sockaddr* sa) {
 }
 
 std::string Endpoint::to_string() const {
-  if (address.is_v4()) return address.to_string() + ":" + std::to_string(port);
-  return "[" + address.to_string() + "]:" + std::to_string(port);
+  // Appends only: GCC 12 warns falsely (-Wrestrict, PR 105329) on "[" + std::string.
+  std::string out;
+  out.reserve(INET6_ADDRSTRLEN + 8);
+  if (!address.is_v4()) out.push_back('[');
+  out.append(address.to_string());
+  if (!address.is_v4()) out.push_back(']');
+  out.push_back(':');
+  out.append(std::to_string(port));
+  return out;
 }
 
 socklen_t Endpoint::to_sockaddr(sockaddr_storage& storage) const {
