@@ -10,9 +10,27 @@
 
 namespace common::runtime {
 
+// What a session may ask of the security a transform provides: for logs, for the plaintext-password
+// policy and for SASL EXTERNAL.
+struct SecurityFacts {
+  bool handshake_done = false;
+  std::string protocol;        // "TLSv1.3"
+  std::string cipher;          // "TLS_AES_128_GCM_SHA256"
+  int cipher_bits = 0;
+  bool resumed = false;
+  std::string server_name;     // SNI the client sent, lowercased; empty when none
+  bool client_verified = false;     // a client certificate was presented and verified
+  std::string client_subject;  // its subject DN ("CN=alice,O=Example")
+  std::string client_issuer;   // its issuer DN
+  std::string client_der;      // the DER bytes, for certmap's verifycert
+  std::string channel_binding; // tls-exporter (RFC 9266), 32 bytes, for SCRAM-PLUS
+};
+
 class Transform {
  public:
   virtual ~Transform() = default;
+  // Null until the transform knows (e.g. before a TLS handshake completes).
+  virtual const SecurityFacts* facts() const { return nullptr; }
   // Bytes from the socket. Plaintext for the session goes to `plain`; bytes the transform itself must
   // send (handshake, alerts, tickets) go to `wire`. An error closes the connection after `wire` is sent.
   virtual Result<void> decode(std::string_view in, std::string& plain, std::string& wire) = 0;

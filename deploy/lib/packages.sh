@@ -2,9 +2,12 @@
 # Idempotent: apt-get runs only when something is missing.
 
 POSTERN_BUILD_PACKAGES=(cmake g++ ninja-build pkg-config ccache
-  libuv1-dev libc-ares-dev libtomlplusplus-dev libexpected-dev)
-POSTERN_TEST_PACKAGES=(catch2 dnsmasq socat curl python3 procps iproute2)
-POSTERN_BENCH_PACKAGES=(socat libwrap0-dev)
+  libuv1-dev libc-ares-dev libtomlplusplus-dev libexpected-dev
+  libnss3-dev libnss3-tools
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc)
+POSTERN_TEST_PACKAGES=(catch2 dnsmasq socat curl python3 procps iproute2
+  openssl gnutls-bin sslscan)
+POSTERN_BENCH_PACKAGES=(socat libwrap0-dev nginx-light libnginx-mod-stream)
 
 postern_ensure_packages() {
   local missing=()

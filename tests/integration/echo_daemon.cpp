@@ -1,11 +1,11 @@
 // echo_daemon.cpp: postern-echo, a line-echo daemon on common::run_daemon. It exists to prove the
 // runtime end to end (integration tests, the echo benchmark); it is not part of the suite.
-#include "common/runtime/daemon.hpp"
+#include "common/daemon/daemon.hpp"
 #include "tests/support/echo_session.hpp"
 
 namespace {
 
-class EchoApp : public common::runtime::DaemonApp {
+class EchoApp : public common::daemon::DaemonApp {
  public:
   std::vector<std::string> services() const override { return {"echo"}; }
   void read_config(common::config::Section root) override {
@@ -13,8 +13,8 @@ class EchoApp : public common::runtime::DaemonApp {
     e.get("max_line", max_line_, size_t{16}, size_t{1} << 20);
     e.get("max_errors", max_errors_, 1, 1000);
   }
-  std::unique_ptr<common::runtime::SessionFactory> make_factory(const common::runtime::ListenerConfig&,
-                                                                 common::runtime::LoopContext&) override {
+  std::unique_ptr<common::runtime::SessionFactory> make_factory(const common::daemon::ListenerConfig&,
+                                                                 common::daemon::LoopContext&) override {
     return std::make_unique<test::LineEchoFactory>(max_line_, max_errors_);
   }
 
@@ -26,7 +26,7 @@ class EchoApp : public common::runtime::DaemonApp {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return common::runtime::run_daemon(
+  return common::daemon::run_daemon(
       argc, argv,
       {"postern-echo", "line-echo test daemon on the Postern runtime", "", [] { return std::make_unique<EchoApp>(); }});
 }

@@ -21,7 +21,8 @@
 #include "common/runtime/process.hpp"
 #include "common/runtime/worker_pool.hpp"
 
-namespace common::runtime {
+namespace common::daemon {
+
 
 // One [[listener]] table.
 struct ListenerConfig {
@@ -31,12 +32,12 @@ struct ListenerConfig {
   int backlog = 511;
   size_t max_connections = 10000;
   size_t max_per_ip = 20;  // 0: no per-IP limit
-  ConnectionLimits limits;
+  runtime::ConnectionLimits limits;
 };
 
 // The [daemon], [log], [metrics], [dns], [access] and [workers] tables every daemon shares.
 struct CommonConfig {
-  PrivilegeOptions privileges;
+  runtime::PrivilegeOptions privileges;
   std::string pid_file;
   size_t threads = 1;  // loop threads; each has its own copy of every listener (SO_REUSEPORT)
   std::chrono::milliseconds drain_timeout{std::chrono::seconds(30)};
@@ -53,10 +54,10 @@ struct CommonConfig {
 // What one loop thread has: daemons create per-loop state (caches, clients) in make_factory.
 struct LoopContext {
   size_t index = 0;
-  Loop* loop = nullptr;
-  ConnectionSet* connections = nullptr;
+  runtime::Loop* loop = nullptr;
+  runtime::ConnectionSet* connections = nullptr;
   dns::Resolver* resolver = nullptr;  // null when DNS could not start (logged)
-  WorkerPool* workers = nullptr;      // shared by all loops
+  runtime::WorkerPool* workers = nullptr;      // shared by all loops
 };
 
 // The part of a daemon that differs from the others.
@@ -72,7 +73,7 @@ class DaemonApp {
   // After binding and the privilege drop, before any loop runs: open stores, connect clients.
   virtual Result<void> start(const CommonConfig&) { return {}; }
   // One factory per listener per loop; called on that loop's thread before it runs.
-  virtual std::unique_ptr<SessionFactory> make_factory(const ListenerConfig& listener, LoopContext& ctx) = 0;
+  virtual std::unique_ptr<runtime::SessionFactory> make_factory(const ListenerConfig& listener, LoopContext& ctx) = 0;
   // SIGHUP: the file was read again into a fresh app object through read_config(); adopt what can
   // change live from it. Called on loop 0.
   virtual void reload(DaemonApp&) {}
@@ -94,4 +95,4 @@ void read_common_config(config::Section root, DaemonApp& app, CommonConfig& out)
 // start-up errors (printed to stderr), 2 on bad flags.
 int run_daemon(int argc, char** argv, const DaemonSpec& spec);
 
-}  // namespace common::runtime
+}  // namespace common::daemon

@@ -1,9 +1,11 @@
 // metrics_http.cpp: an HTTP session that answers one request from the registry and closes.
-#include "common/runtime/metrics_http.hpp"
+#include "common/daemon/metrics_http.hpp"
 
 #include "common/metrics/http.hpp"
 
-namespace common::runtime {
+namespace common::daemon {
+
+using namespace common::runtime;
 namespace {
 
 using namespace std::chrono_literals;
@@ -65,4 +67,4 @@ MetricsEndpoint::~MetricsEndpoint() {
 Result<void> MetricsEndpoint::start() { return listener_->start(); }
 void MetricsEndpoint::stop() { listener_->stop(); }
 
-}  // namespace common::runtime
+}  // namespace common::daemon

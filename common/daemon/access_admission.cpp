@@ -1,13 +1,15 @@
 // access_admission.cpp: evaluate, look up the name the filter asked for, evaluate again.
-#include "common/runtime/access_admission.hpp"
+#include "common/daemon/access_admission.hpp"
 
 #include <fstream>
 #include <sstream>
 
 #include "common/log/log.hpp"
-#include "common/runtime/daemon.hpp"
+#include "common/daemon/daemon.hpp"
 
-namespace common::runtime {
+namespace common::daemon {
+
+using namespace common::runtime;
 namespace {
 
 std::string join_errors(const access::ParseErrors& errors) {
@@ -154,4 +156,4 @@ void AccessAdmission::check(const ConnectionInfo& info, std::function<void(Outco
   step(std::move(p));
 }
 
-}  // namespace common::runtime
+}  // namespace common::daemon

@@ -1,5 +1,5 @@
 // daemon.cpp: run_daemon(): flags, config, binding, privilege drop, loops, signals, drain, reload.
-#include "common/runtime/daemon.hpp"
+#include "common/daemon/daemon.hpp"
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -11,11 +11,13 @@
 #include <set>
 #include <thread>
 
-#include "common/runtime/access_admission.hpp"
-#include "common/runtime/metrics_http.hpp"
+#include "common/daemon/access_admission.hpp"
+#include "common/daemon/metrics_http.hpp"
 #include "common/runtime/timer.hpp"
 
-namespace common::runtime {
+namespace common::daemon {
+
+using namespace common::runtime;
 namespace {
 
 using namespace std::chrono_literals;
@@ -447,4 +449,4 @@ int run_daemon(int argc, char** argv, const DaemonSpec& spec) {
   return daemon.run();
 }
 
-}  // namespace common::runtime
+}  // namespace common::daemon

@@ -11,7 +11,8 @@
 #include "common/result.hpp"
 #include "common/runtime/listener.hpp"
 
-namespace common::runtime {
+namespace common::daemon {
+
 
 struct CommonConfig;
 
@@ -21,17 +22,17 @@ using AccessPolicy = std::shared_ptr<const access::AccessFilter>;
 // name the file, line and column. Warnings (e.g. @netgroup) are logged.
 Result<AccessPolicy> load_access_policy(const CommonConfig& config);
 
-class AccessAdmission : public AdmissionCheck {
+class AccessAdmission : public runtime::AdmissionCheck {
  public:
   // resolver may be null (DNS failed to start): name lookups then count as a DNS outage.
   AccessAdmission(AccessPolicy policy, dns::Resolver* resolver);
   // SIGHUP: connections accepted from now on see the new filter.
   void set_policy(AccessPolicy policy) { policy_ = std::move(policy); }
-  void check(const ConnectionInfo& info, std::function<void(Outcome)> done) override;
+  void check(const runtime::ConnectionInfo& info, std::function<void(runtime::AdmissionCheck::Outcome)> done) override;
 
  private:
   AccessPolicy policy_;
   dns::Resolver* resolver_;
 };
 
-}  // namespace common::runtime
+}  // namespace common::daemon

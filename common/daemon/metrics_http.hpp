@@ -8,11 +8,12 @@
 #include "common/runtime/listener.hpp"
 #include "common/runtime/loop.hpp"
 
-namespace common::runtime {
+namespace common::daemon {
+
 
 class MetricsEndpoint {
  public:
-  MetricsEndpoint(Loop& loop, BoundSocket socket, metrics::Registry& registry = metrics::default_registry());
+  MetricsEndpoint(runtime::Loop& loop, runtime::BoundSocket socket, metrics::Registry& registry = metrics::default_registry());
   ~MetricsEndpoint();
   Result<void> start();
   void stop();
@@ -21,8 +22,8 @@ class MetricsEndpoint {
  private:
   class Factory;
   std::unique_ptr<Factory> factory_;
-  std::unique_ptr<ConnectionSet> connections_;
-  std::unique_ptr<Listener> listener_;
+  std::unique_ptr<runtime::ConnectionSet> connections_;
+  std::unique_ptr<runtime::Listener> listener_;
 };
 
-}  // namespace common::runtime
+}  // namespace common::daemon

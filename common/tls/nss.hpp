@@ -1,0 +1,48 @@
+// nss.hpp: NSS for the whole process: opened once from the host's sql: database and its password
+// file, shut down last. TLS for mail protocols (common/tls) and gRPC mTLS (common/grpc) both use it.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/result.hpp"
+
+namespace common::tls {
+
+struct NssOptions {
+  std::string db_dir;         // directory holding cert9.db, key4.db, pkcs11.txt ("sql:" is added)
+  std::string password_file;  // lines "Internal (Software) Token:<password>" (389-ds/mod_nss format)
+  bool read_only = true;
+  bool load_public_roots = false;  // the built-in roots module, only for outbound SMTP to public MX
+  int session_cache_entries = 10000;  // server session ID cache (mandatory: notes §1 pitfall 3)
+};
+
+// One per process, created after any fork and before worker threads use NSS; destroyed after every
+// NSS object (certificates, keys, sockets) is gone, or NSS_Shutdown fails (logged as a leak).
+class Nss {
+ public:
+  // Fails with a clear message: missing database, unreadable or world-readable password file,
+  // wrong password (checked at start with PK11_Authenticate, never retried in a loop).
+  static Result<std::unique_ptr<Nss>> init(const NssOptions& options);
+  ~Nss();
+  Nss(const Nss&) = delete;
+  Nss& operator=(const Nss&) = delete;
+
+  const NssOptions& options() const { return options_; }
+  // "3.87.1", for --version and the start log line (TLS-28).
+  static std::string version();
+
+ private:
+  explicit Nss(NssOptions options);
+  struct Context;
+  NssOptions options_;
+  std::unique_ptr<Context> context_;
+};
+
+// The NSS/NSPR error name, number and text: "SEC_ERROR_REVOKED_CERTIFICATE (-8180): Peer's
+// Certificate has been revoked." (TLS-26, TLS-27).
+std::string error_text(int code);
+// The same for PR_GetError().
+std::string last_error_text();
+
+}  // namespace common::tls
