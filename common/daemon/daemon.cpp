@@ -13,6 +13,7 @@
 
 #include "common/daemon/access_admission.hpp"
 #include "common/daemon/metrics_http.hpp"
+#include "common/tls/nss.hpp"
 #include "common/runtime/timer.hpp"
 
 namespace common::daemon {
@@ -49,6 +50,22 @@ void read_listener(config::Section& s, DaemonApp& app, const std::vector<std::st
   s.get_size("write_buffer", high, 4096, 64ull << 20);
   l.limits.write_high_water = high;
   l.limits.write_low_water = high / 4;
+  s.get_enum("tls", l.tls_mode, {{"off", TlsMode::Off}, {"starttls", TlsMode::StartTls}, {"implicit", TlsMode::Implicit}});
+  s.get("certificates", l.tls_options.certificates);
+  s.get_enum("client_certs", l.tls_options.client_certs,
+             {{"off", tls::ClientCerts::Off}, {"optional", tls::ClientCerts::Optional},
+              {"required", tls::ClientCerts::Required}});
+  for (auto& sni : s.sections("sni")) {
+    std::string server_name;
+    std::vector<std::string> certificates;
+    sni.get("name", server_name);
+    sni.get("certificates", certificates);
+    if (server_name.empty() || certificates.empty()) {
+      sni.error("name", "an [[listener.sni]] entry needs name and certificates");
+      continue;
+    }
+    l.tls_options.sni.emplace_back(server_name, certificates);
+  }
   app.read_listener(s, l);
 }
 
@@ -99,6 +116,13 @@ void read_common_config(config::Section root, DaemonApp& app, CommonConfig& c) {
   a.get("allow", c.allow_rules);
   a.get("deny", c.deny_rules);
 
+  auto t = root.section("tls");
+  t.get("db_dir", c.tls.db_dir);
+  t.get("password_file", c.tls.password_file);
+  t.get("crl_files", c.tls.crl_files);
+  t.get("adjust_ciphers", c.tls.adjust_ciphers);
+  t.get_enum("min_version", c.tls.min_version, {"1.2", "1.3"});
+
   auto w = root.section("workers");
   w.get("threads", c.worker_threads, size_t{1}, size_t{256});
   w.get("queue", c.worker_queue, size_t{1}, size_t{1000000});
@@ -108,9 +132,60 @@ void read_common_config(config::Section root, DaemonApp& app, CommonConfig& c) {
   for (auto& s : root.sections("listener")) {
     ListenerConfig lc;
     read_listener(s, app, services, names, lc);
+    if (lc.tls_mode != TlsMode::Off && c.tls.db_dir.empty()) {
+      s.error("tls", "TLS needs [tls] db_dir: this host's NSS database (deploy/certs host)");
+    }
     c.listeners.push_back(std::move(lc));
   }
 }
+
+namespace {
+
+bool any_tls(const CommonConfig& c) {
+  return std::any_of(c.listeners.begin(), c.listeners.end(),
+                     [](const ListenerConfig& l) { return l.tls_mode != TlsMode::Off; });
+}
+
+// Opens NSS and makes every TLS listener's context. Runs before the chroot and the privilege drop:
+// the database and its password file stay out of the jail and readable only by root or the owner.
+Result<std::unique_ptr<tls::Nss>> start_tls(CommonConfig& c) {
+  if (!any_tls(c)) return std::unique_ptr<tls::Nss>();
+  tls::NssOptions o;
+  o.db_dir = c.tls.db_dir;
+  o.password_file = c.tls.password_file.empty() ? c.tls.db_dir + "/password" : c.tls.password_file;
+  auto nss = tls::Nss::init(o);
+  if (!nss) return tl::unexpected(nss.error());
+  for (auto& l : c.listeners) {
+    if (l.tls_mode == TlsMode::Off) continue;
+    tls::ServerOptions so = l.tls_options;
+    so.min_version = c.tls.min_version;
+    so.adjust_ciphers = c.tls.adjust_ciphers;
+    so.crl_files = c.tls.crl_files;
+    auto ctx = tls::ServerContext::create(**nss, so);
+    if (!ctx) return fail(ErrorKind::Config, "listener " + l.name + ": " + ctx.error().detail);
+    l.tls = std::move(*ctx);
+  }
+  return nss;
+}
+
+// Implicit TLS: the handshake starts before the session writes its greeting (the transform holds
+// the greeting until the handshake is done).
+class ImplicitTlsFactory : public SessionFactory {
+ public:
+  ImplicitTlsFactory(std::unique_ptr<SessionFactory> inner, std::shared_ptr<tls::ServerContext> tls)
+      : inner_(std::move(inner)), tls_(std::move(tls)) {}
+  std::unique_ptr<Session> create(Connection& c) override {
+    c.start_transform(tls_->accept(c.info().id));
+    return inner_->create(c);
+  }
+  std::string refusal(Refusal) override { return {}; }  // plaintext bytes would break a TLS client
+
+ private:
+  std::unique_ptr<SessionFactory> inner_;
+  std::shared_ptr<tls::ServerContext> tls_;
+};
+
+}  // namespace
 
 namespace {
 
@@ -168,6 +243,7 @@ class Daemon {
 
   const DaemonSpec& spec_;
   std::string config_path_;
+  std::unique_ptr<tls::Nss> nss_;  // before loaded_ and loops_: NSS shuts down after every TLS object
   Loaded loaded_;
   std::vector<std::unique_ptr<LoopState>> loops_;
   std::vector<SharedListener> shared_;
@@ -206,6 +282,11 @@ int Daemon::run() {
     pid_file.emplace(std::move(*p));
   }
 
+  auto nss = start_tls(c);
+  if (!nss) return fail_start(nss.error().detail);
+  nss_ = std::move(*nss);
+  if (nss_) log::info("tls").phase("start").event("nss_ready").kv("nss", tls::Nss::version()).kv("db", c.tls.db_dir);
+
   // Bind everything while we may still be root.
   std::vector<std::vector<std::vector<BoundSocket>>> bound;  // [listener][endpoint][loop]
   for (const auto& l : c.listeners) {
@@ -242,7 +323,9 @@ int Daemon::run() {
     ls->context = LoopContext{i, &ls->loop, ls->connections.get(), ls->resolver.get(), workers_.get()};
     for (size_t li = 0; li < c.listeners.size(); ++li) {
       const ListenerConfig& lc = c.listeners[li];
-      ls->factories.push_back(loaded_.app->make_factory(lc, ls->context));
+      auto factory = loaded_.app->make_factory(lc, ls->context);
+      if (lc.tls_mode == TlsMode::Implicit) factory = std::make_unique<ImplicitTlsFactory>(std::move(factory), lc.tls);
+      ls->factories.push_back(std::move(factory));
       for (auto& endpoint_copies : bound[li]) {
         ListenerOptions o{lc.name, lc.service, lc.backlog, lc.limits};
         auto listener = std::make_unique<Listener>(*ls->connections, std::move(o), std::move(endpoint_copies[i]),
@@ -389,11 +472,21 @@ void Daemon::reload() {
   for (auto& ls : loops_) {
     ls->loop.post([ls = ls.get(), p = *policy] { ls->admission->set_policy(p); });
   }
+  for (const auto& l : old.listeners) {
+    if (!l.tls) continue;
+    if (auto rc = l.tls->reload_crls(); !rc) {
+      log::error("tls").phase("reload").event("crl_reload_failed").kv("listener", l.name).kv("reason", rc.error().detail);
+    }
+  }
   loaded_.app->reload(*fresh.app);
   // Keep the new values for the next comparison; the running app stays.
   loaded_.common.log = fresh.common.log;
   for (size_t li = 0; li < old.listeners.size() && li < fresh.common.listeners.size(); ++li) {
-    if (fresh.common.listeners[li].addresses == old.listeners[li].addresses) old.listeners[li] = fresh.common.listeners[li];
+    if (fresh.common.listeners[li].addresses == old.listeners[li].addresses) {
+      auto context = std::move(old.listeners[li].tls);  // TLS settings other than CRLs need a restart
+      old.listeners[li] = fresh.common.listeners[li];
+      old.listeners[li].tls = std::move(context);
+    }
   }
   log::info("daemon").phase("reload").event("reloaded");
 }
@@ -420,6 +513,9 @@ int run_daemon(int argc, char** argv, const DaemonSpec& spec) {
       config_path = std::string(a.substr(9));
     } else if (a == "--check-config") {
       check_only = true;
+    } else if (a == "--version") {
+      std::printf("%s (Postern), NSS %s\n", spec.name.c_str(), tls::Nss::version().c_str());
+      return 0;
     } else if (a == "--help" || a == "-h") {
       print_usage(spec, stdout);
       return 0;
@@ -436,6 +532,13 @@ int run_daemon(int argc, char** argv, const DaemonSpec& spec) {
       // Filter files are part of the config: a broken one fails the check too.
       if (auto policy = load_access_policy(loaded.common); !policy) {
         std::fprintf(stderr, "%s\n", policy.error().detail.c_str());
+        return 1;
+      }
+      // Nicknames, the cipher grammar and CRL files are checked against the real database.
+      auto nss = start_tls(loaded.common);
+      for (auto& l : loaded.common.listeners) l.tls.reset();
+      if (!nss) {
+        std::fprintf(stderr, "%s\n", nss.error().detail.c_str());
         return 1;
       }
     }

@@ -20,22 +20,39 @@
 #include "common/runtime/loop.hpp"
 #include "common/runtime/process.hpp"
 #include "common/runtime/worker_pool.hpp"
+#include "common/tls/server.hpp"
 
 namespace common::daemon {
 
+
+enum class TlsMode { Off, StartTls, Implicit };
 
 // One [[listener]] table.
 struct ListenerConfig {
   std::string name;     // unique in the file; logs and metrics use it
   std::string service;  // the protocol, and the service name the access filters see
   std::vector<net::Endpoint> addresses;
+  TlsMode tls_mode = TlsMode::Off;  // implicit: the handshake comes first; starttls: the session starts it
+  tls::ServerOptions tls_options;   // certificates, client_certs, [[listener.sni]]
+  // Made by run_daemon from tls_options and [tls] when tls_mode is not Off; sessions hand it to
+  // Connection::start_transform (STARTTLS). Shared by every loop's copy of the listener.
+  std::shared_ptr<tls::ServerContext> tls;
   int backlog = 511;
   size_t max_connections = 10000;
   size_t max_per_ip = 20;  // 0: no per-IP limit
   runtime::ConnectionLimits limits;
 };
 
-// The [daemon], [log], [metrics], [dns], [access] and [workers] tables every daemon shares.
+// [tls]: this host's NSS database, shared by every TLS listener (and later by gRPC).
+struct TlsConfig {
+  std::string db_dir;          // cert9.db, key4.db, pkcs11.txt (deploy/certs host)
+  std::string password_file;   // default: <db_dir>/password
+  std::vector<std::string> crl_files;  // reloaded on SIGHUP
+  std::string adjust_ciphers;  // ssladjustciphersuites grammar, for every listener
+  std::string min_version = "1.2";
+};
+
+// The [daemon], [log], [metrics], [dns], [access], [tls] and [workers] tables every daemon shares.
 struct CommonConfig {
   runtime::PrivilegeOptions privileges;
   std::string pid_file;
@@ -46,6 +63,7 @@ struct CommonConfig {
   dns::ResolverOptions dns;
   std::vector<std::string> allow_files, deny_files;  // tcpd-style filter files
   std::vector<std::string> allow_rules, deny_rules;  // the same filters inline, one per string
+  TlsConfig tls;
   size_t worker_threads = 2;
   size_t worker_queue = 1024;
   std::vector<ListenerConfig> listeners;

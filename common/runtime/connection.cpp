@@ -143,7 +143,8 @@ void Connection::on_read(ssize_t nread, const uv_buf_t* buf) {
   if (!wire.empty()) queue_wire(wire);
   if (!plain.empty()) deliver(plain);
   if (!rc) {
-    log::notice("runtime").session(info_.id).client(info_.peer.to_string()).phase("tls").event("transform_error")
+    // The transform logs the cause (for TLS, with the NSS error name); this line ties it to the client.
+    log::debug("runtime").session(info_.id).client(info_.peer.to_string()).phase("tls").event("transform_error")
         .kv("reason", rc.error().detail);
     close(CloseReason::TransformError);
     return;

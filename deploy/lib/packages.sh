@@ -6,7 +6,7 @@ POSTERN_BUILD_PACKAGES=(cmake g++ ninja-build pkg-config ccache
   libnss3-dev libnss3-tools
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc)
 POSTERN_TEST_PACKAGES=(catch2 dnsmasq socat curl python3 procps iproute2
-  openssl gnutls-bin sslscan)
+  openssl gnutls-bin sslscan libssl-dev)
 POSTERN_BENCH_PACKAGES=(socat libwrap0-dev nginx-light libnginx-mod-stream)
 
 postern_ensure_packages() {

@@ -13,9 +13,13 @@ class EchoApp : public common::daemon::DaemonApp {
     e.get("max_line", max_line_, size_t{16}, size_t{1} << 20);
     e.get("max_errors", max_errors_, 1, 1000);
   }
-  std::unique_ptr<common::runtime::SessionFactory> make_factory(const common::daemon::ListenerConfig&,
+  std::unique_ptr<common::runtime::SessionFactory> make_factory(const common::daemon::ListenerConfig& listener,
                                                                  common::daemon::LoopContext&) override {
-    return std::make_unique<test::LineEchoFactory>(max_line_, max_errors_);
+    test::StartTls starttls;
+    if (listener.tls_mode == common::daemon::TlsMode::StartTls) {
+      starttls = [tls = listener.tls](std::string_view id) { return tls->accept(id); };
+    }
+    return std::make_unique<test::LineEchoFactory>(max_line_, max_errors_, std::move(starttls));
   }
 
  private:

@@ -3,6 +3,7 @@
 // replies. Shared by the runtime tests, the integration daemon and the echo benchmark.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "common/runtime/connection.hpp"
@@ -11,10 +12,13 @@
 
 namespace test {
 
+// Makes the TLS transform for STARTTLS; empty when the listener has no TLS.
+using StartTls = std::function<std::unique_ptr<common::runtime::Transform>(std::string_view connection_id)>;
+
 class LineEchoSession : public common::runtime::Session {
  public:
-  LineEchoSession(common::runtime::Connection& c, size_t max_line, int max_errors)
-      : Session(c), framer_(max_line), max_errors_(max_errors) {}
+  LineEchoSession(common::runtime::Connection& c, size_t max_line, int max_errors, StartTls starttls = {})
+      : Session(c), framer_(max_line), max_errors_(max_errors), starttls_(std::move(starttls)) {}
 
   void on_open() override { connection().write("+ready " + connection().info().id + "\r\n"); }
 
@@ -49,6 +53,19 @@ class LineEchoSession : public common::runtime::Session {
           connection().close();
           return;
         }
+        if (line->text == "STARTTLS" && starttls_ && !connection().transform()) {
+          connection().write("+go ahead\r\n");
+          framer_.reset();  // pipelined plaintext must not reach the TLS session (CVE-2011-0411)
+          connection().start_transform(starttls_(connection().info().id));
+          return;
+        }
+        if (line->text == "TLSINFO") {
+          auto* facts = connection().transform() ? connection().transform()->facts() : nullptr;
+          connection().write(facts ? "+tls " + facts->protocol + " " + facts->cipher + " client=" +
+                                         (facts->client_verified ? facts->client_subject : "none") + "\r\n"
+                                   : std::string("+tls none\r\n"));
+          continue;
+        }
         out_.assign(line->text);
         out_ += "\r\n";
         connection().write(out_);
@@ -66,14 +83,16 @@ class LineEchoSession : public common::runtime::Session {
   common::runtime::LineFramer framer_;
   std::string out_;
   int max_errors_;
+  StartTls starttls_;
   int errors_ = 0;
 };
 
 class LineEchoFactory : public common::runtime::SessionFactory {
  public:
-  explicit LineEchoFactory(size_t max_line = 1000, int max_errors = 3) : max_line_(max_line), max_errors_(max_errors) {}
+  explicit LineEchoFactory(size_t max_line = 1000, int max_errors = 3, StartTls starttls = {})
+      : max_line_(max_line), max_errors_(max_errors), starttls_(std::move(starttls)) {}
   std::unique_ptr<common::runtime::Session> create(common::runtime::Connection& c) override {
-    return std::make_unique<LineEchoSession>(c, max_line_, max_errors_);
+    return std::make_unique<LineEchoSession>(c, max_line_, max_errors_, starttls_);
   }
   std::string refusal(common::runtime::Refusal why) override {
     return "-ERR refused " + std::string(common::runtime::refusal_name(why)) + "\r\n";
@@ -82,6 +101,7 @@ class LineEchoFactory : public common::runtime::SessionFactory {
  private:
   size_t max_line_;
   int max_errors_;
+  StartTls starttls_;
 };
 
 }  // namespace test

@@ -1,0 +1,65 @@
+// server.hpp: TLS for one listener: the NSS model socket (certificates per key type and per SNI
+// name, versions, suites, client certificates, CRLs) and the per-connection transform that runs
+// NSS over memory buffers on the connection's loop. Used for implicit TLS and for STARTTLS alike.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/result.hpp"
+#include "common/runtime/transform.hpp"
+#include "common/tls/ciphers.hpp"
+
+namespace common::tls {
+
+class Nss;
+
+// Per listener (TLS-14). Optional: requested; absence is fine but a bad certificate fails the
+// handshake. Required: absence fails with certificate_required.
+enum class ClientCerts { Off, Optional, Required };
+std::string_view client_certs_name(ClientCerts mode);
+Result<ClientCerts> parse_client_certs(std::string_view text);  // "off" | "optional" | "required"
+
+struct ServerOptions {
+  std::vector<std::string> certificates{"Server-Cert"};  // nicknames, one per key type (ECDSA + RSA) (TLS-05)
+  // Server name -> nicknames (TLS-06 via SNI). Names are matched case-insensitively; "*.example.org"
+  // matches one label. Unknown or absent names get `certificates`.
+  std::vector<std::pair<std::string, std::vector<std::string>>> sni;
+  ClientCerts client_certs = ClientCerts::Off;
+  std::string min_version = "1.2";  // "1.2" or "1.3"; 1.0/1.1 are refused (TLS-07)
+  std::string adjust_ciphers;       // ssladjustciphersuites grammar (TLS-08, ciphers.hpp)
+  std::vector<std::string> crl_files;  // DER or PEM CRLs, cached with CERT_CacheCRL (TLS-17)
+};
+
+// The NSS model socket(s) of one listener: immutable once made, shared by all its connections on
+// every loop thread (connections keep it alive). Destroy before the Nss object.
+class ServerContext : public std::enable_shared_from_this<ServerContext> {
+ public:
+  // Fails with a clear message naming the nickname, the grammar column or the CRL file (TLS-26).
+  static Result<std::shared_ptr<ServerContext>> create(const Nss& nss, const ServerOptions& options);
+  ~ServerContext();
+  ServerContext(const ServerContext&) = delete;
+  ServerContext& operator=(const ServerContext&) = delete;
+
+  // A TLS server session over memio for Connection::start_transform. Never null: if NSS cannot make
+  // the socket, the transform fails its first decode (the connection then closes) and it is logged.
+  std::unique_ptr<runtime::Transform> accept(std::string_view connection_id);
+
+  // SIGHUP: reads every CRL file again, caches the new CRLs, then drops the old ones. On an error
+  // the old CRLs stay in force and the error names the file.
+  Result<void> reload_crls();
+
+  const ServerOptions& options() const;
+  const CipherSelection& ciphers() const;
+
+  struct State;  // NSS details, in server.cpp
+
+ private:
+  ServerContext();
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace common::tls
