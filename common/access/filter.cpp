@@ -1,6 +1,7 @@
 // filter.cpp: compiles parsed rules into runs of address-only rules indexed by prefix length
 // (hash per length, postings in rule order) and general rules matched in three-valued logic
 // (yes / no / needs a name), so numeric decisions stay fast and DNS is asked for only when needed.
+#include "common/ascii.hpp"
 #include "common/access/filter.hpp"
 
 #include <algorithm>
@@ -10,6 +11,9 @@
 namespace common::access {
 
 namespace {
+
+using common::ascii::lower;
+using common::ascii::iequals;
 
 constexpr uint8_t kNeedClient = 1;
 constexpr uint8_t kNeedServer = 2;
@@ -41,15 +45,7 @@ Tri both(Tri a, Tri b) {
                                            (b.v == Tri::Maybe ? b.needs : 0))};
 }
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
 
 void v6_halves(const net::IpAddress& a, uint64_t out[2]) {
   auto b = a.bytes();

@@ -1,5 +1,6 @@
 // parser.cpp: tokenizer and pattern classifier for access filters. Every malformed input becomes a
 // Diagnostic with its position; nothing here allocates beyond the limits in AccessLimits.
+#include "common/ascii.hpp"
 #include "common/access/parser.hpp"
 
 #include <algorithm>
@@ -24,6 +25,12 @@ std::string RuleInfo::to_string() const {
 
 namespace {
 
+using common::ascii::lower;
+using common::ascii::lowered;
+using common::ascii::iequals;
+using common::ascii::is_digit;
+using common::ascii::is_alnum;
+
 // tcpd separates list entries with blanks and/or commas (", \t\r\n").
 bool is_separator(char c) {
   return c == ' ' || c == '\t' || c == ',' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
@@ -34,24 +41,9 @@ bool is_bad_byte(char c) {
   return (u < 0x20 && !is_separator(c)) || u >= 0x7f;
 }
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
-std::string lowered(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = lower(c);
-  return out;
-}
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_alnum(char c) { return is_digit(c) || (lower(c) >= 'a' && lower(c) <= 'z'); }
 
 std::string describe_byte(char c) {
   static constexpr char kHex[] = "0123456789abcdef";

@@ -1,4 +1,5 @@
 // config.cpp: TOML reading through toml++, problem collection and the effective-config printer.
+#include "common/ascii.hpp"
 #include "common/config/config.hpp"
 
 #include <algorithm>
@@ -39,7 +40,8 @@ std::string Problem::to_string() const {
 
 namespace {
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+using common::ascii::is_digit;
+
 
 // Leading decimal digits of `text`: their value (nullopt on overflow or none) and their count.
 std::pair<std::optional<uint64_t>, size_t> leading_number(std::string_view text) {

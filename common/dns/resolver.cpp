@@ -1,5 +1,6 @@
 // resolver.cpp: a c-ares channel driven by libuv: one uv_poll per c-ares socket, one timer for
 // c-ares timeouts, and one zero timer that delivers results outside c-ares and the callers' stacks.
+#include "common/ascii.hpp"
 #include "common/dns/resolver.hpp"
 
 #include "common/uv_handle.hpp"
@@ -21,6 +22,8 @@
 
 namespace common::dns {
 namespace {
+
+constexpr auto ascii_lower = common::ascii::lower;
 
 // RFC 1035 3.2.2 and 3.2.4; RFC 3596 for AAAA.
 constexpr int kClassIn = 1;
@@ -59,7 +62,6 @@ Status status_from_ares(int status) {
   }
 }
 
-char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
 // A name from an answer as callers see it: lowercased, no trailing dot. nullopt when it is not a
 // name we would query (an attacker's zone can hold anything c-ares lets through).

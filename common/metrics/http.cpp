@@ -1,4 +1,5 @@
 // http.cpp: the HTTP/1.x request-head state machine (RFC 9112 §2-§5) and response builders.
+#include "common/ascii.hpp"
 #include "common/metrics/http.hpp"
 
 #include <algorithm>
@@ -8,6 +9,8 @@
 namespace common::metrics {
 
 namespace {
+
+using common::ascii::iequals;
 
 // Longer than any method we implement (RFC 9112 §3: answer 501).
 constexpr size_t kMaxMethod = 16;
@@ -26,12 +29,6 @@ bool is_tchar(unsigned char c) {
   }
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
-    auto lower = [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; };
-    return lower(x) == lower(y);
-  });
-}
 
 std::string_view trim_ows(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);

@@ -1,5 +1,6 @@
 // certmap.cpp: DN parsing and comparison, the certmap.conf parser, and certificate -> query -> uid
 // mapping. Subjects and issuers come from client certificates: every byte of them is hostile.
+#include "common/ascii.hpp"
 #include "common/tls/certmap.hpp"
 
 #include <algorithm>
@@ -11,29 +12,20 @@ namespace common::tls {
 
 namespace {
 
+using common::ascii::lower;
+using common::ascii::lowered;
+using common::ascii::iequals;
+using common::ascii::is_digit;
+using common::ascii::is_alpha;
+using common::ascii::is_hex;
+
 constexpr char kHex[] = "0123456789abcdef";
 constexpr std::string_view kMatchAll = "(objectclass=*)";
 constexpr size_t kMaxDetail = 160;  // client-derived text in error details (CONVENTIONS: logs)
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
-std::string lowered(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = lower(c);
-  return out;
-}
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-bool is_hex(char c) { return is_digit(c) || (lower(c) >= 'a' && lower(c) <= 'f'); }
 int hex_value(char c) { return is_digit(c) ? c - '0' : lower(c) - 'a' + 10; }
 bool is_blank(char c) { return c == ' ' || c == '\t'; }
 

@@ -1,4 +1,5 @@
 // ciphers.cpp: the cipher suite catalog and the ssladjustciphersuites parser (see ciphers.hpp).
+#include "common/ascii.hpp"
 #include "common/tls/ciphers.hpp"
 
 #include <algorithm>
@@ -7,6 +8,8 @@
 
 namespace common::tls {
 namespace {
+
+using common::ascii::iequals;
 
 using K = KeyExchange;
 using B = BulkCipher;
@@ -103,11 +106,6 @@ constexpr CipherSuite kCatalog[] = {
     {0xC019, "TLS_ECDH_anon_WITH_AES_256_CBC_SHA", "AECDH-AES256-SHA", K::Anon, B::AesCbc},
 };
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::toupper(static_cast<unsigned char>(x)) == std::toupper(static_cast<unsigned char>(y));
-         });
-}
 
 bool name_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; }
 
