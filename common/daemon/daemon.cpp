@@ -162,7 +162,10 @@ Result<std::unique_ptr<tls::Nss>> start_tls(CommonConfig& c) {
     so.adjust_ciphers = c.tls.adjust_ciphers;
     so.crl_files = c.tls.crl_files;
     auto ctx = tls::ServerContext::create(**nss, so);
-    if (!ctx) return fail(ErrorKind::Config, "listener " + l.name + ": " + ctx.error().detail);
+    if (!ctx) {
+      for (auto& made : c.listeners) made.tls.reset();  // NSS shuts down cleanly only without them
+      return fail(ErrorKind::Config, "listener " + l.name + ": " + ctx.error().detail);
+    }
     l.tls = std::move(*ctx);
   }
   return nss;
@@ -184,10 +187,6 @@ class ImplicitTlsFactory : public SessionFactory {
   std::unique_ptr<SessionFactory> inner_;
   std::shared_ptr<tls::ServerContext> tls_;
 };
-
-}  // namespace
-
-namespace {
 
 struct Loaded {
   config::Document doc;
