@@ -4,9 +4,10 @@
 POSTERN_BUILD_PACKAGES=(cmake g++ ninja-build pkg-config ccache
   libuv1-dev libc-ares-dev libtomlplusplus-dev libexpected-dev
   libnss3-dev libnss3-tools
-  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc)
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libsodium-dev libcrypt-dev)
 POSTERN_TEST_PACKAGES=(catch2 dnsmasq socat curl python3 procps iproute2
-  openssl gnutls-bin sslscan libssl-dev)
+  openssl gnutls-bin sslscan libssl-dev slapd ldap-utils)
 POSTERN_BENCH_PACKAGES=(socat libwrap0-dev nginx-light libnginx-mod-stream)
 
 postern_ensure_packages() {
@@ -24,6 +25,14 @@ postern_ensure_packages() {
   fi
   echo "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Servers we only start ourselves (dnsmasq, slapd, nginx in tests) must not start as system
+  # services when installed: policy-rc.d holds them back during our install only.
+  local policy=/usr/sbin/policy-rc.d own_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 0755 "$policy" && own_policy=1
+  fi
+  local rc=0
+  { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } || rc=$?
+  [ -n "$own_policy" ] && rm -f "$policy"
+  return $rc
 }

@@ -1,0 +1,62 @@
+// password.hpp: hashing and verifying stored passwords ({ARGON2}, {SSHA*}, {CRYPT}) and building
+// SCRAM-SHA-256 verifiers (RFC 5802/7677, Dovecot's stored format). CPU-heavy: never on an event loop.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+
+namespace authserv::password {
+
+// libsodium ARGON2ID13 cost; the default is the suite's stored cost (tech-findings §4).
+struct Argon2Cost {
+  uint64_t ops = 3;
+  size_t mem_bytes = size_t{64} << 20;
+};
+
+// Inputs longer than these are refused before any hashing, so an attacker cannot make us hash
+// megabytes (bcrypt also silently truncates at 72 bytes; we do not rely on that).
+inline constexpr size_t kMaxPassword = 1024;
+inline constexpr size_t kMaxStored = 1024;
+
+// "{ARGON2}$argon2id$v=19$m=...,t=...,p=1$<salt>$<hash>".
+common::Result<std::string> hash_argon2id(std::string_view password, const Argon2Cost& cost = {});
+
+enum class Verdict {
+  Match,
+  Mismatch,
+  Unsupported,  // a scheme we refuse (unsalted, plain text, weak crypt, argon2 cost over
+                // 1 GiB / t=32), or one we do not know
+  Malformed,    // a scheme we accept, but the stored value is damaged
+};
+
+// Scheme names are case-insensitive. Comparisons are constant-time.
+Verdict verify(std::string_view password, std::string_view stored);
+
+// True for anything but argon2id at exactly `cost` (and for garbage): rehash after a login.
+bool needs_rehash(std::string_view stored, const Argon2Cost& cost = {});
+
+// RFC 5802 §3 server-side verifier; all fields raw bytes.
+struct ScramVerifier {
+  uint32_t iterations = 0;
+  std::string salt, stored_key, server_key;
+};
+
+inline constexpr uint32_t kScramMinIterations = 4096;  // RFC 7677 §4: at least 4096
+inline constexpr uint32_t kScramMaxIterations = 10'000'000;
+
+// Random 16-byte salt.
+common::Result<ScramVerifier> make_scram_sha256(std::string_view password,
+                                                uint32_t iterations = kScramMinIterations);
+// Same with a given salt (tests, and re-deriving during a login).
+common::Result<ScramVerifier> derive_scram_sha256(std::string_view password, std::string_view salt,
+                                                  uint32_t iterations);
+
+// "{SCRAM-SHA-256}4096,<b64 salt>,<b64 StoredKey>,<b64 ServerKey>" (Dovecot).
+std::string format_scram(const ScramVerifier& v);
+common::Result<ScramVerifier> parse_scram(std::string_view stored);
+
+}  // namespace authserv::password
