@@ -67,28 +67,27 @@ Verdict verify_ssha(std::string_view password, std::string_view value) {
   });
 }
 
+// {SSHA256} and {SSHA512}: one salted check over libsodium's streaming SHA-2 of either size.
+template <size_t N, class State, auto Init, auto Update, auto Final>
+Verdict verify_salted_sha2(std::string_view password, std::string_view value) {
+  return verify_salted<N>(password, value, [](auto pw, auto salt, unsigned char* out) {
+    State st;
+    Init(&st);
+    Update(&st, bytes(pw), pw.size());
+    Update(&st, bytes(salt), salt.size());
+    Final(&st, out);
+    sodium_memzero(&st, sizeof st);
+  });
+}
+
 Verdict verify_ssha256(std::string_view password, std::string_view value) {
-  return verify_salted<crypto_hash_sha256_BYTES>(
-      password, value, [](auto pw, auto salt, unsigned char* out) {
-        crypto_hash_sha256_state st;
-        crypto_hash_sha256_init(&st);
-        crypto_hash_sha256_update(&st, bytes(pw), pw.size());
-        crypto_hash_sha256_update(&st, bytes(salt), salt.size());
-        crypto_hash_sha256_final(&st, out);
-        sodium_memzero(&st, sizeof st);
-      });
+  return verify_salted_sha2<crypto_hash_sha256_BYTES, crypto_hash_sha256_state, crypto_hash_sha256_init,
+                            crypto_hash_sha256_update, crypto_hash_sha256_final>(password, value);
 }
 
 Verdict verify_ssha512(std::string_view password, std::string_view value) {
-  return verify_salted<crypto_hash_sha512_BYTES>(
-      password, value, [](auto pw, auto salt, unsigned char* out) {
-        crypto_hash_sha512_state st;
-        crypto_hash_sha512_init(&st);
-        crypto_hash_sha512_update(&st, bytes(pw), pw.size());
-        crypto_hash_sha512_update(&st, bytes(salt), salt.size());
-        crypto_hash_sha512_final(&st, out);
-        sodium_memzero(&st, sizeof st);
-      });
+  return verify_salted_sha2<crypto_hash_sha512_BYTES, crypto_hash_sha512_state, crypto_hash_sha512_init,
+                            crypto_hash_sha512_update, crypto_hash_sha512_final>(password, value);
 }
 
 bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
