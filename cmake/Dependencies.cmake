@@ -10,6 +10,8 @@ pkg_check_modules(LIBUV REQUIRED IMPORTED_TARGET libuv)
 pkg_check_modules(CARES REQUIRED IMPORTED_TARGET libcares)
 pkg_check_modules(NSS REQUIRED IMPORTED_TARGET nss)
 pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
+pkg_check_modules(LMDB REQUIRED IMPORTED_TARGET lmdb)
+pkg_check_modules(LDAP REQUIRED IMPORTED_TARGET ldap)  # libldap + liblber (OpenLDAP 2.5)
 find_library(CRYPT_LIBRARY crypt REQUIRED)  # libxcrypt: {CRYPT} password hashes
 # gRPC 1.51 and protobuf 3.21 (Debian 12): generated code is compiled once, in one library.
 find_package(Protobuf REQUIRED)

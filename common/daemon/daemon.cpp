@@ -148,8 +148,9 @@ bool any_tls(const CommonConfig& c) {
 
 // Opens NSS and makes every TLS listener's context. Runs before the chroot and the privilege drop:
 // the database and its password file stay out of the jail and readable only by root or the owner.
-Result<std::unique_ptr<tls::Nss>> start_tls(CommonConfig& c) {
-  if (!any_tls(c)) return std::unique_ptr<tls::Nss>();
+Result<std::unique_ptr<tls::Nss>> start_tls(CommonConfig& c, bool app_needs_nss) {
+  if (!any_tls(c) && !app_needs_nss) return std::unique_ptr<tls::Nss>();
+  if (c.tls.db_dir.empty()) return fail(ErrorKind::Config, "[tls] db_dir is required");
   tls::NssOptions o;
   o.db_dir = c.tls.db_dir;
   o.password_file = c.tls.password_file.empty() ? c.tls.db_dir + "/password" : c.tls.password_file;
@@ -281,7 +282,7 @@ int Daemon::run() {
     pid_file.emplace(std::move(*p));
   }
 
-  auto nss = start_tls(c);
+  auto nss = start_tls(c, loaded_.app->needs_nss());
   if (!nss) return fail_start(nss.error().detail);
   nss_ = std::move(*nss);
   if (nss_) log::info("tls").phase("start").event("nss_ready").kv("nss", tls::Nss::version()).kv("db", c.tls.db_dir);
@@ -534,7 +535,7 @@ int run_daemon(int argc, char** argv, const DaemonSpec& spec) {
         return 1;
       }
       // Nicknames, the cipher grammar and CRL files are checked against the real database.
-      auto nss = start_tls(loaded.common);
+      auto nss = start_tls(loaded.common, loaded.app->needs_nss());
       for (auto& l : loaded.common.listeners) l.tls.reset();
       if (!nss) {
         std::fprintf(stderr, "%s\n", nss.error().detail.c_str());

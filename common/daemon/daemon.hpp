@@ -88,6 +88,8 @@ class DaemonApp {
   virtual void read_config(config::Section root) = 0;
   // Reads the keys of one [[listener]] that the common part does not know (e.g. TLS mode).
   virtual void read_listener(config::Section&, const ListenerConfig&) {}
+  // True when the daemon needs the host's NSS database without any TLS listener (gRPC mTLS).
+  virtual bool needs_nss() const { return false; }
   // After binding and the privilege drop, before any loop runs: open stores, connect clients.
   virtual Result<void> start(const CommonConfig&) { return {}; }
   // One factory per listener per loop; called on that loop's thread before it runs.

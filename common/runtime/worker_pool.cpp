@@ -29,6 +29,16 @@ bool WorkerPool::submit(Loop& loop, std::function<void()> work, std::function<vo
   return true;
 }
 
+bool WorkerPool::submit(std::function<void()> work) {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ || queue_.size() >= max_queue_) return false;
+    queue_.push_back(Job{nullptr, std::move(work), {}});
+  }
+  cv_.notify_one();
+  return true;
+}
+
 size_t WorkerPool::queued() const {
   std::lock_guard lock(mutex_);
   return queue_.size();
@@ -45,7 +55,7 @@ void WorkerPool::run() {
       queue_.pop_front();
     }
     job.work();
-    job.loop->post(std::move(job.done));
+    if (job.loop != nullptr) job.loop->post(std::move(job.done));
   }
 }
 

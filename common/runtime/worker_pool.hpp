@@ -28,6 +28,9 @@ class WorkerPool {
   // Runs `work` on a worker, then `done` on `loop`. False when the queue is full: nothing runs,
   // and the caller answers "try again later".
   bool submit(Loop& loop, std::function<void()> work, std::function<void()> done);
+  // Runs `work` on a worker and nothing after it: for callers off any loop (gRPC handlers) that
+  // report the result themselves. False when the queue is full.
+  bool submit(std::function<void()> work);
 
   template <class T>
   bool submit(Loop& loop, std::function<T()> work, std::function<void(T)> done) {
@@ -42,7 +45,7 @@ class WorkerPool {
 
  private:
   struct Job {
-    Loop* loop;
+    Loop* loop;  // null: no completion hop
     std::function<void()> work;
     std::function<void()> done;
   };

@@ -5,7 +5,7 @@ POSTERN_BUILD_PACKAGES=(cmake g++ ninja-build pkg-config ccache
   libuv1-dev libc-ares-dev libtomlplusplus-dev libexpected-dev
   libnss3-dev libnss3-tools
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  libsodium-dev libcrypt-dev)
+  libsodium-dev libcrypt-dev liblmdb-dev libldap-dev)
 POSTERN_TEST_PACKAGES=(catch2 dnsmasq socat curl python3 procps iproute2
   openssl gnutls-bin sslscan libssl-dev slapd ldap-utils)
 POSTERN_BENCH_PACKAGES=(socat libwrap0-dev nginx-light libnginx-mod-stream)

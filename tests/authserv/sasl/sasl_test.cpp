@@ -7,53 +7,18 @@
 #include <vector>
 
 #include "authserv/sasl/sasl.hpp"
+#include "tests/support/scram_client.hpp"
 
 using namespace authserv::sasl;
 using Kind = Step::Kind;
 
 namespace {
 
-std::string b64d(std::string_view in) {
-  std::string out(in.size(), '\0');
-  std::size_t len = 0;
-  // Used for static constants, so no REQUIRE here: a bad literal shows up as failing vectors.
-  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), in.data(), in.size(),
-                        nullptr, &len, nullptr, sodium_base64_VARIANT_ORIGINAL) != 0)
-    return {};
-  out.resize(len);
-  return out;
-}
-std::string b64e(std::string_view in) {
-  std::string out(sodium_base64_encoded_len(in.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
-  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(in.data()), in.size(),
-                    sodium_base64_VARIANT_ORIGINAL);
-  out.resize(out.size() - 1);
-  return out;
-}
-std::string hmac(std::string_view key, std::string_view msg) {
-  unsigned char out[32];
-  crypto_auth_hmacsha256_state st;
-  crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>(key.data()), key.size());
-  crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(msg.data()), msg.size());
-  crypto_auth_hmacsha256_final(&st, out);
-  return std::string(reinterpret_cast<char*>(out), 32);
-}
-
-// Independent client side: ClientProof for a password (RFC 5802 §3), PBKDF2 written out again.
+using test::b64d;
+using test::b64e;
 std::string client_proof(std::string_view password, std::string_view salt, int iterations,
                          std::string_view auth_message) {
-  std::string u = hmac(password, std::string(salt) + std::string("\0\0\0\1", 4));
-  std::string salted = u;
-  for (int i = 1; i < iterations; ++i) {
-    u = hmac(password, u);
-    for (int k = 0; k < 32; ++k) salted[k] ^= u[k];
-  }
-  std::string client_key = hmac(salted, "Client Key");
-  unsigned char stored[32];
-  crypto_hash_sha256(stored, reinterpret_cast<const unsigned char*>(client_key.data()), 32);
-  std::string sig = hmac(std::string(reinterpret_cast<char*>(stored), 32), auth_message);
-  for (int k = 0; k < 32; ++k) client_key[k] ^= sig[k];
-  return client_key;
+  return test::scram_client_proof(password, salt, iterations, auth_message);
 }
 
 const std::string kSalt = b64d("W22ZaJ0SNY7soEsUEjb6gQ==");

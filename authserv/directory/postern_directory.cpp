@@ -1,0 +1,114 @@
+// postern_directory.cpp: postern-directory, the embedded directory's admin tool. Offline: it opens
+// the LMDB files itself, safely beside a running authserv (LMDB serialises the writers).
+#include <sodium.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "authserv/directory/admin.hpp"
+#include "authserv/directory/names.hpp"
+
+namespace {
+
+using authserv::directory::AdminOp;
+using authserv::directory::AdminSettings;
+using common::Result;
+
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+// Runs one operation somewhere: on the LMDB files here, or (later) through authserv's admin call.
+using Executor = std::function<Result<std::vector<std::string>>(const AdminOp&)>;
+
+Executor offline_executor(std::string db, AdminSettings settings) {
+  return [db = std::move(db), settings = std::move(settings)](const AdminOp& op) -> Result<std::vector<std::string>> {
+    auto dir = authserv::directory::LmdbDirectory::open(db);
+    if (!dir) return tl::unexpected(dir.error());
+    return authserv::directory::apply(**dir, op, settings);
+  };
+}
+
+void usage(std::FILE* to) {
+  std::fprintf(to,
+               "usage: postern-directory --db DIR [--default-domain DOMAIN] [--argon2-ops N] [--argon2-mem-kib N]\n"
+               "                         [--scram-iterations N] COMMAND ...\n%.*s",
+               static_cast<int>(authserv::directory::admin_usage().size()), authserv::directory::admin_usage().data());
+}
+
+int usage_error(std::string_view why) {
+  std::fprintf(stderr, "postern-directory: %.*s\n", static_cast<int>(why.size()), why.data());
+  std::fprintf(stderr, "run 'postern-directory --help' for the commands\n");
+  return kExitUsage;
+}
+
+template <class T>
+bool parse_number(std::string_view s, T& out) {
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc{} && end == s.data() + s.size() && !s.empty();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (sodium_init() < 0) {
+    std::fprintf(stderr, "postern-directory: libsodium failed to start\n");
+    return kExitFailure;
+  }
+  std::vector<std::string_view> args(argv + 1, argv + argc);
+  std::string db;
+  AdminSettings settings;
+  size_t i = 0;
+  for (; i < args.size() && args[i].starts_with("-"); ++i) {
+    const std::string_view a = args[i];
+    if (a == "-h" || a == "--help") {
+      usage(stdout);
+      return 0;
+    }
+    if (i + 1 >= args.size()) return usage_error(std::string(a) + " needs a value");
+    const std::string_view v = args[++i];
+    uint64_t n = 0;
+    if (a == "--db") {
+      db = std::string(v);
+    } else if (a == "--default-domain") {
+      settings.default_domain = std::string(v);
+    } else if (a == "--argon2-ops" && parse_number(v, n) && n >= crypto_pwhash_OPSLIMIT_MIN) {
+      settings.argon2.ops = n;
+    } else if (a == "--argon2-mem-kib" && parse_number(v, n) && n * 1024 >= crypto_pwhash_MEMLIMIT_MIN &&
+               n <= (uint64_t{4} << 20)) {
+      settings.argon2.mem_bytes = static_cast<size_t>(n) * 1024;
+    } else if (a == "--scram-iterations" && parse_number(v, n) && n >= authserv::password::kScramMinIterations &&
+               n <= authserv::password::kScramMaxIterations) {
+      settings.scram_iterations = static_cast<uint32_t>(n);
+    } else {
+      return usage_error("bad option or value: " + std::string(a) + " " + std::string(v.substr(0, 64)));
+    }
+  }
+  if (db.empty()) return usage_error("--db DIR is required");
+  if (!settings.default_domain.empty()) {
+    auto d = authserv::directory::normalize_domain(settings.default_domain);
+    if (!d) return usage_error("bad --default-domain: " + d.error().detail);
+    settings.default_domain = *d;
+  }
+  const std::span<const std::string_view> words(args.data() + i, args.size() - i);
+  auto op = authserv::directory::parse_admin_args(words);
+  if (!op) return usage_error(op.error().detail);
+
+  if (auto ok = authserv::directory::resolve_inputs(*op, STDIN_FILENO); !ok) {
+    std::fprintf(stderr, "postern-directory: %s\n", ok.error().detail.c_str());
+    return kExitFailure;
+  }
+  const Executor execute = offline_executor(db, settings);
+  auto out = execute(*op);
+  op = AdminOp{};  // destroys (and so wipes) any password the operation held
+  if (!out) {
+    std::fprintf(stderr, "postern-directory: error: %s\n", out.error().detail.c_str());
+    return kExitFailure;
+  }
+  for (const auto& line : *out) std::printf("%s\n", line.c_str());
+  return std::fflush(stdout) == 0 ? 0 : kExitFailure;
+}

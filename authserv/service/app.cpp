@@ -1,0 +1,187 @@
+// app.cpp: authserv's config tables ([authserv] [directory] [ldap] [password] [sasl] [tokens]),
+// start-up (backend, token key, gRPC server) and shutdown.
+#include "authserv/service/app.hpp"
+
+#include <sodium.h>
+
+#include <thread>
+
+#include "authserv/directory/lmdb_directory.hpp"
+#include "authserv/ldap/ldap_directory.hpp"
+#include "authserv/service/admin_handler.hpp"
+#include "authserv/service/core.hpp"
+#include "authserv/service/grpc_service.hpp"
+#include "common/log/log.hpp"
+
+namespace authserv::service {
+namespace {
+
+using common::config::Section;
+
+struct AuthservConfig {
+  ServerOptions server;
+  std::vector<std::string> admins;
+  std::string backend = "embedded";
+  std::string directory_path;
+  ldap::LdapOptions ldap;
+  std::string ldap_bind_password_file;
+  std::string token_key;
+  Settings settings;
+  size_t hash_threads = std::max<size_t>(1, std::thread::hardware_concurrency());
+  size_t hash_queue = 256;
+  size_t directory_threads = 8;
+  size_t directory_queue = 4096;
+};
+
+void read_ldap(Section l, AuthservConfig& c) {
+  auto& o = c.ldap;
+  l.get("urls", o.urls);
+  l.get("start_tls", o.start_tls);
+  l.get("ca_file", o.ca_file);
+  l.get("bind_dn", o.bind_dn);
+  l.get("bind_password_file", c.ldap_bind_password_file);
+  l.get("base_dn", o.base_dn);
+  l.get("domain_base", o.domain_base);
+  l.get("search_for_domain", o.search_for_domain);
+  l.get("user_filter", o.user_filter);
+  l.get("pool_size", o.pool_size, size_t{1}, size_t{256});
+  l.get_duration("connect_timeout", o.connect_timeout, std::chrono::milliseconds(100), std::chrono::milliseconds(60000));
+  l.get_duration("operation_timeout", o.op_timeout, std::chrono::milliseconds(100), std::chrono::milliseconds(60000));
+  l.get_enum("password_check", o.password_check,
+             {{"bind", ldap::PasswordCheck::Bind}, {"hash", ldap::PasswordCheck::Hash}});
+  l.get("rehash", o.allow_rehash);
+  l.get("store_admins", o.store_admins);
+  if (c.backend == "ldap" && o.urls.empty()) l.error("urls", "the ldap backend needs at least one URL");
+}
+
+class AuthservApp final : public common::daemon::DaemonApp {
+ public:
+  std::vector<std::string> services() const override { return {}; }
+  bool needs_nss() const override { return !config_.server.mtls.plaintext; }
+
+  void read_config(Section root) override {
+    auto& c = config_;
+    auto a = root.section("authserv");
+    a.get("listen", c.server.listen);
+    a.get("certificate", c.server.mtls.certificate);
+    a.get("ca", c.server.mtls.ca);
+    a.get("plaintext", c.server.mtls.plaintext);
+    a.get("admins", c.settings.admins);
+    a.get("default_domain", c.settings.default_domain);
+    a.get("max_exchanges", c.server.max_exchanges, size_t{1}, size_t{1000000});
+
+    auto d = root.section("directory");
+    d.get_enum("backend", c.backend, {"embedded", "ldap"});
+    d.get("path", c.directory_path);
+    d.get("threads", c.directory_threads, size_t{1}, size_t{256});
+    d.get("queue", c.directory_queue, size_t{1}, size_t{1000000});
+    if (c.backend == "embedded" && c.directory_path.empty()) d.error("path", "the embedded directory needs a path");
+    read_ldap(root.section("ldap"), c);
+
+    auto p = root.section("password");
+    p.get("argon2_ops", c.settings.argon2.ops, uint64_t{1}, uint64_t{32});
+    uint64_t mem = c.settings.argon2.mem_bytes;
+    p.get_size("argon2_memory", mem, uint64_t{8} << 10, uint64_t{1} << 30);
+    c.settings.argon2.mem_bytes = static_cast<size_t>(mem);
+    p.get("rehash", c.settings.rehash);
+    p.get("scram_iterations", c.settings.scram_iterations, password::kScramMinIterations, password::kScramMaxIterations);
+    p.get("hash_threads", c.hash_threads, size_t{1}, size_t{256});
+    p.get("hash_queue", c.hash_queue, size_t{1}, size_t{100000});
+
+    auto s = root.section("sasl");
+    // AUTH-08 mech_list: "SCRAM-SHA-256 PLAIN ..."; empty: every mechanism this connection supports.
+    std::string mech_list;
+    s.get("mechanisms", mech_list);
+    if (auto parsed = policy::parse_mech_list(mech_list)) {
+      c.settings.mechanisms.mech_list = std::move(*parsed);
+    } else {
+      s.error("mechanisms", parsed.error().detail);
+    }
+    s.get("allow_plaintext_without_tls", c.settings.mechanisms.allow_plaintext_without_tls);
+    std::string min_tls = "any";
+    s.get_enum("plaintext_min_tls", min_tls, {"any", "1.2", "1.3"});
+    c.settings.mechanisms.plaintext_min_tls_version = min_tls == "1.3" ? policy::kTls13 : min_tls == "1.2" ? policy::kTls12 : 0;
+
+    auto t = root.section("tokens");
+    t.get("key_file", c.token_key);
+    t.get_duration("ttl", c.settings.token_ttl, std::chrono::seconds(60), std::chrono::seconds(86400));
+    t.get_duration("max_session", c.settings.max_session, std::chrono::seconds(60), std::chrono::seconds(86400 * 90));
+    if (c.token_key.empty()) t.error("key_file", "authserv needs a token signing key file (created if absent)");
+  }
+
+  common::Result<void> start(const common::daemon::CommonConfig&) override {
+    auto& c = config_;
+    auto signer = common::authtoken::Signer::load_or_create(c.token_key);
+    if (!signer) return common::fail(common::ErrorKind::Config, "tokens: " + signer.error().detail);
+    // SCRAM's fake salts for unknown names must survive restarts (else a changing salt tells an
+    // attacker the name does not exist); derive their key from the token key, which does.
+    auto pub = signer->public_key_text();
+    crypto_generichash(c.settings.fake_salt_key.data(), c.settings.fake_salt_key.size(),
+                       reinterpret_cast<const unsigned char*>(pub.data()), pub.size(),
+                       reinterpret_cast<const unsigned char*>("postern-scram-fake-salt"), 23);
+
+    std::unique_ptr<directory::Backend> backend;
+    if (c.backend == "embedded") {
+      auto db = directory::LmdbDirectory::open(c.directory_path, {});
+      if (!db) return common::fail(common::ErrorKind::Config, "directory: " + db.error().detail);
+      embedded_ = db->get();
+      backend = std::move(*db);
+    } else {
+      if (!c.ldap_bind_password_file.empty()) {
+        auto secret = read_secret(c.ldap_bind_password_file);
+        if (!secret) return tl::unexpected(secret.error());
+        c.ldap.bind_password = std::move(*secret);
+      }
+      auto db = ldap::LdapDirectory::open(c.ldap);
+      sodium_memzero(c.ldap.bind_password.data(), c.ldap.bind_password.size());
+      if (!db) return common::fail(common::ErrorKind::Config, "ldap: " + db.error().detail);
+      backend = std::move(*db);
+    }
+    core_ = std::make_unique<Core>(std::move(backend), c.settings, std::move(*signer), c.hash_threads, c.hash_queue,
+                                   c.directory_threads, c.directory_queue);
+    if (embedded_) admin_ = make_admin_handler(*embedded_, c.settings);
+    auto server = AuthServer::start(*core_, admin_.get(), c.server);
+    if (!server) return tl::unexpected(server.error());
+    server_ = std::move(*server);
+    common::log::info("authserv").phase("start").event("ready").kv("backend", core_->backend().kind())
+        .kv("token_key_id", core_->key_id());
+    return {};
+  }
+
+  std::unique_ptr<common::runtime::SessionFactory> make_factory(const common::daemon::ListenerConfig&,
+                                                                common::daemon::LoopContext&) override {
+    return nullptr;  // services() is empty: no [[listener]] can exist
+  }
+
+  void stop() override {
+    // gRPC first: its handlers use the core and the backend.
+    if (server_) server_->shutdown(std::chrono::seconds(5));
+    server_.reset();
+    admin_.reset();
+    core_.reset();
+  }
+
+ private:
+  static common::Result<std::string> read_secret(const std::string& path) {
+    std::FILE* f = std::fopen(path.c_str(), "re");
+    if (f == nullptr) return common::fail(common::ErrorKind::Config, "cannot read " + path);
+    std::string s(4096, '\0');
+    size_t n = std::fread(s.data(), 1, s.size(), f);
+    std::fclose(f);
+    s.resize(n);
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    return s;
+  }
+
+  AuthservConfig config_;
+  directory::LmdbDirectory* embedded_ = nullptr;
+  std::unique_ptr<Core> core_;
+  std::unique_ptr<AdminHandler> admin_;
+  std::unique_ptr<AuthServer> server_;
+};
+
+}  // namespace
+
+std::unique_ptr<common::daemon::DaemonApp> make_app() { return std::make_unique<AuthservApp>(); }
+
+}  // namespace authserv::service

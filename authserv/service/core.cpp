@@ -1,0 +1,404 @@
+// core.cpp: SASL exchanges against the directory, login policy, tokens and lookups for authserv.
+// Every attempt is logged once with its outcome; clients only ever see the generic failure kinds.
+#include "authserv/service/core.hpp"
+
+#include <sodium.h>
+
+#include <mutex>
+
+#include "authserv/directory/names.hpp"
+#include "authserv/sasl/sasl.hpp"
+#include "common/log/log.hpp"
+#include "common/metrics/metrics.hpp"
+#include "common/net/address.hpp"
+
+namespace authserv::service {
+namespace {
+
+using common::ErrorKind;
+using directory::Status;
+using directory::UserRecord;
+
+int64_t now_unix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+common::metrics::Family<common::metrics::Counter>& auth_counter() {
+  static auto& f = common::metrics::default_registry().counter_family(
+      "authserv_authentications_total", "SASL exchanges by mechanism and result", {"mechanism", "result"});
+  return f;
+}
+
+Reply failure(FailureKind kind, std::string reason) {
+  Reply r;
+  r.kind = Reply::Kind::Failure;
+  r.failure = kind;
+  r.reason = std::move(reason);
+  return r;
+}
+
+std::string_view failure_name(FailureKind k) {
+  switch (k) {
+    case FailureKind::Credentials: return "credentials";
+    case FailureKind::NotAllowed: return "not_allowed";
+    case FailureKind::Authz: return "authz";
+    case FailureKind::Protocol: return "protocol";
+    case FailureKind::Mechanism: return "mechanism";
+    case FailureKind::Aborted: return "aborted";
+    case FailureKind::Temporary: return "temporary";
+    case FailureKind::Unspecified: break;
+  }
+  return "failed";
+}
+
+// Views into `f`, which must outlive the result.
+policy::LoginFacts login_facts(const Facts& f) {
+  policy::LoginFacts lf;
+  lf.service = f.service;
+  if (auto a = common::net::IpAddress::parse(f.client_address)) lf.client_address = *a;
+  if (auto a = common::net::IpAddress::parse(f.server_address)) lf.server_address = *a;
+  // The front end did the forward-confirmed lookup (it needs it for its own filters); a rule that
+  // needs a name it did not send sees "no name", which fails closed for name-based allows.
+  lf.client_name = f.client_name.empty() ? common::access::HostName::none()
+                                         : common::access::HostName::verified(f.client_name);
+  lf.server_name = common::access::HostName::none();
+  lf.under_tls = !f.tls_version.empty();
+  return lf;
+}
+
+policy::ConnectionState connection_state(const Facts& f) {
+  policy::ConnectionState s;
+  s.under_tls = !f.tls_version.empty();
+  s.tls_version = f.tls_version == "TLS1.3" ? policy::kTls13 : f.tls_version == "TLS1.2" ? policy::kTls12 : 0;
+  s.channel_binding = !f.channel_binding.empty() && s.tls_version == policy::kTls13;
+  s.verified_client_certificate = !f.client_cert_subject.empty();
+  return s;
+}
+
+}  // namespace
+
+std::string describe(const Facts& f) {
+  return f.client_address.empty() ? std::string("-") : f.client_address;
+}
+
+// The state of one Authenticate call. Steps are strictly sequential (the front end sends the next
+// response only after our reply), so the mutex only orders worker-thread and gRPC-thread access.
+class ExchangeImpl final : public Exchange {
+ public:
+  ExchangeImpl(Core& core, Facts facts) : core_(core), facts_(std::move(facts)) {}
+
+  void start(std::string mechanism, std::optional<std::string> initial, Deliver deliver) override {
+    mechanism_name_ = mechanism.substr(0, 40);
+    if (facts_.service.empty()) return finish(deliver, failure(FailureKind::Protocol, "no service in request"));
+    auto state = connection_state(facts_);
+    if (auto check = policy::mechanism_allowed(mechanism, core_.settings_.mechanisms, state); !check.allowed) {
+      return finish(deliver, failure(FailureKind::Mechanism, std::string(check.reason)));
+    }
+    sasl::MechanismContext ctx;
+    if (state.channel_binding) ctx.channel_binding = facts_.channel_binding;
+    ctx.fake_salt_key = core_.settings_.fake_salt_key;
+    ctx.fake_iterations = core_.settings_.scram_iterations;
+    if (state.verified_client_certificate) ctx.tls_identity = facts_.client_cert_subject;
+    mechanism_ = sasl::make_mechanism(mechanism, std::move(ctx));
+    if (!mechanism_) return finish(deliver, failure(FailureKind::Mechanism, "unknown mechanism"));
+    std::optional<std::string_view> first;
+    if (initial) first = *initial;
+    handle(mechanism_->start(first), std::move(deliver));
+  }
+
+  void respond(std::string response, Deliver deliver) override {
+    if (!mechanism_ || done_) return finish(deliver, failure(FailureKind::Protocol, "response outside an exchange"));
+    handle(mechanism_->step(response), std::move(deliver));
+  }
+
+  void abort(Deliver deliver) override { finish(deliver, failure(FailureKind::Aborted, "client aborted")); }
+
+ private:
+  void handle(sasl::Step step, Deliver deliver) {
+    using K = sasl::Step::Kind;
+    switch (step.kind) {
+      case K::Challenge: {
+        Reply r;
+        r.kind = Reply::Kind::Challenge;
+        r.data = std::move(step.data);
+        deliver(std::move(r));
+        return;
+      }
+      case K::NeedPasswordCheck: return check_password(std::move(step), std::move(deliver));
+      case K::NeedScramVerifier: return fetch_verifier(std::move(step), std::move(deliver));
+      case K::NeedTokenCheck:
+        // No token issuer is configured (mechanisms_for does not offer the bearer mechanisms).
+        // TODO(#5): JWT issuers.
+        return handle(mechanism_->token_checked(false), std::move(deliver));
+      case K::Success: return succeed(std::move(step), std::move(deliver));
+      case K::Failure:
+        return finish(deliver, failure(credential_failed_ ? FailureKind::Credentials : FailureKind::Protocol,
+                                       std::move(step.data)));
+    }
+  }
+
+  // PLAIN / LOGIN: directory lookup and hash check on the hashing pool.
+  void check_password(sasl::Step step, Deliver deliver) {
+    auto self = std::static_pointer_cast<ExchangeImpl>(shared_from_this());
+    auto job = std::make_shared<sasl::Step>(std::move(step));
+    bool queued = core_.run_hashing([self, job, deliver] {
+      auto verdict = self->verify_password(*job);
+      if (!verdict) return self->finish(deliver, failure(FailureKind::Temporary, verdict.error().detail));
+      self->credential_failed_ = !*verdict;
+      self->handle(self->mechanism_->password_checked(*verdict), deliver);
+    });
+    if (!queued) finish(deliver, failure(FailureKind::Temporary, "hashing queue full"));
+  }
+
+  // True: the password matches a known user (user_ is set). Errors: directory outages.
+  common::Result<bool> verify_password(const sasl::Step& step) {
+    auto& backend = core_.backend();
+    auto login = directory::split_login(step.authcid, core_.settings_.default_domain);
+    std::optional<UserRecord> user;
+    if (login) {
+      auto found = backend.find_user(login->uid, login->domain);
+      if (!found) return tl::unexpected(found.error());
+      user = std::move(*found);
+    }
+    if (!user) {
+      // Same work as a real check, so response time does not reveal which names exist.
+      (void)password::verify(step.password, core_.dummy_hash_);
+      reason_ = login ? "unknown_user" : "bad_login_name";
+      return false;
+    }
+    if (auto bound = backend.bind_as(*user, step.password)) {
+      if (*bound == directory::BindResult::Unavailable) return common::fail(ErrorKind::TempFail, "directory bind failed");
+      if (*bound == directory::BindResult::Mismatch) {
+        reason_ = "wrong_password";
+        return false;
+      }
+    } else {
+      switch (password::verify(step.password, user->password)) {
+        case password::Verdict::Match: break;
+        case password::Verdict::Mismatch: reason_ = "wrong_password"; return false;
+        case password::Verdict::Unsupported: reason_ = "unsupported_password_scheme"; return false;
+        case password::Verdict::Malformed: reason_ = "malformed_password_hash"; return false;
+      }
+      maybe_rehash(*user, step.password);
+    }
+    user_ = std::move(user);
+    return true;
+  }
+
+  // AUTH-10: after a good login, store the current scheme and a SCRAM verifier. Failures only log.
+  void maybe_rehash(const UserRecord& user, std::string_view password) {
+    const auto& s = core_.settings_;
+    if (!s.rehash || (!password::needs_rehash(user.password, s.argon2) && !user.scram.empty())) return;
+    auto hashed = password::needs_rehash(user.password, s.argon2) ? password::hash_argon2id(password, s.argon2)
+                                                                   : common::Result<std::string>(user.password);
+    auto scram = password::make_scram_sha256(password, s.scram_iterations);
+    if (!hashed || !scram) return;
+    auto stored = core_.backend().store_password_hash(user, *hashed, password::format_scram(*scram));
+    auto line = stored ? common::log::info("auth") : common::log::warning("auth");
+    line.session(facts_.session_id).phase("rehash").event(stored ? "password_rehashed" : "rehash_failed")
+        .kv("user", user.canonical);
+    if (!stored) line.kv("reason", stored.error().detail);
+  }
+
+  // SCRAM: the stored verifier (never the password).
+  void fetch_verifier(sasl::Step step, Deliver deliver) {
+    auto self = std::static_pointer_cast<ExchangeImpl>(shared_from_this());
+    auto authcid = std::make_shared<std::string>(std::move(step.authcid));
+    bool queued = core_.run_directory([self, authcid, deliver] {
+      auto login = directory::split_login(*authcid, self->core_.settings_.default_domain);
+      std::optional<sasl::ScramVerifier> verifier;
+      if (login) {
+        auto found = self->core_.backend().find_user(login->uid, login->domain);
+        if (!found) return self->finish(deliver, failure(FailureKind::Temporary, found.error().detail));
+        if (*found && !(*found)->scram.empty()) {
+          if (auto v = password::parse_scram((*found)->scram); v && v->stored_key.size() == 32 && v->server_key.size() == 32) {
+            sasl::ScramVerifier sv;
+            sv.iterations = v->iterations;
+            sv.salt = v->salt;
+            std::copy(v->stored_key.begin(), v->stored_key.end(), sv.stored_key.begin());
+            std::copy(v->server_key.begin(), v->server_key.end(), sv.server_key.begin());
+            verifier = std::move(sv);
+            self->user_ = std::move(**found);
+          }
+        }
+      }
+      if (!verifier) self->reason_ = login ? "unknown_user_or_no_scram_verifier" : "bad_login_name";
+      self->credential_failed_ = true;  // until the proof checks out
+      self->handle(self->mechanism_->scram_verifier(std::move(verifier)), deliver);
+    });
+    if (!queued) finish(deliver, failure(FailureKind::Temporary, "directory queue full"));
+  }
+
+  void succeed(sasl::Step step, Deliver deliver) {
+    credential_failed_ = false;
+    if (!user_) {
+      // EXTERNAL: the verified certificate named the user; find the entry.
+      auto self = std::static_pointer_cast<ExchangeImpl>(shared_from_this());
+      auto job = std::make_shared<sasl::Step>(std::move(step));
+      bool queued = core_.run_directory([self, job, deliver] {
+        auto login = directory::split_login(job->authcid, self->core_.settings_.default_domain);
+        if (!login) return self->finish(deliver, failure(FailureKind::Credentials, "certificate identity is not a login name"));
+        auto found = self->core_.backend().find_user(login->uid, login->domain);
+        if (!found) return self->finish(deliver, failure(FailureKind::Temporary, found.error().detail));
+        if (!*found) return self->finish(deliver, failure(FailureKind::Credentials, "certificate identity has no entry"));
+        self->user_ = std::move(**found);
+        self->authorize(std::move(*job), deliver);
+      });
+      if (!queued) finish(deliver, failure(FailureKind::Temporary, "directory queue full"));
+      return;
+    }
+    authorize(std::move(step), std::move(deliver));
+  }
+
+  // The proven identity may ask to act for another user (MMP-67), then policy decides.
+  void authorize(sasl::Step step, Deliver deliver) {
+    UserRecord effective = *user_;
+    auto facts = login_facts(facts_);
+    auto proxy = policy::authorize_proxy(*user_, step.authzid, core_.settings_.default_domain, facts);
+    if (!proxy.allowed()) {
+      return finish(deliver, failure(FailureKind::Authz, proxy.reason.empty() ? "authzid refused" : proxy.reason));
+    }
+    if (proxy.outcome == policy::ProxyOutcome::Allow) {
+      auto at = proxy.target.rfind('@');
+      auto found = core_.backend().find_user(proxy.target.substr(0, at), proxy.target.substr(at + 1));
+      if (!found) return finish(deliver, failure(FailureKind::Temporary, found.error().detail));
+      if (!*found) return finish(deliver, failure(FailureKind::Authz, "authzid has no entry"));
+      effective = std::move(**found);
+      proxy_for_ = effective.canonical;
+    }
+    auto verdict = policy::check_login(effective, facts);
+    if (!verdict.allowed()) {
+      bool status = verdict.outcome == policy::Outcome::AccountInactive ||
+                    verdict.outcome == policy::Outcome::AccountHeld || verdict.outcome == policy::Outcome::AccountDeleted;
+      // A disabled account gets the same answer as a wrong password (AUTH-15): only logs differ.
+      return finish(deliver, failure(status ? FailureKind::Credentials : FailureKind::NotAllowed, verdict.reason));
+    }
+    auto claims = core_.claims_for(effective, facts_);
+    Reply r;
+    r.kind = Reply::Kind::Success;
+    r.data = std::move(step.data);
+    r.user.canonical = effective.canonical;
+    r.user.authcid = user_->canonical;
+    r.user.mail_host = effective.mail_host;
+    r.user.addresses = effective.addresses;
+    r.user.quota_bytes = effective.quota_bytes;
+    r.user.quota_messages = effective.quota_messages;
+    auto token = core_.sign(claims);
+    if (!token) return finish(deliver, failure(FailureKind::Temporary, "token: " + token.error().detail));
+    r.user.token = std::move(*token);
+    r.user.token_expires = claims.expires_at;
+    finish(deliver, std::move(r));
+  }
+
+  void finish(const Deliver& deliver, Reply r) {
+    if (done_.exchange(true)) return;
+    std::string_view result = r.kind == Reply::Kind::Success ? "success" : failure_name(r.failure);
+    std::string_view mech = mechanism_ ? mechanism_->name() : std::string_view("-");
+    auth_counter().with({mech, result}).inc();
+    {
+      // Written when `line` goes out of scope: before the reply, so the log never lags the client.
+      auto line = r.kind == Reply::Kind::Success ? common::log::info("auth") : common::log::notice("auth");
+      line.session(facts_.session_id).client(describe(facts_)).phase("authenticate").event("auth")
+          .kv("service", facts_.service).kv("front_end", facts_.front_end).client_text("mechanism", mechanism_name_)
+          .kv("result", result);
+      if (user_) line.kv("user", user_->canonical);
+      if (!proxy_for_.empty()) line.kv("proxy_for", proxy_for_);
+      if (r.kind == Reply::Kind::Failure) {
+        // The mechanism's reason says what was malformed; ours says which credential check failed.
+        line.client_text("reason", reason_.empty() ? r.reason : reason_ + ": " + r.reason);
+      }
+    }
+    deliver(std::move(r));
+  }
+
+  Core& core_;
+  Facts facts_;
+  std::string mechanism_name_;
+  std::unique_ptr<sasl::Mechanism> mechanism_;
+  std::optional<UserRecord> user_;
+  std::string reason_;
+  std::string proxy_for_;
+  bool credential_failed_ = false;
+  std::atomic<bool> done_{false};
+};
+
+Core::Core(std::unique_ptr<directory::Backend> backend, Settings settings, common::authtoken::Signer signer,
+           size_t hash_threads, size_t hash_queue, size_t directory_threads, size_t directory_queue)
+    : backend_(std::move(backend)),
+      settings_(std::move(settings)),
+      signer_(std::move(signer)),
+      own_tokens_(*common::authtoken::Verifier::from_public_keys(std::vector<std::string>{signer_.public_key_text()})),
+      hash_pool_(hash_threads, hash_queue),
+      directory_pool_(backend_->nonblocking() ? 1 : directory_threads, directory_queue) {
+  std::array<unsigned char, 24> random{};
+  randombytes_buf(random.data(), random.size());
+  auto dummy = password::hash_argon2id(std::string_view(reinterpret_cast<const char*>(random.data()), random.size()),
+                                       settings_.argon2);
+  dummy_hash_ = dummy ? *dummy : std::string();
+}
+
+Core::~Core() = default;
+
+std::vector<std::string> Core::mechanisms(const Facts& facts) const {
+  return policy::mechanisms_for(settings_.mechanisms, connection_state(facts));
+}
+
+std::shared_ptr<Exchange> Core::begin(Facts facts) { return std::make_shared<ExchangeImpl>(*this, std::move(facts)); }
+
+bool Core::run_directory(std::function<void()> work) {
+  if (backend_->nonblocking()) {
+    work();
+    return true;
+  }
+  return directory_pool_.submit(std::move(work));
+}
+
+bool Core::run_hashing(std::function<void()> work) { return hash_pool_.submit(std::move(work)); }
+
+void Core::lookup_user(const Facts&, std::string login, UserDone done) {
+  bool queued = run_directory([this, login = std::move(login), done] {
+    auto parts = directory::split_login(login, settings_.default_domain);
+    if (!parts) return done(std::optional<UserRecord>());
+    done(backend_->find_user(parts->uid, parts->domain));
+  });
+  if (!queued) done(common::fail(ErrorKind::TempFail, "directory queue full"));
+}
+
+void Core::lookup_recipient(const Facts&, std::string address, RecipientDone done) {
+  bool queued = run_directory([this, address = std::move(address), done] {
+    auto normal = directory::normalize_address(address);
+    if (!normal) {
+      directory::Recipient unknown;
+      unknown.address = address;
+      return done(std::move(unknown));
+    }
+    done(backend_->find_recipient(*normal));
+  });
+  if (!queued) done(common::fail(ErrorKind::TempFail, "directory queue full"));
+}
+
+common::authtoken::Claims Core::claims_for(const UserRecord& user, const Facts& facts) const {
+  return common::authtoken::new_claims(user.canonical, {facts.service}, facts.front_end, now_unix(),
+                                       std::min(settings_.token_ttl, settings_.max_session));
+}
+
+void Core::renew_token(const Facts& facts, std::string token, RenewDone done) {
+  auto claims = own_tokens_.verify(token, now_unix(), facts.front_end);
+  if (!claims) return done(tl::unexpected(claims.error()));
+  auto renewed = common::authtoken::renew(*claims, now_unix(), settings_.token_ttl, settings_.max_session);
+  if (!renewed) return done(common::fail(ErrorKind::Protocol, "session_lifetime_over"));
+  // The account may have been disabled since the login (a compromise: STO-08); renewal is where
+  // long sessions learn it.
+  bool queued = run_directory([this, renewed = std::move(*renewed), done] {
+    auto at = renewed.user.rfind('@');
+    auto found = backend_->find_user(renewed.user.substr(0, at), at == std::string::npos ? "" : renewed.user.substr(at + 1));
+    if (!found) return done(tl::unexpected(found.error()));
+    if (!*found || (*found)->status != Status::Active) return done(common::fail(ErrorKind::Protocol, "account_not_active"));
+    auto token = sign(renewed);
+    if (!token) return done(tl::unexpected(token.error()));
+    done(Renewal{std::move(*token), renewed.expires_at});
+  });
+  if (!queued) done(common::fail(ErrorKind::TempFail, "directory queue full"));
+}
+
+}  // namespace authserv::service

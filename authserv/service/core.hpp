@@ -1,0 +1,135 @@
+// core.hpp: authserv's logic without gRPC: SASL exchanges driven against the directory, the login
+// policy and the token signer; lookups. The gRPC adapter (grpc_service.cpp) only converts messages.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "authserv/directory/directory.hpp"
+#include "authserv/password/password.hpp"
+#include "authserv/policy/login_policy.hpp"
+#include "authserv/policy/mechanisms.hpp"
+#include "common/authtoken/authtoken.hpp"
+#include "common/result.hpp"
+#include "common/runtime/worker_pool.hpp"
+
+namespace authserv::service {
+
+// The front end's view of the client connection (proto ConnectionFacts) plus who the front end is.
+struct Facts {
+  std::string service;
+  std::string client_address;
+  std::string client_name;  // forward-confirmed by the front end; "" = not looked up / none
+  std::string server_address;
+  std::string tls_version;  // "" = no TLS
+  std::string tls_cipher;
+  std::string client_cert_subject;
+  std::string client_cert_der;
+  std::string channel_binding;
+  std::string session_id;
+  std::string front_end;  // CN of the calling front end's certificate (gRPC peer)
+};
+
+enum class FailureKind : uint8_t { Unspecified, Credentials, NotAllowed, Authz, Protocol, Mechanism, Aborted, Temporary };
+
+struct Authenticated {
+  std::string canonical, authcid, mail_host;
+  std::vector<std::string> addresses;
+  std::string token;
+  int64_t token_expires = 0;
+  uint64_t quota_bytes = 0, quota_messages = 0;
+};
+
+// One message back to the front end.
+struct Reply {
+  enum class Kind : uint8_t { Challenge, Success, Failure } kind = Kind::Failure;
+  std::string data;  // Challenge: the challenge; Success: additional data (SCRAM server-final)
+  Authenticated user;
+  FailureKind failure = FailureKind::Unspecified;
+  std::string reason;  // for logs
+  bool final() const { return kind != Kind::Challenge; }
+};
+
+struct Settings {
+  std::string default_domain;
+  password::Argon2Cost argon2;
+  bool rehash = true;  // AUTH-10: re-store the password as {ARGON2} (and add a SCRAM verifier)
+  uint32_t scram_iterations = password::kScramMinIterations;
+  std::array<uint8_t, 32> fake_salt_key{};  // SCRAM answers for unknown users (stable per name)
+  std::chrono::seconds token_ttl{std::chrono::hours(1)};
+  std::chrono::seconds max_session{std::chrono::hours(24 * 7)};
+  policy::MechanismPolicy mechanisms;
+  std::vector<std::string> admins;  // front-end CNs allowed to make Admin calls
+};
+
+class Core;
+
+// One Authenticate call. Callbacks may run on a worker thread or inside the call that caused them;
+// exactly one reply per start()/respond(), and none after a final one.
+class Exchange : public std::enable_shared_from_this<Exchange> {
+ public:
+  using Deliver = std::function<void(Reply)>;
+  virtual ~Exchange() = default;
+  virtual void start(std::string mechanism, std::optional<std::string> initial, Deliver deliver) = 0;
+  virtual void respond(std::string response, Deliver deliver) = 0;
+  virtual void abort(Deliver deliver) = 0;
+};
+
+class Core {
+ public:
+  // `signer` signs access tokens; the pools bound hashing (tens of MiB each) and blocking directory
+  // calls so a flood queues nothing unbounded.
+  Core(std::unique_ptr<directory::Backend> backend, Settings settings, common::authtoken::Signer signer,
+       size_t hash_threads, size_t hash_queue, size_t directory_threads, size_t directory_queue);
+  ~Core();
+
+  const Settings& settings() const { return settings_; }
+  std::string key_id() const { return signer_.key_id(); }
+  directory::Backend& backend() { return *backend_; }
+
+  std::vector<std::string> mechanisms(const Facts& facts) const;
+  std::shared_ptr<Exchange> begin(Facts facts);
+
+  using UserDone = std::function<void(common::Result<std::optional<directory::UserRecord>>)>;
+  void lookup_user(const Facts& facts, std::string login, UserDone done);
+  using RecipientDone = std::function<void(common::Result<directory::Recipient>)>;
+  void lookup_recipient(const Facts& facts, std::string address, RecipientDone done);
+
+  struct Renewal {
+    std::string token;
+    int64_t expires = 0;
+  };
+  using RenewDone = std::function<void(common::Result<Renewal>)>;
+  void renew_token(const Facts& facts, std::string token, RenewDone done);
+
+  // Runs blocking work: on the directory pool for blocking backends, inline for LMDB. False when
+  // the pool is full.
+  bool run_directory(std::function<void()> work);
+  bool run_hashing(std::function<void()> work);
+
+  // Signs a token for a successful login.
+  common::authtoken::Claims claims_for(const directory::UserRecord& user, const Facts& facts) const;
+  common::Result<std::string> sign(const common::authtoken::Claims& claims) const { return signer_.sign(claims); }
+
+ private:
+  friend class ExchangeImpl;
+  std::unique_ptr<directory::Backend> backend_;
+  Settings settings_;
+  common::authtoken::Signer signer_;
+  common::authtoken::Verifier own_tokens_;
+  common::runtime::WorkerPool hash_pool_;
+  common::runtime::WorkerPool directory_pool_;
+  std::string dummy_hash_;  // verified for unknown users, so timing does not tell them apart
+};
+
+// Normalised "where did this come from" for log lines.
+std::string describe(const Facts& facts);
+
+}  // namespace authserv::service

@@ -1,0 +1,311 @@
+// grpc_service.cpp: the Auth service over gRPC's callback API. Converts messages to Core's types
+// and back; handlers never block a gRPC thread on hashing or LDAP (Core runs those on its pools).
+#include "authserv/service/grpc_service.hpp"
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+
+#include "common/log/log.hpp"
+#include "proto/authserv.grpc.pb.h"
+
+namespace authserv::service {
+namespace {
+
+namespace pb = postern::authserv::v1;
+
+Facts to_facts(const pb::ConnectionFacts& f, const grpc::CallbackServerContext& context) {
+  Facts out;
+  out.service = f.service();
+  out.client_address = f.client_address();
+  out.client_name = f.client_name();
+  out.server_address = f.server_address();
+  out.tls_version = f.tls_version();
+  out.tls_cipher = f.tls_cipher();
+  out.client_cert_subject = f.client_cert_subject();
+  out.client_cert_der = f.client_cert_der();
+  out.channel_binding = f.channel_binding();
+  out.session_id = f.session_id();
+  out.front_end = common::rpc::peer_identity(context).common_name;
+  return out;
+}
+
+pb::FailureKind to_proto(FailureKind k) {
+  switch (k) {
+    case FailureKind::Credentials: return pb::FAILURE_CREDENTIALS;
+    case FailureKind::NotAllowed: return pb::FAILURE_NOT_ALLOWED;
+    case FailureKind::Authz: return pb::FAILURE_AUTHZ;
+    case FailureKind::Protocol: return pb::FAILURE_PROTOCOL;
+    case FailureKind::Mechanism: return pb::FAILURE_MECHANISM;
+    case FailureKind::Aborted: return pb::FAILURE_ABORTED;
+    case FailureKind::Temporary: return pb::FAILURE_TEMPORARY;
+    case FailureKind::Unspecified: break;
+  }
+  return pb::FAILURE_UNSPECIFIED;
+}
+
+void to_proto(const Reply& r, pb::AuthReply& out) {
+  out.Clear();
+  switch (r.kind) {
+    case Reply::Kind::Challenge: out.set_challenge(r.data); break;
+    case Reply::Kind::Success: {
+      auto* u = out.mutable_success();
+      u->set_canonical(r.user.canonical);
+      u->set_authcid(r.user.authcid);
+      u->set_mail_host(r.user.mail_host);
+      for (const auto& a : r.user.addresses) u->add_addresses(a);
+      u->set_token(r.user.token);
+      u->set_token_expires_unix(r.user.token_expires);
+      u->set_quota_bytes(r.user.quota_bytes);
+      u->set_quota_messages(r.user.quota_messages);
+      out.set_additional_data(r.data);
+      break;
+    }
+    case Reply::Kind::Failure: {
+      auto* f = out.mutable_failure();
+      f->set_kind(to_proto(r.failure));
+      f->set_reason(r.reason);
+      break;
+    }
+  }
+}
+
+grpc::Status temp_fail(const common::Error& e) {
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE, e.kind == common::ErrorKind::TempFail ? "directory unavailable" : "lookup failed");
+}
+
+// One Authenticate stream: read a step, let the exchange answer, write, read the next.
+class AuthenticateReactor final : public grpc::ServerBidiReactor<pb::AuthStep, pb::AuthReply> {
+ public:
+  AuthenticateReactor(Core& core, grpc::CallbackServerContext* context, std::atomic<size_t>& active, size_t limit)
+      : core_(core), context_(context), active_(active) {
+    if (active_.fetch_add(1) >= limit) {
+      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too many authentications in progress"));
+      return;
+    }
+    StartRead(&in_);
+  }
+
+  void OnReadDone(bool ok) override {
+    // Not ok: the front end closed or went away while no reply was pending.
+    if (!ok) return Finish(grpc::Status::OK);
+    auto deliver = [this](Reply r) { write(std::move(r)); };
+    switch (in_.step_case()) {
+      case pb::AuthStep::kStart: {
+        if (exchange_) return write(protocol_error("second start"));
+        const auto& s = in_.start();
+        exchange_ = core_.begin(to_facts(s.facts(), *context_));
+        std::optional<std::string> initial;
+        if (s.has_initial_response()) initial = s.initial_response();
+        return exchange_->start(s.mechanism(), std::move(initial), deliver);
+      }
+      case pb::AuthStep::kResponse:
+        if (!exchange_) return write(protocol_error("response before start"));
+        return exchange_->respond(in_.response(), deliver);
+      case pb::AuthStep::kAbort:
+        if (!exchange_) return write(protocol_error("abort before start"));
+        return exchange_->abort(deliver);
+      case pb::AuthStep::STEP_NOT_SET: break;
+    }
+    write(protocol_error("empty step"));
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "front end went away"));
+    if (final_) return Finish(grpc::Status::OK);
+    StartRead(&in_);
+  }
+
+  void OnDone() override {
+    active_.fetch_sub(1);
+    delete this;
+  }
+
+ private:
+  static Reply protocol_error(std::string reason) {
+    Reply r;
+    r.failure = FailureKind::Protocol;
+    r.reason = std::move(reason);
+    return r;
+  }
+  void write(Reply r) {
+    final_ = r.final();
+    to_proto(r, out_);
+    StartWrite(&out_);
+  }
+
+  Core& core_;
+  grpc::CallbackServerContext* context_;
+  std::atomic<size_t>& active_;
+  std::shared_ptr<Exchange> exchange_;
+  pb::AuthStep in_;
+  pb::AuthReply out_;
+  bool final_ = false;
+};
+
+class AuthService final : public pb::Auth::CallbackService {
+ public:
+  AuthService(Core& core, AdminHandler* admin, size_t max_exchanges, bool plaintext)
+      : core_(core), admin_(admin), max_exchanges_(max_exchanges), plaintext_(plaintext) {}
+
+  grpc::ServerUnaryReactor* Mechanisms(grpc::CallbackServerContext* context, const pb::MechanismsRequest* request,
+                                       pb::MechanismsResponse* response) override {
+    for (auto& m : core_.mechanisms(to_facts(request->facts(), *context))) response->add_mechanisms(m);
+    auto* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerBidiReactor<pb::AuthStep, pb::AuthReply>* Authenticate(grpc::CallbackServerContext* context) override {
+    return new AuthenticateReactor(core_, context, active_exchanges_, max_exchanges_);
+  }
+
+  grpc::ServerUnaryReactor* LookupUser(grpc::CallbackServerContext* context, const pb::LookupUserRequest* request,
+                                       pb::LookupUserResponse* response) override {
+    auto* reactor = context->DefaultReactor();
+    core_.lookup_user(to_facts(request->facts(), *context), request->login(),
+                      [reactor, response](common::Result<std::optional<directory::UserRecord>> r) {
+                        if (!r) return reactor->Finish(temp_fail(r.error()));
+                        if (*r) {
+                          const auto& u = **r;
+                          response->set_found(true);
+                          auto* out = response->mutable_user();
+                          out->set_canonical(u.canonical);
+                          out->set_status(std::string(directory::status_name(u.status)));
+                          out->set_mail_host(u.mail_host);
+                          out->set_allowed_services(u.allowed_services);
+                          out->set_domain_allowed_services(u.domain_allowed_services);
+                          out->set_quota_bytes(u.quota_bytes);
+                          out->set_quota_messages(u.quota_messages);
+                          out->set_sieve(u.sieve);
+                          for (const auto& a : u.addresses) out->add_addresses(a);
+                          out->set_store_admin(u.store_admin);
+                        }
+                        reactor->Finish(grpc::Status::OK);
+                      });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* LookupRecipient(grpc::CallbackServerContext* context,
+                                            const pb::LookupRecipientRequest* request,
+                                            pb::LookupRecipientResponse* response) override {
+    auto* reactor = context->DefaultReactor();
+    core_.lookup_recipient(to_facts(request->facts(), *context), request->address(),
+                           [reactor, response](common::Result<directory::Recipient> r) {
+                             if (!r) return reactor->Finish(temp_fail(r.error()));
+                             switch (r->kind) {
+                               case directory::RecipientKind::User:
+                                 response->set_kind(pb::LookupRecipientResponse::USER);
+                                 if (r->user) {
+                                   response->set_canonical(r->user->canonical);
+                                   response->set_mail_host(r->user->mail_host);
+                                   response->set_status(std::string(directory::status_name(r->user->status)));
+                                 }
+                                 break;
+                               case directory::RecipientKind::Alias:
+                                 response->set_kind(pb::LookupRecipientResponse::ALIAS);
+                                 for (const auto& t : r->targets) response->add_targets(t);
+                                 break;
+                               case directory::RecipientKind::Unknown:
+                                 response->set_kind(pb::LookupRecipientResponse::UNKNOWN);
+                                 break;
+                             }
+                             reactor->Finish(grpc::Status::OK);
+                           });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* RenewToken(grpc::CallbackServerContext* context, const pb::RenewTokenRequest* request,
+                                       pb::RenewTokenResponse* response) override {
+    auto* reactor = context->DefaultReactor();
+    auto facts = to_facts(request->facts(), *context);
+    core_.renew_token(facts, request->token(), [reactor, response, facts](common::Result<Core::Renewal> r) {
+      if (r) {
+        response->set_ok(true);
+        response->set_token(r->token);
+        response->set_token_expires_unix(r->expires);
+      } else if (r.error().kind == common::ErrorKind::TempFail) {
+        return reactor->Finish(temp_fail(r.error()));
+      } else {
+        response->set_reason(r.error().detail);
+        common::log::notice("auth").session(facts.session_id).phase("renew").event("renew_refused")
+            .kv("front_end", facts.front_end).client_text("reason", r.error().detail);
+      }
+      reactor->Finish(grpc::Status::OK);
+    });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Admin(grpc::CallbackServerContext* context, const pb::AdminRequest* request,
+                                  pb::AdminResponse* response) override {
+    auto* reactor = context->DefaultReactor();
+    auto peer = common::rpc::peer_identity(*context).common_name;
+    const auto& admins = core_.settings().admins;
+    bool allowed = plaintext_ ? context->peer().starts_with("ipv4:127.") || context->peer().starts_with("ipv6:[::1]")
+                              : std::find(admins.begin(), admins.end(), peer) != admins.end();
+    if (!allowed || admin_ == nullptr) {
+      common::log::warning("admin").phase("admin").event("admin_refused").kv("peer", peer.empty() ? context->peer() : peer);
+      reactor->Finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                   admin_ == nullptr ? "this directory is not editable through authserv" : "not an admin"));
+      return reactor;
+    }
+    auto serialized = std::make_shared<std::string>(request->SerializeAsString());
+    bool queued = core_.run_hashing([this, reactor, response, serialized, peer] {
+      std::string answer = admin_->handle(*serialized);
+      if (!response->ParseFromString(answer)) response->set_error("internal: bad admin answer");
+      common::log::info("admin").phase("admin").event("admin_call").kv("peer", peer).kv("ok", response->ok() ? "yes" : "no");
+      reactor->Finish(grpc::Status::OK);
+    });
+    if (!queued) reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "busy"));
+    return reactor;
+  }
+
+ private:
+  Core& core_;
+  AdminHandler* admin_;
+  size_t max_exchanges_;
+  bool plaintext_;
+  std::atomic<size_t> active_exchanges_{0};
+};
+
+}  // namespace
+
+struct AuthServer::Impl {
+  Impl(Core& core, AdminHandler* admin, const ServerOptions& o)
+      : service(core, admin, o.max_exchanges, o.mtls.plaintext) {}
+  AuthService service;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+};
+
+AuthServer::AuthServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+AuthServer::~AuthServer() { shutdown(std::chrono::milliseconds(0)); }
+
+common::Result<std::unique_ptr<AuthServer>> AuthServer::start(Core& core, AdminHandler* admin, const ServerOptions& options) {
+  auto credentials = common::rpc::server_credentials(options.mtls);
+  if (!credentials) return tl::unexpected(credentials.error());
+  auto impl = std::make_unique<Impl>(core, admin, options);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, *credentials, &impl->port);
+  builder.RegisterService(&impl->service);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message));
+  builder.SetMaxSendMessageSize(static_cast<int>(options.max_message));
+  impl->server = builder.BuildAndStart();
+  if (!impl->server || impl->port == 0) {
+    return common::fail(common::ErrorKind::Config, "grpc: cannot listen on " + options.listen);
+  }
+  common::log::info("grpc").phase("start").event("listening").kv("address", options.listen)
+      .kv("port", static_cast<int64_t>(impl->port)).kv("mtls", options.mtls.plaintext ? "no" : "yes");
+  return std::unique_ptr<AuthServer>(new AuthServer(std::move(impl)));
+}
+
+void AuthServer::shutdown(std::chrono::milliseconds grace) {
+  if (!impl_ || !impl_->server) return;
+  impl_->server->Shutdown(std::chrono::system_clock::now() + grace);
+  impl_->server->Wait();
+  impl_->server.reset();
+}
+
+int AuthServer::port() const { return impl_->port; }
+
+}  // namespace authserv::service

@@ -1,0 +1,423 @@
+// authserv_test.cpp: postern-authserv as a process on a loopback port with an embedded directory
+// made by postern-directory, driven through its gRPC contract: every mechanism's exchange, policy
+// refusals, lookups, tokens and their renewal, admin proxy logins, bad input, mTLS.
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <thread>
+
+#include "common/authtoken/authtoken.hpp"
+#include "proto/authserv.grpc.pb.h"
+#include "tests/support/process.hpp"
+#include "tests/support/scram_client.hpp"
+
+namespace pb = postern::authserv::v1;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string cli_path() { return test::binary_path("authserv/directory/postern-directory"); }
+
+class Authserv {
+ public:
+  explicit Authserv(std::string extra_config = "", bool plaintext = true) : port_(test::free_port()) {
+    db_ = (dir_.path() / "directory").string();
+    password_file_ = dir_.write("pw", "correct horse\n").string();
+    dir_.write("bob.pw", "bobs secret\n");
+    dir_.write("carol.pw", "carols secret\n");
+    cli({"domain", "add", "example.com"});
+    cli({"user", "add", "alice@example.com", "--mail-host", "store1", "--password-file", password_file_});
+    cli({"user", "add", "bob", "--password-file", (dir_.path() / "bob.pw").string()});
+    cli({"user", "set", "bob", "status", "inactive"});
+    cli({"user", "add", "carol", "--password-file", (dir_.path() / "carol.pw").string()});
+    cli({"user", "set", "carol", "store_admin", "true"});
+    cli({"user", "set", "alice", "allowed_services", "-pop:*"});
+    cli({"user", "set", "alice", "add_address", "a.smith@example.com"});
+    cli({"alias", "add", "team@example.com", "alice@example.com", "carol@example.com"});
+    // A user imported from an older system with a salted SHA-512 hash (rehashed at first login).
+    auto import = dir_.write("import.txt",
+                             "dave@example.com\t{SSHA512}" + ssha512("daves secret", "saltsalt") + "\tstore2\n");
+    cli({"import", import.string()});
+    std::string cfg =
+        "[daemon]\nallow_root = true\n"
+        "[log]\nlevel = \"info\"\n"
+        "[metrics]\nlisten = \"\"\n"
+        "[authserv]\nlisten = \"127.0.0.1:" + std::to_string(port_) + "\"\n"
+        "default_domain = \"example.com\"\n" + std::string(plaintext ? "plaintext = true\n" : "") +
+        "[directory]\nbackend = \"embedded\"\npath = \"" + db_ + "\"\n"
+        "[password]\nargon2_ops = 1\nargon2_memory = \"64K\"\n"
+        "[tokens]\nkey_file = \"" + (dir_.path() / "token.key").string() + "\"\n" + extra_config;
+    config_ = dir_.write("authserv.toml", cfg).string();
+  }
+  ~Authserv() { stop(); }
+
+  void start() {
+    process_ = std::make_unique<test::ChildProcess>(
+        std::vector<std::string>{test::binary_path("authserv/postern-authserv"), "--config", config_},
+        (dir_.path() / "authserv.log").string());
+    auto until = std::chrono::steady_clock::now() + 20s;
+    while (log().find("event=started") == std::string::npos) {
+      if (!process_->running() || std::chrono::steady_clock::now() > until) FAIL("authserv did not start: " << log());
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  int stop() {
+    if (!process_ || !process_->running()) return 0;
+    process_->signal(SIGTERM);
+    return process_->wait(20s);
+  }
+
+  void cli(std::vector<std::string> words) {
+    std::vector<std::string> argv{cli_path(), "--db", db_, "--default-domain", "example.com",
+                                  "--argon2-ops", "1", "--argon2-mem-kib", "64"};
+    argv.insert(argv.end(), words.begin(), words.end());
+    auto r = test::run(argv);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+  }
+
+  static std::string ssha512(std::string_view password, std::string_view salt) {
+    unsigned char digest[64];
+    crypto_hash_sha512_state st;
+    crypto_hash_sha512_init(&st);
+    crypto_hash_sha512_update(&st, reinterpret_cast<const unsigned char*>(password.data()), password.size());
+    crypto_hash_sha512_update(&st, reinterpret_cast<const unsigned char*>(salt.data()), salt.size());
+    crypto_hash_sha512_final(&st, digest);
+    return test::b64e(std::string(reinterpret_cast<char*>(digest), 64) + std::string(salt));
+  }
+
+  std::unique_ptr<pb::Auth::Stub> stub() const {
+    return pb::Auth::NewStub(grpc::CreateChannel(target(), grpc::InsecureChannelCredentials()));
+  }
+  std::string target() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string log() const { return test::read_file(dir_.path() / "authserv.log"); }
+  std::filesystem::path dir() const { return dir_.path(); }
+  const std::string& db() const { return db_; }
+
+ private:
+  test::TempDir dir_;
+  int port_;
+  std::string db_, password_file_, config_;
+  std::unique_ptr<test::ChildProcess> process_;
+};
+
+pb::ConnectionFacts facts(std::string service = "imap", std::string tls = "TLS1.3") {
+  pb::ConnectionFacts f;
+  f.set_service(service);
+  f.set_client_address("192.0.2.7");
+  f.set_server_address("127.0.0.1");
+  f.set_tls_version(tls);
+  f.set_session_id("t1");
+  return f;
+}
+
+// One Authenticate stream driven step by step.
+class Exchange {
+ public:
+  explicit Exchange(pb::Auth::Stub& stub) {
+    context_.set_deadline(std::chrono::system_clock::now() + 10s);
+    stream_ = stub.Authenticate(&context_);
+  }
+  pb::AuthReply start(const std::string& mechanism, std::optional<std::string> initial,
+                      pb::ConnectionFacts f = facts()) {
+    pb::AuthStep step;
+    auto* s = step.mutable_start();
+    *s->mutable_facts() = std::move(f);
+    s->set_mechanism(mechanism);
+    if (initial) {
+      s->set_has_initial_response(true);
+      s->set_initial_response(*initial);
+    }
+    return send(step);
+  }
+  pb::AuthReply respond(const std::string& data) {
+    pb::AuthStep step;
+    step.set_response(data);
+    return send(step);
+  }
+  pb::AuthReply send(const pb::AuthStep& step) {
+    REQUIRE(stream_->Write(step));
+    pb::AuthReply reply;
+    REQUIRE(stream_->Read(&reply));
+    return reply;
+  }
+  grpc::Status finish() {
+    stream_->WritesDone();
+    pb::AuthReply extra;
+    while (stream_->Read(&extra)) {
+    }
+    return stream_->Finish();
+  }
+
+ private:
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReaderWriter<pb::AuthStep, pb::AuthReply>> stream_;
+};
+
+pb::AuthReply plain(pb::Auth::Stub& stub, std::string authz, std::string user, std::string password,
+                    pb::ConnectionFacts f = facts()) {
+  Exchange x(stub);
+  auto reply = x.start("PLAIN", authz + std::string(1, '\0') + user + std::string(1, '\0') + password, std::move(f));
+  CHECK(x.finish().ok());
+  return reply;
+}
+
+common::authtoken::Verifier verifier_for(const Authserv& a) {
+  auto pub = test::read_file(a.dir() / "token.key.pub");
+  while (!pub.empty() && (pub.back() == '\n' || pub.back() == ' ')) pub.pop_back();
+  auto v = common::authtoken::Verifier::from_public_keys(std::vector<std::string>{pub});
+  REQUIRE(v);
+  return std::move(*v);
+}
+
+int64_t now_unix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+TEST_CASE("PLAIN logs a user in and returns a token the store can verify", "[integration]") {
+  Authserv a;
+  a.start();
+  auto stub = a.stub();
+  auto reply = plain(*stub, "", "alice", "correct horse");
+  REQUIRE(reply.has_success());
+  CHECK(reply.success().canonical() == "alice@example.com");
+  CHECK(reply.success().mail_host() == "store1");
+  auto claims = verifier_for(a).verify(reply.success().token(), now_unix());
+  REQUIRE(claims);
+  CHECK(claims->user == "alice@example.com");
+  CHECK(claims->allows_service("imap"));
+  CHECK(claims->expires_at == reply.success().token_expires_unix());
+  CHECK(a.log().find("event=auth") != std::string::npos);
+}
+
+TEST_CASE("wrong passwords, unknown and inactive users get one answer and distinct log reasons", "[integration]") {
+  Authserv a;
+  a.start();
+  auto stub = a.stub();
+  auto wrong = plain(*stub, "", "alice@example.com", "wrong");
+  auto unknown = plain(*stub, "", "nobody@example.com", "x");
+  auto inactive = plain(*stub, "", "bob", "bobs secret");
+  for (const auto* r : {&wrong, &unknown, &inactive}) {
+    REQUIRE(r->has_failure());
+    CHECK(r->failure().kind() == pb::FAILURE_CREDENTIALS);
+  }
+  auto log = a.log();
+  CHECK(log.find("wrong_password") != std::string::npos);
+  CHECK(log.find("unknown_user") != std::string::npos);
+  CHECK(log.find("inactive") != std::string::npos);
+  CHECK(log.find("correct horse") == std::string::npos);
+  CHECK(log.find("bobs secret") == std::string::npos);
+}
+
+TEST_CASE("plaintext mechanisms are neither offered nor accepted without TLS", "[integration]") {
+  Authserv a;
+  a.start();
+  auto stub = a.stub();
+  auto mechanisms = [&](pb::ConnectionFacts f) {
+    grpc::ClientContext context;
+    pb::MechanismsRequest request;
+    *request.mutable_facts() = std::move(f);
+    pb::MechanismsResponse response;
+    REQUIRE(stub->Mechanisms(&context, request, &response).ok());
+    return std::vector<std::string>(response.mechanisms().begin(), response.mechanisms().end());
+  };
+  auto clear = mechanisms(facts("imap", ""));
+  CHECK(std::find(clear.begin(), clear.end(), "PLAIN") == clear.end());
+  CHECK(std::find(clear.begin(), clear.end(), "SCRAM-SHA-256") != clear.end());
+  auto tls = mechanisms(facts("imap", "TLS1.2"));
+  CHECK(std::find(tls.begin(), tls.end(), "PLAIN") != tls.end());
+  auto reply = plain(*stub, "", "alice", "correct horse", facts("imap", ""));
+  REQUIRE(reply.has_failure());
+  CHECK(reply.failure().kind() == pb::FAILURE_MECHANISM);
+}
+
+TEST_CASE("LOGIN asks for the name and the password in two challenges", "[integration]") {
+  Authserv a;
+  a.start();
+  auto stub = a.stub();
+  Exchange x(*stub);
+  auto first = x.start("LOGIN", std::nullopt);
+  REQUIRE(first.has_challenge());
+  auto second = x.respond("alice");
+  REQUIRE(second.has_challenge());
+  auto done = x.respond("correct horse");
+  REQUIRE(done.has_success());
+  CHECK(done.success().canonical() == "alice@example.com");
+  CHECK(x.finish().ok());
+}
+
+TEST_CASE("SCRAM-SHA-256 proves the password against the stored verifier", "[integration]") {
+  Authserv a;
+  a.start();
+  auto stub = a.stub();
+  auto run = [&](const std::string& password) {
+    Exchange x(*stub);
+    std::string client_first_bare = "n=alice,r=clientnonce123";
+    auto server_first = x.start("SCRAM-SHA-256", "n,," + client_first_bare, facts("imap", ""));
+    REQUIRE(server_first.has_challenge());
+    std::string sf = server_first.challenge();
+    auto field = [&](char k) {
+      auto p = sf.find(std::string(1, k) + "=");
+      auto e = sf.find(',', p);
+      return sf.substr(p + 2, e == std::string::npos ? std::string::npos : e - p - 2);
+    };
+    std::string nonce = field('r'), salt = test::b64d(field('s'));
+    int iterations = std::stoi(field('i'));
+    std::string without_proof = "c=biws,r=" + nonce;
+    std::string auth_message = client_first_bare + "," + sf + "," + without_proof;
+    auto proof = test::scram_client_proof(password, salt, iterations, auth_message);
+    auto final_reply = x.respond(without_proof + ",p=" + test::b64e(proof));
+    x.finish();
+    return final_reply;
+  };
+  auto good = run("correct horse");
+  REQUIRE(good.has_success());
+  CHECK(good.additional_data().rfind("v=", 0) == 0);
+  auto bad = run("wrong");
+  REQUIRE(bad.has_failure());
+  CHECK(bad.failure().kind() == pb::FAILURE_CREDENTIALS);
+}
+
+TEST_CASE("a store administrator may act for a user; a user may not act for another", "[integration]") {
+  Authserv a;
+  a.start();
+  auto stub = a.stub();
+  auto admin = plain(*stub, "alice", "carol", "carols secret");
+  REQUIRE(admin.has_success());
+  CHECK(admin.success().canonical() == "alice@example.com");
+  CHECK(admin.success().authcid() == "carol@example.com");
+  auto user = plain(*stub, "carol", "alice", "correct horse");
+  REQUIRE(user.has_failure());
+  CHECK(user.failure().kind() == pb::FAILURE_AUTHZ);
+}
+
+TEST_CASE("the user's service filter refuses a service after a good password", "[integration]") {
+  Authserv a;
+  a.start();
+  auto stub = a.stub();
+  auto pop = plain(*stub, "", "alice", "correct horse", facts("pop"));
+  REQUIRE(pop.has_failure());
+  CHECK(pop.failure().kind() == pb::FAILURE_NOT_ALLOWED);
+}
+
+TEST_CASE("an imported {SSHA512} password logs in and is rehashed to argon2id with a SCRAM verifier", "[integration]") {
+  Authserv a;
+  a.start();
+  auto stub = a.stub();
+  REQUIRE(plain(*stub, "", "dave", "daves secret").has_success());
+  CHECK(a.log().find("event=password_rehashed") != std::string::npos);
+  REQUIRE(plain(*stub, "", "dave", "daves secret").has_success());  // the new hash verifies
+}
+
+TEST_CASE("lookups answer users by any address, aliases expanded, and unknown", "[integration]") {
+  Authserv a;
+  a.start();
+  auto stub = a.stub();
+  auto recipient = [&](const std::string& address) {
+    grpc::ClientContext context;
+    pb::LookupRecipientRequest request;
+    *request.mutable_facts() = facts("smtp", "");
+    request.set_address(address);
+    pb::LookupRecipientResponse response;
+    REQUIRE(stub->LookupRecipient(&context, request, &response).ok());
+    return response;
+  };
+  auto user = recipient("A.Smith@Example.COM");
+  CHECK(user.kind() == pb::LookupRecipientResponse::USER);
+  CHECK(user.canonical() == "alice@example.com");
+  CHECK(user.mail_host() == "store1");
+  auto alias = recipient("team@example.com");
+  CHECK(alias.kind() == pb::LookupRecipientResponse::ALIAS);
+  CHECK(alias.targets_size() == 2);
+  CHECK(recipient("nobody@example.com").kind() == pb::LookupRecipientResponse::UNKNOWN);
+  CHECK(recipient("not an address").kind() == pb::LookupRecipientResponse::UNKNOWN);
+
+  grpc::ClientContext context;
+  pb::LookupUserRequest request;
+  *request.mutable_facts() = facts();
+  request.set_login("bob");
+  pb::LookupUserResponse response;
+  REQUIRE(stub->LookupUser(&context, request, &response).ok());
+  REQUIRE(response.found());
+  CHECK(response.user().canonical() == "bob@example.com");
+  CHECK(response.user().status() == "inactive");
+}
+
+TEST_CASE("a token is renewed until the account is disabled", "[integration]") {
+  Authserv a;
+  a.start();
+  auto stub = a.stub();
+  auto login = plain(*stub, "", "alice", "correct horse");
+  REQUIRE(login.has_success());
+  auto renew = [&](const std::string& token) {
+    grpc::ClientContext context;
+    pb::RenewTokenRequest request;
+    *request.mutable_facts() = facts();
+    request.set_token(token);
+    pb::RenewTokenResponse response;
+    REQUIRE(stub->RenewToken(&context, request, &response).ok());
+    return response;
+  };
+  auto renewed = renew(login.success().token());
+  REQUIRE(renewed.ok());
+  CHECK(renewed.token() != login.success().token());
+  CHECK_FALSE(renew("pt1.garbage.garbage").ok());
+  a.cli({"user", "disable", "alice"});  // offline CLI on the LMDB the daemon has open
+  auto refused = renew(renewed.token());
+  CHECK_FALSE(refused.ok());
+  CHECK(refused.reason() == "account_not_active");
+}
+
+TEST_CASE("malformed exchanges fail cleanly and the daemon keeps serving", "[integration]") {
+  Authserv a;
+  a.start();
+  auto stub = a.stub();
+  {
+    Exchange x(*stub);
+    pb::AuthStep step;
+    step.set_response("no start first");
+    auto r = x.send(step);
+    REQUIRE(r.has_failure());
+    CHECK(r.failure().kind() == pb::FAILURE_PROTOCOL);
+  }
+  {
+    Exchange x(*stub);
+    auto r = x.start("CRAM-MD5", std::nullopt);
+    REQUIRE(r.has_failure());
+    CHECK(r.failure().kind() == pb::FAILURE_MECHANISM);
+  }
+  {
+    Exchange x(*stub);
+    auto r = x.start("PLAIN", std::string("only-one-field"));
+    REQUIRE(r.has_failure());
+    CHECK(r.failure().kind() == pb::FAILURE_PROTOCOL);
+  }
+  {
+    Exchange x(*stub);
+    auto r = x.start("PLAIN", std::string(20000, 'x'));
+    REQUIRE(r.has_failure());
+  }
+  {
+    // A message over the gRPC limit is refused by the transport.
+    grpc::ClientContext context;
+    auto stream = stub->Authenticate(&context);
+    pb::AuthStep step;
+    step.mutable_start()->set_mechanism("PLAIN");
+    step.mutable_start()->set_initial_response(std::string(200000, 'x'));
+    stream->Write(step);
+    pb::AuthReply reply;
+    CHECK_FALSE(stream->Read(&reply));
+    CHECK_FALSE(stream->Finish().ok());
+  }
+  {
+    // The front end goes away mid-exchange.
+    Exchange x(*stub);
+    REQUIRE(x.start("LOGIN", std::nullopt).has_challenge());
+  }
+  REQUIRE(plain(*stub, "", "alice", "correct horse").has_success());
+  CHECK(a.stop() == 0);
+}
