@@ -2,6 +2,7 @@
 // abort unless commit() succeeded, and cursors (CONVENTIONS "Handles are owned").
 #pragma once
 
+#include "common/deleter.hpp"
 #include <lmdb.h>
 
 #include <memory>
@@ -14,13 +15,7 @@
 
 namespace authserv::directory::lmdb {
 
-template <auto Fn>
-struct Deleter {
-  template <class T>
-  void operator()(T* p) const {
-    if (p) Fn(p);
-  }
-};
+using common::Deleter;
 using Env = std::unique_ptr<MDB_env, Deleter<mdb_env_close>>;
 
 // MDB_MAP_FULL and MDB_READERS_FULL are the operator's to fix (map size, readers), so Internal;

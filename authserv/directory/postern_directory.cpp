@@ -1,5 +1,6 @@
 // postern_directory.cpp: postern-directory, the embedded directory's admin tool. Offline: it opens
-// the LMDB files itself, safely beside a running authserv (LMDB serialises the writers).
+// the LMDB files itself, safely beside a running authserv (LMDB serialises the writers). Online
+// (--online HOST:PORT): the same commands through authserv's admin call over mutual TLS.
 #include <sodium.h>
 #include <unistd.h>
 
@@ -12,6 +13,8 @@
 
 #include "authserv/directory/admin.hpp"
 #include "authserv/directory/names.hpp"
+#include "authserv/service/admin_client.hpp"
+#include "common/tls/nss.hpp"
 
 namespace {
 
@@ -36,7 +39,9 @@ Executor offline_executor(std::string db, AdminSettings settings) {
 void usage(std::FILE* to) {
   std::fprintf(to,
                "usage: postern-directory --db DIR [--default-domain DOMAIN] [--argon2-ops N] [--argon2-mem-kib N]\n"
-               "                         [--scram-iterations N] COMMAND ...\n%.*s",
+               "                         [--scram-iterations N] COMMAND ...\n"
+               "       postern-directory --online HOST:PORT (--nss DIR | --plaintext yes) COMMAND ...\n"
+               "         (--nss: this host's NSS database, whose certificate's CN authserv lists in admins)\n%.*s",
                static_cast<int>(authserv::directory::admin_usage().size()), authserv::directory::admin_usage().data());
 }
 
@@ -60,7 +65,8 @@ int main(int argc, char** argv) {
     return kExitFailure;
   }
   std::vector<std::string_view> args(argv + 1, argv + argc);
-  std::string db;
+  std::string db, online, nss_dir;
+  bool plaintext = false;
   AdminSettings settings;
   size_t i = 0;
   for (; i < args.size() && args[i].starts_with("-"); ++i) {
@@ -74,6 +80,12 @@ int main(int argc, char** argv) {
     uint64_t n = 0;
     if (a == "--db") {
       db = std::string(v);
+    } else if (a == "--online") {
+      online = std::string(v);
+    } else if (a == "--nss") {
+      nss_dir = std::string(v);
+    } else if (a == "--plaintext" && v == "yes") {
+      plaintext = true;
     } else if (a == "--default-domain") {
       settings.default_domain = std::string(v);
     } else if (a == "--argon2-ops" && parse_number(v, n) && n >= crypto_pwhash_OPSLIMIT_MIN) {
@@ -88,7 +100,8 @@ int main(int argc, char** argv) {
       return usage_error("bad option or value: " + std::string(a) + " " + std::string(v.substr(0, 64)));
     }
   }
-  if (db.empty()) return usage_error("--db DIR is required");
+  if (db.empty() == online.empty()) return usage_error("give --db DIR (offline) or --online HOST:PORT");
+  if (!online.empty() && nss_dir.empty() && !plaintext) return usage_error("--online needs --nss DIR");
   if (!settings.default_domain.empty()) {
     auto d = authserv::directory::normalize_domain(settings.default_domain);
     if (!d) return usage_error("bad --default-domain: " + d.error().detail);
@@ -102,8 +115,23 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "postern-directory: %s\n", ok.error().detail.c_str());
     return kExitFailure;
   }
-  const Executor execute = offline_executor(db, settings);
-  auto out = execute(*op);
+  Result<std::vector<std::string>> out = common::fail(common::ErrorKind::Internal, "not run");
+  if (online.empty()) {
+    out = offline_executor(db, settings)(*op);
+  } else {
+    std::unique_ptr<common::tls::Nss> nss;
+    if (!plaintext) {
+      auto opened = common::tls::Nss::init({.db_dir = nss_dir, .password_file = nss_dir + "/password"});
+      if (!opened) {
+        std::fprintf(stderr, "postern-directory: %s\n", opened.error().detail.c_str());
+        return kExitFailure;
+      }
+      nss = std::move(*opened);
+    }
+    common::rpc::MtlsOptions mtls;
+    mtls.plaintext = plaintext;
+    out = authserv::service::run_online(online, mtls, words, *op);
+  }
   op = AdminOp{};  // destroys (and so wipes) any password the operation held
   if (!out) {
     std::fprintf(stderr, "postern-directory: error: %s\n", out.error().detail.c_str());

@@ -1,5 +1,6 @@
 // ldap_directory.cpp: the libldap side of LdapDirectory: connection pools with timeouts and TLS,
 // searches turned into owned entries, and the Sun Schema 2 lookups (domain first, then user).
+#include "common/deleter.hpp"
 #include "authserv/ldap/ldap_directory.hpp"
 
 #include <ldap.h>
@@ -31,13 +32,7 @@ using directory::RecipientKind;
 using directory::Status;
 using directory::UserRecord;
 
-template <auto Fn>
-struct Deleter {
-  template <class T>
-  void operator()(T* p) const {
-    if (p) Fn(p);
-  }
-};
+using common::Deleter;
 void unbind(LDAP* ld) { ldap_unbind_ext_s(ld, nullptr, nullptr); }
 using LdapHandle = std::unique_ptr<LDAP, Deleter<unbind>>;
 using LdapMsg = std::unique_ptr<LDAPMessage, Deleter<ldap_msgfree>>;

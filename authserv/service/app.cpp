@@ -4,6 +4,8 @@
 
 #include <sodium.h>
 
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "authserv/directory/lmdb_directory.hpp"
@@ -98,6 +100,39 @@ class AuthservApp final : public common::daemon::DaemonApp {
       s.error("mechanisms", parsed.error().detail);
     }
     s.get("allow_plaintext_without_tls", c.settings.mechanisms.allow_plaintext_without_tls);
+    std::vector<oauth::Issuer> issuers;
+    for (auto is : s.sections("oauth_issuer")) {
+      oauth::Issuer issuer;
+      is.get("issuer", issuer.issuer);
+      is.get("audiences", issuer.audiences);
+      is.get("user_claim", issuer.user_claim);
+      is.get("keys", issuer.keys);
+      is.get_duration("leeway", issuer.leeway, std::chrono::seconds(0), std::chrono::seconds(3600));
+      issuers.push_back(std::move(issuer));
+    }
+    if (auto v = oauth::TokenValidator::create(std::move(issuers))) {
+      c.settings.token_issuers = std::make_shared<const oauth::TokenValidator>(std::move(*v));
+      c.settings.mechanisms.token_issuers_configured = !c.settings.token_issuers->empty();
+    } else {
+      s.error("oauth_issuer", v.error().detail);
+    }
+    std::string certmap_file;
+    s.get("certmap", certmap_file);
+    c.settings.certmap = default_certmap();
+    if (!certmap_file.empty()) {
+      std::ifstream in(certmap_file);
+      std::stringstream text;
+      text << in.rdbuf();
+      auto map = in ? common::tls::parse_certmap(text.str(), certmap_file)
+                    : common::tls::CertMapResult<common::tls::CertMap>(tl::unexpected(common::tls::CertMapErrors{}));
+      if (!in) {
+        s.error("certmap", "cannot read " + certmap_file);
+      } else if (!map) {
+        s.error("certmap", common::tls::to_error(map.error()).detail);
+      } else {
+        c.settings.certmap = std::make_shared<const common::tls::CertMap>(std::move(*map));
+      }
+    }
     std::string min_tls = "any";
     s.get_enum("plaintext_min_tls", min_tls, {"any", "1.2", "1.3"});
     c.settings.mechanisms.plaintext_min_tls_version = min_tls == "1.3" ? policy::kTls13 : min_tls == "1.2" ? policy::kTls12 : 0;

@@ -10,6 +10,7 @@
 #include "authserv/sasl/sasl.hpp"
 #include "common/log/log.hpp"
 #include "common/metrics/metrics.hpp"
+#include "common/ascii.hpp"
 #include "common/net/address.hpp"
 
 namespace authserv::service {
@@ -37,20 +38,6 @@ Reply failure(FailureKind kind, std::string reason) {
   return r;
 }
 
-std::string_view failure_name(FailureKind k) {
-  switch (k) {
-    case FailureKind::Credentials: return "credentials";
-    case FailureKind::NotAllowed: return "not_allowed";
-    case FailureKind::Authz: return "authz";
-    case FailureKind::Protocol: return "protocol";
-    case FailureKind::Mechanism: return "mechanism";
-    case FailureKind::Aborted: return "aborted";
-    case FailureKind::Temporary: return "temporary";
-    case FailureKind::Unspecified: break;
-  }
-  return "failed";
-}
-
 // Views into `f`, which must outlive the result.
 policy::LoginFacts login_facts(const Facts& f) {
   policy::LoginFacts lf;
@@ -75,7 +62,32 @@ policy::ConnectionState connection_state(const Facts& f) {
   return s;
 }
 
+// certmap's searches answered by the backend; runs on the caller's (worker) thread.
+class BackendCertDirectory final : public common::tls::CertDirectory {
+ public:
+  explicit BackendCertDirectory(directory::Backend& backend) : backend_(backend) {}
+  void search(const common::tls::CertQuery& q, std::function<void(common::Result<std::vector<Entry>>)> done) override {
+    if (q.verify_cert) return done(common::fail(ErrorKind::Config, "certmap VerifyCert is not supported by this directory"));
+    auto names = backend_.find_by_certificate_filter(q.base_dn, q.filter);
+    if (!names) return done(tl::unexpected(names.error()));
+    std::vector<Entry> entries;
+    for (auto& n : *names) entries.push_back(Entry{"", std::move(n), {}});
+    done(std::move(entries));
+  }
+
+ private:
+  directory::Backend& backend_;
+};
+
 }  // namespace
+
+std::shared_ptr<const common::tls::CertMap> default_certmap() {
+  static const auto map = [] {
+    auto parsed = common::tls::parse_certmap("certmap default default\ndefault:DNComps\ndefault:FilterComps e=mail\n", "built-in");
+    return std::make_shared<const common::tls::CertMap>(std::move(*parsed));
+  }();
+  return map;
+}
 
 std::string describe(const Facts& f) {
   return f.client_address.empty() ? std::string("-") : f.client_address;
@@ -98,12 +110,40 @@ class ExchangeImpl final : public Exchange {
     if (state.channel_binding) ctx.channel_binding = facts_.channel_binding;
     ctx.fake_salt_key = core_.settings_.fake_salt_key;
     ctx.fake_iterations = core_.settings_.scram_iterations;
-    if (state.verified_client_certificate) ctx.tls_identity = facts_.client_cert_subject;
+    if (common::ascii::iequals(mechanism, "EXTERNAL") && state.verified_client_certificate) {
+      return map_certificate_then_start(std::move(ctx), std::move(initial), std::move(deliver));
+    }
     mechanism_ = sasl::make_mechanism(mechanism, std::move(ctx));
     if (!mechanism_) return finish(deliver, failure(FailureKind::Mechanism, "unknown mechanism"));
     std::optional<std::string_view> first;
     if (initial) first = *initial;
     handle(mechanism_->start(first), std::move(deliver));
+  }
+
+  // EXTERNAL: certmap turns the verified certificate into a user before the mechanism starts.
+  void map_certificate_then_start(sasl::MechanismContext ctx, std::optional<std::string> initial, Deliver deliver) {
+    auto self = std::static_pointer_cast<ExchangeImpl>(shared_from_this());
+    auto job = std::make_shared<std::pair<sasl::MechanismContext, std::optional<std::string>>>(std::move(ctx),
+                                                                                               std::move(initial));
+    bool queued = core_.run_directory([self, job, deliver] {
+      BackendCertDirectory directory(self->core_.backend());
+      common::tls::CertFacts cert{self->facts_.client_cert_issuer, self->facts_.client_cert_subject,
+                                  self->facts_.client_cert_der};
+      common::Result<std::string> mapped = common::fail(ErrorKind::Internal, "certmap gave no answer");
+      common::tls::map_certificate(*self->core_.settings_.certmap, cert, directory,
+                                   [&mapped](common::Result<std::string> r) { mapped = std::move(r); });
+      if (!mapped) {
+        self->reason_ = "certmap";
+        auto kind = mapped.error().kind == ErrorKind::TempFail ? FailureKind::Temporary : FailureKind::Credentials;
+        return self->finish(deliver, failure(kind, mapped.error().detail));
+      }
+      job->first.tls_identity = std::move(*mapped);
+      self->mechanism_ = sasl::make_mechanism("EXTERNAL", std::move(job->first));
+      std::optional<std::string_view> first;
+      if (job->second) first = *job->second;
+      self->handle(self->mechanism_->start(first), deliver);
+    });
+    if (!queued) finish(deliver, failure(FailureKind::Temporary, "directory queue full"));
   }
 
   void respond(std::string response, Deliver deliver) override {
@@ -126,15 +166,31 @@ class ExchangeImpl final : public Exchange {
       }
       case K::NeedPasswordCheck: return check_password(std::move(step), std::move(deliver));
       case K::NeedScramVerifier: return fetch_verifier(std::move(step), std::move(deliver));
-      case K::NeedTokenCheck:
-        // No token issuer is configured (mechanisms_for does not offer the bearer mechanisms).
-        // TODO(#5): JWT issuers.
-        return handle(mechanism_->token_checked(false), std::move(deliver));
+      case K::NeedTokenCheck: return check_bearer_token(std::move(step), std::move(deliver));
       case K::Success: return succeed(std::move(step), std::move(deliver));
       case K::Failure:
         return finish(deliver, failure(credential_failed_ ? FailureKind::Credentials : FailureKind::Protocol,
                                        std::move(step.data)));
     }
+  }
+
+  // OAUTHBEARER / XOAUTH2: the token's signature and claims; the user it names must be the one the
+  // client asked for. Cheap (one signature check), so it runs where the step arrived.
+  void check_bearer_token(sasl::Step step, Deliver deliver) {
+    const auto& issuers = core_.settings_.token_issuers;
+    bool ok = false;
+    if (!issuers || issuers->empty()) {
+      reason_ = "no_token_issuers";
+    } else if (auto v = issuers->validate(step.password, now_unix()); !v) {
+      reason_ = "token_" + v.error().detail;
+    } else {
+      auto asked = directory::split_login(step.authcid, core_.settings_.default_domain);
+      auto named = directory::split_login(v->user, core_.settings_.default_domain);
+      ok = asked && named && asked->canonical() == named->canonical();
+      if (!ok) reason_ = "token_names_another_user";
+    }
+    credential_failed_ = !ok;
+    handle(mechanism_->token_checked(ok), std::move(deliver));
   }
 
   // PLAIN / LOGIN: directory lookup and hash check on the hashing pool.
@@ -292,7 +348,7 @@ class ExchangeImpl final : public Exchange {
 
   void finish(const Deliver& deliver, Reply r) {
     if (done_.exchange(true)) return;
-    std::string_view result = r.kind == Reply::Kind::Success ? "success" : failure_name(r.failure);
+    std::string_view result = r.kind == Reply::Kind::Success ? "success" : common::authclient::failure_kind_name(r.failure);
     std::string_view mech = mechanism_ ? mechanism_->name() : std::string_view("-");
     auth_counter().with({mech, result}).inc();
     {

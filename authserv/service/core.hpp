@@ -13,12 +13,15 @@
 #include <vector>
 
 #include "authserv/directory/directory.hpp"
+#include "authserv/oauth/token_validator.hpp"
 #include "authserv/password/password.hpp"
 #include "authserv/policy/login_policy.hpp"
 #include "authserv/policy/mechanisms.hpp"
+#include "common/authclient/types.hpp"
 #include "common/authtoken/authtoken.hpp"
 #include "common/result.hpp"
 #include "common/runtime/worker_pool.hpp"
+#include "common/tls/certmap.hpp"
 
 namespace authserv::service {
 
@@ -31,13 +34,15 @@ struct Facts {
   std::string tls_version;  // "" = no TLS
   std::string tls_cipher;
   std::string client_cert_subject;
+  std::string client_cert_issuer;
   std::string client_cert_der;
   std::string channel_binding;
   std::string session_id;
   std::string front_end;  // CN of the calling front end's certificate (gRPC peer)
 };
 
-enum class FailureKind : uint8_t { Unspecified, Credentials, NotAllowed, Authz, Protocol, Mechanism, Aborted, Temporary };
+// The proto's failure kinds, as the front ends' client library names them.
+using FailureKind = common::authclient::FailureKind;
 
 struct Authenticated {
   std::string canonical, authcid, mail_host;
@@ -67,7 +72,15 @@ struct Settings {
   std::chrono::seconds max_session{std::chrono::hours(24 * 7)};
   policy::MechanismPolicy mechanisms;
   std::vector<std::string> admins;  // front-end CNs allowed to make Admin calls
+  // AUTH-14: certificate -> user for EXTERNAL. Without a certmap.conf, the certificate's e-mail
+  // address must be one of the user's addresses (the seeds' "no certmap needed" case).
+  std::shared_ptr<const common::tls::CertMap> certmap;
+  // OAUTHBEARER / XOAUTH2 token issuers; null or empty: the bearer mechanisms are not offered.
+  std::shared_ptr<const oauth::TokenValidator> token_issuers;
 };
+
+// The certmap used when none is configured.
+std::shared_ptr<const common::tls::CertMap> default_certmap();
 
 class Core;
 

@@ -23,6 +23,7 @@ Facts to_facts(const pb::ConnectionFacts& f, const grpc::CallbackServerContext& 
   out.tls_version = f.tls_version();
   out.tls_cipher = f.tls_cipher();
   out.client_cert_subject = f.client_cert_subject();
+  out.client_cert_issuer = f.client_cert_issuer();
   out.client_cert_der = f.client_cert_der();
   out.channel_binding = f.channel_binding();
   out.session_id = f.session_id();

@@ -2,6 +2,7 @@
 // key reference makes NSS_Shutdown fail with SEC_ERROR_BUSY (notes §1 pitfall 10), so none is raw.
 #pragma once
 
+#include "common/deleter.hpp"
 #include <memory>
 
 #include <cert.h>
@@ -12,13 +13,7 @@
 
 namespace common::tls {
 
-template <auto Fn>
-struct Deleter {
-  template <class T>
-  void operator()(T* p) const {
-    if (p) Fn(p);
-  }
-};
+using common::Deleter;
 
 using NssCert = std::unique_ptr<CERTCertificate, Deleter<CERT_DestroyCertificate>>;
 using NssKey = std::unique_ptr<SECKEYPrivateKey, Deleter<SECKEY_DestroyPrivateKey>>;

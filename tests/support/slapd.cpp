@@ -145,7 +145,23 @@ void Slapd::stop() {
 }
 
 void Slapd::pause() {
-  if (process_) process_->signal(SIGSTOP);
+  if (!process_) return;
+  process_->signal(SIGSTOP);
+  // The stop is asynchronous: a request sent right after kill() could still be answered. Wait
+  // until every thread of slapd is stopped (state T in /proc).
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  const std::string task_dir = "/proc/" + std::to_string(process_->pid()) + "/task";
+  while (std::chrono::steady_clock::now() < until) {
+    bool all_stopped = true;
+    std::error_code ec;
+    for (const auto& task : std::filesystem::directory_iterator(task_dir, ec)) {
+      std::string stat = read_file(task.path() / "stat");
+      auto close = stat.rfind(')');
+      if (close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] != 'T') all_stopped = false;
+    }
+    if (!ec && all_stopped) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
 }
 
 void Slapd::resume() {

@@ -9,6 +9,8 @@
 #include <thread>
 
 #include "common/authtoken/authtoken.hpp"
+#include "common/grpc/credentials.hpp"
+#include "common/tls/nss.hpp"
 #include "proto/authserv.grpc.pb.h"
 #include "tests/support/process.hpp"
 #include "tests/support/scram_client.hpp"
@@ -22,7 +24,9 @@ std::string cli_path() { return test::binary_path("authserv/directory/postern-di
 
 class Authserv {
  public:
-  explicit Authserv(std::string extra_config = "", bool plaintext = true) : port_(test::free_port()) {
+  // `extra_tables` go after the generated tables, `authserv_keys` into [authserv].
+  explicit Authserv(std::string extra_tables = "", bool plaintext = true, std::string authserv_keys = "")
+      : port_(test::free_port()) {
     db_ = (dir_.path() / "directory").string();
     password_file_ = dir_.write("pw", "correct horse\n").string();
     dir_.write("bob.pw", "bobs secret\n");
@@ -45,10 +49,10 @@ class Authserv {
         "[log]\nlevel = \"info\"\n"
         "[metrics]\nlisten = \"\"\n"
         "[authserv]\nlisten = \"127.0.0.1:" + std::to_string(port_) + "\"\n"
-        "default_domain = \"example.com\"\n" + std::string(plaintext ? "plaintext = true\n" : "") +
+        "default_domain = \"example.com\"\n" + std::string(plaintext ? "plaintext = true\n" : "") + authserv_keys +
         "[directory]\nbackend = \"embedded\"\npath = \"" + db_ + "\"\n"
         "[password]\nargon2_ops = 1\nargon2_memory = \"64K\"\n"
-        "[tokens]\nkey_file = \"" + (dir_.path() / "token.key").string() + "\"\n" + extra_config;
+        "[tokens]\nkey_file = \"" + (dir_.path() / "token.key").string() + "\"\n" + extra_tables;
     config_ = dir_.write("authserv.toml", cfg).string();
   }
   ~Authserv() { stop(); }
@@ -88,8 +92,9 @@ class Authserv {
     return test::b64e(std::string(reinterpret_cast<char*>(digest), 64) + std::string(salt));
   }
 
-  std::unique_ptr<pb::Auth::Stub> stub() const {
-    return pb::Auth::NewStub(grpc::CreateChannel(target(), grpc::InsecureChannelCredentials()));
+  std::unique_ptr<pb::Auth::Stub> stub(std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr) const {
+    if (!credentials) credentials = grpc::InsecureChannelCredentials();
+    return pb::Auth::NewStub(grpc::CreateChannel(target(), credentials));
   }
   std::string target() const { return "127.0.0.1:" + std::to_string(port_); }
   std::string log() const { return test::read_file(dir_.path() / "authserv.log"); }
@@ -420,4 +425,181 @@ TEST_CASE("malformed exchanges fail cleanly and the daemon keeps serving", "[int
   }
   REQUIRE(plain(*stub, "", "alice", "correct horse").has_success());
   CHECK(a.stop() == 0);
+}
+
+TEST_CASE("EXTERNAL maps the front end's verified client certificate to a user through certmap", "[integration]") {
+  Authserv a;
+  a.start();
+  auto stub = a.stub();
+  auto cert = [](std::string subject) {
+    auto f = facts();
+    f.set_client_cert_subject(subject);
+    f.set_client_cert_issuer("CN=Postern-CA,O=Postern");
+    return f;
+  };
+  {
+    Exchange x(*stub);
+    auto r = x.start("EXTERNAL", std::string(), cert("E=a.smith@example.com,CN=Alice Smith,O=Example"));
+    INFO(r.failure().reason() << "\n" << a.log());
+    REQUIRE(r.has_success());
+    CHECK(r.success().canonical() == "alice@example.com");
+  }
+  {
+    Exchange x(*stub);
+    auto r = x.start("EXTERNAL", std::string(), cert("E=stranger@example.org,CN=Stranger"));
+    REQUIRE(r.has_failure());
+    CHECK(r.failure().kind() == pb::FAILURE_CREDENTIALS);
+  }
+  {
+    // Not an admin: may not name another user as authorization id.
+    Exchange x(*stub);
+    auto r = x.start("EXTERNAL", std::string("carol"), cert("E=alice@example.com,CN=Alice"));
+    REQUIRE(r.has_failure());
+    CHECK(r.failure().kind() == pb::FAILURE_AUTHZ);
+  }
+  {
+    // Without a verified certificate EXTERNAL is not even a mechanism.
+    Exchange x(*stub);
+    auto r = x.start("EXTERNAL", std::string());
+    REQUIRE(r.has_failure());
+    CHECK(r.failure().kind() == pb::FAILURE_MECHANISM);
+  }
+}
+
+TEST_CASE("over mutual TLS only front ends of the deployment CA get in, and admins may edit the directory", "[integration]") {
+  test::TempDir pki;
+  auto certs = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), test::source_path("deploy/certs"));
+    auto r = test::run(args, 120s);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+  };
+  auto d = [&](const char* name) { return (pki.path() / name).string(); };
+  certs({"ca", "--dir", d("ca")});
+  certs({"host", "--ca", d("ca"), "--dir", d("authserv1"), "--host", "authserv1", "--ip", "127.0.0.1"});
+  certs({"host", "--ca", d("ca"), "--dir", d("mmp1"), "--host", "mmp1", "--ip", "127.0.0.1"});
+
+  std::string tls = "[tls]\ndb_dir = \"" + d("authserv1") + "\"\n";
+  Authserv a(tls, false, "admins = [\"mmp1\"]\n");
+  a.start();
+  Authserv other(tls, false, "admins = [\"ops1\"]\n");
+  other.start();
+
+  auto nss = common::tls::Nss::init({.db_dir = d("mmp1"), .password_file = d("mmp1") + "/password"});
+  REQUIRE(nss);
+  {
+    auto credentials = common::rpc::channel_credentials({});
+    REQUIRE(credentials);
+    auto stub = a.stub(*credentials);
+    auto reply = plain(*stub, "", "alice", "correct horse");
+    REQUIRE(reply.has_success());
+    auto claims = verifier_for(a).verify(reply.success().token(), now_unix(), "mmp1");
+    REQUIRE(claims);
+    CHECK(claims->front_end == "mmp1");
+
+    // Admin calls need the caller's CN in [authserv] admins (postern-directory --online).
+    grpc::ClientContext context;
+    pb::AdminRequest request;
+    for (auto w : {"user", "add", "erin", "--password-stdin"}) request.add_args(w);
+    request.set_secret("erins secret");
+    pb::AdminResponse response;
+    REQUIRE(stub->Admin(&context, request, &response).ok());
+    INFO(response.error());
+    CHECK(response.ok());
+    CHECK(plain(*stub, "", "erin", "erins secret").has_success());
+
+    // The same through postern-directory --online with this host's database.
+    auto pw = pki.write("frank.pw", "franks secret\n");
+    auto cli = test::run({cli_path(), "--online", a.target(), "--nss", d("mmp1"), "user", "add", "frank",
+                          "--password-file", pw.string()});
+    INFO(cli.output);
+    CHECK(cli.exit_code == 0);
+    CHECK(plain(*stub, "", "frank", "franks secret").has_success());
+    auto listed = test::run({cli_path(), "--online", a.target(), "--nss", d("mmp1"), "list", "example.com"});
+    CHECK(listed.output.find("frank@example.com") != std::string::npos);
+    auto denied = test::run({cli_path(), "--online", other.target(), "--nss", d("mmp1"), "list"});
+    CHECK(denied.exit_code == 1);
+
+    grpc::ClientContext refused_context;
+    pb::AdminRequest list;
+    list.add_args("list");
+    CHECK(other.stub(*credentials)->Admin(&refused_context, list, &response).error_code() ==
+          grpc::StatusCode::PERMISSION_DENIED);
+  }
+  {
+    // TLS, but no client certificate: the handshake is refused.
+    grpc::SslCredentialsOptions o;
+    o.pem_root_certs = test::read_file(pki.path() / "ca" / "ca.pem");
+    auto stub = a.stub(grpc::SslCredentials(o));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + 5s);
+    pb::MechanismsRequest request;
+    pb::MechanismsResponse response;
+    CHECK_FALSE(stub->Mechanisms(&context, request, &response).ok());
+  }
+  {
+    // Plaintext to an mTLS port: refused.
+    auto stub = a.stub();
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + 5s);
+    pb::MechanismsRequest request;
+    pb::MechanismsResponse response;
+    CHECK_FALSE(stub->Mechanisms(&context, request, &response).ok());
+  }
+  CHECK(a.stop() == 0);
+  CHECK(other.stop() == 0);
+  CHECK((*nss)->shutdown());
+}
+
+namespace {
+std::string b64url(std::string_view in) {
+  std::string out(sodium_base64_encoded_len(in.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING), '\0');
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(in.data()), in.size(),
+                    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  out.resize(out.size() - 1);
+  return out;
+}
+}  // namespace
+
+TEST_CASE("OAUTHBEARER and XOAUTH2 accept a signed token from a configured issuer for its own user", "[integration]") {
+  unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+  crypto_sign_keypair(pk, sk);
+  Authserv a("[[sasl.oauth_issuer]]\nissuer = \"https://idp.test\"\nuser_claim = \"email\"\nkeys = [\"ed25519:" +
+             b64url(std::string_view(reinterpret_cast<char*>(pk), sizeof pk)) + "\"]\n");
+  a.start();
+  auto stub = a.stub();
+  auto jwt = [&](std::string email, int64_t exp) {
+    std::string signing_input = b64url(R"({"alg":"EdDSA","typ":"JWT"})") + "." +
+                                b64url(R"({"iss":"https://idp.test","email":")" + email + R"(","exp":)" +
+                                       std::to_string(exp) + "}");
+    unsigned char sig[crypto_sign_BYTES];
+    crypto_sign_detached(sig, nullptr, reinterpret_cast<const unsigned char*>(signing_input.data()),
+                         signing_input.size(), sk);
+    return signing_input + "." + b64url(std::string_view(reinterpret_cast<char*>(sig), sizeof sig));
+  };
+  auto bearer = [&](std::string mechanism, std::string user, std::string token) {
+    std::string message = mechanism == "XOAUTH2" ? "user=" + user + "\x01" + "auth=Bearer " + token + "\x01\x01"
+                                                 : "n,a=" + user + ",\x01" + "auth=Bearer " + token + "\x01\x01";
+    Exchange x(*stub);
+    auto reply = x.start(mechanism, message);
+    // A refused token gets the RFC 7628 §3.2.2 error challenge; the client acknowledges with %x01.
+    if (reply.has_challenge()) reply = x.respond("\x01");
+    return reply;
+  };
+  auto good = jwt("alice@example.com", now_unix() + 300);
+  auto ok = bearer("OAUTHBEARER", "alice@example.com", good);
+  REQUIRE(ok.has_success());
+  CHECK(ok.success().canonical() == "alice@example.com");
+  CHECK(bearer("XOAUTH2", "alice", good).has_success());
+  // The token names alice: it cannot open carol's mailbox.
+  auto other = bearer("XOAUTH2", "carol@example.com", good);
+  REQUIRE(other.has_failure());
+  CHECK(other.failure().kind() == pb::FAILURE_CREDENTIALS);
+  auto expired = bearer("OAUTHBEARER", "alice@example.com", jwt("alice@example.com", now_unix() - 3600));
+  REQUIRE(expired.has_failure());
+  CHECK(expired.failure().kind() == pb::FAILURE_CREDENTIALS);
+  auto log = a.log();
+  CHECK(log.find("token_names_another_user") != std::string::npos);
+  CHECK(log.find("token_expired") != std::string::npos);
+  CHECK(log.find(good) == std::string::npos);  // tokens are credentials: never logged
 }

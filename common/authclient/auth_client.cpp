@@ -1,0 +1,851 @@
+// auth_client.cpp: the gRPC half of the authserv client: channels, unary calls with caching and
+// single flight, and the Authenticate reactor behind SaslRelay. The only file here that includes
+// gRPC (each such file costs ~7 s and 360 MB to compile).
+#include "common/authclient/authclient.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <unordered_map>
+#include <utility>
+
+#include <grpcpp/grpcpp.h>
+
+#include "common/authclient/lookup_cache.hpp"
+#include "common/log/log.hpp"
+#include "common/metrics/metrics.hpp"
+#include "common/runtime/loop.hpp"
+#include "proto/authserv.grpc.pb.h"
+
+namespace common::authclient {
+
+namespace {
+
+namespace pb = postern::authserv::v1;
+using SystemClock = std::chrono::system_clock;
+using namespace std::chrono_literals;
+
+constexpr std::string_view kComp = "authclient";
+// Longest login or address we ask about (RFC 5321 §4.5.3.1.3 paths stop at 256): longer ones are
+// junk a client made up, and would only fill the cache's byte budget.
+constexpr size_t kMaxName = 1024;
+// How long ~AuthClient waits for cancelled calls to come back before it gives up waiting.
+constexpr auto kShutdownWait = 5s;
+
+struct Metrics {
+  metrics::Family<metrics::Counter>& calls = metrics::default_registry().counter_family(
+      "postern_authclient_calls_total", "Unary calls to authserv by method and result", {"method", "result"});
+  metrics::Family<metrics::Counter>& cache = metrics::default_registry().counter_family(
+      "postern_authclient_cache_total", "Lookups by cache and how they were answered", {"cache", "result"});
+  metrics::Family<metrics::Counter>& overload = metrics::default_registry().counter_family(
+      "postern_authclient_overload_total", "Calls refused at once because too many were in flight", {"kind"});
+  metrics::Family<metrics::Counter>& exchanges = metrics::default_registry().counter_family(
+      "postern_authclient_exchanges_total", "SASL exchanges relayed to authserv by outcome", {"result"});
+};
+Metrics& stats_metrics() {
+  static Metrics m;
+  return m;
+}
+
+std::string_view code_name(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return "OK";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    default: return "UNKNOWN";
+  }
+}
+
+// Refusals that retrying cannot fix (a bug or a configuration mismatch between the tiers) are
+// Remote; everything else (down, slow, overloaded, cancelled) is TempFail, "try again later".
+Error rpc_error(std::string_view method, const grpc::Status& status) {
+  std::string detail = "authserv " + std::string(method) + ": " + std::string(code_name(status.error_code()));
+  if (!status.error_message().empty()) detail += ": " + status.error_message();
+  switch (status.error_code()) {
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::NOT_FOUND:
+    case grpc::StatusCode::ALREADY_EXISTS:
+    case grpc::StatusCode::PERMISSION_DENIED:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::OUT_OF_RANGE:
+    case grpc::StatusCode::UNIMPLEMENTED:
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return Error{ErrorKind::Remote, std::move(detail)};
+    default:
+      return Error{ErrorKind::TempFail, std::move(detail)};
+  }
+}
+
+// --- conversions between our structs and the proto ---
+
+void to_proto(const ConnectionFacts& f, pb::ConnectionFacts& out) {
+  out.set_service(f.service);
+  out.set_client_address(f.client_address);
+  out.set_client_name(f.client_name);
+  out.set_server_address(f.server_address);
+  out.set_tls_version(f.tls_version);
+  out.set_tls_cipher(f.tls_cipher);
+  out.set_client_cert_subject(f.client_cert_subject);
+  out.set_client_cert_issuer(f.client_cert_issuer);
+  out.set_client_cert_der(f.client_cert_der);
+  out.set_channel_binding(f.channel_binding);
+  out.set_session_id(f.session_id);
+}
+
+std::vector<std::string> strings(const google::protobuf::RepeatedPtrField<std::string>& in) {
+  return std::vector<std::string>(in.begin(), in.end());
+}
+
+UserInfo from_proto(const pb::UserInfo& u) {
+  return UserInfo{u.canonical(),        u.status(),         u.mail_host(),      u.allowed_services(),
+                  u.domain_allowed_services(), u.quota_bytes(), u.quota_messages(), u.sieve(),
+                  strings(u.addresses()), u.store_admin()};
+}
+
+RecipientInfo from_proto(const pb::LookupRecipientResponse& r) {
+  RecipientKind kind = RecipientKind::Unknown;
+  if (r.kind() == pb::LookupRecipientResponse::USER) kind = RecipientKind::User;
+  if (r.kind() == pb::LookupRecipientResponse::ALIAS) kind = RecipientKind::Alias;
+  return RecipientInfo{kind, r.canonical(), r.mail_host(), r.status(), strings(r.targets())};
+}
+
+AuthenticatedUser from_proto(const pb::AuthenticatedUser& u) {
+  return AuthenticatedUser{u.canonical(), u.authcid(), u.mail_host(), strings(u.addresses()), u.token(),
+                           u.token_expires_unix(), u.quota_bytes(), u.quota_messages()};
+}
+
+FailureKind from_proto(pb::FailureKind k) {
+  switch (k) {
+    case pb::FAILURE_CREDENTIALS: return FailureKind::Credentials;
+    case pb::FAILURE_NOT_ALLOWED: return FailureKind::NotAllowed;
+    case pb::FAILURE_AUTHZ: return FailureKind::Authz;
+    case pb::FAILURE_PROTOCOL: return FailureKind::Protocol;
+    case pb::FAILURE_MECHANISM: return FailureKind::Mechanism;
+    case pb::FAILURE_ABORTED: return FailureKind::Aborted;
+    case pb::FAILURE_TEMPORARY: return FailureKind::Temporary;
+    default: return FailureKind::Unspecified;
+  }
+}
+
+// Heap bytes a cached value holds, roughly (for the cache's byte budget).
+size_t cost(const std::string& s) { return s.size() + sizeof(std::string); }
+size_t cost(const std::vector<std::string>& v) {
+  size_t n = sizeof(v);
+  for (auto& s : v) n += cost(s);
+  return n;
+}
+size_t cost(const std::optional<UserInfo>& u) {
+  if (!u) return 0;
+  return sizeof(UserInfo) + u->canonical.size() + u->status.size() + u->mail_host.size() + u->allowed_services.size() +
+         u->domain_allowed_services.size() + u->sieve.size() + cost(u->addresses);
+}
+size_t cost(const RecipientInfo& r) {
+  return sizeof(RecipientInfo) + r.canonical.size() + r.mail_host.size() + r.status.size() + cost(r.targets);
+}
+
+// Parts joined with NULs. Only the last part of a key can come from a client (a login may hold a
+// NUL), and the parts before it come from our own configuration, so two keys never collide.
+std::string key_of(std::initializer_list<std::string_view> parts) {
+  std::string key;
+  for (auto p : parts) {
+    key.append(p);
+    key.push_back('\0');
+  }
+  return key;
+}
+
+template <class V>
+struct Waiter {
+  runtime::Loop* loop;
+  std::weak_ptr<void> alive;
+  Callback<V> done;
+};
+
+// One kind of cached lookup: its answers and the calls in flight with everyone waiting on them.
+template <class V>
+struct Lookups {
+  Lookups(std::string_view name, size_t entries, size_t bytes) : name(name), cache(entries, bytes) {}
+  std::string_view name;
+  LookupCache<V> cache;
+  std::unordered_map<std::string, std::vector<Waiter<V>>> flights;
+};
+
+// Counts a gRPC call for ~AuthClient until the object holding its ClientContext is destroyed. A
+// ClientContext holds a reference to its grpc::Channel, and the last grpc::Channel must not go
+// away on a gRPC thread: in 1.51 that tears down the callback CQ under the thread polling it (a
+// double free ASan found). So ~AuthClient waits for every ticket, then drops the channels itself.
+struct Ticket {
+  Ticket(std::shared_ptr<AuthClient::Impl> i, bool e) : impl(std::move(i)), exchange(e) {}
+  ~Ticket();
+  Ticket(const Ticket&) = delete;
+  Ticket& operator=(const Ticket&) = delete;
+  std::shared_ptr<AuthClient::Impl> impl;
+  bool exchange;
+};
+
+template <class Resp>
+struct UnaryCall {
+  explicit UnaryCall(std::shared_ptr<AuthClient::Impl> impl) : ticket(std::move(impl), false) {}
+  Ticket ticket;  // first: destroyed after the context
+  grpc::ClientContext ctx;
+  Resp resp;
+};
+
+class ExchangeCall;
+
+// Shared by a relay and its reactor. The reactor reaches the relay's loop only through it, and
+// the relay cuts it when it goes away, so a late reply touches neither a dead relay nor its loop.
+struct Link {
+  std::mutex mu;
+  runtime::Loop* loop = nullptr;  // null once the relay is gone
+  std::weak_ptr<SaslRelay::State> state;
+
+  void post(std::function<void(SaslRelay::State&)> fn);
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+struct AuthClient::Impl : std::enable_shared_from_this<AuthClient::Impl> {
+  struct Target {
+    std::string name;
+    std::shared_ptr<grpc::Channel> channel;
+    std::unique_ptr<pb::Auth::Stub> stub;
+  };
+
+  explicit Impl(AuthClientOptions o)
+      : options(std::move(o)),
+        users("users", options.cache_entries, options.cache_bytes),
+        recipients("recipients", options.cache_entries, options.cache_bytes),
+        // A handful of distinct answers (service x TLS state): a small fixed bound is plenty.
+        mechs("mechanisms", 256, 256 * 1024) {}
+
+  AuthClientOptions options;
+  std::vector<Target> targets;
+  std::atomic<size_t> next_target{0};
+
+  mutable std::mutex mu;
+  std::condition_variable idle;
+  bool closing = false;        // set by ~AuthClient: nothing is posted to a loop after it
+  size_t unary_in_flight = 0;  // logical calls, against max_in_flight
+  size_t exchanges = 0;        // open Authenticate streams, against max_exchanges
+  size_t active = 0;           // gRPC calls whose completion has not run yet
+  // Unary calls in flight, so ~AuthClient can cancel them; their call objects own them.
+  std::unordered_map<grpc::ClientContext*, std::weak_ptr<grpc::ClientContext>> contexts;
+  Lookups<std::optional<UserInfo>> users;
+  Lookups<RecipientInfo> recipients;
+  Lookups<std::vector<std::string>> mechs;
+
+  std::atomic<uint64_t> rpcs{0}, hits{0}, coalesced{0}, overloaded{0};
+  std::atomic<int64_t> last_failure_log{0};
+
+  SystemClock::time_point deadline() const { return SystemClock::now() + options.call_deadline; }
+
+  // Round robin over the targets whose channel is not known to be failing; all failing: any.
+  size_t pick_target() {
+    size_t n = targets.size();
+    size_t first = next_target.fetch_add(1, std::memory_order_relaxed) % n;
+    for (size_t i = 0; i < n; ++i) {
+      size_t t = (first + i) % n;
+      if (targets[t].channel->GetState(false) != GRPC_CHANNEL_TRANSIENT_FAILURE) return t;
+    }
+    return first;
+  }
+
+  // Only under `mu`: a post after `closing` could reach a loop the daemon already destroyed.
+  template <class V>
+  void post_locked(Waiter<V> w, Result<V> result) {
+    if (closing) return;
+    w.loop->post([alive = std::move(w.alive), done = std::move(w.done), result = std::move(result)]() mutable {
+      if (auto token = alive.lock()) done(std::move(result));
+    });
+  }
+
+  // One log line per second at most: with authserv down every RCPT would log one.
+  void log_failure(std::string_view method, const std::string& target, const grpc::Status& status) {
+    int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    int64_t last = last_failure_log.load(std::memory_order_relaxed);
+    if (now - last < 1000 || !last_failure_log.compare_exchange_strong(last, now)) return;
+    log::warning(kComp)
+        .phase("call")
+        .event("rpc_failed")
+        .kv("method", method)
+        .kv("target", target)
+        .kv("code", code_name(status.error_code()))
+        .client_text("message", status.error_message());
+  }
+
+  // From ~Ticket; the last use of `this` by that thread.
+  void call_gone(bool exchange) {
+    std::lock_guard lock(mu);
+    if (exchange) --exchanges;
+    --active;
+    if (active == 0) idle.notify_all();
+  }
+
+  // One unary call; on UNAVAILABLE the next target is tried while the deadline allows (lookups are
+  // idempotent). `done` runs on a gRPC thread with the response (null when never sent).
+  template <class Req, class Resp, class Invoke>
+  void send(std::string_view method, Invoke invoke, std::shared_ptr<const Req> req, SystemClock::time_point deadline,
+            size_t target, size_t attempt, std::function<void(const grpc::Status&, Resp*)> done) {
+    std::shared_ptr<UnaryCall<Resp>> call;
+    {
+      std::lock_guard lock(mu);
+      if (!closing) {
+        ++active;
+        call = std::make_shared<UnaryCall<Resp>>(shared_from_this());
+        contexts.emplace(&call->ctx, std::shared_ptr<grpc::ClientContext>(call, &call->ctx));
+      }
+    }
+    if (!call) {
+      done(grpc::Status(grpc::StatusCode::CANCELLED, "authclient shutting down"), nullptr);  // takes `mu`
+      return;
+    }
+    call->ctx.set_deadline(deadline);
+    ++rpcs;
+    // Not under `mu`: gRPC may run the completion inline, and the completion takes `mu`.
+    invoke(targets[target].stub->async(), &call->ctx, req.get(), &call->resp,
+           [self = shared_from_this(), call, method, invoke, req, deadline, target, attempt,
+            done = std::move(done)](grpc::Status status) mutable {
+             {
+               std::lock_guard lock(self->mu);
+               self->contexts.erase(&call->ctx);
+             }
+             auto& metrics = stats_metrics();
+             if (!status.ok()) self->log_failure(method, self->targets[target].name, status);
+             size_t n = self->targets.size();
+             if (status.error_code() == grpc::StatusCode::UNAVAILABLE && attempt + 1 < n &&
+                 SystemClock::now() < deadline) {
+               metrics.calls.with({method, "retried"}).inc();
+               self->send<Req, Resp>(method, invoke, std::move(req), deadline, (target + 1) % n, attempt + 1,
+                                     std::move(done));
+             } else {
+               metrics.calls.with({method, status.ok() ? "ok" : code_name(status.error_code())}).inc();
+               done(status, &call->resp);
+             }
+           });
+  }
+
+  // A cached, coalesced lookup. `convert(resp)` gives the value and whether it is positive (cached
+  // for positive_ttl) or negative (negative_ttl).
+  template <class V, class Req, class Resp, class MakeReq, class Invoke, class Convert>
+  void lookup(Lookups<V>& lk, std::string_view method, runtime::Loop& loop, std::weak_ptr<void> alive,
+              std::string key, MakeReq make_req, Invoke invoke, Convert convert, Callback<V> done) {
+    auto& metrics = stats_metrics();
+    {
+      std::lock_guard lock(mu);
+      Waiter<V> w{&loop, std::move(alive), std::move(done)};
+      if (auto hit = lk.cache.get(key, options.clock())) {
+        ++hits;
+        metrics.cache.with({lk.name, "hit"}).inc();
+        post_locked(std::move(w), Result<V>(std::move(*hit)));
+        return;
+      }
+      // Single flight: a burst of RCPTs for one address, or one user's parallel logins, share one call.
+      if (auto it = lk.flights.find(key); it != lk.flights.end()) {
+        ++coalesced;
+        metrics.cache.with({lk.name, "coalesced"}).inc();
+        it->second.push_back(std::move(w));
+        return;
+      }
+      if (closing || unary_in_flight >= options.max_in_flight) {
+        ++overloaded;
+        metrics.overload.with({"call"}).inc();
+        post_locked(std::move(w), Result<V>(fail(ErrorKind::TempFail, "too many authserv calls in flight")));
+        return;
+      }
+      metrics.cache.with({lk.name, "miss"}).inc();
+      ++unary_in_flight;
+      lk.flights[key].push_back(std::move(w));
+    }
+    auto on_done = [self = shared_from_this(), &lk, key, method, convert](const grpc::Status& status, Resp* resp) {
+      Result<V> result = fail(ErrorKind::TempFail, "");
+      bool positive = false;
+      if (status.ok()) {
+        auto [value, pos] = convert(*resp);
+        result = std::move(value);
+        positive = pos;
+      } else {
+        result = tl::unexpected(rpc_error(method, status));
+      }
+      std::lock_guard lock(self->mu);
+      --self->unary_in_flight;
+      // Failures are never cached: the next lookup asks again.
+      auto ttl = positive ? self->options.positive_ttl : self->options.negative_ttl;
+      if (result && ttl.count() > 0) lk.cache.put(key, *result, cost(*result), self->options.clock() + ttl);
+      auto waiters = lk.flights.extract(key);
+      if (waiters.empty()) return;
+      for (auto& w : waiters.mapped()) self->post_locked(std::move(w), result);
+    };
+    send<Req, Resp>(method, invoke, std::make_shared<const Req>(make_req()), deadline(), pick_target(), 0,
+                    std::function<void(const grpc::Status&, Resp*)>(std::move(on_done)));
+  }
+
+  // Counts an Authenticate stream against max_exchanges; false: refuse it.
+  bool open_exchange() {
+    std::lock_guard lock(mu);
+    if (closing || exchanges >= options.max_exchanges) {
+      ++overloaded;
+      stats_metrics().overload.with({"exchange"}).inc();
+      return false;
+    }
+    ++exchanges;
+    ++active;
+    return true;
+  }
+
+  // Cancels what is in flight and waits until every call object is gone; false when some are
+  // still there after kShutdownWait (relays still alive: see the header).
+  bool shutdown() {
+    std::vector<std::shared_ptr<grpc::ClientContext>> cancel;
+    {
+      std::lock_guard lock(mu);
+      closing = true;
+      for (auto& [raw, weak] : contexts)
+        if (auto c = weak.lock()) cancel.push_back(std::move(c));
+    }
+    // Outside `mu`: a cancelled call's completion may run inline and takes `mu`.
+    for (auto& c : cancel) c->TryCancel();
+    cancel.clear();
+    std::unique_lock lock(mu);
+    // Streams wait for their relays, which should be gone by now.
+    if (idle.wait_for(lock, kShutdownWait, [&] { return active == 0; })) return true;
+    log::error(kComp).phase("shutdown").event("calls_outstanding").kv("calls", static_cast<uint64_t>(active));
+    return false;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+
+Result<std::unique_ptr<AuthClient>> AuthClient::create(AuthClientOptions options) {
+  if (options.targets.empty()) return fail(ErrorKind::Config, "authclient: no authserv target");
+  for (auto& t : options.targets)
+    if (t.empty()) return fail(ErrorKind::Config, "authclient: empty authserv target");
+  if (options.call_deadline.count() <= 0 || options.exchange_deadline.count() <= 0)
+    return fail(ErrorKind::Config, "authclient: deadlines must be positive");
+  if (options.max_in_flight == 0 || options.max_exchanges == 0)
+    return fail(ErrorKind::Config, "authclient: max_in_flight and max_exchanges must be positive");
+  if (!options.clock) options.clock = [] { return std::chrono::steady_clock::now(); };
+  auto creds = rpc::channel_credentials(options.tls);
+  if (!creds) return tl::unexpected(creds.error());
+
+  grpc::ChannelArguments args;
+  // gRPC's default reconnect backoff grows to 2 minutes; a restarted authserv must be used again
+  // within seconds, and calls on a failing channel fail at once (TempFail) in between. Not
+  // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: in 1.51 it is also the connect timeout, and a loaded host
+  // needs more than a few hundred milliseconds for the TLS handshake and NSS's checks.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+  auto impl = std::make_shared<Impl>(std::move(options));
+  for (auto& target : impl->options.targets) {
+    auto channel = grpc::CreateCustomChannel(target, *creds, args);
+    if (!channel) return fail(ErrorKind::Config, "authclient: cannot make a channel to " + target);
+    impl->targets.push_back({target, channel, pb::Auth::NewStub(channel)});
+  }
+  return std::unique_ptr<AuthClient>(new AuthClient(std::move(impl)));
+}
+
+AuthClient::AuthClient(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Ticket::~Ticket() { impl->call_gone(exchange); }
+
+AuthClient::~AuthClient() {
+  bool idle = impl_->shutdown();
+  // Nothing reads `targets` once shutdown() returned: new calls are refused before choosing one.
+  auto channels = std::make_unique<std::vector<Impl::Target>>(std::move(impl_->targets));
+  // A call object still alive may yet drop its channel reference on a gRPC thread; rather than
+  // crash then, keep our references for the life of the process (logged by shutdown()).
+  if (!idle) (void)channels.release();
+}
+
+AuthClientStats AuthClient::stats() const {
+  std::lock_guard lock(impl_->mu);
+  return AuthClientStats{impl_->rpcs.load(),         impl_->hits.load(),     impl_->coalesced.load(),
+                         impl_->overloaded.load(),   impl_->unary_in_flight, impl_->exchanges};
+}
+
+// Cache keys hold what the answer depends on: the name asked about and the service, since authserv
+// enforces policy itself and may answer per service. Not the client's address: lookups return the
+// user's access filters for the front end to apply, so the answer is the same for every client,
+// and keying on it would only split the cache per source.
+void AuthClient::lookup_user(runtime::Loop& loop, std::weak_ptr<void> alive, const ConnectionFacts& facts,
+                             std::string login, Callback<std::optional<UserInfo>> done) {
+  using V = std::optional<UserInfo>;
+  if (login.size() > kMaxName) {
+    loop.post([alive, done] {
+      if (alive.lock()) done(fail(ErrorKind::Protocol, "login too long"));
+    });
+    return;
+  }
+  std::string key = key_of({facts.service, login});
+  impl_->lookup<V, pb::LookupUserRequest, pb::LookupUserResponse>(
+      impl_->users, "LookupUser", loop, std::move(alive), std::move(key),
+      [&] {
+        pb::LookupUserRequest req;
+        to_proto(facts, *req.mutable_facts());
+        req.set_login(login);
+        return req;
+      },
+      [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->LookupUser(ctx, req, resp, std::move(cb)); },
+      [](const pb::LookupUserResponse& r) -> std::pair<V, bool> {
+        if (!r.found()) return {std::nullopt, false};
+        return {from_proto(r.user()), true};
+      },
+      std::move(done));
+}
+
+void AuthClient::lookup_recipient(runtime::Loop& loop, std::weak_ptr<void> alive, const ConnectionFacts& facts,
+                                  std::string address, Callback<RecipientInfo> done) {
+  if (address.size() > kMaxName) {
+    loop.post([alive, done] {
+      if (alive.lock()) done(fail(ErrorKind::Protocol, "address too long"));
+    });
+    return;
+  }
+  std::string key = key_of({facts.service, address});
+  impl_->lookup<RecipientInfo, pb::LookupRecipientRequest, pb::LookupRecipientResponse>(
+      impl_->recipients, "LookupRecipient", loop, std::move(alive), std::move(key),
+      [&] {
+        pb::LookupRecipientRequest req;
+        to_proto(facts, *req.mutable_facts());
+        req.set_address(address);
+        return req;
+      },
+      [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) {
+        stub->LookupRecipient(ctx, req, resp, std::move(cb));
+      },
+      [](const pb::LookupRecipientResponse& r) -> std::pair<RecipientInfo, bool> {
+        RecipientInfo info = from_proto(r);
+        bool known = info.kind != RecipientKind::Unknown;
+        return {std::move(info), known};
+      },
+      std::move(done));
+}
+
+// Mechanisms depend on the service, the listener, whether TLS is up, and whether a client
+// certificate (EXTERNAL) or channel binding (SCRAM-PLUS) is available; not on who the client is.
+void AuthClient::mechanisms(runtime::Loop& loop, std::weak_ptr<void> alive, const ConnectionFacts& facts,
+                            Callback<std::vector<std::string>> done) {
+  using V = std::vector<std::string>;
+  std::string key = key_of({facts.service, facts.server_address, facts.tls_version,
+                            facts.client_cert_der.empty() ? "" : "cert", facts.channel_binding.empty() ? "" : "cb"});
+  impl_->lookup<V, pb::MechanismsRequest, pb::MechanismsResponse>(
+      impl_->mechs, "Mechanisms", loop, std::move(alive), std::move(key),
+      [&] {
+        pb::MechanismsRequest req;
+        to_proto(facts, *req.mutable_facts());
+        return req;
+      },
+      [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->Mechanisms(ctx, req, resp, std::move(cb)); },
+      [](const pb::MechanismsResponse& r) -> std::pair<V, bool> { return {strings(r.mechanisms()), true}; },
+      std::move(done));
+}
+
+void AuthClient::renew_token(runtime::Loop& loop, std::weak_ptr<void> alive, const ConnectionFacts& facts,
+                             std::string token, Callback<TokenRenewal> done) {
+  Impl& impl = *impl_;
+  {
+    std::lock_guard lock(impl.mu);
+    if (impl.closing || impl.unary_in_flight >= impl.options.max_in_flight) {
+      ++impl.overloaded;
+      stats_metrics().overload.with({"call"}).inc();
+      impl.post_locked(Waiter<TokenRenewal>{&loop, std::move(alive), std::move(done)},
+                       Result<TokenRenewal>(fail(ErrorKind::TempFail, "too many authserv calls in flight")));
+      return;
+    }
+    ++impl.unary_in_flight;
+  }
+  auto req = std::make_shared<pb::RenewTokenRequest>();
+  to_proto(facts, *req->mutable_facts());
+  req->set_token(std::move(token));
+  auto on_done = [self = impl_, w = Waiter<TokenRenewal>{&loop, std::move(alive), std::move(done)}](
+                     const grpc::Status& status, pb::RenewTokenResponse* resp) mutable {
+    Result<TokenRenewal> result = fail(ErrorKind::TempFail, "");
+    if (status.ok())
+      result = TokenRenewal{resp->ok(), resp->token(), resp->token_expires_unix(), resp->reason()};
+    else
+      result = tl::unexpected(rpc_error("RenewToken", status));
+    std::lock_guard lock(self->mu);
+    --self->unary_in_flight;
+    self->post_locked(std::move(w), std::move(result));
+  };
+  impl.send<pb::RenewTokenRequest, pb::RenewTokenResponse>(
+      "RenewToken",
+      [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->RenewToken(ctx, req, resp, std::move(cb)); },
+      std::shared_ptr<const pb::RenewTokenRequest>(std::move(req)), impl.deadline(), impl.pick_target(), 0,
+      std::function<void(const grpc::Status&, pb::RenewTokenResponse*)>(std::move(on_done)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// SaslRelay: the loop-side state, and the reactor on gRPC's threads.
+
+struct SaslRelay::State {
+  State(std::shared_ptr<AuthClient::Impl> c, runtime::Loop& l, OutputFn o)
+      : client(std::move(c)), loop(l), out(std::move(o)), exchange(client->options.sasl) {}
+  std::shared_ptr<AuthClient::Impl> client;
+  runtime::Loop& loop;
+  OutputFn out;
+  SaslExchange exchange;
+  std::shared_ptr<Link> link;
+  // The reactor, valid while we hold it (AddHold): it cannot finish, so writing to it is safe. Null
+  // once released; after that only the reactor itself touches it.
+  ExchangeCall* call = nullptr;
+  std::string target;  // for logs
+  bool gone = false;   // the relay was destroyed (possibly from inside `out`)
+};
+
+namespace {
+
+void Link::post(std::function<void(SaslRelay::State&)> fn) {
+  std::lock_guard lock(mu);
+  if (loop == nullptr) return;
+  loop->post([weak = state, fn = std::move(fn)] {
+    if (auto s = weak.lock(); s && !s->gone) fn(*s);
+  });
+}
+
+// Loop-side handlers of what the reactor reports (defined below).
+void on_reply(SaslRelay::State& s, const pb::AuthReply& reply);
+void release_call(SaslRelay::State& s);
+void on_done(SaslRelay::State& s, const grpc::Status& status);
+
+class ExchangeCall final : public grpc::ClientBidiReactor<pb::AuthStep, pb::AuthReply> {
+ public:
+  // `client` has counted us in (open_exchange); the ticket counts us out when we are deleted.
+  ExchangeCall(std::shared_ptr<AuthClient::Impl> client, std::shared_ptr<Link> link)
+      : ticket_(std::move(client), true), link_(std::move(link)) {
+    ctx_.set_deadline(SystemClock::now() + ticket_.impl->options.exchange_deadline);
+  }
+
+  // The hold keeps OnDone back until the relay releases us, so it may write at any time before.
+  void begin(pb::Auth::Stub& stub, pb::AuthStep start) {
+    stub.async()->Authenticate(&ctx_, this);
+    AddHold();
+    StartRead(&reply_);
+    write(std::move(start));
+    StartCall();
+  }
+  // nullopt: half-close (WritesDone). Queued while a write is in progress (one at a time).
+  void write(std::optional<pb::AuthStep> step) {
+    {
+      std::lock_guard lock(mu_);
+      if (busy_) {
+        queue_.push_back(std::move(step));
+        return;
+      }
+      busy_ = true;
+      current_ = std::move(step);
+    }
+    issue();  // not under mu_: a reaction may run inline and take it
+  }
+  void cancel() { ctx_.TryCancel(); }
+  void release() { RemoveHold(); }
+
+  void OnWriteDone(bool ok) override { next_write(ok); }
+  void OnWritesDoneDone(bool ok) override { next_write(ok); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // authserv finished or the stream broke: let go so OnDone can bring the status.
+      link_->post([](SaslRelay::State& s) { release_call(s); });
+      return;
+    }
+    link_->post([reply = std::move(reply_)](SaslRelay::State& s) { on_reply(s, reply); });
+    reply_.Clear();
+    StartRead(&reply_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    link_->post([status](SaslRelay::State& s) { on_done(s, status); });
+    delete this;
+  }
+
+ private:
+  void issue() {
+    if (current_) StartWrite(&*current_);
+    else StartWritesDone();
+  }
+  void next_write(bool ok) {
+    {
+      std::lock_guard lock(mu_);
+      if (!ok) queue_.clear();  // the stream is broken; the read side reports it
+      if (queue_.empty()) {
+        busy_ = false;
+        return;
+      }
+      current_ = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    issue();
+  }
+
+  Ticket ticket_;  // first: destroyed after the context
+  std::shared_ptr<Link> link_;
+  grpc::ClientContext ctx_;
+  pb::AuthReply reply_;
+  std::mutex mu_;
+  bool busy_ = false;
+  std::optional<pb::AuthStep> current_;
+  std::deque<std::optional<pb::AuthStep>> queue_;
+};
+
+// The last thing done with `s`: the session may destroy the relay from inside `out`.
+void emit(SaslRelay::State& s, SaslOutput output) {
+  if (s.exchange.done()) {
+    std::string_view result = "success";
+    if (auto* f = std::get_if<SaslFailure>(&output)) result = failure_kind_name(f->kind);
+    stats_metrics().exchanges.with({result}).inc();
+  }
+  s.out(std::move(output));
+}
+
+// Outputs decided inside start()/client_line() go through the loop, so the session is never
+// re-entered from its own call.
+void post_output(SaslRelay::State& s, SaslOutput output) {
+  s.loop.post([state = s.link->state, output = std::move(output)]() mutable {
+    if (auto st = state.lock(); st && !st->gone) emit(*st, std::move(output));
+  });
+}
+
+// Let the reactor finish (it then deletes itself); we never touch it again.
+void release_call(SaslRelay::State& s) {
+  if (s.call == nullptr) return;
+  std::exchange(s.call, nullptr)->release();
+}
+
+// The exchange ended on our side: tell authserv, so it logs an aborted attempt, and half-close.
+void abort_call(SaslRelay::State& s) {
+  if (s.call == nullptr) return;
+  pb::AuthStep abort;
+  abort.set_abort(true);
+  s.call->write(std::move(abort));
+  s.call->write(std::nullopt);
+  release_call(s);
+}
+
+void on_reply(SaslRelay::State& s, const pb::AuthReply& reply) {
+  std::optional<SaslOutput> out;
+  bool outcome_from_server = false;
+  switch (reply.reply_case()) {
+    case pb::AuthReply::kChallenge:
+      out = s.exchange.server_challenge(reply.challenge());
+      break;
+    case pb::AuthReply::kSuccess:
+      out = s.exchange.server_success(from_proto(reply.success()), reply.additional_data());
+      outcome_from_server = true;
+      break;
+    case pb::AuthReply::kFailure:
+      out = s.exchange.server_failure(from_proto(reply.failure().kind()), reply.failure().reason());
+      outcome_from_server = true;
+      break;
+    default:
+      out = s.exchange.server_failure(FailureKind::Temporary, "authserv sent an empty reply");
+      break;
+  }
+  if (!out) return;
+  if (s.exchange.done()) {
+    if (outcome_from_server) release_call(s);  // authserv finishes the stream itself
+    else abort_call(s);                   // e.g. too many challenges: we end it
+  }
+  emit(s, std::move(*out));
+}
+
+void on_done(SaslRelay::State& s, const grpc::Status& status) {
+  std::string reason;
+  switch (status.error_code()) {
+    case grpc::StatusCode::OK: reason = "authserv ended the exchange without an outcome"; break;
+    case grpc::StatusCode::DEADLINE_EXCEEDED: reason = "authserv exchange deadline exceeded"; break;
+    default: reason = rpc_error("Authenticate", status).detail;
+  }
+  if (auto out = s.exchange.transport_ended(std::move(reason))) {
+    if (!status.ok()) s.client->log_failure("Authenticate", s.target, status);
+    emit(s, std::move(*out));
+  }
+}
+
+}  // namespace
+
+SaslRelay::SaslRelay(AuthClient& client, runtime::Loop& loop, OutputFn on_output)
+    : state_(std::make_shared<State>(client.impl_, loop, std::move(on_output))) {
+  state_->link = std::make_shared<Link>();
+  state_->link->loop = &loop;
+  state_->link->state = state_;
+}
+
+SaslRelay::~SaslRelay() {
+  State& s = *state_;
+  s.gone = true;
+  {
+    std::lock_guard lock(s.link->mu);
+    s.link->loop = nullptr;
+  }
+  if (s.call != nullptr) {
+    // Mid-exchange: authserv sees the cancellation; the reactor finishes and frees itself.
+    s.call->cancel();
+    release_call(s);
+  }
+}
+
+void SaslRelay::start(std::string_view mechanism, std::optional<std::string> initial_response_base64,
+                      const ConnectionFacts& facts) {
+  State& s = *state_;
+  auto step = s.exchange.start(mechanism, initial_response_base64);
+  if (auto* failure = std::get_if<SaslFailure>(&step)) {
+    abort_call(s);  // start() called twice: the first exchange ends too
+    post_output(s, std::move(*failure));
+    return;
+  }
+  auto& start = std::get<SaslExchange::Start>(step);
+  pb::AuthStep msg;
+  auto* m = msg.mutable_start();
+  to_proto(facts, *m->mutable_facts());
+  m->set_mechanism(start.mechanism);
+  m->set_has_initial_response(start.initial_response.has_value());
+  if (start.initial_response) m->set_initial_response(std::move(*start.initial_response));
+
+  auto& impl = *s.client;
+  if (!impl.open_exchange()) {
+    if (auto out = s.exchange.transport_ended("too many SASL exchanges in flight")) post_output(s, std::move(*out));
+    return;
+  }
+  auto& target = impl.targets[impl.pick_target()];
+  s.target = target.name;
+  s.call = new ExchangeCall(s.client, s.link);
+  s.call->begin(*target.stub, std::move(msg));
+}
+
+void SaslRelay::client_line(std::string_view line) {
+  State& s = *state_;
+  auto step = s.exchange.client_line(line);
+  if (auto* respond = std::get_if<SaslExchange::Respond>(&step)) {
+    if (s.call == nullptr) {
+      // authserv's side already ended; its status is on the way and will be the outcome.
+      return;
+    }
+    pb::AuthStep msg;
+    msg.set_response(std::move(respond->bytes));
+    s.call->write(std::move(msg));
+    return;
+  }
+  abort_call(s);
+  post_output(s, std::move(std::get<SaslFailure>(step)));
+}
+
+bool SaslRelay::finished() const { return state_->exchange.done(); }
+
+}  // namespace common::authclient

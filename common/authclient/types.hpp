@@ -1,0 +1,87 @@
+// types.hpp: plain C++ mirrors of proto/authserv.proto's messages, so session code in mta and mmp
+// never sees protobuf or gRPC. Byte fields are std::string (binary-safe).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace common::authclient {
+
+// What the front end knows about the client's connection (authserv enforces policy on it).
+struct ConnectionFacts {
+  std::string service;              // "imap", "pop", "smtp", "submission", "sieve", ...
+  std::string client_address;       // no port
+  std::string client_name;          // forward-confirmed reverse DNS name, if any
+  std::string server_address;       // the local address the client reached
+  std::string tls_version;          // "" when not under TLS, else "TLS1.2", "TLS1.3"
+  std::string tls_cipher;
+  std::string client_cert_subject;  // verified client certificate's subject (NSS form)
+  std::string client_cert_issuer;   // its issuer (certmap picks a section by it)
+  std::string client_cert_der;      // the same certificate, DER
+  std::string channel_binding;      // tls-exporter (RFC 9266), for SCRAM-SHA-256-PLUS
+  std::string session_id;           // so the logs of both tiers join
+};
+
+enum class FailureKind { Unspecified, Credentials, NotAllowed, Authz, Protocol, Mechanism, Aborted, Temporary };
+std::string_view failure_kind_name(FailureKind kind);  // "credentials", ... for logs and metrics
+
+struct UserInfo {
+  std::string canonical;
+  std::string status;  // "active", "inactive", "hold", "deleted"
+  std::string mail_host;
+  std::string allowed_services;         // the user's mailAllowedServiceAccess
+  std::string domain_allowed_services;  // the domain's
+  uint64_t quota_bytes = 0;
+  uint64_t quota_messages = 0;
+  std::string sieve;
+  std::vector<std::string> addresses;
+  bool store_admin = false;
+};
+
+enum class RecipientKind { Unknown, User, Alias };
+
+struct RecipientInfo {
+  RecipientKind kind = RecipientKind::Unknown;
+  std::string canonical;  // User: the local user
+  std::string mail_host;  // User
+  std::string status;     // User: a held account's mail is kept, a deleted one's refused
+  std::vector<std::string> targets;  // Alias: expanded addresses
+};
+
+struct AuthenticatedUser {
+  std::string canonical;  // "uid@domain"
+  std::string authcid;    // who proved it (differs from canonical for admin proxy logins)
+  std::string mail_host;
+  std::vector<std::string> addresses;
+  std::string token;  // signed access token for the store (common/authtoken)
+  int64_t token_expires_unix = 0;
+  uint64_t quota_bytes = 0;
+  uint64_t quota_messages = 0;
+};
+
+// A refused renewal is an answer (ok false, reason for logs), not an error.
+struct TokenRenewal {
+  bool ok = false;
+  std::string token;
+  int64_t token_expires_unix = 0;
+  std::string reason;
+};
+
+// What a SASL relay tells the session, in protocol terms.
+struct SaslChallenge {
+  std::string base64;  // send as the continuation ("334 " / "+ "); may be empty
+};
+struct SaslSuccess {
+  AuthenticatedUser user;
+  std::string additional_data_base64;  // empty: none (else e.g. SCRAM server-final, RFC 4954 §4)
+};
+struct SaslFailure {
+  FailureKind kind = FailureKind::Unspecified;
+  std::string reason;  // for the front end's logs only, never for the mail client
+};
+using SaslOutput = std::variant<SaslChallenge, SaslSuccess, SaslFailure>;
+
+}  // namespace common::authclient
