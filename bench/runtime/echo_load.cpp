@@ -2,6 +2,7 @@
 // with latency, or pipelined stream throughput. One thread on epoll; stops by itself on time or count.
 // Usage: echo_load --mode connect|stream --port N [--host 127.0.0.1] [--seconds S] [--count N]
 //                  [--concurrency C] [--line-size B] [--window W] [--greeting] [--sources N]
+#include "bench/cpu_time.hpp"
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -114,12 +115,7 @@ void raise_nofile() {
   }
 }
 
-double cpu_seconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-}
+using bench::cpu_seconds;
 
 // Failures a run can meet; any of them (or a mismatch) makes the result "error".
 struct Errors {

@@ -46,6 +46,7 @@ PeerIdentity peer_identity(const ::grpc::ServerContextBase& context);
 
 // Sends gRPC's own log lines (handshake failures OpenSSL saw, transport errors) through
 // common::log as comp=grpc event=grpc_core. The factories call it; calling it again is harmless.
+// Also turns off Abseil's mutex deadlock detection (a debug aid Debian leaves on).
 void route_grpc_logs();
 
 }  // namespace common::rpc

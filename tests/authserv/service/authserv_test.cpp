@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <fstream>
 #include <thread>
 
 #include "common/authtoken/authtoken.hpp"
@@ -14,6 +15,7 @@
 #include "proto/authserv.grpc.pb.h"
 #include "tests/support/process.hpp"
 #include "tests/support/scram_client.hpp"
+#include "tests/support/slapd.hpp"
 
 namespace pb = postern::authserv::v1;
 using namespace std::chrono_literals;
@@ -602,4 +604,65 @@ TEST_CASE("OAUTHBEARER and XOAUTH2 accept a signed token from a configured issue
   CHECK(log.find("token_names_another_user") != std::string::npos);
   CHECK(log.find("token_expired") != std::string::npos);
   CHECK(log.find(good) == std::string::npos);  // tokens are credentials: never logged
+}
+
+TEST_CASE("with the LDAP backend, logins bind as the user and lookups search the Sun schema", "[integration]") {
+  test::Slapd slapd;
+  std::string ldif = test::read_file(test::source_path("tests/authserv/ldap/data/directory.ldif"));
+  for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
+           {"@ALICE_PW@", "{SSHA512}" + Authserv::ssha512("alicepw", "12345678")},
+           {"@BOB_PW@", "{SSHA512}" + Authserv::ssha512("bobpw", "87654321")},
+           {"@CAROL_PW@", "{SSHA512}" + Authserv::ssha512("carolpw", "abcdefgh")},
+           {"@ALICE_CERT@", ""}}) {
+    for (auto pos = ldif.find(key); pos != std::string::npos; pos = ldif.find(key)) ldif.replace(pos, key.size(), value);
+  }
+  // Alice's test entry carries a certificate we do not need here.
+  ldif.erase(ldif.find("userCertificate;binary:: \n"), std::string("userCertificate;binary:: \n").size());
+  auto added = slapd.add(ldif);
+  INFO(added.output);
+  REQUIRE(added.exit_code == 0);
+
+  test::TempDir secrets;
+  auto bind_pw = secrets.write("bind.pw", "servicepw\n");
+  Authserv a("[ldap]\nurls = [\"" + slapd.url() + "\"]\nbind_dn = \"cn=authserv,o=postern\"\n"
+             "bind_password_file = \"" + bind_pw.string() + "\"\nbase_dn = \"o=postern\"\n"
+             "password_check = \"bind\"\noperation_timeout = \"1s\"\n");
+  // The generated config names the embedded backend: switch it.
+  {
+    auto path = a.dir() / "authserv.toml";
+    auto text = test::read_file(path);
+    text.replace(text.find("backend = \"embedded\""), 20, "backend = \"ldap\"    ");
+    std::ofstream(path) << text;
+  }
+  a.start();
+  auto stub = a.stub();
+  auto ok = plain(*stub, "", "alice@example.com", "alicepw");
+  INFO(a.log());
+  REQUIRE(ok.has_success());
+  CHECK(ok.success().canonical() == "alice@example.com");
+  CHECK(ok.success().mail_host() == "store1.example.com");
+  auto wrong = plain(*stub, "", "alice@example.com", "nope");
+  REQUIRE(wrong.has_failure());
+  CHECK(wrong.failure().kind() == pb::FAILURE_CREDENTIALS);
+  // Injection in the login name finds nobody and fails like any unknown user.
+  auto injected = plain(*stub, "", "*)(uid=*", "alicepw");
+  REQUIRE(injected.has_failure());
+  CHECK(injected.failure().kind() == pb::FAILURE_CREDENTIALS);
+
+  grpc::ClientContext context;
+  pb::LookupRecipientRequest request;
+  *request.mutable_facts() = facts("smtp", "");
+  request.set_address("alice.liddell@example.com");
+  pb::LookupRecipientResponse response;
+  REQUIRE(stub->LookupRecipient(&context, request, &response).ok());
+  CHECK(response.kind() == pb::LookupRecipientResponse::USER);
+  CHECK(response.canonical() == "alice@example.com");
+
+  // The directory stops answering: a clear temporary failure, not a hang or a crash.
+  slapd.pause();
+  auto down = plain(*stub, "", "alice@example.com", "alicepw");
+  REQUIRE(down.has_failure());
+  CHECK(down.failure().kind() == pb::FAILURE_TEMPORARY);
+  slapd.resume();
+  CHECK(plain(*stub, "", "alice@example.com", "alicepw").has_success());
 }
