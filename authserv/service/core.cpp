@@ -94,7 +94,8 @@ std::string describe(const Facts& f) {
 }
 
 // The state of one Authenticate call. Steps are strictly sequential (the front end sends the next
-// response only after our reply), so the mutex only orders worker-thread and gRPC-thread access.
+// response only after our reply, and the reactor reads only after writing it), so a worker thread
+// and a gRPC thread never touch this at the same time; the queue hand-offs order their accesses.
 class ExchangeImpl final : public Exchange {
  public:
   ExchangeImpl(Core& core, Facts facts) : core_(core), facts_(std::move(facts)) {}
