@@ -2,8 +2,9 @@
 // common/tls. Each session writes "ok\n" after the handshake (like nginx's stream `return`) and then
 // waits; it closes when the client does, so the same server serves the handshake rate and the
 // idle-connection memory runs. Prints "listening PORT" once ready; SIGTERM/SIGINT stop it; SIGUSR1
-// prints "heap in_use=BYTES connections=N" (malloc's view, to tell live memory from RSS).
-// Usage: tls_bench_server --db DIR --password FILE [--port 0] [--cert Server-Cert]
+// prints "heap in_use=BYTES connections=N" (malloc's view, to tell live memory from RSS). With
+// --echo 1 a session sends back what it reads, so memory after traffic can be measured too.
+// Usage: tls_bench_server --db DIR --password FILE [--port 0] [--cert Server-Cert] [--echo 1]
 #include <malloc.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -28,11 +29,15 @@ namespace {
 
 using namespace common::runtime;
 
+bool g_echo = false;
+
 class OkSession : public Session {
  public:
   explicit OkSession(Connection& c) : Session(c) {}
   void on_open() override { connection().write("ok\n"); }
-  void on_data(std::string_view) override {}
+  void on_data(std::string_view bytes) override {
+    if (g_echo) connection().write(bytes);
+  }
 };
 
 class OkFactory : public SessionFactory {
@@ -48,7 +53,7 @@ class OkFactory : public SessionFactory {
 };
 
 int usage() {
-  std::fprintf(stderr, "usage: tls_bench_server --db DIR --password FILE [--port 0] [--cert Server-Cert]\n");
+  std::fprintf(stderr, "usage: tls_bench_server --db DIR --password FILE [--port 0] [--cert Server-Cert] [--echo 1]\n");
   return 2;
 }
 
@@ -67,6 +72,8 @@ int main(int argc, char** argv) {
       port = std::atoi(argv[i + 1]);
     } else if (key == "--cert") {
       cert = argv[i + 1];
+    } else if (key == "--echo") {
+      g_echo = std::atoi(argv[i + 1]) != 0;
     } else {
       return usage();
     }

@@ -2,6 +2,7 @@
 // needs fail with PR_NOT_IMPLEMENTED_ERROR) so no call reaches a missing lower layer.
 #include "common/tls/memio.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 
@@ -39,14 +40,7 @@ PRInt32 memio_recv(PRFileDesc* fd, void* buf, PRInt32 amount, PRIntn, PRInterval
     PR_SetError(PR_WOULD_BLOCK_ERROR, 0);
     return -1;
   }
-  size_t n = std::min(have, static_cast<size_t>(amount));
-  std::memcpy(buf, s->in.data() + s->in_pos, n);
-  s->in_pos += n;
-  if (s->in_pos == s->in.size()) {
-    s->in.clear();
-    s->in_pos = 0;
-  }
-  return static_cast<PRInt32>(n);
+  return static_cast<PRInt32>(s->read(static_cast<char*>(buf), std::min(have, static_cast<size_t>(amount))));
 }
 
 PRInt32 memio_read(PRFileDesc* fd, void* buf, PRInt32 amount) {
@@ -191,25 +185,54 @@ PRFileDesc* create(MemioState* state) {
 
 }  // namespace
 
-void MemioState::append_input(std::string_view bytes) {
-  if (in_pos > 0 && in_pos == in.size()) {
-    in.clear();
-    in_pos = 0;
-  } else if (in_pos > 64 * 1024) {
-    in.erase(0, in_pos);
-    in_pos = 0;
+void MemioState::begin_input(std::string_view bytes) {
+  if (rest_pos < rest.size()) {
+    rest.append(bytes);  // keep arrival order behind the leftovers
+  } else {
+    feed = bytes;
   }
-  in.append(bytes);
+}
+
+void MemioState::end_input() {
+  if (!feed.empty()) {
+    if (rest_pos > 0) {
+      rest.erase(0, rest_pos);
+      rest_pos = 0;
+    }
+    rest.append(feed);
+  }
+  feed = {};
+}
+
+size_t MemioState::read(char* dst, size_t n) {
+  size_t done = 0;
+  if (rest_pos < rest.size()) {
+    done = std::min(n, rest.size() - rest_pos);
+    std::memcpy(dst, rest.data() + rest_pos, done);
+    rest_pos += done;
+    if (rest_pos == rest.size()) {
+      std::string().swap(rest);  // give the memory back: an idle connection holds no input buffer
+      rest_pos = 0;
+    }
+  }
+  if (done < n && !feed.empty()) {
+    size_t more = std::min(n - done, feed.size());
+    std::memcpy(dst + done, feed.data(), more);
+    feed.remove_prefix(more);
+    done += more;
+  }
+  return done;
 }
 
 void MemioState::take_output(std::string& wire) {
   if (out.empty()) return;
   if (wire.empty()) {
     wire.swap(out);
+    out.clear();
   } else {
     wire.append(out);
+    std::string().swap(out);
   }
-  out.clear();
 }
 
 PRFileDesc* memio_create() { return create(new MemioState()); }

@@ -11,16 +11,25 @@
 
 namespace common::tls {
 
-// The buffers of one connection; owned by its stub and freed when the stub is closed.
+// The buffers of one connection; owned by its stub and freed when the stub is closed. Nothing here
+// holds memory while a connection is idle: input is borrowed from the caller's (per-thread) read
+// buffer for the length of one NSS call sequence, and output is handed to the connection at once.
 struct MemioState {
-  std::string in;        // ciphertext from the peer not yet read by NSS
-  size_t in_pos = 0;     // bytes of `in` already read
-  bool eof = false;      // the peer ended the stream: reads return 0 once `in` is empty
-  std::string out;       // ciphertext NSS wrote, for the socket
-  void* owner = nullptr; // the transform using this connection (for NSS callbacks)
+  std::string_view feed;  // borrowed ciphertext, valid between begin_input() and end_input()
+  std::string rest;       // ciphertext NSS did not read before end_input() (rare); read first
+  size_t rest_pos = 0;    // bytes of `rest` already read
+  bool eof = false;       // the peer ended the stream: reads return 0 once the input is empty
+  std::string out;        // ciphertext NSS wrote, for the socket
+  void* owner = nullptr;  // the transform using this connection (for NSS callbacks)
 
-  size_t readable() const { return in.size() - in_pos; }
-  void append_input(std::string_view bytes);
+  size_t readable() const { return rest.size() - rest_pos + feed.size(); }
+  // Makes `bytes` readable by NSS without copying them. They must stay valid until end_input().
+  void begin_input(std::string_view bytes);
+  // Copies what NSS left unread (normally nothing: the transform reads until NSS would block) and
+  // drops the borrowed view, so no pointer into the caller's buffer outlives the call.
+  void end_input();
+  // Reads up to `n` bytes in arrival order; returns how many.
+  size_t read(char* dst, size_t n);
   // Moves what NSS wrote into `wire` (appended). Call after every NSS call (pitfall 5).
   void take_output(std::string& wire);
 };

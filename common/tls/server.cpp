@@ -32,6 +32,11 @@ namespace {
 // a session bug, not something to buffer without limit.
 constexpr size_t kMaxPendingPlaintext = 256 * 1024;
 constexpr size_t kReadChunk = 16 * 1024 + 256;
+// Plaintext per PR_Write, so every record NSS protects fits the 4 KiB write buffer it gives each
+// socket: NSS grows that buffer to the largest record ever sent and never shrinks it, so one 16 KiB
+// record would cost an idle connection 12.6 KiB for the rest of its life. 22 bytes of record
+// overhead per 4 KiB instead of per 16 KiB.
+constexpr size_t kMaxWriteChunk = 4096 - 64;
 constexpr size_t kMaxServerName = 255;
 
 std::string lower(std::string_view s) {
@@ -191,7 +196,13 @@ class ServerTransform final : public runtime::Transform {
       // TLS port: say so now instead of letting NSS wait for a record length read from ASCII.
       if (static_cast<unsigned char>(in[0]) != 22) return not_tls(in);
     }
-    memio_->append_input(in);
+    // NSS reads straight from the connection's read buffer; whatever it leaves (normally nothing)
+    // is copied when this returns, so an idle connection keeps no input buffer of its own.
+    memio_->begin_input(in);
+    struct EndInput {
+      MemioState* m;
+      ~EndInput() { m->end_input(); }
+    } end_input{memio_};
     if (!handshake_done_) {
       SECStatus rv = SSL_ForceHandshake(ssl_.get());
       memio_->take_output(wire);
@@ -369,7 +380,7 @@ class ServerTransform final : public runtime::Transform {
 
   Result<void> write_plain(std::string_view data, std::string& wire) {
     while (!data.empty()) {
-      auto chunk = static_cast<PRInt32>(std::min<size_t>(data.size(), 1u << 20));
+      auto chunk = static_cast<PRInt32>(std::min<size_t>(data.size(), kMaxWriteChunk));
       PRInt32 n = PR_Write(ssl_.get(), data.data(), chunk);
       memio_->take_output(wire);
       if (n < 0) {
@@ -461,6 +472,9 @@ Result<PrFd> make_model(const ServerContext::State& state, const std::vector<std
     const char* name;
   };
   const bool request = o.client_certs != ClientCerts::Off;
+  // Not SSL_NO_LOCKS, although each socket stays on one loop thread and its ~1.3 KB of locks
+  // protect nothing: NSS 3.87's SSL3_SendAlert asks ssl_HaveSSL3HandshakeLock() whatever noLocks
+  // says, and dereferences the missing monitor (SIGSEGV on the first close_notify; tls_test).
   const Opt opts[] = {
       {SSL_SECURITY, PR_TRUE, "SSL_SECURITY"},
       {SSL_HANDSHAKE_AS_SERVER, PR_TRUE, "SSL_HANDSHAKE_AS_SERVER"},
