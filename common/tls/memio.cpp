@@ -24,16 +24,23 @@ PRStatus memio_close(PRFileDesc* fd) {
   return PR_SUCCESS;
 }
 
-PRInt32 memio_recv(PRFileDesc* fd, void* buf, PRInt32 amount, PRIntn, PRIntervalTime) {
+// The layer's state for a read or write of `amount` bytes; null (NSPR error set) when closed or bad.
+MemioState* io_state(PRFileDesc* fd, PRInt32 amount) {
   MemioState* s = state_of(fd);
   if (s == nullptr) {
     PR_SetError(PR_NOT_CONNECTED_ERROR, 0);
-    return -1;
+    return nullptr;
   }
   if (amount < 0) {
     PR_SetError(PR_INVALID_ARGUMENT_ERROR, 0);
-    return -1;
+    return nullptr;
   }
+  return s;
+}
+
+PRInt32 memio_recv(PRFileDesc* fd, void* buf, PRInt32 amount, PRIntn, PRIntervalTime) {
+  MemioState* s = io_state(fd, amount);
+  if (s == nullptr) return -1;
   size_t have = s->readable();
   if (have == 0) {
     if (s->eof) return 0;
@@ -49,15 +56,8 @@ PRInt32 memio_read(PRFileDesc* fd, void* buf, PRInt32 amount) {
 
 // Accepts everything: backpressure is the connection's job (notes §1 pitfall 9).
 PRInt32 memio_send(PRFileDesc* fd, const void* buf, PRInt32 amount, PRIntn, PRIntervalTime) {
-  MemioState* s = state_of(fd);
-  if (s == nullptr) {
-    PR_SetError(PR_NOT_CONNECTED_ERROR, 0);
-    return -1;
-  }
-  if (amount < 0) {
-    PR_SetError(PR_INVALID_ARGUMENT_ERROR, 0);
-    return -1;
-  }
+  MemioState* s = io_state(fd, amount);
+  if (s == nullptr) return -1;
   s->out.append(static_cast<const char*>(buf), static_cast<size_t>(amount));
   return amount;
 }
