@@ -5,6 +5,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <mutex>
+#include <optional>
 
 #include "common/log/log.hpp"
 #include "proto/authserv.grpc.pb.h"
@@ -14,7 +16,7 @@ namespace {
 
 namespace pb = postern::authserv::v1;
 
-Facts to_facts(const pb::ConnectionFacts& f, const grpc::CallbackServerContext& context) {
+Facts to_facts(const pb::ConnectionFacts& f, std::string front_end) {
   Facts out;
   out.service = f.service();
   out.client_address = f.client_address();
@@ -27,8 +29,12 @@ Facts to_facts(const pb::ConnectionFacts& f, const grpc::CallbackServerContext& 
   out.client_cert_der = f.client_cert_der();
   out.channel_binding = f.channel_binding();
   out.session_id = f.session_id();
-  out.front_end = common::rpc::peer_identity(context).common_name;
+  out.front_end = std::move(front_end);
   return out;
+}
+
+Facts to_facts(const pb::ConnectionFacts& f, const grpc::CallbackServerContext& context) {
+  return to_facts(f, common::rpc::peer_identity(context).common_name);
 }
 
 pb::FailureKind to_proto(FailureKind k) {
@@ -74,6 +80,54 @@ void to_proto(const Reply& r, pb::AuthReply& out) {
 grpc::Status temp_fail(const common::Error& e) {
   return grpc::Status(grpc::StatusCode::UNAVAILABLE, e.kind == common::ErrorKind::TempFail ? "directory unavailable" : "lookup failed");
 }
+
+void to_proto(const directory::Recipient& r, pb::LookupRecipientResponse& out) {
+  switch (r.kind) {
+    case directory::RecipientKind::User:
+      out.set_kind(pb::LookupRecipientResponse::USER);
+      if (r.user) {
+        out.set_canonical(r.user->canonical);
+        out.set_mail_host(r.user->mail_host);
+        out.set_status(std::string(directory::status_name(r.user->status)));
+      }
+      break;
+    case directory::RecipientKind::Alias:
+      out.set_kind(pb::LookupRecipientResponse::ALIAS);
+      for (const auto& t : r.targets) out.add_targets(t);
+      break;
+    case directory::RecipientKind::Unknown:
+      out.set_kind(pb::LookupRecipientResponse::UNKNOWN);
+      break;
+  }
+}
+
+constexpr int kMaxBatch = 256;
+
+// One LookupRecipients call while its lookups run; the last one to answer finishes the call.
+struct RecipientBatch {
+  RecipientBatch(grpc::ServerUnaryReactor* r, pb::LookupRecipientsResponse* resp, size_t n, size_t max_send)
+      : reactor(r), response(resp), remaining(n), max_send(max_send) {}
+
+  void fail(const common::Error& e) {
+    std::lock_guard lock(mu);
+    if (!error) error = e;
+  }
+  void one_done() {
+    if (remaining.fetch_sub(1) != 1) return;
+    if (error) return reactor->Finish(temp_fail(*error));
+    // gRPC would refuse to send it anyway; this code tells the client to ask one by one instead.
+    if (response->ByteSizeLong() > max_send)
+      return reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "answers too large for one batch"));
+    reactor->Finish(grpc::Status::OK);
+  }
+
+  grpc::ServerUnaryReactor* reactor;
+  pb::LookupRecipientsResponse* response;
+  std::atomic<size_t> remaining;
+  size_t max_send;
+  std::mutex mu;
+  std::optional<common::Error> error;
+};
 
 // One Authenticate stream: read a step, let the exchange answer, write, read the next.
 class AuthenticateReactor final : public grpc::ServerBidiReactor<pb::AuthStep, pb::AuthReply> {
@@ -146,8 +200,8 @@ class AuthenticateReactor final : public grpc::ServerBidiReactor<pb::AuthStep, p
 
 class AuthService final : public pb::Auth::CallbackService {
  public:
-  AuthService(Core& core, AdminHandler* admin, size_t max_exchanges, bool plaintext)
-      : core_(core), admin_(admin), max_exchanges_(max_exchanges), plaintext_(plaintext) {}
+  AuthService(Core& core, AdminHandler* admin, size_t max_exchanges, size_t max_send, bool plaintext)
+      : core_(core), admin_(admin), max_exchanges_(max_exchanges), max_send_(max_send), plaintext_(plaintext) {}
 
   grpc::ServerUnaryReactor* Mechanisms(grpc::CallbackServerContext* context, const pb::MechanismsRequest* request,
                                        pb::MechanismsResponse* response) override {
@@ -194,25 +248,36 @@ class AuthService final : public pb::Auth::CallbackService {
     core_.lookup_recipient(to_facts(request->facts(), *context), request->address(),
                            [reactor, response](common::Result<directory::Recipient> r) {
                              if (!r) return reactor->Finish(temp_fail(r.error()));
-                             switch (r->kind) {
-                               case directory::RecipientKind::User:
-                                 response->set_kind(pb::LookupRecipientResponse::USER);
-                                 if (r->user) {
-                                   response->set_canonical(r->user->canonical);
-                                   response->set_mail_host(r->user->mail_host);
-                                   response->set_status(std::string(directory::status_name(r->user->status)));
-                                 }
-                                 break;
-                               case directory::RecipientKind::Alias:
-                                 response->set_kind(pb::LookupRecipientResponse::ALIAS);
-                                 for (const auto& t : r->targets) response->add_targets(t);
-                                 break;
-                               case directory::RecipientKind::Unknown:
-                                 response->set_kind(pb::LookupRecipientResponse::UNKNOWN);
-                                 break;
-                             }
+                             to_proto(*r, *response);
                              reactor->Finish(grpc::Status::OK);
                            });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* LookupRecipients(grpc::CallbackServerContext* context,
+                                             const pb::LookupRecipientsRequest* request,
+                                             pb::LookupRecipientsResponse* response) override {
+    auto* reactor = context->DefaultReactor();
+    const int n = request->requests_size();
+    if (n == 0 || n > kMaxBatch) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                   "a batch holds 1 to " + std::to_string(kMaxBatch) + " lookups"));
+      return reactor;
+    }
+    // Every slot exists before the first lookup starts: with a blocking backend the answers arrive
+    // on pool threads at once, each writing only its own slot.
+    for (int i = 0; i < n; ++i) response->add_responses();
+    auto batch = std::make_shared<RecipientBatch>(reactor, response, static_cast<size_t>(n), max_send_);
+    const auto front_end = common::rpc::peer_identity(*context).common_name;
+    for (int i = 0; i < n; ++i) {
+      const auto& one = request->requests(i);
+      core_.lookup_recipient(to_facts(one.facts(), front_end), one.address(),
+                             [batch, i](common::Result<directory::Recipient> r) {
+                               if (r) to_proto(*r, *batch->response->mutable_responses(i));
+                               else batch->fail(r.error());
+                               batch->one_done();
+                             });
+    }
     return reactor;
   }
 
@@ -265,6 +330,7 @@ class AuthService final : public pb::Auth::CallbackService {
   Core& core_;
   AdminHandler* admin_;
   size_t max_exchanges_;
+  size_t max_send_;
   bool plaintext_;
   std::atomic<size_t> active_exchanges_{0};
 };
@@ -273,7 +339,7 @@ class AuthService final : public pb::Auth::CallbackService {
 
 struct AuthServer::Impl {
   Impl(Core& core, AdminHandler* admin, const ServerOptions& o)
-      : service(core, admin, o.max_exchanges, o.mtls.plaintext) {}
+      : service(core, admin, o.max_exchanges, o.max_send, o.mtls.plaintext) {}
   AuthService service;
   std::unique_ptr<grpc::Server> server;
   int port = 0;
@@ -290,7 +356,7 @@ common::Result<std::unique_ptr<AuthServer>> AuthServer::start(Core& core, AdminH
   builder.AddListeningPort(options.listen, *credentials, &impl->port);
   builder.RegisterService(&impl->service);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message));
-  builder.SetMaxSendMessageSize(static_cast<int>(options.max_message));
+  builder.SetMaxSendMessageSize(static_cast<int>(options.max_send));
   impl->server = builder.BuildAndStart();
   if (!impl->server || impl->port == 0) {
     return common::fail(common::ErrorKind::Config, "grpc: cannot listen on " + options.listen);

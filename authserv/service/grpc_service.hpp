@@ -24,7 +24,8 @@ struct ServerOptions {
   std::string listen = "127.0.0.1:7560";
   common::rpc::MtlsOptions mtls;
   size_t max_exchanges = 10000;  // concurrent Authenticate streams; more are refused
-  size_t max_message = 64 * 1024;
+  size_t max_message = 64 * 1024;    // requests
+  size_t max_send = 4 * 1024 * 1024;  // answers (an alias may expand to many addresses); gRPC's default receive limit
 };
 
 class AuthServer {

@@ -1,8 +1,8 @@
-// lookup_bench.cpp: load client for run_authserv_bench: LookupRecipient through gRPC (callback API,
-// a fixed number of calls in flight) against the equivalent LDAP search on slapd (libldap async,
-// ldap_search_ext + ldap_result over a few connections), PLAIN Authenticate, and the generator of
-// the shared data set (postern-directory import file, slapadd LDIF, shuffled address list).
-// Usage: lookup_bench gen|grpc|ldap|auth [--flag value]...   (lookup_bench --help)
+// lookup_bench.cpp: load client for run_authserv_bench: recipient lookups through gRPC (raw calls
+// with a fixed number in flight, or the front ends' own client, common/authclient) against the
+// equivalent LDAP search on slapd (libldap async, ldap_search_ext + ldap_result over a few
+// connections), PLAIN Authenticate, and the generator of the shared data set (postern-directory import file, slapadd LDIF, shuffled address list).
+// Usage: lookup_bench gen|grpc|front|ldap|auth [--flag value]...   (lookup_bench --help)
 #include "bench/cpu_time.hpp"
 #include <grpcpp/grpcpp.h>
 #include <ldap.h>
@@ -30,6 +30,9 @@
 #include <vector>
 
 #include "authserv/password/password.hpp"
+#include "common/authclient/authclient.hpp"
+#include "common/runtime/loop.hpp"
+#include "common/runtime/timer.hpp"
 #include "proto/authserv.grpc.pb.h"
 
 namespace {
@@ -45,6 +48,9 @@ constexpr const char* kUsage =
     "       lookup_bench grpc --target HOST:PORT --addresses FILE [--calls 200000] [--warmup 5000]\n"
     "                         [--inflight 64] [--channels 2] [--api cq|callback]\n"
     "         (cq: async completion queue on this thread, the default; callback: gRPC's callback API)\n"
+    "       lookup_bench front --target HOST:PORT --addresses FILE [--calls 200000] [--warmup 5000]\n"
+    "                         [--inflight 64]\n"
+    "         (recipient lookups through common/authclient, the front ends' client, cache off)\n"
     "       lookup_bench ldap --url ldap://HOST:PORT --base DN --bind-dn DN --password PW\n"
     "                         --addresses FILE [--calls 200000] [--warmup 5000] [--inflight 64]\n"
     "                         [--connections 4]\n"
@@ -388,12 +394,72 @@ void run_cq(Tally& t, const std::vector<Target>& targets, std::vector<std::uniqu
   while (cq.Next(&tag, &ok)) delete static_cast<CqCall*>(tag);
 }
 
+// LookupRecipients: `inflight` lookups in flight as calls of `batch` lookups each (cq, this thread).
+struct BatchCall {
+  grpc::ClientContext ctx;
+  pb::LookupRecipientsRequest req;
+  pb::LookupRecipientsResponse resp;
+  grpc::Status status;
+  std::vector<uint64_t> ids;
+  Clock::time_point t0;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<pb::LookupRecipientsResponse>> rpc;
+};
+
+void run_batched(Tally& t, const std::vector<Target>& targets, std::vector<std::unique_ptr<pb::Auth::Stub>>& st,
+                 const pb::ConnectionFacts& f, uint64_t inflight, uint64_t batch) {
+  grpc::CompletionQueue cq;
+  uint64_t calls = 0;
+  auto issue = [&] {
+    auto c = std::make_unique<BatchCall>();
+    for (uint64_t k = 0; k < batch; ++k) {
+      const uint64_t i = t.next.fetch_add(1);
+      if (i >= t.latency_us.size()) break;
+      c->ids.push_back(i);
+      auto* one = c->req.add_requests();
+      *one->mutable_facts() = f;
+      one->set_address(targets[i % targets.size()].address);
+    }
+    if (c->ids.empty()) return;
+    c->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    c->t0 = Clock::now();
+    c->rpc = st[calls++ % st.size()]->AsyncLookupRecipients(&c->ctx, c->req, &cq);
+    auto* raw = c.release();
+    raw->rpc->Finish(&raw->resp, &raw->status, raw);
+  };
+  for (uint64_t k = 0; k < std::max<uint64_t>(1, inflight / batch); ++k) issue();
+  while (t.done.load() < t.latency_us.size()) {
+    void* tag = nullptr;
+    bool ok = false;
+    if (!cq.Next(&tag, &ok)) break;
+    std::unique_ptr<BatchCall> c(static_cast<BatchCall*>(tag));
+    for (size_t k = 0; k < c->ids.size(); ++k) {
+      const uint64_t i = c->ids[k];
+      t.record(i, c->t0);
+      const Target& target = targets[i % targets.size()];
+      if (!ok || !c->status.ok() || c->resp.responses_size() != static_cast<int>(c->ids.size())) {
+        t.error("rpc " + std::to_string(static_cast<int>(c->status.error_code())) + ": " + c->status.error_message());
+      } else {
+        const bool user = c->resp.responses(static_cast<int>(k)).kind() == pb::LookupRecipientResponse::USER;
+        (user ? t.found : t.unknown).fetch_add(1);
+        if (user != target.exists) t.error(target.address + ": answer contradicts the data set");
+      }
+      t.finish_one();
+    }
+    issue();
+  }
+  cq.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq.Next(&tag, &ok)) delete static_cast<BatchCall*>(tag);
+}
+
 int run_grpc(const Flags& fl) {
   const auto target = need(fl, "target");
   const auto targets = read_addresses(need(fl, "addresses"));
   const uint64_t calls = fl.num("calls", 200000), warmup = fl.num("warmup", 5000);
   const uint64_t inflight = std::max<uint64_t>(1, fl.num("inflight", 64)), channels = fl.num("channels", 2);
   const std::string api = fl.str("api", "cq");
+  const uint64_t batch = fl.num("batch", 0);
   if (api != "cq" && api != "callback") {
     std::fprintf(stderr, "lookup_bench: --api is cq or callback\n");
     return 2;
@@ -403,6 +469,7 @@ int run_grpc(const Flags& fl) {
   auto st = stubs(target, channels);
   const auto f = facts("smtp");
   auto go = [&](Tally& t) {
+    if (batch > 0) return run_batched(t, targets, st, f, inflight, batch);
     if (api == "cq") return run_cq(t, targets, st, f, inflight);
     for (uint64_t k = 0; k < inflight; ++k) start_lookup(t, targets, st, f);
     t.wait();
@@ -410,6 +477,69 @@ int run_grpc(const Flags& fl) {
   measure(warmup, go);
   auto r = measure(calls, go, w);
   print("grpc", r, "inflight=" + std::to_string(inflight) + " channels=" + std::to_string(st.size()) + " api=" + api);
+  return r.errors == 0 ? 0 : 1;
+}
+
+// ---- The front ends' own client (common/authclient, as mta calls it at RCPT time): `inflight`
+// lookups outstanding from one loop, its cache off, so every lookup reaches authserv. It sends
+// them as LookupRecipients calls, gathering what arrives while its calls are in flight.
+int run_front(const Flags& fl) {
+  const auto target = need(fl, "target");
+  const auto targets = read_addresses(need(fl, "addresses"));
+  const uint64_t calls = fl.num("calls", 200000), warmup = fl.num("warmup", 5000);
+  const uint64_t inflight = std::max<uint64_t>(1, fl.num("inflight", 64));
+  const auto w = watch(fl);
+  if (!fl.all_used()) return 2;
+  namespace ac = common::authclient;
+  ac::AuthClientOptions options;
+  options.targets = {target};
+  options.tls.plaintext = true;
+  options.positive_ttl = options.negative_ttl = std::chrono::milliseconds(0);
+  options.max_in_flight = std::max<size_t>(inflight, 256);
+  options.call_deadline = std::chrono::seconds(30);
+  auto client = ac::AuthClient::create(options);
+  if (!client) {
+    std::fprintf(stderr, "lookup_bench: %s\n", client.error().detail.c_str());
+    return 1;
+  }
+  common::runtime::Loop loop;
+  auto alive = std::make_shared<int>(0);
+  ac::ConnectionFacts f;
+  f.service = "smtp";
+  f.client_address = "192.0.2.7";
+  f.server_address = "127.0.0.1";
+  f.session_id = "bench";
+  auto go = [&](Tally& t) {
+    std::vector<Clock::time_point> started(t.latency_us.size());
+    std::function<void()> issue = [&] {
+      const uint64_t i = t.next.fetch_add(1);
+      if (i >= t.latency_us.size()) return;
+      const Target& one = targets[i % targets.size()];
+      started[i] = Clock::now();
+      (*client)->lookup_recipient(loop, alive, f, one.address, [&, i](common::Result<ac::RecipientInfo> r) {
+        t.record(i, started[i]);
+        if (!r) {
+          t.error(r.error().detail);
+        } else {
+          const bool user = r->kind == ac::RecipientKind::User;
+          (user ? t.found : t.unknown).fetch_add(1);
+          if (user != one.exists) t.error(one.address + ": answer contradicts the data set");
+        }
+        if (t.done.fetch_add(1) + 1 == t.latency_us.size()) return loop.stop();
+        issue();
+      });
+    };
+    // Answers arrive as posts from gRPC's threads, which alone do not keep the loop running.
+    common::runtime::Timer keep_running(loop.get());
+    keep_running.start(std::chrono::seconds(1), [] {}, std::chrono::seconds(1));
+    for (uint64_t k = 0; k < inflight; ++k) issue();
+    loop.run();
+    keep_running.stop();
+  };
+  measure(warmup, go);
+  auto r = measure(calls, go, w);
+  auto stats = (*client)->stats();
+  print("front", r, "inflight=" + std::to_string(inflight) + " rpcs=" + std::to_string(stats.rpcs));
   return r.errors == 0 ? 0 : 1;
 }
 
@@ -762,6 +892,7 @@ int main(int argc, char** argv) {
   const std::string_view mode = argv[1];
   if (mode == "gen") return run_gen(fl);
   if (mode == "grpc") return run_grpc(fl);
+  if (mode == "front") return run_front(fl);
   if (mode == "ldap") return run_ldap(fl);
   if (mode == "auth") return run_auth(fl);
   std::fprintf(stderr, "lookup_bench: unknown mode %s\n%s", argv[1], kUsage);

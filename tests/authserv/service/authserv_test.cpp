@@ -354,6 +354,50 @@ TEST_CASE("lookups answer users by any address, aliases expanded, and unknown", 
   CHECK(response.user().status() == "inactive");
 }
 
+namespace {
+// One LookupRecipients call; the status and the answers.
+std::pair<grpc::Status, pb::LookupRecipientsResponse> batch(pb::Auth::Stub& stub, const std::vector<std::string>& addresses) {
+  grpc::ClientContext context;
+  pb::LookupRecipientsRequest request;
+  for (const auto& address : addresses) {
+    auto* one = request.add_requests();
+    *one->mutable_facts() = facts("smtp", "");
+    one->set_address(address);
+  }
+  pb::LookupRecipientsResponse response;
+  auto status = stub.LookupRecipients(&context, request, &response);
+  return {status, response};
+}
+}  // namespace
+
+TEST_CASE("a batch of recipient lookups is answered in order; an empty or oversize batch is refused", "[integration]") {
+  Authserv a;
+  a.start();
+  auto stub = a.stub();
+  std::vector<std::string> addresses{"team@example.com", "nobody@example.com", "A.Smith@Example.COM", "not an address"};
+  for (int i = 0; i < 60; ++i) addresses.push_back(i % 2 ? "alice@example.com" : "ghost" + std::to_string(i) + "@example.com");
+  auto [status, answers] = batch(*stub, addresses);
+  REQUIRE(status.ok());
+  REQUIRE(answers.responses_size() == static_cast<int>(addresses.size()));
+  CHECK(answers.responses(0).kind() == pb::LookupRecipientResponse::ALIAS);
+  CHECK(answers.responses(0).targets_size() == 2);
+  CHECK(answers.responses(1).kind() == pb::LookupRecipientResponse::UNKNOWN);
+  CHECK(answers.responses(2).kind() == pb::LookupRecipientResponse::USER);
+  CHECK(answers.responses(2).canonical() == "alice@example.com");
+  CHECK(answers.responses(3).kind() == pb::LookupRecipientResponse::UNKNOWN);
+  for (int i = 0; i < 60; ++i)
+    CHECK(answers.responses(4 + i).kind() ==
+          (i % 2 ? pb::LookupRecipientResponse::USER : pb::LookupRecipientResponse::UNKNOWN));
+
+  auto empty = batch(*stub, {});
+  CHECK(empty.first.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  auto oversize = batch(*stub, std::vector<std::string>(257, "alice@example.com"));
+  CHECK(oversize.first.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  auto largest = batch(*stub, std::vector<std::string>(256, "alice@example.com"));
+  CHECK(largest.first.ok());
+  CHECK(largest.second.responses_size() == 256);
+}
+
 TEST_CASE("a token is renewed until the account is disabled", "[integration]") {
   Authserv a;
   a.start();
@@ -657,12 +701,22 @@ TEST_CASE("with the LDAP backend, logins bind as the user and lookups search the
   REQUIRE(stub->LookupRecipient(&context, request, &response).ok());
   CHECK(response.kind() == pb::LookupRecipientResponse::USER);
   CHECK(response.canonical() == "alice@example.com");
+  // A batch: its lookups run on the directory pool at once, each answer in its own place.
+  std::vector<std::string> addresses;
+  for (int i = 0; i < 24; ++i) addresses.push_back(i % 3 ? "nobody" + std::to_string(i) + "@example.com" : "alice.liddell@example.com");
+  auto [status, answers] = batch(*stub, addresses);
+  REQUIRE(status.ok());
+  REQUIRE(answers.responses_size() == 24);
+  for (int i = 0; i < 24; ++i)
+    CHECK(answers.responses(i).kind() == (i % 3 ? pb::LookupRecipientResponse::UNKNOWN : pb::LookupRecipientResponse::USER));
 
   // The directory stops answering: a clear temporary failure, not a hang or a crash.
   slapd.pause();
   auto down = plain(*stub, "", "alice@example.com", "alicepw");
   REQUIRE(down.has_failure());
   CHECK(down.failure().kind() == pb::FAILURE_TEMPORARY);
+  CHECK(batch(*stub, {"alice.liddell@example.com", "nobody@example.com"}).first.error_code() ==
+        grpc::StatusCode::UNAVAILABLE);
   slapd.resume();
   CHECK(plain(*stub, "", "alice@example.com", "alicepw").has_success());
 }

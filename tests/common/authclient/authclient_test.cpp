@@ -268,13 +268,13 @@ TEST_CASE("answers are cached for their TTL, unknown names for the negative TTL"
       client->mechanisms(loop, alive, facts("imap", "TLS1.3"), mechs.cb());
       REQUIRE(run_until(loop, [&] { return rcpt.size() == 2u * (round + 1) && mechs.size() == 2u * (round + 1); }));
     }
-    CHECK(server.calls("LookupRecipient") == 2);
+    CHECK(server.calls("LookupRecipients") == 2);
     CHECK(server.calls("Mechanisms") == 2);
     clock.advance(5s);  // the unknown recipient expires, the user does not
     client->lookup_recipient(loop, alive, facts("smtp", ""), "ghost@example.com", rcpt.cb());
     client->lookup_recipient(loop, alive, facts("smtp", ""), "alice@example.com", rcpt.cb());
     REQUIRE(run_until(loop, [&] { return rcpt.size() == 6; }));
-    CHECK(server.calls("LookupRecipient") == 3);
+    CHECK(server.calls("LookupRecipients") == 3);
   }
   SECTION("renewals are never cached") {
     Got<TokenRenewal> renewals;
@@ -384,7 +384,75 @@ TEST_CASE("a lookup finding one authserv down is answered by the next", "[authcl
     INFO((r ? std::string() : r.error().detail));
     CHECK(r);
   }
-  CHECK(server.calls("LookupRecipient") == 4);
+  CHECK(server.calls("LookupRecipients") == 4);
+}
+
+TEST_CASE("recipient lookups arriving while calls are in flight share the next call", "[authclient][batch]") {
+  test::FakeAuthserv server;
+  Loop loop;
+  auto client = make_client(plain_to({server.target()}));
+  auto alive = std::make_shared<int>(0);
+  Got<RecipientInfo> rcpt;
+  server.hold(true);
+  // One authserv: four calls in flight at most, each of one lookup while nothing waits.
+  for (int i = 0; i < 4; ++i)
+    client->lookup_recipient(loop, alive, facts("smtp", ""), "first" + std::to_string(i) + "@example.com", rcpt.cb());
+  REQUIRE(run_until(loop, [&] { return server.held() == 4; }));
+  std::vector<std::string> later;
+  for (int i = 0; i < 40; ++i) later.push_back("later" + std::to_string(i) + "@example.com");
+  later[7] = "alice@example.com";
+  later[21] = "team@example.com";
+  for (auto& address : later) client->lookup_recipient(loop, alive, facts("smtp", ""), address, rcpt.cb());
+  run_for(loop, 50ms);
+  CHECK(server.calls("LookupRecipients") == 4);
+  CHECK(client->stats().in_flight == 44);
+  server.hold(false);
+  server.release();
+  REQUIRE(run_until(loop, [&] { return rcpt.size() == 44; }));
+  // The 40 that waited left in the first free calls: 32 (the most one call takes), then 8.
+  auto sizes = server.batch_sizes();
+  std::sort(sizes.begin(), sizes.end());
+  CHECK(sizes == std::vector<int>{1, 1, 1, 1, 8, 32});
+  // Each answer reached the lookup it belongs to.
+  int users = 0, aliases = 0;
+  for (auto& r : rcpt.results) {
+    REQUIRE(r);
+    if (r->kind == RecipientKind::User) {
+      ++users;
+      CHECK(r->canonical == "alice@example.com");
+    }
+    if (r->kind == RecipientKind::Alias) {
+      ++aliases;
+      CHECK(r->targets == std::vector<std::string>{"alice@example.com", "bob@example.net"});
+    }
+  }
+  CHECK((users == 1 && aliases == 1));
+  CHECK(client->stats().in_flight == 0);
+}
+
+TEST_CASE("a batch whose answers are too large for one message is asked again one by one", "[authclient][batch]") {
+  test::FakeAuthserv server;
+  Loop loop;
+  auto client = make_client(plain_to({server.target()}));
+  auto alive = std::make_shared<int>(0);
+  Got<RecipientInfo> rcpt;
+  server.hold(true);
+  for (int i = 0; i < 4; ++i)
+    client->lookup_recipient(loop, alive, facts("smtp", ""), "first" + std::to_string(i) + "@example.com", rcpt.cb());
+  REQUIRE(run_until(loop, [&] { return server.held() == 4; }));
+  // The fake refuses any batch of more than one holding this address, as authserv does when the
+  // answers would pass its message limit.
+  client->lookup_recipient(loop, alive, facts("smtp", ""), "huge@example.com", rcpt.cb());
+  client->lookup_recipient(loop, alive, facts("smtp", ""), "alice@example.com", rcpt.cb());
+  server.hold(false);
+  server.release();
+  REQUIRE(run_until(loop, [&] { return rcpt.size() == 6; }));
+  for (auto& r : rcpt.results) {
+    INFO((r ? std::string() : r.error().detail));
+    CHECK(r);
+  }
+  CHECK(server.calls("LookupRecipient") == 2);
+  CHECK(server.calls("LookupRecipients") == 5);
 }
 
 TEST_CASE("beyond max_in_flight calls fail at once, but joining a call in flight still works", "[authclient][overload]") {

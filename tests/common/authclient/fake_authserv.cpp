@@ -2,6 +2,7 @@
 // real authserv hops onto its loop, which makes no difference to the client).
 #include "tests/common/authclient/fake_authserv.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -186,19 +187,38 @@ struct FakeAuthserv::Impl final : pb::Auth::CallbackService {
       u->add_addresses("a@example.com");
     });
   }
+  static void recipient(const std::string& address, pb::LookupRecipientResponse* resp) {
+    if (address == "alice@example.com") {
+      resp->set_kind(pb::LookupRecipientResponse::USER);
+      resp->set_canonical("alice@example.com");
+      resp->set_mail_host("store1");
+      resp->set_status("active");
+    } else if (address == "team@example.com") {
+      resp->set_kind(pb::LookupRecipientResponse::ALIAS);
+      resp->add_targets("alice@example.com");
+      resp->add_targets("bob@example.net");
+    }
+  }
   grpc::ServerUnaryReactor* LookupRecipient(grpc::CallbackServerContext* ctx, const pb::LookupRecipientRequest* req,
                                             pb::LookupRecipientResponse* resp) override {
-    return answer(ctx, "LookupRecipient", [req, resp] {
-      if (req->address() == "alice@example.com") {
-        resp->set_kind(pb::LookupRecipientResponse::USER);
-        resp->set_canonical("alice@example.com");
-        resp->set_mail_host("store1");
-        resp->set_status("active");
-      } else if (req->address() == "team@example.com") {
-        resp->set_kind(pb::LookupRecipientResponse::ALIAS);
-        resp->add_targets("alice@example.com");
-        resp->add_targets("bob@example.net");
+    return answer(ctx, "LookupRecipient", [req, resp] { recipient(req->address(), resp); });
+  }
+  grpc::ServerUnaryReactor* LookupRecipients(grpc::CallbackServerContext* ctx, const pb::LookupRecipientsRequest* req,
+                                             pb::LookupRecipientsResponse* resp) override {
+    {
+      std::lock_guard lock(mu);
+      batch_sizes.push_back(req->requests_size());
+      bool huge = std::any_of(req->requests().begin(), req->requests().end(),
+                              [](auto& one) { return one.address() == "huge@example.com"; });
+      if (huge && req->requests_size() > 1) {
+        ++counts["LookupRecipients"];
+        auto* r = ctx->DefaultReactor();
+        r->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "answers too large for one batch"));
+        return r;
       }
+    }
+    return answer(ctx, "LookupRecipients", [req, resp] {
+      for (const auto& one : req->requests()) recipient(one.address(), resp->add_responses());
     });
   }
   grpc::ServerUnaryReactor* Mechanisms(grpc::CallbackServerContext* ctx, const pb::MechanismsRequest* req,
@@ -245,6 +265,7 @@ struct FakeAuthserv::Impl final : pb::Auth::CallbackService {
   std::map<std::string, int, std::less<>> counts;
   bool holding = false;
   std::vector<Held*> held;
+  std::vector<int> batch_sizes;
   std::vector<std::string> steps;
   std::string peer;
   std::atomic<int> cancelled{0};
@@ -291,6 +312,11 @@ void FakeAuthserv::release() {
   // Still under the lock: a held call the client cancelled meanwhile cannot be freed (its OnDone
   // waits in forget()), and answer() ignores it as already finished.
   for (auto* r : held) r->answer();
+}
+
+std::vector<int> FakeAuthserv::batch_sizes() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->batch_sizes;
 }
 
 int FakeAuthserv::held() const {

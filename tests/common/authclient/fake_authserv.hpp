@@ -11,8 +11,9 @@ namespace test {
 
 // Canned data:
 //   LookupUser: "alice" and "alice@example.com" -> alice@example.com on store1; others not found.
-//   LookupRecipient: alice@example.com -> USER; team@example.com -> ALIAS (alice@example.com,
-//     bob@example.net); others UNKNOWN.
+//   LookupRecipient(s): alice@example.com -> USER; team@example.com -> ALIAS (alice@example.com,
+//     bob@example.net); others UNKNOWN. A LookupRecipients batch of more than one that holds
+//     huge@example.com fails with RESOURCE_EXHAUSTED (answers too large for one message).
 //   Mechanisms: without TLS "SCRAM-SHA-256"; under TLS "PLAIN", "LOGIN", "SCRAM-SHA-256".
 //   RenewToken: "t1" -> ok "t2"; others refused ("unknown token").
 //   Authenticate: PLAIN ("\0alice\0secret" succeeds; without an initial response an empty challenge
@@ -34,6 +35,7 @@ class FakeAuthserv {
   void hold(bool on);
   void release();
   int held() const;
+  std::vector<int> batch_sizes() const;  // lookups in each LookupRecipients call, in arrival order
   int exchanges_cancelled() const;  // Authenticate streams the client cancelled
   int exchanges_done() const;       // Authenticate streams finished (any way)
   // What the Authenticate streams received, in order: "start PLAIN ir=<hex>" ("ir=none" without an
