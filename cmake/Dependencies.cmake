@@ -11,6 +11,7 @@ pkg_check_modules(CARES REQUIRED IMPORTED_TARGET libcares)
 pkg_check_modules(NSS REQUIRED IMPORTED_TARGET nss)
 pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
 pkg_check_modules(LMDB REQUIRED IMPORTED_TARGET lmdb)
+pkg_check_modules(IDN REQUIRED IMPORTED_TARGET libidn)  # stringprep's SASLprep profile (RFC 4013)
 pkg_check_modules(LDAP REQUIRED IMPORTED_TARGET ldap)  # libldap + liblber (OpenLDAP 2.5)
 find_library(CRYPT_LIBRARY crypt REQUIRED)  # libxcrypt: {CRYPT} password hashes
 # gRPC 1.51 and protobuf 3.21 (Debian 12): generated code is compiled once, in one library.

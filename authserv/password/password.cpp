@@ -158,14 +158,17 @@ common::Result<std::string> hash_argon2id(std::string_view password, const Argon
     return common::fail(common::ErrorKind::Protocol, "password too long");
   if (cost.ops < crypto_pwhash_OPSLIMIT_MIN || cost.mem_bytes < crypto_pwhash_MEMLIMIT_MIN)
     return common::fail(common::ErrorKind::Config, "argon2id cost below libsodium minimum");
+  const PreparedPassword prepared(password);
   char out[crypto_pwhash_STRBYTES];
-  if (crypto_pwhash_str_alg(out, password.data(), password.size(), cost.ops, cost.mem_bytes,
+  if (crypto_pwhash_str_alg(out, prepared.view().data(), prepared.view().size(), cost.ops, cost.mem_bytes,
                             crypto_pwhash_ALG_ARGON2ID13) != 0)
     return common::fail(common::ErrorKind::TempFail, "argon2id hashing failed (out of memory?)");
   return std::string("{ARGON2}") + out;
 }
 
-Verdict verify(std::string_view password, std::string_view stored) {
+namespace {
+
+Verdict verify_as_given(std::string_view password, std::string_view stored) {
   // sodium_init picks the fastest implementations and seeds the RNG; it fails only when
   // /dev/urandom is missing, which leaves no safe way to go on.
   if (!detail::sodium_ready()) return Verdict::Malformed;
@@ -186,6 +189,15 @@ Verdict verify(std::string_view password, std::string_view stored) {
   // {CLEARTEXT}, {PLAIN}: plain text. {MD5}, {SHA}, {SHA256}, {SHA512}: unsalted, so one
   // precomputed table cracks every account. {SCRAM-SHA-256} is a SASL verifier, not for PLAIN.
   return Verdict::Unsupported;
+}
+
+}  // namespace
+
+Verdict verify(std::string_view password, std::string_view stored) {
+  const PreparedPassword prepared(password);
+  const Verdict first = verify_as_given(prepared.view(), stored);
+  if (first != Verdict::Mismatch || !prepared.changed()) return first;
+  return verify_as_given(password, stored);
 }
 
 bool needs_rehash(std::string_view stored, const Argon2Cost& cost) {

@@ -1,5 +1,6 @@
 // password.hpp: hashing and verifying stored passwords ({ARGON2}, {SSHA*}, {CRYPT}) and building
-// SCRAM-SHA-256 verifiers (RFC 5802/7677, Dovecot's stored format). CPU-heavy: never on an event loop.
+// SCRAM-SHA-256 verifiers (RFC 5802/7677, Dovecot's stored format), all of SASLprep'd passwords.
+// CPU-heavy: never on an event loop.
 #pragma once
 
 #include <cstddef>
@@ -22,7 +23,29 @@ struct Argon2Cost {
 inline constexpr size_t kMaxPassword = 1024;
 inline constexpr size_t kMaxStored = 1024;
 
-// "{ARGON2}$argon2id$v=19$m=...,t=...,p=1$<salt>$<hash>".
+// A password after RFC 4013 SASLprep, which SCRAM clients apply before hashing (RFC 5802 §2.2) and
+// PLAIN servers before comparing (RFC 4616 §2): "I\u00ADX", "\u2168" and "IX" are one password.
+// Printable ASCII is unchanged. A password SASLprep refuses is used as given. Every hash we make is
+// of the prepared form; verify() tries it first, then the bytes as given, for hashes made
+// elsewhere without SASLprep. The prepared copy is wiped on destruction.
+class PreparedPassword {
+ public:
+  explicit PreparedPassword(std::string_view password);
+  ~PreparedPassword();
+  PreparedPassword(const PreparedPassword&) = delete;
+  PreparedPassword& operator=(const PreparedPassword&) = delete;
+
+  std::string_view view() const { return changed_ ? std::string_view(prepared_) : given_; }
+  // True when SASLprep changed the bytes, so a hash made without it needs a second try.
+  bool changed() const { return changed_; }
+
+ private:
+  std::string_view given_;
+  std::string prepared_;
+  bool changed_ = false;
+};
+
+// "{ARGON2}$argon2id$v=19$m=...,t=...,p=1$<salt>$<hash>" of the SASLprep'd password.
 common::Result<std::string> hash_argon2id(std::string_view password, const Argon2Cost& cost = {});
 
 enum class Verdict {
@@ -33,7 +56,8 @@ enum class Verdict {
   Malformed,    // a scheme we accept, but the stored value is damaged
 };
 
-// Scheme names are case-insensitive. Comparisons are constant-time.
+// Scheme names are case-insensitive. Comparisons are constant-time. The SASLprep'd password is
+// tried first, then the bytes as given when SASLprep changed them.
 Verdict verify(std::string_view password, std::string_view stored);
 
 // True for anything but argon2id at exactly `cost` (and for garbage): rehash after a login.
@@ -48,7 +72,7 @@ struct ScramVerifier {
 inline constexpr uint32_t kScramMinIterations = 4096;  // RFC 7677 §4: at least 4096
 inline constexpr uint32_t kScramMaxIterations = 10'000'000;
 
-// Random 16-byte salt.
+// Of the SASLprep'd password. Random 16-byte salt.
 common::Result<ScramVerifier> make_scram_sha256(std::string_view password,
                                                 uint32_t iterations = kScramMinIterations);
 // Same with a given salt (tests, and re-deriving during a login).

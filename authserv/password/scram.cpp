@@ -66,10 +66,9 @@ common::Result<ScramVerifier> derive_scram_sha256(std::string_view password, std
     return common::fail(common::ErrorKind::Config, "SCRAM iteration count out of range");
   if (salt.size() < kMinSalt || salt.size() > kMaxSalt)
     return common::fail(common::ErrorKind::Config, "SCRAM salt length out of range");
-  // TODO(#5): RFC 5802 §2.2 wants SASLprep(password); we use the bytes as given,
-  // which is the same for ASCII passwords.
+  const PreparedPassword prepared(password);
   Secret<kKeyLen> salted, client_key;
-  hi(password, salt, iterations, salted.b);
+  hi(prepared.view(), salt, iterations, salted.b);
   unsigned char stored_key[crypto_hash_sha256_BYTES], server_key[kKeyLen];
   hmac(salted.b, kKeyLen, "Client Key", client_key.b);
   crypto_hash_sha256(stored_key, client_key.b, kKeyLen);

@@ -47,7 +47,7 @@ inline constexpr std::uint32_t kScramMinIterations = 4096;      // RFC 7677 §4
 inline constexpr std::uint32_t kScramMaxIterations = 10000000;  // bounds a hostile directory entry
 
 // SaltedPassword = PBKDF2-HMAC-SHA256(password, salt, i); keys as RFC 5802 §3.
-// The password is used as given: SASLprep is the caller's (see report / TODO(#5)).
+// The password is SASLprep'd first (password::PreparedPassword), as RFC 5802 §2.2 asks.
 ScramVerifier scram_keys(std::string_view password, std::string_view salt, std::uint32_t iterations);
 
 // Returns a printable nonce without ','. Injected so tests are deterministic.

@@ -5,9 +5,9 @@ POSTERN_BUILD_PACKAGES=(cmake g++ ninja-build pkg-config ccache
   libuv1-dev libc-ares-dev libtomlplusplus-dev libexpected-dev
   libnss3-dev libnss3-tools
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  libsodium-dev libcrypt-dev liblmdb-dev libldap-dev)
+  libsodium-dev libcrypt-dev libidn-dev liblmdb-dev libldap-dev)
 POSTERN_TEST_PACKAGES=(catch2 dnsmasq socat curl python3 procps iproute2
-  openssl gnutls-bin sslscan libssl-dev slapd ldap-utils)
+  openssl gnutls-bin sslscan libssl-dev slapd ldap-utils gsasl)
 POSTERN_BENCH_PACKAGES=(socat libwrap0-dev nginx-light libnginx-mod-stream)
 
 postern_ensure_packages() {

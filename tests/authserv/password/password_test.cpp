@@ -1,5 +1,6 @@
 // password_test.cpp: stored-password schemes against hashes made at test time by slappasswd and
-// openssl (real peers), crypt(3) known answers, malformed input, and SCRAM against RFC 7677 §3.
+// openssl (real peers), crypt(3) known answers, malformed input, SCRAM against RFC 7677 §3, and
+// SASLprep against RFC 4013's examples and GNU SASL's gsasl (a real SCRAM client).
 #include <catch2/catch.hpp>
 
 #include <sodium.h>
@@ -335,4 +336,53 @@ TEST_CASE("{CRYPT} edge cases: NUL in the password, over-long setting") {
   CHECK(pw::verify(std::string("secret\0tail", 11), yes) == Verdict::Mismatch);
   CHECK(pw::verify("secret", "{CRYPT}$6$" + std::string(500, 'a')) == Verdict::Malformed);
   CHECK(pw::verify("secret", std::string("{CRYPT}$6$ab\0cd", 15)) == Verdict::Malformed);
+}
+
+TEST_CASE("SASLprep: the RFC 4013 section 3 examples; refused strings are used as given") {
+  const auto prepared = [](const std::string& in) { return std::string(pw::PreparedPassword(in).view()); };
+  CHECK(prepared("I\xC2\xADX") == "IX");        // SOFT HYPHEN maps to nothing
+  CHECK(prepared("user") == "user");
+  CHECK(prepared("USER") == "USER");            // no case folding
+  CHECK(prepared("\xC2\xAA") == "a");           // FEMININE ORDINAL INDICATOR, NFKC
+  CHECK(prepared("\xE2\x85\xA8") == "IX");      // ROMAN NUMERAL NINE, NFKC
+  CHECK(prepared("a\xC2\xA0" "b") == "a b");    // NO-BREAK SPACE maps to SPACE
+  CHECK(pw::PreparedPassword("I\xC2\xADX").changed());
+  CHECK_FALSE(pw::PreparedPassword("pencil").changed());
+  // Refused by SASLprep, so kept as given: a control character, bidi mixing (RFC 4013 example 7),
+  // an unassigned code point (U+0221 in Unicode 3.2), invalid UTF-8.
+  for (const std::string& refused : {std::string("a\x07" "b"), std::string("\xD8\xA7" "1"),
+                                     std::string("\xC8\xA1"), std::string("\xFF\xFEpw")}) {
+    const pw::PreparedPassword p(refused);
+    CHECK_FALSE(p.changed());
+    CHECK(p.view() == refused);
+  }
+}
+
+TEST_CASE("SASLprep'd SCRAM verifiers match GNU SASL's (gsasl --mkpasswd, a real SCRAM client)") {
+  const std::string salt = "0123456789abcdef";
+  // The same password typed three ways is one verifier on both sides; ASCII as given.
+  for (const std::string& password : {std::string("pencil"), std::string("I\xC2\xADX"), std::string("\xE2\x85\xA8"),
+                                      std::string("p\xC3\xA4ssw\xC3\xB6rd \xE2\x82\xAC")}) {
+    INFO(password);
+    const auto ours = pw::derive_scram_sha256(password, salt, 4096);
+    REQUIRE(ours);
+    CHECK(pw::format_scram(*ours) == tool_hash({"gsasl", "--mkpasswd", "--mechanism", "SCRAM-SHA-256", "--password",
+                                                password, "--iteration-count", "4096", "--salt", b64(salt)}));
+  }
+  CHECK(pw::format_scram(*pw::derive_scram_sha256("I\xC2\xADX", salt, 4096)) ==
+        pw::format_scram(*pw::derive_scram_sha256("IX", salt, 4096)));
+}
+
+TEST_CASE("PLAIN checks compare SASLprep'd passwords, and still accept hashes made without SASLprep") {
+  // Ours: hashed prepared, so every form the user may type matches.
+  const auto ours = pw::hash_argon2id("I\xC2\xADX", kCheap);
+  REQUIRE(ours);
+  CHECK(pw::verify("IX", *ours) == Verdict::Match);
+  CHECK(pw::verify("\xE2\x85\xA8", *ours) == Verdict::Match);
+  CHECK(pw::verify("I\xC2\xADX", *ours) == Verdict::Match);
+  CHECK(pw::verify("ix", *ours) == Verdict::Mismatch);
+  // slappasswd hashes the bytes as given: the exact bytes still log in.
+  const std::string ssha = slappasswd("{SSHA}", "", "\xE2\x85\xA8");
+  CHECK(pw::verify("\xE2\x85\xA8", ssha) == Verdict::Match);
+  CHECK(pw::verify("I\xC2\xADY", ssha) == Verdict::Mismatch);
 }
