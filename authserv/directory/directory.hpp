@@ -73,8 +73,10 @@ class Backend {
 
   virtual common::Result<std::optional<DomainRecord>> find_domain(std::string_view domain) = 0;
   // `uid` and `domain` already split and lowercased (names.hpp); domain is never empty.
-  virtual common::Result<std::optional<UserRecord>> find_user(std::string_view uid,
-                                                              std::string_view domain) = 0;
+  // `as_typed` is the login as the client sent it (Sun's %o in LDAP search filters); empty when
+  // the name comes from elsewhere (a token, a certificate), which means uid@domain.
+  virtual common::Result<std::optional<UserRecord>> find_user(std::string_view uid, std::string_view domain,
+                                                              std::string_view as_typed = {}) = 0;
   // `address` is "local@domain", domain lowercased. Aliases are expanded (depth kMaxAliasDepth,
   // loops cut), users are found by any of their addresses.
   virtual common::Result<Recipient> find_recipient(std::string_view address) = 0;

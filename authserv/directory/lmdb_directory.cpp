@@ -311,7 +311,8 @@ Result<std::optional<DomainRecord>> LmdbDirectory::find_domain(std::string_view 
   return out;
 }
 
-Result<std::optional<UserRecord>> LmdbDirectory::find_user(std::string_view uid, std::string_view domain) {
+Result<std::optional<UserRecord>> LmdbDirectory::find_user(std::string_view uid, std::string_view domain,
+                                                           std::string_view /*as_typed: no filters here*/) {
   const std::string key = ascii_lower(uid) + "@" + ascii_lower(domain);
   std::optional<UserRecord> out;
   auto ok = read([&](const Reader& r) -> Result<void> {

@@ -50,7 +50,8 @@ class LmdbDirectory final : public Backend {
   bool nonblocking() const override { return true; }
   std::string_view kind() const override { return "embedded"; }
   common::Result<std::optional<DomainRecord>> find_domain(std::string_view domain) override;
-  common::Result<std::optional<UserRecord>> find_user(std::string_view uid, std::string_view domain) override;
+  common::Result<std::optional<UserRecord>> find_user(std::string_view uid, std::string_view domain,
+                                                      std::string_view as_typed = {}) override;
   common::Result<Recipient> find_recipient(std::string_view address) override;
   // Equality filters as certmap builds them ((mail=), (uid=), (cn=) = uid, (objectclass=*), and
   // (&...) of those; RFC 4515 escapes) under a base DN that is "" or a suffix of the user's

@@ -64,7 +64,8 @@ common::Result<std::string> expand_filter(std::string_view templ, const FilterVa
     switch (templ[++i]) {
       case 'U': out += escape_filter_value(vars.uid); break;
       case 'u': out += escape_filter_value(vars.login); break;
-      case 'd': out += escape_filter_value(vars.domain); break;
+      case 'd':
+      case 'V': out += escape_filter_value(vars.domain); break;  // %V: Sun's name for it
       case 'o': out += escape_filter_value(vars.original); break;
       case '%': out += '%'; break;
       default:

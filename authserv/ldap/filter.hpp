@@ -1,5 +1,5 @@
 // filter.hpp: building LDAP filters and DNs from untrusted values: RFC 4515 and RFC 4514 escaping, and
-// Sun's search filter templates (%U, %u, %d, %o). Pure: no I/O.
+// Sun's search filter templates (%U, %u, %d or %V, %o). Pure: no I/O.
 #pragma once
 
 #include <string>
@@ -21,11 +21,11 @@ std::string escape_dn_value(std::string_view value);
 struct FilterVars {
   std::string_view uid;       // %U: the login without its domain
   std::string_view login;     // %u: uid@domain
-  std::string_view domain;    // %d
+  std::string_view domain;    // %d, and %V as Sun writes it ("uid=%U_%V")
   std::string_view original;  // %o: the login as the client sent it
 };
 
-// Substitutes %U %u %d %o (each escaped) and %% in `templ`. A bare template like "uid=%U" (Sun's
+// Substitutes %U %u %d %V %o (each escaped) and %% in `templ`. A bare template like "uid=%U" (Sun's
 // own example) gets parentheses. An unknown %x or a trailing % is a Config error: templates come
 // from the operator or the directory, and guessing would change what the filter matches.
 common::Result<std::string> expand_filter(std::string_view templ, const FilterVars& vars);

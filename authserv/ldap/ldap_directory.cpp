@@ -552,7 +552,8 @@ Result<std::optional<DomainRecord>> LdapDirectory::find_domain(std::string_view 
   return std::optional<DomainRecord>(std::move((*info)->record));
 }
 
-Result<std::optional<UserRecord>> LdapDirectory::find_user(std::string_view uid, std::string_view domain) {
+Result<std::optional<UserRecord>> LdapDirectory::find_user(std::string_view uid, std::string_view domain,
+                                                           std::string_view as_typed) {
   if (uid.empty() || domain.empty()) return std::optional<UserRecord>();
   const auto& o = impl_->opts;
   std::optional<Impl::DomainInfo> dom;
@@ -567,8 +568,7 @@ Result<std::optional<UserRecord>> LdapDirectory::find_user(std::string_view uid,
     if (!dom->record.search_filter.empty()) templ = dom->record.search_filter;
   }
   const std::string login = std::string(uid) + "@" + std::string(domain);
-  // TODO(#5): %o should be the login as typed; the Backend interface passes it split and lowercased.
-  auto filter = expand_filter(templ, FilterVars{uid, login, domain, login});
+  auto filter = expand_filter(templ, FilterVars{uid, login, domain, as_typed.empty() ? login : as_typed});
   if (!filter) return tl::unexpected(filter.error());
   auto entries = impl_->search(base, *filter, impl_->user_attrs, 2);
   if (!entries) return tl::unexpected(entries.error());

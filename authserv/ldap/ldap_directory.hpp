@@ -84,8 +84,8 @@ class LdapDirectory final : public directory::Backend {
   std::string_view kind() const override { return "ldap"; }
 
   common::Result<std::optional<directory::DomainRecord>> find_domain(std::string_view domain) override;
-  common::Result<std::optional<directory::UserRecord>> find_user(std::string_view uid,
-                                                                 std::string_view domain) override;
+  common::Result<std::optional<directory::UserRecord>> find_user(std::string_view uid, std::string_view domain,
+                                                                 std::string_view as_typed = {}) override;
   common::Result<directory::Recipient> find_recipient(std::string_view address) override;
   common::Result<std::vector<std::string>> find_by_certificate_filter(std::string_view base_dn,
                                                                       std::string_view filter) override;

@@ -213,7 +213,7 @@ class ExchangeImpl final : public Exchange {
     auto login = directory::split_login(step.authcid, core_.settings_.default_domain);
     std::optional<UserRecord> user;
     if (login) {
-      auto found = backend.find_user(login->uid, login->domain);
+      auto found = backend.find_user(login->uid, login->domain, step.authcid);
       if (!found) return tl::unexpected(found.error());
       user = std::move(*found);
     }
@@ -265,7 +265,7 @@ class ExchangeImpl final : public Exchange {
       auto login = directory::split_login(*authcid, self->core_.settings_.default_domain);
       std::optional<sasl::ScramVerifier> verifier;
       if (login) {
-        auto found = self->core_.backend().find_user(login->uid, login->domain);
+        auto found = self->core_.backend().find_user(login->uid, login->domain, *authcid);
         if (!found) return self->finish(deliver, failure(FailureKind::Temporary, found.error().detail));
         if (*found && !(*found)->scram.empty()) {
           if (auto v = password::parse_scram((*found)->scram); v && v->stored_key.size() == 32 && v->server_key.size() == 32) {
@@ -416,7 +416,7 @@ void Core::lookup_user(const Facts&, std::string login, UserDone done) {
   bool queued = run_directory([this, login = std::move(login), done] {
     auto parts = directory::split_login(login, settings_.default_domain);
     if (!parts) return done(std::optional<UserRecord>());
-    done(backend_->find_user(parts->uid, parts->domain));
+    done(backend_->find_user(parts->uid, parts->domain, login));
   });
   if (!queued) done(common::fail(ErrorKind::TempFail, "directory queue full"));
 }

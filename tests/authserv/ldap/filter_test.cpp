@@ -37,13 +37,14 @@ TEST_CASE("injection attempts stay inside one assertion value") {
   }
 }
 
-TEST_CASE("Sun templates substitute %U %u %d %o and %%, escaped") {
+TEST_CASE("Sun templates substitute %U %u %d %V %o and %%, escaped") {
   const ldap::FilterVars v{"al*ce", "al*ce@example.com", "exa(mple).com", "Al*ce"};
   CHECK(*ldap::expand_filter("(&(uid=%U)(objectclass=inetmailuser))", v) ==
         "(&(uid=al\\2ace)(objectclass=inetmailuser))");
   CHECK(*ldap::expand_filter("(mail=%u)", v) == "(mail=al\\2ace@example.com)");
   CHECK(*ldap::expand_filter("(mail=%U@%d)", v) == "(mail=al\\2ace@exa\\28mple\\29.com)");
   CHECK(*ldap::expand_filter("(cn=%o)", v) == "(cn=Al\\2ace)");
+  CHECK(*ldap::expand_filter("uid=%U_%V", v) == "(uid=al\\2ace_exa\\28mple\\29.com)");  // Sun's compound uid
   CHECK(*ldap::expand_filter("(cn=100%%)", v) == "(cn=100%)");
   // Sun's own example has no parentheses.
   CHECK(*ldap::expand_filter("uid=%U", v) == "(uid=al\\2ace)");

@@ -206,6 +206,16 @@ TEST_CASE("find_user: every attribute, statuses combined, domain filter and base
   REQUIRE(by_uid);
   CHECK_FALSE(*by_uid);
 
+  // compound.test: Sun's "uid=%U_%V", and %o, the login exactly as the client typed it.
+  CHECK(user(*d, "john", "compound.test").dn == "uid=john_compound.test,o=compound.test,o=postern");
+  auto kim = d->find_user("4711", "compound.test", "4711");
+  REQUIRE(kim);
+  REQUIRE(*kim);
+  CHECK((*kim)->dn == "uid=k77,o=compound.test,o=postern");
+  auto untyped = d->find_user("4711", "compound.test");  // %o is then 4711@compound.test
+  REQUIRE(untyped);
+  CHECK_FALSE(*untyped);
+
   for (auto [uid, domain] : std::vector<std::pair<std::string, std::string>>{
            {"nobody", "example.com"}, {"plain", "example.com"}, {"alice", "nowhere.test"},
            {"alice", "filtered.test"}, {"", "example.com"}}) {
