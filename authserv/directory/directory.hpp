@@ -85,6 +85,20 @@ class Backend {
   // Returns matching users' canonical names.
   virtual common::Result<std::vector<std::string>> find_by_certificate_filter(
       std::string_view base_dn, std::string_view filter) = 0;
+  // The same search for certmap's VerifyCert: each user with the certificates stored in the entry
+  // (userCertificate;binary, DER). A directory that keeps no certificates refuses (Config).
+  struct CertificateHolder {
+    std::string canonical;
+    std::vector<std::string> certificates_der;
+  };
+  virtual common::Result<std::vector<CertificateHolder>> find_certificate_holders(std::string_view base_dn,
+                                                                                  std::string_view filter) {
+    (void)base_dn;
+    (void)filter;
+    return common::fail(common::ErrorKind::Config,
+                        "certmap VerifyCert needs certificates stored in the directory; the " + std::string(kind()) +
+                            " directory keeps none");
+  }
 
   // Backends that check passwords by binding (LDAP `bind` mode) say so; the others return
   // nullopt and authserv verifies `UserRecord::password` itself.

@@ -43,6 +43,7 @@ using LdapString = std::unique_ptr<char, Deleter<free_mem>>;
 
 constexpr size_t kMaxPassword = 1024;  // as authserv/password: never send megabytes to a bind
 constexpr size_t kGroupChunk = 32;      // member addresses per nested-group search
+constexpr std::string_view kUserCertificate = "userCertificate;binary";
 
 timeval to_timeval(std::chrono::milliseconds ms) {
   timeval tv{};
@@ -603,16 +604,33 @@ Result<Recipient> LdapDirectory::find_recipient(std::string_view address) {
 
 Result<std::vector<std::string>> LdapDirectory::find_by_certificate_filter(std::string_view base_dn,
                                                                           std::string_view filter) {
+  auto holders = find_holders(base_dn, filter, false);
+  if (!holders) return tl::unexpected(holders.error());
+  std::vector<std::string> names;
+  for (auto& h : *holders) names.push_back(std::move(h.canonical));
+  return names;
+}
+
+Result<std::vector<directory::Backend::CertificateHolder>> LdapDirectory::find_certificate_holders(std::string_view base_dn,
+                                                                                        std::string_view filter) {
+  return find_holders(base_dn, filter, true);
+}
+
+Result<std::vector<directory::Backend::CertificateHolder>> LdapDirectory::find_holders(std::string_view base_dn,
+                                                                            std::string_view filter,
+                                                                            bool with_certificates) {
   if (filter.empty()) return fail(ErrorKind::Config, "empty certificate filter");
   std::string f(filter);
   if (f.front() != '(') f = "(" + f + ")";
   // Only mail users can log in; a group or a service account with the same mail cannot.
   f = and_filter("(objectclass=inetmailuser)", f);
   const auto& o = impl_->opts;
-  auto entries = impl_->search(base_dn.empty() ? o.base_dn : std::string(base_dn), f,
-                               {o.attrs.uid, o.attrs.mail}, o.size_limit);
+  std::vector<std::string> attrs{o.attrs.uid, o.attrs.mail};
+  // ";binary": the DER as stored, the form RFC 4523 and Sun's VerifyCert compare.
+  if (with_certificates) attrs.push_back(std::string(kUserCertificate));
+  auto entries = impl_->search(base_dn.empty() ? o.base_dn : std::string(base_dn), f, attrs, o.size_limit);
   if (!entries) return tl::unexpected(entries.error());
-  std::vector<std::string> names;
+  std::vector<CertificateHolder> holders;
   std::map<std::string, std::string> preferred;  // domain -> canonical domain, per call
   for (const auto& e : *entries) {
     const std::string uid = common::ascii::lowered(e.first(o.attrs.uid));
@@ -627,9 +645,11 @@ Result<std::vector<std::string>> LdapDirectory::find_by_certificate_filter(std::
       }
       domain = it->second;
     }
-    names.push_back(uid + "@" + domain);
+    CertificateHolder holder{uid + "@" + domain, {}};
+    if (with_certificates) holder.certificates_der = e.all(kUserCertificate);
+    holders.push_back(std::move(holder));
   }
-  return names;
+  return holders;
 }
 
 std::optional<BindResult> LdapDirectory::bind_as(const UserRecord& user, std::string_view password) {

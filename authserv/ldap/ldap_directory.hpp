@@ -89,6 +89,8 @@ class LdapDirectory final : public directory::Backend {
   common::Result<directory::Recipient> find_recipient(std::string_view address) override;
   common::Result<std::vector<std::string>> find_by_certificate_filter(std::string_view base_dn,
                                                                       std::string_view filter) override;
+  common::Result<std::vector<CertificateHolder>> find_certificate_holders(std::string_view base_dn,
+                                                                          std::string_view filter) override;
   std::optional<directory::BindResult> bind_as(const directory::UserRecord& user,
                                                std::string_view password) override;
   common::Result<void> store_password_hash(const directory::UserRecord& user, std::string_view stored,
@@ -98,6 +100,8 @@ class LdapDirectory final : public directory::Backend {
  private:
   struct Impl;
   explicit LdapDirectory(std::unique_ptr<Impl> impl);
+  common::Result<std::vector<CertificateHolder>> find_holders(std::string_view base_dn, std::string_view filter,
+                                                              bool with_certificates);
   std::unique_ptr<Impl> impl_;
 };
 

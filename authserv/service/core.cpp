@@ -67,10 +67,15 @@ class BackendCertDirectory final : public common::tls::CertDirectory {
  public:
   explicit BackendCertDirectory(directory::Backend& backend) : backend_(backend) {}
   void search(const common::tls::CertQuery& q, std::function<void(common::Result<std::vector<Entry>>)> done) override {
-    if (q.verify_cert) return done(common::fail(ErrorKind::Config, "certmap VerifyCert is not supported by this directory"));
+    std::vector<Entry> entries;
+    if (q.verify_cert) {
+      auto holders = backend_.find_certificate_holders(q.base_dn, q.filter);
+      if (!holders) return done(tl::unexpected(holders.error()));
+      for (auto& h : *holders) entries.push_back(Entry{"", std::move(h.canonical), std::move(h.certificates_der)});
+      return done(std::move(entries));
+    }
     auto names = backend_.find_by_certificate_filter(q.base_dn, q.filter);
     if (!names) return done(tl::unexpected(names.error()));
-    std::vector<Entry> entries;
     for (auto& n : *names) entries.push_back(Entry{"", std::move(n), {}});
     done(std::move(entries));
   }

@@ -12,6 +12,7 @@
 #include "authserv/ldap/ldap_directory.hpp"
 #include "authserv/password/password.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/scram_client.hpp"  // b64d
 #include "tests/support/slapd.hpp"
 
 using namespace std::chrono_literals;
@@ -301,7 +302,7 @@ TEST_CASE("find_recipient: users by any address, groups expanded, detail strippe
   CHECK(r->kind == RecipientKind::Unknown);
 }
 
-TEST_CASE("find_by_certificate_filter returns canonical names of mail users only") {
+TEST_CASE("find_by_certificate_filter returns canonical names of mail users only, with certificates on request") {
   auto slapd = loaded_slapd();
   auto d = open_ok(options_for(*slapd));
   auto r = d->find_by_certificate_filter("", "(mail=alice@example.com)");
@@ -316,6 +317,16 @@ TEST_CASE("find_by_certificate_filter returns canonical names of mail users only
   r = d->find_by_certificate_filter("", "(mail=plain@example.com)");  // not a mail user
   REQUIRE(r);
   CHECK(r->empty());
+  // VerifyCert's form: the entry's stored certificates come along, as DER.
+  auto holders = d->find_certificate_holders("", "(mail=alice@example.com)");
+  REQUIRE(holders);
+  REQUIRE(holders->size() == 1);
+  CHECK(holders->front().canonical == "alice@example.com");
+  CHECK(holders->front().certificates_der == std::vector<std::string>{test::b64d(hashes().cert_b64)});
+  holders = d->find_certificate_holders("", "(mail=frank@filtered.test)");  // none stored
+  REQUIRE(holders);
+  REQUIRE(holders->size() == 1);
+  CHECK(holders->front().certificates_der.empty());
   r = d->find_by_certificate_filter("o=nowhere,o=postern", "(mail=alice@example.com)");  // missing base
   REQUIRE(r);
   CHECK(r->empty());

@@ -474,15 +474,30 @@ TEST_CASE("malformed exchanges fail cleanly and the daemon keeps serving", "[int
 }
 
 TEST_CASE("EXTERNAL maps the front end's verified client certificate to a user through certmap", "[integration]") {
-  Authserv a;
+  // The default section maps by e-mail; the partner CA's section also asks for VerifyCert.
+  test::TempDir conf;
+  auto certmap = conf.write("certmap.conf",
+                            "certmap default default\ndefault:DNComps\ndefault:FilterComps e=mail\n"
+                            "certmap partner CN=Partner-CA\npartner:DNComps\npartner:FilterComps e=mail\n"
+                            "partner:VerifyCert on\n");
+  Authserv a("[sasl]\ncertmap = \"" + certmap.string() + "\"\n");
   a.start();
   auto stub = a.stub();
-  auto cert = [](std::string subject) {
+  auto cert = [](std::string subject, std::string issuer = "CN=Postern-CA,O=Postern") {
     auto f = facts();
     f.set_client_cert_subject(subject);
-    f.set_client_cert_issuer("CN=Postern-CA,O=Postern");
+    f.set_client_cert_issuer(issuer);
+    f.set_client_cert_der("not compared here");
     return f;
   };
+  {
+    // The embedded directory stores no certificates, so VerifyCert cannot pass: refused, and why.
+    Exchange x(*stub);
+    auto r = x.start("EXTERNAL", std::string(), cert("E=alice@example.com,CN=Alice", "CN=Partner-CA"));
+    REQUIRE(r.has_failure());
+    CHECK(r.failure().kind() == pb::FAILURE_CREDENTIALS);
+    CHECK(a.log().find("VerifyCert needs certificates stored in the directory") != std::string::npos);
+  }
   {
     Exchange x(*stub);
     auto r = x.start("EXTERNAL", std::string(), cert("E=a.smith@example.com,CN=Alice Smith,O=Example"));
@@ -650,27 +665,42 @@ TEST_CASE("OAUTHBEARER and XOAUTH2 accept a signed token from a configured issue
   CHECK(log.find(good) == std::string::npos);  // tokens are credentials: never logged
 }
 
+// A throwaway certificate from openssl, as DER.
+std::string openssl_certificate_der(const std::string& subject) {
+  test::TempDir dir;
+  auto made = test::run({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                         "-days", "1", "-subj", subject, "-keyout", (dir.path() / "k.pem").string(), "-outform", "DER",
+                         "-out", (dir.path() / "c.der").string()});
+  INFO(made.output);
+  REQUIRE(made.exit_code == 0);
+  return test::read_file(dir.path() / "c.der");
+}
+
 TEST_CASE("with the LDAP backend, logins bind as the user and lookups search the Sun schema", "[integration]") {
   test::Slapd slapd;
+  // Alice's entry holds her certificate, for certmap's VerifyCert.
+  const std::string alice_der = openssl_certificate_der("/CN=alice/emailAddress=alice@example.com");
   std::string ldif = test::read_file(test::source_path("tests/authserv/ldap/data/directory.ldif"));
   for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
            {"@ALICE_PW@", "{SSHA512}" + Authserv::ssha512("alicepw", "12345678")},
            {"@BOB_PW@", "{SSHA512}" + Authserv::ssha512("bobpw", "87654321")},
            {"@CAROL_PW@", "{SSHA512}" + Authserv::ssha512("carolpw", "abcdefgh")},
-           {"@ALICE_CERT@", ""}}) {
+           {"@ALICE_CERT@", test::b64e(alice_der)}}) {
     for (auto pos = ldif.find(key); pos != std::string::npos; pos = ldif.find(key)) ldif.replace(pos, key.size(), value);
   }
-  // Alice's test entry carries a certificate we do not need here.
-  ldif.erase(ldif.find("userCertificate;binary:: \n"), std::string("userCertificate;binary:: \n").size());
   auto added = slapd.add(ldif);
   INFO(added.output);
   REQUIRE(added.exit_code == 0);
 
   test::TempDir secrets;
   auto bind_pw = secrets.write("bind.pw", "servicepw\n");
+  auto certmap = secrets.write("certmap.conf",
+                               "certmap default default\ndefault:DNComps\ndefault:FilterComps e=mail\n"
+                               "default:VerifyCert on\n");
   Authserv a("[ldap]\nurls = [\"" + slapd.url() + "\"]\nbind_dn = \"cn=authserv,o=postern\"\n"
              "bind_password_file = \"" + bind_pw.string() + "\"\nbase_dn = \"o=postern\"\n"
-             "password_check = \"bind\"\noperation_timeout = \"1s\"\n");
+             "password_check = \"bind\"\noperation_timeout = \"1s\"\n"
+             "[sasl]\ncertmap = \"" + certmap.string() + "\"\n");
   // The generated config names the embedded backend: switch it.
   {
     auto path = a.dir() / "authserv.toml";
@@ -709,6 +739,25 @@ TEST_CASE("with the LDAP backend, logins bind as the user and lookups search the
   REQUIRE(answers.responses_size() == 24);
   for (int i = 0; i < 24; ++i)
     CHECK(answers.responses(i).kind() == (i % 3 ? pb::LookupRecipientResponse::UNKNOWN : pb::LookupRecipientResponse::USER));
+
+  // EXTERNAL with VerifyCert on: the presented certificate must be the one in alice's entry.
+  auto external = [&](const std::string& der) {
+    auto f = facts();
+    f.set_client_cert_subject("E=alice@example.com,CN=alice");
+    f.set_client_cert_issuer("E=alice@example.com,CN=alice");
+    f.set_client_cert_der(der);
+    Exchange x(*stub);
+    return x.start("EXTERNAL", std::string(), f);
+  };
+  auto same = external(alice_der);
+  INFO(same.failure().reason() << "\n" << a.log());
+  REQUIRE(same.has_success());
+  CHECK(same.success().canonical() == "alice@example.com");
+  // Same subject, another key: certmap finds alice's entry, but her stored certificate differs.
+  auto other_cert = external(openssl_certificate_der("/CN=alice/emailAddress=alice@example.com"));
+  REQUIRE(other_cert.has_failure());
+  CHECK(other_cert.failure().kind() == pb::FAILURE_CREDENTIALS);
+  CHECK(a.log().find("cert_mismatch") != std::string::npos);
 
   // The directory stops answering: a clear temporary failure, not a hang or a crash.
   slapd.pause();
