@@ -144,7 +144,7 @@ class AuthservApp final : public common::daemon::DaemonApp {
     if (c.token_key.empty()) t.error("key_file", "authserv needs a token signing key file (created if absent)");
   }
 
-  common::Result<void> start(const common::daemon::CommonConfig&) override {
+  common::Result<void> start(const common::daemon::CommonConfig& common_config) override {
     auto& c = config_;
     auto signer = common::authtoken::Signer::load_or_create(c.token_key);
     if (!signer) return common::fail(common::ErrorKind::Config, "tokens: " + signer.error().detail);
@@ -174,6 +174,13 @@ class AuthservApp final : public common::daemon::DaemonApp {
     }
     core_ = std::make_unique<Core>(std::move(backend), c.settings, std::move(*signer), c.hash_threads, c.hash_queue,
                                    c.directory_threads, c.directory_queue);
+    // [dns], as every daemon reads it: for mailAllowedServiceAccess and access-domain names.
+    if (auto names = common::dns::ResolverThread::start(common_config.dns)) {
+      core_->use_dns(std::move(*names));
+    } else {
+      common::log::warning("dns").phase("start").event("resolver_failed").kv("reason", names.error().detail)
+          .kv("effect", "rules naming hosts see no client name unless the front end sends it");
+    }
     if (embedded_) admin_ = make_admin_handler(*embedded_, c.settings);
     auto server = AuthServer::start(*core_, admin_.get(), c.server);
     if (!server) return tl::unexpected(server.error());

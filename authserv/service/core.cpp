@@ -38,16 +38,32 @@ Reply failure(FailureKind kind, std::string reason) {
   return r;
 }
 
-// Views into `f`, which must outlive the result.
-policy::LoginFacts login_facts(const Facts& f) {
+// The client's name as policy sees it. The front end sends the forward-confirmed name when its own
+// filters looked it up. Otherwise authserv looks it up itself, once, when a rule needs it
+// (`looked`); without a resolver the name counts as absent, which name-based allows fail closed on.
+common::access::HostName client_name(const Facts& f, const std::optional<common::dns::ReverseResult>& looked,
+                                     bool can_look) {
+  using common::access::HostName;
+  using Kind = common::dns::ReverseResult::Kind;
+  if (!f.client_name.empty()) return HostName::verified(f.client_name);
+  if (!looked) return can_look ? HostName::not_looked() : HostName::none();
+  switch (looked->kind) {
+    case Kind::Verified: return HostName::verified(looked->name);
+    case Kind::Mismatch: return HostName::mismatch(looked->name);
+    case Kind::NoName: return HostName::none();
+    case Kind::TempFail: break;
+  }
+  return HostName::temp_fail();
+}
+
+// Views into `f` and `looked`, which must outlive the result.
+policy::LoginFacts login_facts(const Facts& f, const std::optional<common::dns::ReverseResult>& looked = std::nullopt,
+                               bool can_look = false) {
   policy::LoginFacts lf;
   lf.service = f.service;
   if (auto a = common::net::IpAddress::parse(f.client_address)) lf.client_address = *a;
   if (auto a = common::net::IpAddress::parse(f.server_address)) lf.server_address = *a;
-  // The front end did the forward-confirmed lookup (it needs it for its own filters); a rule that
-  // needs a name it did not send sees "no name", which fails closed for name-based allows.
-  lf.client_name = f.client_name.empty() ? common::access::HostName::none()
-                                         : common::access::HostName::verified(f.client_name);
+  lf.client_name = client_name(f, looked, can_look && lf.client_address.has_value());
   lf.server_name = common::access::HostName::none();
   lf.under_tls = !f.tls_version.empty();
   return lf;
@@ -315,8 +331,9 @@ class ExchangeImpl final : public Exchange {
   // The proven identity may ask to act for another user (MMP-67), then policy decides.
   void authorize(sasl::Step step, Deliver deliver) {
     UserRecord effective = *user_;
-    auto facts = login_facts(facts_);
+    auto facts = login_facts(facts_, looked_name_, core_.names_ != nullptr);
     auto proxy = policy::authorize_proxy(*user_, step.authzid, core_.settings_.default_domain, facts);
+    if (proxy.outcome == policy::ProxyOutcome::NeedClientName) return look_up_client_then(std::move(step), deliver);
     if (!proxy.allowed()) {
       return finish(deliver, failure(FailureKind::Authz, proxy.reason.empty() ? "authzid refused" : proxy.reason));
     }
@@ -329,6 +346,7 @@ class ExchangeImpl final : public Exchange {
       proxy_for_ = effective.canonical;
     }
     auto verdict = policy::check_login(effective, facts);
+    if (verdict.outcome == policy::Outcome::NeedClientName) return look_up_client_then(std::move(step), deliver);
     if (!verdict.allowed()) {
       bool status = verdict.outcome == policy::Outcome::AccountInactive ||
                     verdict.outcome == policy::Outcome::AccountHeld || verdict.outcome == policy::Outcome::AccountDeleted;
@@ -350,6 +368,21 @@ class ExchangeImpl final : public Exchange {
     r.user.token = std::move(*token);
     r.user.token_expires = claims.expires_at;
     finish(deliver, std::move(r));
+  }
+
+  // A rule needs the client's name and the front end sent none: forward-confirmed reverse DNS on
+  // the resolver thread, then authorize again (on the directory pool: it may search the directory).
+  void look_up_client_then(sasl::Step step, Deliver deliver) {
+    auto self = std::static_pointer_cast<ExchangeImpl>(shared_from_this());
+    auto address = common::net::IpAddress::parse(facts_.client_address);
+    if (looked_name_ || !core_.names_ || !address)  // cannot happen: policy asks only for a name not looked up
+      return finish(deliver, failure(FailureKind::NotAllowed, "client name needed twice"));
+    auto job = std::make_shared<sasl::Step>(std::move(step));
+    core_.names_->verify_reverse(*address, [self, job, deliver](common::dns::ReverseResult r) {
+      self->looked_name_ = std::move(r);
+      bool queued = self->core_.run_directory([self, job, deliver] { self->authorize(std::move(*job), deliver); });
+      if (!queued) self->finish(deliver, failure(FailureKind::Temporary, "directory queue full"));
+    });
   }
 
   void finish(const Deliver& deliver, Reply r) {
@@ -378,6 +411,7 @@ class ExchangeImpl final : public Exchange {
   std::string mechanism_name_;
   std::unique_ptr<sasl::Mechanism> mechanism_;
   std::optional<UserRecord> user_;
+  std::optional<common::dns::ReverseResult> looked_name_;  // set once authserv looked the client up
   std::string reason_;
   std::string proxy_for_;
   bool credential_failed_ = false;

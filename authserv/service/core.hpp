@@ -19,6 +19,7 @@
 #include "authserv/policy/mechanisms.hpp"
 #include "common/authclient/types.hpp"
 #include "common/authtoken/authtoken.hpp"
+#include "common/dns/resolver_thread.hpp"
 #include "common/result.hpp"
 #include "common/runtime/worker_pool.hpp"
 #include "common/tls/certmap.hpp"
@@ -126,6 +127,8 @@ class Core {
   // the pool is full.
   bool run_directory(std::function<void()> work);
   bool run_hashing(std::function<void()> work);
+  // Lets policy look up a client's name when a rule needs one the front end did not send.
+  void use_dns(std::unique_ptr<common::dns::ResolverThread> names) { names_ = std::move(names); }
 
   // Signs a token for a successful login.
   common::authtoken::Claims claims_for(const directory::UserRecord& user, const Facts& facts) const;
@@ -140,6 +143,8 @@ class Core {
   common::runtime::WorkerPool hash_pool_;
   common::runtime::WorkerPool directory_pool_;
   std::string dummy_hash_;  // verified for unknown users, so timing does not tell them apart
+  // Last, so it goes first: lookups it cancels hand their exchanges to the pools, still alive.
+  std::unique_ptr<common::dns::ResolverThread> names_;
 };
 
 // Normalised "where did this come from" for log lines.

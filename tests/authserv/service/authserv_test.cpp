@@ -13,6 +13,7 @@
 #include "common/grpc/credentials.hpp"
 #include "common/tls/nss.hpp"
 #include "proto/authserv.grpc.pb.h"
+#include "tests/support/dnsmasq.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/scram_client.hpp"
 #include "tests/support/slapd.hpp"
@@ -471,6 +472,44 @@ TEST_CASE("malformed exchanges fail cleanly and the daemon keeps serving", "[int
   }
   REQUIRE(plain(*stub, "", "alice", "correct horse").has_success());
   CHECK(a.stop() == 0);
+}
+
+TEST_CASE("rules naming hosts get the client's name from authserv's own DNS when the front end sent none", "[integration]") {
+  test::Dnsmasq dns({"--local=/test/", "--local=/in-addr.arpa/",
+                     "--host-record=good.test,127.0.0.77",               // PTR and A agree
+                     "--ptr-record=78.0.0.127.in-addr.arpa,spoof.test",  // PTR whose A is elsewhere
+                     "--address=/spoof.test/192.0.2.1",
+                     "--host-record=bad.test,127.0.0.80"});
+  Authserv a("[dns]\nservers = [\"" + dns.server() + "\"]\ntimeout = \"500ms\"\n");
+  // erin may use IMAP from good.test only; bob (made active) may not use it from bad.test.
+  a.cli({"user", "add", "erin", "--password-file", (a.dir() / "pw").string()});
+  a.cli({"user", "set", "erin", "allowed_services", "+imap:good.test"});
+  a.cli({"user", "set", "bob", "status", "active"});
+  a.cli({"user", "set", "bob", "allowed_services", "-imap:bad.test"});
+  a.cli({"user", "set", "carol", "access_domains", "good.test"});
+  a.start();
+  auto stub = a.stub();
+  auto from = [](std::string address, std::string name = "") {
+    auto f = facts();
+    f.set_client_address(address);
+    f.set_client_name(name);
+    return f;
+  };
+  auto login = [&](const std::string& user, const std::string& pw, pb::ConnectionFacts f) {
+    auto r = plain(*stub, "", user, pw, std::move(f));
+    INFO(user << " " << r.ShortDebugString() << "\n" << a.log());
+    return r.has_success() ? std::string("ok") : pb::FailureKind_Name(r.failure().kind());
+  };
+  CHECK(login("erin", "correct horse", from("127.0.0.77")) == "ok");                     // verified good.test
+  CHECK(login("erin", "correct horse", from("127.0.0.78")) == "FAILURE_NOT_ALLOWED");    // spoofed PTR
+  CHECK(login("erin", "correct horse", from("127.0.0.79")) == "FAILURE_NOT_ALLOWED");    // no PTR
+  CHECK(login("bob", "bobs secret", from("127.0.0.80")) == "FAILURE_NOT_ALLOWED");       // the deny now sees bad.test
+  CHECK(login("bob", "bobs secret", from("127.0.0.77")) == "ok");
+  CHECK(login("carol", "carols secret", from("127.0.0.77")) == "ok");                    // Netscape access domains
+  CHECK(login("carol", "carols secret", from("127.0.0.79")) == "FAILURE_NOT_ALLOWED");
+  // A name the front end verified is used as sent, without a query.
+  CHECK(login("erin", "correct horse", from("127.0.0.79", "good.test")) == "ok");
+  CHECK(a.log().find("bad.test") != std::string::npos);
 }
 
 TEST_CASE("EXTERNAL maps the front end's verified client certificate to a user through certmap", "[integration]") {

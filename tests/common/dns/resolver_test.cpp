@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <atomic>
 #include <functional>
+#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,6 +20,7 @@
 #include <uv.h>
 
 #include "common/dns/resolver.hpp"
+#include "common/dns/resolver_thread.hpp"
 #include "tests/support/dnsmasq.hpp"
 #include "tests/support/process.hpp"
 
@@ -613,4 +616,37 @@ TEST_CASE("a new resolver may reuse the fd of one just destroyed", "[dns]") {
   REQUIRE(loop.run_until([&] { return resolver->pending() == 0; }));
   CHECK(second.status == Status::Ok);
   CHECK(second.records == std::vector<IpAddress>{ip("192.0.2.10")});
+}
+
+TEST_CASE("ResolverThread answers calls from other threads, and cancels what is in flight when destroyed", "[dns]") {
+  DnsServer server;
+  ResolverOptions options;
+  options.servers = {server.endpoint()};
+  auto names = common::dns::ResolverThread::start(options);
+  REQUIRE(names);
+  std::promise<common::dns::ReverseResult> verified;
+  (*names)->verify_reverse(ip("192.0.2.10"), [&](common::dns::ReverseResult r) { verified.set_value(std::move(r)); });
+  auto answer = verified.get_future();
+  REQUIRE(answer.wait_for(5s) == std::future_status::ready);
+  const auto r = answer.get();
+  CHECK(r.kind == Kind::Verified);
+  CHECK(r.name == "mail.example.test");
+
+  BlackHole hole;
+  options.servers = {hole.endpoint()};
+  options.timeout = 10s;
+  auto stuck = common::dns::ResolverThread::start(options);
+  REQUIRE(stuck);
+  std::atomic<int> calls{0};
+  std::atomic<bool> tempfail{false};
+  (*stuck)->verify_reverse(ip("192.0.2.10"), [&](common::dns::ReverseResult r) {
+    ++calls;
+    tempfail = r.kind == Kind::TempFail;
+  });
+  std::this_thread::sleep_for(100ms);  // the query is out, its answer 10 s away
+  const auto before = std::chrono::steady_clock::now();
+  stuck->reset();
+  CHECK(std::chrono::steady_clock::now() - before < 5s);
+  CHECK(calls == 1);
+  CHECK(tempfail);
 }
