@@ -3,6 +3,8 @@
 // gRPC (each such file costs ~7 s and 360 MB to compile).
 #include "common/authclient/authclient.hpp"
 
+#include <string.h>  // explicit_bzero
+
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -265,9 +267,11 @@ struct AuthClient::Impl : std::enable_shared_from_this<AuthClient::Impl> {
   SystemClock::time_point deadline() const { return SystemClock::now() + options.call_deadline; }
 
   // Round robin over the targets whose channel is not known to be failing; all failing: any.
-  size_t pick_target() {
-    size_t n = targets.size();
-    size_t first = next_target.fetch_add(1, std::memory_order_relaxed) % n;
+  size_t pick_target() { return healthy_from(next_target.fetch_add(1, std::memory_order_relaxed) % targets.size()); }
+  // The one after `failed`, the same way.
+  size_t pick_target_after(size_t failed) { return healthy_from((failed + 1) % targets.size()); }
+  size_t healthy_from(size_t first) {
+    const size_t n = targets.size();
     for (size_t i = 0; i < n; ++i) {
       size_t t = (first + i) % n;
       if (targets[t].channel->GetState(false) != GRPC_CHANNEL_TRANSIENT_FAILURE) return t;
@@ -705,6 +709,11 @@ struct SaslRelay::State {
   // once released; after that only the reactor itself touches it.
   ExchangeCall* call = nullptr;
   std::string target;  // for logs
+  size_t target_index = 0;
+  // The opening step, kept until authserv answers it: a stream that fails before any reply is
+  // sent again to the next authserv. It may hold an initial response (a password): wiped then.
+  std::optional<pb::AuthStep> unanswered_start;
+  size_t tries = 0;    // authservs the opening step went to
   bool gone = false;   // the relay was destroyed (possibly from inside `out`)
 };
 
@@ -837,7 +846,40 @@ void abort_call(SaslRelay::State& s) {
   release_call(s);
 }
 
+void forget_start(SaslRelay::State& s) {
+  if (!s.unanswered_start) return;
+  auto* start = s.unanswered_start->mutable_start();
+  if (!start->initial_response().empty())
+    explicit_bzero(start->mutable_initial_response()->data(), start->initial_response().size());
+  s.unanswered_start.reset();
+}
+
+// Sends the opening step on a new stream to authserv `index`; false when max_exchanges is reached.
+bool open_call(SaslRelay::State& s, size_t index, pb::AuthStep start) {
+  auto& impl = *s.client;
+  if (!impl.open_exchange()) return false;
+  auto& target = impl.targets[index];
+  s.target = target.name;
+  s.target_index = index;
+  ++s.tries;
+  s.call = new ExchangeCall(s.client, s.link);
+  s.call->begin(*target.stub, std::move(start));
+  return true;
+}
+
+// The stream failed before authserv answered anything, so nothing of the exchange happened there
+// that the next authserv would repeat: try it, once per authserv.
+bool retry_elsewhere(SaslRelay::State& s, const grpc::Status& status) {
+  auto& impl = *s.client;
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE || !s.unanswered_start || s.gone ||
+      s.tries >= impl.targets.size())
+    return false;
+  impl.log_failure("Authenticate", s.target, status);
+  return open_call(s, impl.pick_target_after(s.target_index), *s.unanswered_start);
+}
+
 void on_reply(SaslRelay::State& s, const pb::AuthReply& reply) {
+  forget_start(s);
   std::optional<SaslOutput> out;
   bool outcome_from_server = false;
   switch (reply.reply_case()) {
@@ -865,6 +907,8 @@ void on_reply(SaslRelay::State& s, const pb::AuthReply& reply) {
 }
 
 void on_done(SaslRelay::State& s, const grpc::Status& status) {
+  if (retry_elsewhere(s, status)) return;
+  forget_start(s);
   std::string reason;
   switch (status.error_code()) {
     case grpc::StatusCode::OK: reason = "authserv ended the exchange without an outcome"; break;
@@ -918,14 +962,13 @@ void SaslRelay::start(std::string_view mechanism, std::optional<std::string> ini
   if (start.initial_response) m->set_initial_response(std::move(*start.initial_response));
 
   auto& impl = *s.client;
-  if (!impl.open_exchange()) {
+  forget_start(s);
+  s.tries = 0;
+  if (impl.targets.size() > 1) s.unanswered_start = msg;
+  if (!open_call(s, impl.pick_target(), std::move(msg))) {
+    forget_start(s);
     if (auto out = s.exchange.transport_ended("too many SASL exchanges in flight")) post_output(s, std::move(*out));
-    return;
   }
-  auto& target = impl.targets[impl.pick_target()];
-  s.target = target.name;
-  s.call = new ExchangeCall(s.client, s.link);
-  s.call->begin(*target.stub, std::move(msg));
 }
 
 void SaslRelay::client_line(std::string_view line) {

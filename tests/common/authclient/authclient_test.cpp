@@ -689,6 +689,29 @@ TEST_CASE("SASL with authserv down is a temporary failure", "[authclient][sasl][
   CHECK(r.failure(0).reason.find("UNAVAILABLE") != std::string::npos);
 }
 
+TEST_CASE("a SASL exchange finding one authserv down is opened again on the next", "[authclient][sasl][failover]") {
+  test::FakeAuthserv server;
+  Loop loop;
+  auto client = make_client(plain_to({dead_target(), server.target()}));
+  // Round robin starts at the dead one; every exchange still succeeds, each reaching authserv once.
+  for (int i = 0; i < 3; ++i) {
+    Relay r(*client, loop);
+    r.relay->start("PLAIN", kPlainAlice, facts());
+    REQUIRE(run_until(loop, [&] { return !r.outputs.empty(); }));
+    CHECK(r.success(0).user.canonical == "alice@example.com");
+  }
+  CHECK(server.steps() == std::vector<std::string>(3, "start PLAIN ir=" + kPlainAliceHex));
+
+  // Every authserv down: each is tried once, then a temporary failure.
+  auto none = make_client(plain_to({dead_target(), dead_target()}));
+  Relay r(*none, loop);
+  auto started = Clock::now();
+  r.relay->start("PLAIN", kPlainAlice, facts());
+  REQUIRE(run_until(loop, [&] { return r.outputs.size() == 1; }));
+  CHECK(Clock::now() - started < 3s);
+  CHECK(r.failure(0).kind == FailureKind::Temporary);
+}
+
 TEST_CASE("destroying the relay mid-exchange cancels it without a callback", "[authclient][sasl][cancel]") {
   test::FakeAuthserv server;
   Loop loop;
