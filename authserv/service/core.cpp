@@ -371,12 +371,14 @@ class ExchangeImpl final : public Exchange {
   }
 
   // A rule needs the client's name and the front end sent none: forward-confirmed reverse DNS on
-  // the resolver thread, then authorize again (on the directory pool: it may search the directory).
+  // the resolver thread, then authorize again through run_directory (it may search the directory:
+  // on the pool for LDAP, inline on the resolver thread for LMDB, which never blocks).
   void look_up_client_then(sasl::Step step, Deliver deliver) {
     auto self = std::static_pointer_cast<ExchangeImpl>(shared_from_this());
     auto address = common::net::IpAddress::parse(facts_.client_address);
-    if (looked_name_ || !core_.names_ || !address)  // cannot happen: policy asks only for a name not looked up
-      return finish(deliver, failure(FailureKind::NotAllowed, "client name needed twice"));
+    // Cannot happen: policy asks only for a name it may have looked up and has not.
+    if (looked_name_ || !core_.names_ || !address)
+      return finish(deliver, failure(FailureKind::NotAllowed, "client name needed but cannot be looked up"));
     auto job = std::make_shared<sasl::Step>(std::move(step));
     core_.names_->verify_reverse(*address, [self, job, deliver](common::dns::ReverseResult r) {
       self->looked_name_ = std::move(r);
