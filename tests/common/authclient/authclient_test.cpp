@@ -387,17 +387,23 @@ TEST_CASE("a lookup finding one authserv down is answered by the next", "[authcl
   CHECK(server.calls("LookupRecipients") == 4);
 }
 
+// One authserv allows four calls in flight: holds four single lookups in the fake, so what the
+// client is asked next has to queue.
+void occupy_every_call(test::FakeAuthserv& server, AuthClient& client, Loop& loop, const std::shared_ptr<int>& alive,
+                       Got<RecipientInfo>& rcpt) {
+  server.hold(true);
+  for (int i = 0; i < 4; ++i)
+    client.lookup_recipient(loop, alive, facts("smtp", ""), "first" + std::to_string(i) + "@example.com", rcpt.cb());
+  REQUIRE(run_until(loop, [&] { return server.held() == 4; }));
+}
+
 TEST_CASE("recipient lookups arriving while calls are in flight share the next call", "[authclient][batch]") {
   test::FakeAuthserv server;
   Loop loop;
   auto client = make_client(plain_to({server.target()}));
   auto alive = std::make_shared<int>(0);
   Got<RecipientInfo> rcpt;
-  server.hold(true);
-  // One authserv: four calls in flight at most, each of one lookup while nothing waits.
-  for (int i = 0; i < 4; ++i)
-    client->lookup_recipient(loop, alive, facts("smtp", ""), "first" + std::to_string(i) + "@example.com", rcpt.cb());
-  REQUIRE(run_until(loop, [&] { return server.held() == 4; }));
+  occupy_every_call(server, *client, loop, alive, rcpt);
   std::vector<std::string> later;
   for (int i = 0; i < 40; ++i) later.push_back("later" + std::to_string(i) + "@example.com");
   later[7] = "alice@example.com";
@@ -436,10 +442,7 @@ TEST_CASE("a batch whose answers are too large for one message is asked again on
   auto client = make_client(plain_to({server.target()}));
   auto alive = std::make_shared<int>(0);
   Got<RecipientInfo> rcpt;
-  server.hold(true);
-  for (int i = 0; i < 4; ++i)
-    client->lookup_recipient(loop, alive, facts("smtp", ""), "first" + std::to_string(i) + "@example.com", rcpt.cb());
-  REQUIRE(run_until(loop, [&] { return server.held() == 4; }));
+  occupy_every_call(server, *client, loop, alive, rcpt);
   // The fake refuses any batch of more than one holding this address, as authserv does when the
   // answers would pass its message limit.
   client->lookup_recipient(loop, alive, facts("smtp", ""), "huge@example.com", rcpt.cb());
