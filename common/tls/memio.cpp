@@ -47,7 +47,9 @@ PRInt32 memio_recv(PRFileDesc* fd, void* buf, PRInt32 amount, PRIntn, PRInterval
     PR_SetError(PR_WOULD_BLOCK_ERROR, 0);
     return -1;
   }
-  return static_cast<PRInt32>(s->read(static_cast<char*>(buf), std::min(have, static_cast<size_t>(amount))));
+  size_t n = s->read(static_cast<char*>(buf), std::min(have, static_cast<size_t>(amount)));
+  s->records_in.feed(static_cast<const char*>(buf), n);
+  return static_cast<PRInt32>(n);
 }
 
 PRInt32 memio_read(PRFileDesc* fd, void* buf, PRInt32 amount) {
@@ -59,6 +61,7 @@ PRInt32 memio_send(PRFileDesc* fd, const void* buf, PRInt32 amount, PRIntn, PRIn
   MemioState* s = io_state(fd, amount);
   if (s == nullptr) return -1;
   s->out.append(static_cast<const char*>(buf), static_cast<size_t>(amount));
+  s->records_out.feed(static_cast<const char*>(buf), static_cast<size_t>(amount));
   return amount;
 }
 
@@ -222,6 +225,26 @@ size_t MemioState::read(char* dst, size_t n) {
     done += more;
   }
   return done;
+}
+
+void RecordTally::feed(const char* data, size_t n) {
+  while (n > 0) {
+    if (body_left > 0) {
+      size_t k = std::min(n, body_left);
+      body_left -= k;
+      data += k;
+      n -= k;
+      if (body_left == 0) ++records;
+      continue;
+    }
+    header[header_have++] = static_cast<unsigned char>(*data++);
+    --n;
+    if (header_have == sizeof header) {
+      header_have = 0;
+      body_left = (size_t{header[3]} << 8) | header[4];
+      if (body_left == 0) ++records;
+    }
+  }
 }
 
 void MemioState::take_output(std::string& wire) {

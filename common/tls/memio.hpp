@@ -4,12 +4,26 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
 #include <prio.h>
 
 namespace common::tls {
+
+// Counts the complete TLS records passing one way through memio, from a point NSS names (a new
+// traffic key), so the record layer that takes over knows each direction's sequence number.
+struct RecordTally {
+  uint64_t records = 0;  // records completed since restart()
+  unsigned char header[5] = {};
+  size_t header_have = 0;
+  size_t body_left = 0;
+
+  bool at_boundary() const { return header_have == 0 && body_left == 0; }
+  void restart() { records = 0; }
+  void feed(const char* data, size_t n);
+};
 
 // The buffers of one connection; owned by its stub and freed when the stub is closed. Nothing here
 // holds memory while a connection is idle: input is borrowed from the caller's (per-thread) read
@@ -21,6 +35,8 @@ struct MemioState {
   bool eof = false;       // the peer ended the stream: reads return 0 once the input is empty
   std::string out;        // ciphertext NSS wrote, for the socket
   void* owner = nullptr;  // the transform using this connection (for NSS callbacks)
+  RecordTally records_in;   // what NSS read
+  RecordTally records_out;  // what NSS wrote
 
   size_t readable() const { return rest.size() - rest_pos + feed.size(); }
   // Makes `bytes` readable by NSS without copying them. They must stay valid until end_input().

@@ -8,6 +8,7 @@
 #include <cctype>
 #include <climits>
 #include <mutex>
+#include <optional>
 
 #include <cert.h>
 #include <keyhi.h>
@@ -16,6 +17,7 @@
 #include <prerror.h>
 #include <secerr.h>
 #include <ssl.h>
+#include <sslexp.h>
 #include <sslerr.h>
 #include <sslproto.h>
 
@@ -24,6 +26,7 @@
 #include "common/tls/handles.hpp"
 #include "common/tls/memio.hpp"
 #include "common/tls/nss.hpp"
+#include "common/tls/record13.hpp"
 
 namespace common::tls {
 namespace {
@@ -139,6 +142,7 @@ Result<std::vector<CertKey>> load_certificates(const std::vector<std::string>& n
 }
 
 class ServerTransform;
+void secret_hook(PRFileDesc* fd, PRUint16 epoch, SSLSecretDirection direction, PK11SymKey* secret, void* arg);
 
 }  // namespace
 
@@ -182,13 +186,97 @@ class ServerTransform final : public runtime::Transform {
     memio_ = memio_state(ssl);
     memio_->owner = this;
     if (SSL_ResetHandshake(ssl, PR_TRUE) != SECSuccess) return setup_failed("SSL_ResetHandshake");
+    // Without the secrets the connection simply stays on NSS's record layer.
+    hand_over_ = state_.options.release_nss_after_handshake &&
+                 SSL_SecretCallback(ssl, secret_hook, this) == SECSuccess;
     return true;
   }
 
   const runtime::SecurityFacts* facts() const override { return handshake_done_ ? &facts_ : nullptr; }
-  bool peer_closed() const override { return peer_closed_; }
+  bool peer_closed() const override { return records_ ? records_->peer_closed() : peer_closed_; }
 
   Result<void> decode(std::string_view in, std::string& plain, std::string& wire) override {
+    if (records_) {
+      auto done = records_->decode(in, plain, wire);
+      if (!done) log::notice("tls").session(id_).phase("data").event("tls_failed").kv("reason", done.error().detail);
+      return done;
+    }
+    auto done = decode_with_nss(in, plain, wire);
+    if (done) hand_over();
+    return done;
+  }
+
+  Result<void> encode(std::string_view plain, std::string& wire) override {
+    if (records_) return records_->encode(plain, wire);
+    auto done = encode_with_nss(plain, wire);
+    if (done) hand_over();
+    return done;
+  }
+
+  void close(std::string& wire) override {
+    if (records_) {
+      if (!closed_) records_->close(wire);
+      closed_ = true;
+      return;
+    }
+    if (failed_ || closed_ || !ssl_) return;
+    closed_ = true;
+    if (!handshake_done_) return;  // nothing is protected yet; the TCP close says it all
+    PR_Shutdown(ssl_.get(), PR_SHUTDOWN_SEND);  // close_notify
+    memio_->take_output(wire);
+  }
+
+  // --- NSS callbacks (found through the memio layer's owner) ---
+
+  // A TLS 1.3 traffic secret NSS installs (epoch 3 and later carry application data). A new key
+  // starts at a record boundary, where the tally of its direction restarts: for a KeyUpdate that is
+  // now; the first read key arrives with the server's Finished but applies only after the client's,
+  // so its tally restarts when the handshake completes (decode_with_nss).
+  void on_secret(PRUint16 epoch, SSLSecretDirection direction, PK11SymKey* secret) {
+    if (epoch < 3 || memio_ == nullptr) return;
+    const bool read = direction == ssl_secret_read;
+    RecordTally& tally = read ? memio_->records_in : memio_->records_out;
+    std::string& kept = read ? read_secret_ : write_secret_;
+    explicit_bzero(kept.data(), kept.size());
+    kept.clear();
+    SECItem* value = nullptr;
+    if (tally.at_boundary() && PK11_ExtractKeyValue(secret) == SECSuccess) value = PK11_GetKeyData(secret);
+    if (value == nullptr || value->data == nullptr || value->len == 0) {
+      hand_over_ = false;
+      log::debug("tls").session(id_).event("tls_secret_unusable").kv("reason", last_error_text());
+      return;
+    }
+    kept.assign(reinterpret_cast<const char*>(value->data), value->len);
+    if (!read || epoch > 3) tally.restart();
+  }
+
+ private:
+  // Once a TLS 1.3 connection is quiet at a record boundary in both directions, its records move
+  // to Tls13Records and the NSS socket is closed: the ~65 KiB NSS keeps per socket (buffers, key
+  // objects, locks) is freed for the rest of the connection. NSS's own close_notify from PR_Close
+  // goes into the discarded memio buffer, never to the peer.
+  void hand_over() {
+    if (!hand_over_ || !handshake_done_ || !tls13_ || closed_ || failed_ || peer_closed_ || !pending_.empty()) return;
+    if (read_secret_.empty() || write_secret_.empty() || memio_->readable() != 0 ||
+        !memio_->records_in.at_boundary() || !memio_->records_out.at_boundary()) {
+      return;
+    }
+    TrafficSecret read{std::move(read_secret_), memio_->records_in.records};
+    TrafficSecret write{std::move(write_secret_), memio_->records_out.records};
+    auto records = Tls13Records::create(suite_, std::move(read), std::move(write));
+    if (!records) {
+      hand_over_ = false;
+      log::warning("tls").session(id_).event("tls_handover_failed").kv("reason", records.error().detail);
+      return;
+    }
+    log::debug("tls").session(id_).phase("data").event("tls_nss_released")
+        .kv("read_sequence", records->read_sequence()).kv("write_sequence", records->write_sequence());
+    records_.emplace(std::move(*records));
+    memio_ = nullptr;
+    ssl_.reset();
+  }
+
+  Result<void> decode_with_nss(std::string_view in, std::string& plain, std::string& wire) {
     if (failed_) return fail(ErrorKind::Protocol, failure_);
     if (!seen_input_ && !in.empty()) {
       seen_input_ = true;
@@ -211,6 +299,10 @@ class ServerTransform final : public runtime::Transform {
         if (err == PR_WOULD_BLOCK_ERROR) return {};
         return handshake_failed(err);
       }
+      // NSS stops reading at the end of the client's Finished: what follows is under its first
+      // application key.
+      if (!memio_->records_in.at_boundary()) hand_over_ = false;
+      memio_->records_in.restart();
       auto done = on_handshake_done();
       if (!done) return done;
       if (!pending_.empty()) {
@@ -223,7 +315,7 @@ class ServerTransform final : public runtime::Transform {
     return read_all(plain, wire);
   }
 
-  Result<void> encode(std::string_view plain, std::string& wire) override {
+  Result<void> encode_with_nss(std::string_view plain, std::string& wire) {
     if (failed_) return fail(ErrorKind::Protocol, failure_);
     if (!handshake_done_) {
       // A greeting written at once (IMAPS, SMTPS) goes out right after the handshake.
@@ -237,15 +329,7 @@ class ServerTransform final : public runtime::Transform {
     return write_plain(plain, wire);
   }
 
-  void close(std::string& wire) override {
-    if (failed_ || closed_ || !ssl_) return;
-    closed_ = true;
-    if (!handshake_done_) return;  // nothing is protected yet; the TCP close says it all
-    PR_Shutdown(ssl_.get(), PR_SHUTDOWN_SEND);  // close_notify
-    memio_->take_output(wire);
-  }
-
-  // --- NSS callbacks (found through the memio layer's owner) ---
+ public:
 
   SECStatus authenticate_client(PRFileDesc* fd, PRBool check_sig) {
     NssCert cert(SSL_PeerCertificate(fd));
@@ -328,6 +412,8 @@ class ServerTransform final : public runtime::Transform {
     SSLChannelInfo channel{};
     if (SSL_GetChannelInfo(fd, &channel, sizeof channel) == SECSuccess) {
       facts_.protocol = version_name(channel.protocolVersion);
+      tls13_ = channel.protocolVersion == SSL_LIBRARY_VERSION_TLS_1_3 && Tls13Records::supports(channel.cipherSuite);
+      suite_ = channel.cipherSuite;
       facts_.resumed = channel.resumed;
       SSLCipherSuiteInfo suite{};
       if (SSL_GetCipherSuiteInfo(channel.cipherSuite, &suite, sizeof suite) == SECSuccess) {
@@ -417,8 +503,14 @@ class ServerTransform final : public runtime::Transform {
   std::shared_ptr<ServerContext> context_;  // keeps the models (and state_) alive
   const ServerContext::State& state_;
   std::string id_;
-  PrFd ssl_;
+  PrFd ssl_;                     // null once records_ has taken over
   MemioState* memio_ = nullptr;  // owned by the stub under ssl_
+  std::optional<Tls13Records> records_;
+  std::string read_secret_;   // the newest TLS 1.3 traffic secrets, until records_ takes them
+  std::string write_secret_;
+  uint16_t suite_ = 0;
+  bool tls13_ = false;
+  bool hand_over_ = false;
   std::string pending_;
   runtime::SecurityFacts facts_;
   std::string sni_;
@@ -435,6 +527,10 @@ class ServerTransform final : public runtime::Transform {
 ServerTransform* owner_of(PRFileDesc* fd) {
   MemioState* state = memio_state(fd);
   return state ? static_cast<ServerTransform*>(state->owner) : nullptr;
+}
+
+void secret_hook(PRFileDesc*, PRUint16 epoch, SSLSecretDirection direction, PK11SymKey* secret, void* arg) {
+  static_cast<ServerTransform*>(arg)->on_secret(epoch, direction, secret);
 }
 
 // Set on every model with no argument: SSL_ReconfigFD (SNI) copies hooks from the model, so the

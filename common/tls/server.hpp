@@ -32,6 +32,9 @@ struct ServerOptions {
   std::string min_version = "1.2";  // "1.2" or "1.3"; 1.0/1.1 are refused (TLS-07)
   std::string adjust_ciphers;       // ssladjustciphersuites grammar (TLS-08, ciphers.hpp)
   std::vector<std::string> crl_files;  // DER or PEM CRLs, cached with CERT_CacheCRL (TLS-17)
+  // TLS 1.3 connections leave NSS's record layer once the handshake is over (record13.hpp), which
+  // frees NSS's per-socket state; off keeps every record in NSS (for comparison in bench/tls).
+  bool release_nss_after_handshake = true;
 };
 
 // The NSS model socket(s) of one listener: immutable once made, shared by all its connections on

@@ -10,6 +10,7 @@
 #include <regex>
 #include <sstream>
 
+#include "common/log/log.hpp"
 #include "tests/common/tls/tls_harness.hpp"
 
 using namespace common::tls;
@@ -409,6 +410,83 @@ TEST_CASE("a handshake sent one byte per TCP segment completes, and the close se
     CHECK(field(r.output, "greeting") == "+ready");
     CHECK(field(r.output, "reply") == "hello bytes");
     CHECK(field(r.output, "close_notify") == "yes");
+  });
+}
+
+// Lines of one component at debug level while it lives (the hand-over to Tls13Records logs there).
+struct DebugLogs {
+  explicit DebugLogs(const std::string& component) {
+    common::log::Settings settings;
+    settings.components[component] = common::log::Level::Debug;
+    common::log::configure(settings);
+  }
+  ~DebugLogs() { common::log::configure({}); }
+};
+
+size_t count(const std::string& haystack, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1)) ++n;
+  return n;
+}
+
+TEST_CASE("TLS 1.3 records leave NSS after the handshake: KeyUpdate, every suite, bulk data, forged records",
+          "[tls]") {
+  with_nss([](Nss& nss) {
+    DebugLogs debug("tls");
+    tlstest::LogCapture logs;
+    tlstest::TlsServer server(make_context(nss));
+    for (std::string suite : {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}) {
+      // s_client takes "K" (KeyUpdate, update requested) and "k" (not requested) as commands only
+      // when the line is read alone and -ign_eof is off.
+      std::string script =
+          "(printf 'FACTS\\r\\n'; sleep 0.3; printf 'K\\n'; sleep 0.3; printf 'requested\\r\\n'; sleep 0.3; "
+          "printf 'k\\n'; sleep 0.3; printf 'unrequested\\r\\nQUIT\\r\\n'; sleep 2) | exec openssl s_client "
+          "-connect 127.0.0.1:" + std::to_string(server.tls_port) + " -no_ign_eof -msg -tls1_3 -ciphersuites " +
+          suite + " -CAfile " + pki().ca_pem() + " -verify_return_error";
+      auto r = test::run({"sh", "-c", script}, 20s);
+      INFO(r.output);
+      CHECK(r.exit_code == 0);
+      CHECK(fact(r.output, "cipher") == suite);
+      CHECK(count(r.output, ">>> TLS 1.3, Handshake [length 0005], KeyUpdate") == 2);
+      CHECK(count(r.output, "<<< TLS 1.3, Handshake [length 0005], KeyUpdate") == 1);  // answers the request only
+      CHECK(contains(r.output, "requested\r\n"));
+      CHECK(contains(r.output, "unrequested\r\n"));
+      CHECK(contains(r.output, "+bye"));
+    }
+    CHECK(logs.wait_for({"event=tls_nss_released", "read_sequence=", "write_sequence="}));
+
+    auto bulk = tlstest::py_client("bulk", server.tls_port, {pki().ca_pem(), "1500"});
+    INFO(bulk.output);
+    CHECK(field(bulk.output, "protocol") == "TLSv1.3");
+    CHECK(field(bulk.output, "echoed") == "1500");  // about 1 MB each way
+    CHECK(field(bulk.output, "last") == "+bye");
+
+    auto forged = tlstest::py_client("tamper", server.tls_port, {pki().ca_pem()});
+    INFO(forged.output);
+    CHECK(field(forged.output, "reply") == "before");
+    CHECK(contains(field(forged.output, "alert"), "BAD_RECORD_MAC"));
+    CHECK(logs.wait_for({"event=tls_failed", "bad_record_mac"}));
+
+    auto half = tlstest::py_client("half-record", server.tls_port, {pki().ca_pem()});
+    INFO(half.output);
+    CHECK(field(half.output, "reply") == "before");
+    for (int i = 0; i < 200 && server.open_connections() > 0; ++i) std::this_thread::sleep_for(10ms);
+    CHECK(server.open_connections() == 0);
+  });
+}
+
+TEST_CASE("with release_nss_after_handshake off, TLS 1.3 records stay in NSS", "[tls]") {
+  with_nss([](Nss& nss) {
+    DebugLogs debug("tls");
+    tlstest::LogCapture logs;
+    ServerOptions o;
+    o.release_nss_after_handshake = false;
+    tlstest::TlsServer server(make_context(nss, o));
+    auto bulk = tlstest::py_client("bulk", server.tls_port, {pki().ca_pem(), "200"});
+    INFO(bulk.output);
+    CHECK(field(bulk.output, "echoed") == "200");
+    CHECK(field(bulk.output, "last") == "+bye");
+    for (const auto& line : logs.lines()) CHECK_FALSE(contains(line, "tls_nss_released"));
   });
 }
 

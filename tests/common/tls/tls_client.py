@@ -6,11 +6,15 @@
 #   garbage                  an HTTP request instead of a ClientHello
 #   hello-silence            a ClientHello, then nothing: prints how long until the server closed
 #   disconnect-mid           a ClientHello, read a little, then a reset
+#   bulk CAFILE LINES        TLS 1.3, LINES lines of 700 bytes echoed back (written from a thread)
+#   tamper CAFILE            TLS 1.3, one line echoed, then a forged record: prints the alert
+#   half-record CAFILE       TLS 1.3, one line echoed, then half a record and a close
 # Prints what it saw, one "key: value" line each; exits 0 when the mode ran to its end.
 import socket
 import ssl
 import struct
 import sys
+import threading
 import time
 
 
@@ -161,6 +165,65 @@ def bytewise(host, port, cafile):
         print("close_notify: no")
 
 
+def tls13(host, port, cafile):
+    tls = MemTls(connect(host, port), cafile)
+    tls.obj.context.minimum_version = ssl.TLSVersion.TLSv1_3
+    tls.handshake()
+    print("protocol:", tls.obj.version())
+    greeting, rest = tls.read_line()
+    print("greeting:", greeting)
+    tls.send(b"before\r\n")
+    line, _ = tls.read_line()
+    print("reply:", line)
+    return tls
+
+
+def bulk(host, port, cafile, lines):
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    s = ctx.wrap_socket(connect(host, port), server_hostname="localhost")
+    s.settimeout(20)
+    print("protocol:", s.version())
+    sent = [b"%06d " % i + bytes(65 + (i + j) % 26 for j in range(693)) for i in range(lines)]
+    writer = threading.Thread(target=lambda: s.sendall(b"".join(l + b"\r\n" for l in sent) + b"QUIT\r\n"))
+    writer.start()
+    got = b""
+    while got.count(b"\r\n") < lines + 2:
+        data = s.recv(65536)
+        if not data:
+            break
+        got += data
+    writer.join()
+    replies = got.split(b"\r\n")
+    print("greeting:", replies[0].decode("latin-1"))
+    print("echoed:", sum(1 for a, b in zip(sent, replies[1:]) if a == b))
+    print("last:", replies[lines + 1].decode("latin-1") if len(replies) > lines + 1 else "")
+
+
+def tamper(host, port, cafile):
+    tls = tls13(host, port, cafile)
+    tls.sock.sendall(b"\x17\x03\x03\x00\x20" + b"\x55" * 32)  # not protected by the traffic key
+    try:
+        while True:
+            try:
+                if not tls.obj.read(4096):
+                    print("alert: none (close_notify)")
+                    return
+            except ssl.SSLWantReadError:
+                if not tls.pump_in():
+                    print("alert: none (closed)")
+                    return
+    except ssl.SSLError as e:
+        print("alert:", e.reason)
+
+
+def half_record(host, port, cafile):
+    tls = tls13(host, port, cafile)
+    tls.sock.sendall(b"\x17\x03\x03\x01\x00" + b"\x00" * 100)
+    tls.sock.close()
+    print("closed: yes")
+
+
 def wait_closed(s, limit):
     start = time.monotonic()
     s.settimeout(limit)
@@ -216,6 +279,12 @@ def main():
         hello_silence(host, port)
     elif mode == "disconnect-mid":
         disconnect_mid(host, port)
+    elif mode == "bulk":
+        bulk(host, port, args[0], int(args[1]))
+    elif mode == "tamper":
+        tamper(host, port, args[0])
+    elif mode == "half-record":
+        half_record(host, port, args[0])
     else:
         print("unknown mode", mode)
         return 2
