@@ -3,8 +3,9 @@
 // waits; it closes when the client does, so the same server serves the handshake rate and the
 // idle-connection memory runs. Prints "listening PORT" once ready; SIGTERM/SIGINT stop it; SIGUSR1
 // prints "heap in_use=BYTES connections=N" (malloc's view, to tell live memory from RSS). With
-// --echo 1 a session sends back what it reads, so memory after traffic can be measured too.
-// Usage: tls_bench_server --db DIR --password FILE [--port 0] [--cert Server-Cert] [--echo 1]
+// --echo 1 a session sends back what it reads, so memory after traffic can be measured too; with
+// --keep-nss 1 TLS 1.3 records stay in NSS after the handshake (ServerOptions::release_nss_after_handshake).
+// Usage: tls_bench_server --db DIR --password FILE [--port 0] [--cert Server-Cert] [--echo 1] [--keep-nss 1]
 #include <malloc.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -53,7 +54,8 @@ class OkFactory : public SessionFactory {
 };
 
 int usage() {
-  std::fprintf(stderr, "usage: tls_bench_server --db DIR --password FILE [--port 0] [--cert Server-Cert] [--echo 1]\n");
+  std::fprintf(stderr, "usage: tls_bench_server --db DIR --password FILE [--port 0] [--cert Server-Cert] [--echo 1] "
+                       "[--keep-nss 1]\n");
   return 2;
 }
 
@@ -62,6 +64,7 @@ int usage() {
 int main(int argc, char** argv) {
   std::string db, password, cert = "Server-Cert";
   int port = 0;
+  bool keep_nss = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string key = argv[i];
     if (key == "--db") {
@@ -74,6 +77,8 @@ int main(int argc, char** argv) {
       cert = argv[i + 1];
     } else if (key == "--echo") {
       g_echo = std::atoi(argv[i + 1]) != 0;
+    } else if (key == "--keep-nss") {
+      keep_nss = std::atoi(argv[i + 1]) != 0;
     } else {
       return usage();
     }
@@ -99,6 +104,7 @@ int main(int argc, char** argv) {
     {
       common::tls::ServerOptions options;
       options.certificates = {cert};
+      options.release_nss_after_handshake = !keep_nss;
       auto tls = common::tls::ServerContext::create(**nss, options);
       if (!tls) {
         std::fprintf(stderr, "tls_bench_server: %s\n", tls.error().detail.c_str());

@@ -38,9 +38,6 @@ constexpr size_t kTag = 16;
 constexpr size_t kNonce = 12;
 constexpr size_t kMaxPlaintext = 16384;
 constexpr size_t kMaxCiphertext = kMaxPlaintext + 256;  // RFC 8446 §5.2
-// The peer may send only KeyUpdate after the handshake (we never ask for post-handshake
-// authentication), and that is 5 bytes; anything longer is refused without buffering it.
-constexpr size_t kMaxHandshakeMessage = 64;
 // Well inside AES-GCM's 2^24.5 full-size records per key (RFC 8446 §5.5): our own KeyUpdate then.
 constexpr uint64_t kRecordsPerWriteKey = uint64_t{1} << 23;
 
@@ -399,30 +396,29 @@ Result<void> Tls13Records::open_record(std::string_view header, std::string_view
   }
 }
 
+// The peer may send only KeyUpdate (5 bytes) after the handshake: we never ask for post-handshake
+// authentication. Any other message is refused from its first byte, so at most 4 bytes wait here.
 Result<void> Tls13Records::on_handshake(std::string_view content, std::string& wire) {
   handshake_.append(content);
-  while (handshake_.size() >= 4) {
-    auto* m = bytes(handshake_);
-    const size_t length = (size_t{m[1]} << 16) | (size_t{m[2]} << 8) | m[3];
-    if (m[0] != kKeyUpdate) {
-      return fatal(kUnexpectedMessage, "handshake message " + std::to_string(m[0]) + " after the handshake", wire);
-    }
-    if (length != 1) return fatal(kDecodeError, "KeyUpdate of " + std::to_string(length) + " bytes", wire);
-    if (handshake_.size() < 5) break;
-    const uint8_t request = m[4];
-    // A key change must end its record (RFC 8446 §5.1).
-    if (handshake_.size() != 5) return fatal(kUnexpectedMessage, "data after a KeyUpdate in its record", wire);
-    handshake_.clear();
-    if (request != kUpdateNotRequested && request != kUpdateRequested) {
-      return fatal(kIllegalParameter, "KeyUpdate request " + std::to_string(request), wire);
-    }
-    if (!read_->update()) return fatal(kInternalError, "cannot derive the next read key", wire);
-    if (request == kUpdateRequested && !closed_) return key_update(false, wire);
-    return {};
+  if (static_cast<uint8_t>(handshake_[0]) != kKeyUpdate) {
+    return fatal(kUnexpectedMessage,
+                 "handshake message " + std::to_string(static_cast<uint8_t>(handshake_[0])) + " after the handshake",
+                 wire);
   }
-  if (handshake_.size() > kMaxHandshakeMessage) {
-    return fatal(kUnexpectedMessage, "post-handshake message too long", wire);
+  if (handshake_.size() < 4) return {};
+  auto* m = bytes(handshake_);
+  const size_t length = (size_t{m[1]} << 16) | (size_t{m[2]} << 8) | m[3];
+  if (length != 1) return fatal(kDecodeError, "KeyUpdate of " + std::to_string(length) + " bytes", wire);
+  if (handshake_.size() < 5) return {};
+  const uint8_t request = m[4];
+  // A key change must end its record (RFC 8446 §5.1).
+  if (handshake_.size() != 5) return fatal(kUnexpectedMessage, "data after a KeyUpdate in its record", wire);
+  handshake_.clear();
+  if (request != kUpdateNotRequested && request != kUpdateRequested) {
+    return fatal(kIllegalParameter, "KeyUpdate request " + std::to_string(request), wire);
   }
+  if (!read_->update()) return fatal(kInternalError, "cannot derive the next read key", wire);
+  if (request == kUpdateRequested && !closed_) return key_update(false, wire);
   return {};
 }
 

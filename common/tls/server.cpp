@@ -171,6 +171,11 @@ class ServerTransform final : public runtime::Transform {
   ServerTransform(std::shared_ptr<ServerContext> context, const ServerContext::State& state, std::string id)
       : context_(std::move(context)), state_(state), id_(std::move(id)) {}
 
+  ~ServerTransform() override {
+    explicit_bzero(read_secret_.data(), read_secret_.size());
+    explicit_bzero(write_secret_.data(), write_secret_.size());
+  }
+
   // Builds the NSS socket; false (and failure_ set) when NSS refuses.
   bool open(PRFileDesc* model) {
     PRFileDesc* stub = memio_create();
@@ -330,7 +335,6 @@ class ServerTransform final : public runtime::Transform {
   }
 
  public:
-
   SECStatus authenticate_client(PRFileDesc* fd, PRBool check_sig) {
     NssCert cert(SSL_PeerCertificate(fd));
     if (!cert) {
