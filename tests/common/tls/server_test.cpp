@@ -286,6 +286,37 @@ TEST_CASE("client certificates required: none is refused, a valid one is verifie
   });
 }
 
+TEST_CASE("an expired client certificate from the deployment CA is refused and the log names the cause", "[tls]") {
+  // deploy/certs never issues one, so the test signs it with the CA database itself: valid for one
+  // month, starting three months ago.
+  test::TempDir dir;
+  const std::string d = dir.path().string();
+  const std::string ca = pki().root.string() + "/ca";
+  auto made = test::run(
+      {"sh", "-c",
+       "set -e; sed 's/^Internal (Software) Token://' \"$1/password\" > \"$2/ca.pw\"; "
+       "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout \"$2/eve.key\" "
+       "-subj '/O=Postern/CN=eve' -outform DER -out \"$2/eve.csr\" 2>/dev/null; "
+       "certutil -C -d \"sql:$1\" -f \"$2/ca.pw\" -c Postern-CA -i \"$2/eve.csr\" -o \"$2/eve.der\" -m 990001 "
+       "-w -3 -v 1 -Z SHA256 --extKeyUsage clientAuth; "
+       "openssl x509 -inform DER -in \"$2/eve.der\" -out \"$2/eve.pem\"",
+       "sh", ca, d});
+  INFO(made.output);
+  REQUIRE(made.exit_code == 0);
+  with_nss([&](Nss& nss) {
+    tlstest::LogCapture logs;
+    ServerOptions o;
+    o.client_certs = ClientCerts::Required;
+    tlstest::TlsServer server(make_context(nss, o));
+    auto eve = tlstest::s_client(server.tls_port, with(trust(), {"-cert", d + "/eve.pem", "-key", d + "/eve.key"}),
+                                 "FACTS\\r\\nQUIT\\r\\n");
+    INFO(eve.output);
+    CHECK_FALSE(contains(eve.output, "+facts"));
+    CHECK(contains(eve.output, "alert certificate expired"));
+    CHECK(logs.wait_for({"event=tls_failed", "SEC_ERROR_EXPIRED_CERTIFICATE", "CN=eve"}));
+  });
+}
+
 TEST_CASE("client certificates optional: absence is fine, a bad certificate still fails", "[tls]") {
   with_nss([](Nss& nss) {
     ServerOptions o;
