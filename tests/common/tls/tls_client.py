@@ -130,6 +130,17 @@ def starttls_inject(host, port, cafile):
     print("quit-reply:", line)
 
 
+def read_to_end(tls):
+    """Reads until the server ends the stream: "close_notify", or "closed" (TCP end without it)."""
+    while True:
+        try:
+            if not tls.obj.read(4096):
+                return "close_notify"
+        except ssl.SSLWantReadError:
+            if not tls.pump_in():
+                return "closed"
+
+
 def bytewise(host, port, cafile):
     s = connect(host, port)
     tls = MemTls(s, cafile, bytewise=True)
@@ -151,17 +162,10 @@ def bytewise(host, port, cafile):
         print("reply:", l.decode("latin-1"))
     # After +bye the server ends TLS properly: close_notify, then EOF.
     try:
-        while True:
-            try:
-                if not tls.obj.read(4096):
-                    print("close_notify: yes")
-                    break
-            except ssl.SSLWantReadError:
-                if not tls.pump_in():
-                    print("close_notify: no")
-                    break
+        end = read_to_end(tls)
     except ssl.SSLEOFError:
-        print("close_notify: no")
+        end = "closed"
+    print("close_notify:", "yes" if end == "close_notify" else "no")
 
 
 def tls13(host, port, cafile):
@@ -211,15 +215,7 @@ def tamper(host, port, cafile):
     tls = tls13(host, port, cafile)
     tls.sock.sendall(b"\x17\x03\x03\x00\x20" + b"\x55" * 32)  # not protected by the traffic key
     try:
-        while True:
-            try:
-                if not tls.obj.read(4096):
-                    print("alert: none (close_notify)")
-                    return
-            except ssl.SSLWantReadError:
-                if not tls.pump_in():
-                    print("alert: none (closed)")
-                    return
+        print("alert: none (%s)" % read_to_end(tls))
     except ssl.SSLError as e:
         print("alert:", e.reason)
 
