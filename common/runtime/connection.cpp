@@ -9,6 +9,7 @@
 #include <random>
 
 #include "common/log/log.hpp"
+#include "common/runtime/listener.hpp"
 
 namespace common::runtime {
 namespace {
@@ -20,6 +21,8 @@ Connection* from_handle(uv_handle_t* h) { return static_cast<Connection*>(h->dat
 
 }  // namespace
 
+static_assert(static_cast<size_t>(CloseReason::Truncated) + 1 == kCloseReasons, "kCloseReasons counts CloseReason");
+
 std::string_view close_reason_name(CloseReason r) {
   switch (r) {
     case CloseReason::Local: return "local";
@@ -29,6 +32,7 @@ std::string_view close_reason_name(CloseReason r) {
     case CloseReason::Drain: return "drain";
     case CloseReason::TransformError: return "tls_error";
     case CloseReason::Overflow: return "overflow";
+    case CloseReason::Truncated: return "truncated";
   }
   return "local";
 }
@@ -42,6 +46,7 @@ std::string next_connection_id() {
 }
 
 void Session::on_peer_closed() { connection_.close(CloseReason::PeerClosed); }
+void Session::on_truncated() { connection_.abort(CloseReason::Truncated); }
 void Session::on_timeout(TimeoutKind) { connection_.close(CloseReason::Timeout); }
 void Session::on_drain() { connection_.close(CloseReason::Drain); }
 
@@ -125,7 +130,11 @@ void Connection::on_read(ssize_t nread, const uv_buf_t* buf) {
   if (nread < 0) {
     if (nread == UV_EOF) {
       stop_reading();
-      session_->on_peer_closed();
+      if (transform_ && !transform_->peer_closed()) {
+        truncated();
+      } else {
+        session_->on_peer_closed();
+      }
     } else {
       abort(CloseReason::PeerReset);
     }
@@ -152,6 +161,14 @@ void Connection::on_read(ssize_t nread, const uv_buf_t* buf) {
   if (state_ == State::Open && transform_->peer_closed()) {
     session_->on_peer_closed();
   }
+}
+
+void Connection::truncated() {
+  const SecurityFacts* facts = transform_->facts();
+  log::info("runtime").session(info_.id).client(info_.peer.to_string()).phase(facts ? "data" : "handshake")
+      .event("truncated").kv("reason", "TCP end without close_notify")
+      .kv("buffered", transform_->buffered_input());
+  session_->on_truncated();
 }
 
 void Connection::deliver(std::string_view plain) {
@@ -277,6 +294,7 @@ void Connection::finish_close() {
   if (state_ == State::Closed) return;
   state_ = State::Closed;
   alive_.reset();
+  if (stats_ && session_) stats_->closed[static_cast<size_t>(close_reason_)]->inc();
   idle_timer_.stop();
   session_timer_.stop();
   stop_reading();

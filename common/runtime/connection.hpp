@@ -21,6 +21,7 @@ namespace common::runtime {
 
 class Connection;
 class ConnectionSet;
+struct ListenerStats;
 
 struct ConnectionLimits {
   std::chrono::milliseconds idle_timeout{std::chrono::minutes(5)};      // no bytes from the client
@@ -40,7 +41,10 @@ struct ConnectionInfo {
 };
 
 enum class TimeoutKind { Idle, Session };
-enum class CloseReason { Local, PeerClosed, PeerReset, Timeout, Drain, TransformError, Overflow };
+// Truncated: the stream ended under a transform without its clean end (for TLS, a FIN with no
+// close_notify, perhaps with half a record held), so what the session got may be cut short.
+enum class CloseReason { Local, PeerClosed, PeerReset, Timeout, Drain, TransformError, Overflow, Truncated };
+inline constexpr size_t kCloseReasons = 8;
 std::string_view close_reason_name(CloseReason);
 
 class Session {
@@ -50,8 +54,12 @@ class Session {
   virtual void on_open() {}
   // Plaintext bytes, in order. Called only while the connection is open.
   virtual void on_data(std::string_view bytes) = 0;
-  // The client half-closed or ended TLS. Default: close.
+  // The client half-closed in plaintext, or ended TLS with close_notify. Default: close.
   virtual void on_peer_closed();
+  // The TCP stream ended under TLS without close_notify. Anyone on the path can inject a FIN, so
+  // a message, a command or a literal that was in progress is cut short, not complete: never
+  // commit, deliver or act on it. Default: abort (queued output is dropped).
+  virtual void on_truncated();
   // Default: close without a word. Protocols write their timeout reply, then close.
   virtual void on_timeout(TimeoutKind kind);
   // The daemon is stopping (SIGTERM): finish the exchange in progress and close. Default: close.
@@ -111,6 +119,8 @@ class Connection {
   }
   void set_client_name(std::string name) { info_.client_name = std::move(name); }
   void set_on_closed(std::function<void()> fn) { on_closed_ = std::move(fn); }
+  // The listener's counters: closes by reason (of connections that had a session), STARTTLS discards.
+  void set_stats(std::shared_ptr<ListenerStats> stats) { stats_ = std::move(stats); }
   // Admission passed: create the session and start reading.
   void open_session(const std::function<std::unique_ptr<Session>(Connection&)>& factory);
   // Admission failed: write the refusal (may be empty) and close.
@@ -123,6 +133,7 @@ class Connection {
   void stop_reading();
   void on_read(ssize_t nread, const uv_buf_t* buf);
   void deliver(std::string_view plain);
+  void truncated();
   void queue_wire(std::string_view wire);
   void flush();
   void on_write_done(int status);
@@ -153,6 +164,7 @@ class Connection {
   std::shared_ptr<void> alive_ = std::make_shared<int>(0);
   CloseReason close_reason_ = CloseReason::Local;
   std::function<void()> on_closed_;
+  std::shared_ptr<ListenerStats> stats_;
 };
 
 // All connections of one loop: owns them until libuv has closed their sockets.

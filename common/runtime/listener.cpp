@@ -104,7 +104,13 @@ ListenerStats::ListenerStats(const std::string& listener, metrics::Registry& reg
                         .with({listener, refusal_name(Refusal::TooManyConnections)})),
       refused_draining(registry.counter_family("postern_connections_refused_total", "", {"listener", "reason"})
                            .with({listener, refusal_name(Refusal::Draining)})),
-      active(registry.gauge_family("postern_connections_active", "Sessions open now", {"listener"}).with({listener})) {}
+      active(registry.gauge_family("postern_connections_active", "Sessions open now", {"listener"}).with({listener})) {
+  auto& family = registry.counter_family("postern_connections_closed_total", "Sessions ended, by close reason",
+                                         {"listener", "reason"});
+  for (size_t r = 0; r < kCloseReasons; ++r) {
+    closed[r] = &family.with({listener, close_reason_name(static_cast<CloseReason>(r))});
+  }
+}
 
 std::string_view refusal_name(Refusal r) {
   switch (r) {
@@ -200,6 +206,7 @@ void Listener::on_connection(int status) {
   info.listener = options_.name;
   info.service = options_.service;
   Connection& c = connections_.add(std::move(info), options_.limits);
+  c.set_stats(stats_);
   uv_tcp_init(connections_.loop(), c.tcp());
   if (uv_accept(handle_.stream(), reinterpret_cast<uv_stream_t*>(c.tcp())) != 0) {
     c.abort(CloseReason::PeerReset);

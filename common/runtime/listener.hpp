@@ -2,6 +2,7 @@
 // connection limits -> session. Sockets are bound (SO_REUSEPORT, one per loop) before privileges drop.
 #pragma once
 
+#include <array>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -96,6 +97,9 @@ struct ListenerStats {
   metrics::Counter& refused_total;
   metrics::Counter& refused_draining;
   metrics::Gauge& active;
+  // postern_connections_closed_total{listener,reason}: how sessions ended, by CloseReason
+  // ("truncated" counts TLS streams cut without close_notify).
+  std::array<metrics::Counter*, kCloseReasons> closed{};
 };
 
 struct ListenerOptions {

@@ -38,8 +38,11 @@ class Transform {
   virtual Result<void> encode(std::string_view plain, std::string& wire) = 0;
   // Graceful end (TLS close_notify) into `wire`.
   virtual void close(std::string& wire) = 0;
-  // Peer sent end-of-stream at the transform level (TLS close_notify).
+  // Peer sent end-of-stream at the transform level (TLS close_notify). A TCP end while this is
+  // false is a truncation (CloseReason::Truncated), never a clean close.
   virtual bool peer_closed() const { return false; }
+  // Bytes of an incomplete record held, for the log line of a truncation; 0 when unknown.
+  virtual size_t buffered_input() const { return 0; }
 };
 
 }  // namespace common::runtime

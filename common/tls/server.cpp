@@ -199,6 +199,7 @@ class ServerTransform final : public runtime::Transform {
 
   const runtime::SecurityFacts* facts() const override { return handshake_done_ ? &facts_ : nullptr; }
   bool peer_closed() const override { return records_ ? records_->peer_closed() : peer_closed_; }
+  size_t buffered_input() const override { return records_ ? records_->buffered() : 0; }
 
   Result<void> decode(std::string_view in, std::string& plain, std::string& wire) override {
     if (records_) {
