@@ -45,7 +45,7 @@ class OkFactory : public SessionFactory {
  public:
   explicit OkFactory(std::shared_ptr<common::tls::ServerContext> tls) : tls_(std::move(tls)) {}
   std::unique_ptr<Session> create(Connection& c) override {
-    c.start_transform(tls_->accept(c.info().id));
+    c.start_implicit_tls(tls_->accept(c.info().id));
     return std::make_unique<OkSession>(c);
   }
 

@@ -179,7 +179,7 @@ class ImplicitTlsFactory : public SessionFactory {
   ImplicitTlsFactory(std::unique_ptr<SessionFactory> inner, std::shared_ptr<tls::ServerContext> tls)
       : inner_(std::move(inner)), tls_(std::move(tls)) {}
   std::unique_ptr<Session> create(Connection& c) override {
-    c.start_transform(tls_->accept(c.info().id));
+    c.start_implicit_tls(tls_->accept(c.info().id));
     return inner_->create(c);
   }
   std::string refusal(Refusal) override { return {}; }  // plaintext bytes would break a TLS client

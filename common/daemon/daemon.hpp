@@ -35,7 +35,7 @@ struct ListenerConfig {
   TlsMode tls_mode = TlsMode::Off;  // implicit: the handshake comes first; starttls: the session starts it
   tls::ServerOptions tls_options;   // certificates, client_certs, [[listener.sni]]
   // Made by run_daemon from tls_options and [tls] when tls_mode is not Off; sessions hand it to
-  // Connection::start_transform (STARTTLS). Shared by every loop's copy of the listener.
+  // StartTlsSession::start_tls (STARTTLS). Shared by every loop's copy of the listener.
   std::shared_ptr<tls::ServerContext> tls;
   int backlog = 511;
   size_t max_connections = 10000;

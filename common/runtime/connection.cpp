@@ -63,6 +63,7 @@ void Connection::open_session(const std::function<std::unique_ptr<Session>(Conne
   if (state_ != State::Admitting) return;
   state_ = State::Open;
   session_ = factory(*this);
+  if (state_ != State::Open) return;  // the factory refused it (start_implicit_tls misused)
   arm_idle();
   if (limits_.session_timeout.count() > 0) {
     session_timer_.start(limits_.session_timeout, [this] {
@@ -141,6 +142,7 @@ void Connection::on_read(ssize_t nread, const uv_buf_t* buf) {
     return;
   }
   arm_idle();
+  bytes_read_ = true;
   std::string_view bytes(buf->base, static_cast<size_t>(nread));
   if (!transform_) {
     deliver(bytes);
@@ -189,7 +191,35 @@ void Connection::write(std::string_view bytes) {
   if (!rc) abort(CloseReason::TransformError);
 }
 
-void Connection::start_transform(std::unique_ptr<Transform> transform) { transform_ = std::move(transform); }
+void Connection::start_implicit_tls(std::unique_ptr<Transform> transform) {
+  if (session_ || transform_ || bytes_read_ || !transform || (state_ != State::Open && state_ != State::Admitting)) {
+    log::error("runtime").session(info_.id).client(info_.peer.to_string()).phase("tls").event("tls_start_refused")
+        .kv("reason", "implicit TLS asked for after the session started, twice, or without a transform");
+    abort(CloseReason::TransformError);
+    return;
+  }
+  transform_ = std::move(transform);
+}
+
+bool StartTlsSession::start_tls(std::string_view plaintext_reply, std::unique_ptr<Transform> transform) {
+  Connection& c = connection();
+  if (!c.open() || c.transform_ || !transform) {
+    log::warning("runtime").session(c.info_.id).client(c.info_.peer.to_string()).phase("starttls")
+        .event("tls_start_refused")
+        .kv("reason", c.transform_ ? "TLS is already on" : !transform ? "no TLS transform" : "connection not open");
+    return false;
+  }
+  c.write(plaintext_reply);  // no transform yet: plaintext
+  size_t dropped = forget_plaintext();
+  if (dropped > 0) {
+    log::notice("runtime").session(c.info_.id).client(c.info_.peer.to_string()).phase("starttls")
+        .event("pipelined_plaintext_discarded").kv("bytes", dropped);
+    if (c.stats_) c.stats_->starttls_discarded.inc();
+  }
+  if (!c.open()) return false;  // the reply's write failed: nothing left to protect
+  c.transform_ = std::move(transform);
+  return true;
+}
 
 void Connection::queue_wire(std::string_view wire) {
   if (wire.empty()) return;

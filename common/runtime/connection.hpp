@@ -77,6 +77,33 @@ class Session {
   Connection& connection_;
 };
 
+// A session whose protocol switches to TLS mid-stream: SMTP and LMTP STARTTLS (RFC 3207), IMAP
+// STARTTLS and POP3 STLS (RFC 2595), ManageSieve STARTTLS (RFC 5804). start_tls() is the only way
+// to start TLS on an open connection, and a session cannot have it without forget_plaintext().
+class StartTlsSession : public Session {
+ protected:
+  explicit StartTlsSession(Connection& connection) : Session(connection) {}
+
+  // Call from the command's handler in place of writing its reply, and handle no further input in
+  // that call. In this order it
+  //  1. writes `plaintext_reply` in plaintext (the client starts its handshake once it reads it);
+  //  2. calls forget_plaintext(), then logs and counts the bytes it dropped. Anyone on the path can
+  //     append commands to the client's STARTTLS in the same segment; run after the handshake they
+  //     would count as the client's, protected and authenticated (CVE-2011-0411);
+  //  3. installs `transform`: every byte read from now on goes through it.
+  // False, with nothing written or changed, when TLS is already on, the connection is not open or
+  // `transform` is null; the session answers as its protocol says (SMTP: 503, IMAP: BAD). False
+  // too when writing the reply failed: the connection is then closing.
+  bool start_tls(std::string_view plaintext_reply, std::unique_ptr<Transform> transform);
+
+  // Drop every input byte the session holds (framer, parser: what was pipelined behind the command)
+  // and return how many; then forget everything learnt in plaintext, as RFC 3207 §4.2 demands ("the
+  // server MUST discard any knowledge obtained from the client ... not obtained from the TLS
+  // negotiation itself"): the EHLO/LHLO name and the extensions chosen, capabilities, SASL state,
+  // a transaction in progress. Limits that count errors or commands should keep counting.
+  virtual size_t forget_plaintext() = 0;
+};
+
 class Connection {
  public:
   enum class State { Admitting, Open, Closing, Closed };
@@ -104,8 +131,11 @@ class Connection {
   void pause_reading();
   void resume_reading();
   void set_idle_timeout(std::chrono::milliseconds t);
-  // Installs TLS: bytes written before this call go out in plaintext, bytes after through it.
-  void start_transform(std::unique_ptr<Transform> transform);
+  // Implicit TLS (IMAPS, POP3S, submissions): call from SessionFactory::create, before the session
+  // exists and before any byte is read, so nothing in plaintext ever reaches it. Any other use is a
+  // bug that would leave a session with plaintext it took for protected, so the connection is
+  // aborted (and it is logged). TLS mid-stream goes through StartTlsSession::start_tls.
+  void start_implicit_tls(std::unique_ptr<Transform> transform);
   Transform* transform() const { return transform_.get(); }
   bool draining() const { return draining_; }
   // Expires when the connection closes: async work (DNS, workers, gRPC) checks it before touching us.
@@ -129,6 +159,7 @@ class Connection {
 
  private:
   friend class ConnectionSet;
+  friend class StartTlsSession;
   void start_reading();
   void stop_reading();
   void on_read(ssize_t nread, const uv_buf_t* buf);
@@ -161,6 +192,7 @@ class Connection {
   bool paused_by_session_ = false;
   bool write_blocked_ = false;
   bool draining_ = false;
+  bool bytes_read_ = false;  // once true, implicit TLS can no longer start
   std::shared_ptr<void> alive_ = std::make_shared<int>(0);
   CloseReason close_reason_ = CloseReason::Local;
   std::function<void()> on_closed_;

@@ -104,7 +104,12 @@ ListenerStats::ListenerStats(const std::string& listener, metrics::Registry& reg
                         .with({listener, refusal_name(Refusal::TooManyConnections)})),
       refused_draining(registry.counter_family("postern_connections_refused_total", "", {"listener", "reason"})
                            .with({listener, refusal_name(Refusal::Draining)})),
-      active(registry.gauge_family("postern_connections_active", "Sessions open now", {"listener"}).with({listener})) {
+      active(registry.gauge_family("postern_connections_active", "Sessions open now", {"listener"}).with({listener})),
+      starttls_discarded(registry
+                             .counter_family("postern_starttls_pipelined_discarded_total",
+                                             "STARTTLS commands with plaintext pipelined behind them (dropped)",
+                                             {"listener"})
+                             .with({listener})) {
   auto& family = registry.counter_family("postern_connections_closed_total", "Sessions ended, by close reason",
                                          {"listener", "reason"});
   for (size_t r = 0; r < kCloseReasons; ++r) {

@@ -100,6 +100,9 @@ struct ListenerStats {
   // postern_connections_closed_total{listener,reason}: how sessions ended, by CloseReason
   // ("truncated" counts TLS streams cut without close_notify).
   std::array<metrics::Counter*, kCloseReasons> closed{};
+  // postern_starttls_pipelined_discarded_total{listener}: STARTTLS commands that had plaintext
+  // pipelined behind them, which was dropped (the log line says how many bytes).
+  metrics::Counter& starttls_discarded;
 };
 
 struct ListenerOptions {

@@ -47,8 +47,9 @@ class ServerContext : public std::enable_shared_from_this<ServerContext> {
   ServerContext(const ServerContext&) = delete;
   ServerContext& operator=(const ServerContext&) = delete;
 
-  // A TLS server session over memio for Connection::start_transform. Never null: if NSS cannot make
-  // the socket, the transform fails its first decode (the connection then closes) and it is logged.
+  // A TLS server session over memio for StartTlsSession::start_tls or Connection::start_implicit_tls.
+  // Never null: if NSS cannot make the socket, the transform fails its first decode (the connection
+  // then closes) and it is logged.
   std::unique_ptr<runtime::Transform> accept(std::string_view connection_id);
 
   // SIGHUP: reads every CRL file again, caches the new CRLs, then drops the old ones. On an error

@@ -15,10 +15,10 @@ namespace test {
 // Makes the TLS transform for STARTTLS; empty when the listener has no TLS.
 using StartTls = std::function<std::unique_ptr<common::runtime::Transform>(std::string_view connection_id)>;
 
-class LineEchoSession : public common::runtime::Session {
+class LineEchoSession : public common::runtime::StartTlsSession {
  public:
   LineEchoSession(common::runtime::Connection& c, size_t max_line, int max_errors, StartTls starttls = {})
-      : Session(c), framer_(max_line), max_errors_(max_errors), starttls_(std::move(starttls)) {}
+      : StartTlsSession(c), framer_(max_line), max_errors_(max_errors), starttls_(std::move(starttls)) {}
 
   void on_open() override { connection().write("+ready " + connection().info().id + "\r\n"); }
 
@@ -40,6 +40,13 @@ class LineEchoSession : public common::runtime::Session {
     connection().close(common::runtime::CloseReason::Drain);
   }
 
+  // The echo learns nothing before TLS; the error count survives it, so STARTTLS does not reset the limit.
+  size_t forget_plaintext() override {
+    size_t held = framer_.buffered();
+    framer_.reset();
+    return held;
+  }
+
  private:
   void pump() {
     using namespace common::runtime;
@@ -54,9 +61,7 @@ class LineEchoSession : public common::runtime::Session {
           return;
         }
         if (line->text == "STARTTLS" && starttls_ && !connection().transform()) {
-          connection().write("+go ahead\r\n");
-          framer_.reset();  // pipelined plaintext must not reach the TLS session (CVE-2011-0411)
-          connection().start_transform(starttls_(connection().info().id));
+          if (!start_tls("+go ahead\r\n", starttls_(connection().info().id))) connection().write("-ERR no TLS\r\n");
           return;
         }
         if (line->text == "TLSINFO") {

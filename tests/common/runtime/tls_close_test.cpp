@@ -76,7 +76,7 @@ class ImplicitTlsFactory : public SessionFactory {
  public:
   ImplicitTlsFactory(common::tls::ServerContext& tls, Events& events) : tls_(tls), events_(events) {}
   std::unique_ptr<Session> create(Connection& c) override {
-    c.start_transform(tls_.accept(c.info().id));
+    c.start_implicit_tls(tls_.accept(c.info().id));
     return std::make_unique<CommitSession>(c, events_);
   }
 

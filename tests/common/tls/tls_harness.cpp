@@ -121,10 +121,11 @@ class EchoSession : public Session {
   LineFramer framer_;
 };
 
-// SMTP-shaped STARTTLS (RFC 3207): 220 in plaintext, buffered plaintext dropped, then TLS.
-class StartTlsSession : public Session {
+// SMTP-shaped STARTTLS (RFC 3207) through StartTlsSession::start_tls: 220 in plaintext, buffered
+// plaintext dropped, then TLS.
+class SmtpSession : public StartTlsSession {
  public:
-  StartTlsSession(Connection& c, TlsServer& server) : Session(c), server_(server), framer_(1000) {}
+  SmtpSession(Connection& c, TlsServer& server) : StartTlsSession(c), server_(server), framer_(1000) {}
   void on_open() override { connection().write("220 localhost ESMTP postern-test\r\n"); }
   void on_data(std::string_view bytes) override {
     framer_.append(bytes);
@@ -145,10 +146,8 @@ class StartTlsSession : public Session {
     if (verb == "EHLO") {
       connection().write(tls_ ? "250-localhost\r\n250 PIPELINING\r\n" : "250-localhost\r\n250-PIPELINING\r\n250 STARTTLS\r\n");
     } else if (verb == "STARTTLS" && !tls_) {
-      connection().write("220 2.0.0 go ahead\r\n");
-      framer_.reset();  // CVE-2011-0411: nothing sent before the handshake may count after it
-      tls_ = true;
-      connection().start_transform(server_.context().accept(connection().info().id));
+      tls_ = start_tls("220 2.0.0 go ahead\r\n", server_.context().accept(connection().info().id));
+      if (!tls_) connection().write("454 4.7.0 TLS not available\r\n");
     } else if (verb == "NOOP") {
       connection().write("250 2.0.0 ok\r\n");
     } else if (verb == "FACTS") {
@@ -161,6 +160,14 @@ class StartTlsSession : public Session {
     }
   }
 
+  // RFC 3207 §4.2: back to the state after the greeting. This dialogue keeps no EHLO state, so
+  // that is the pipelined commands, dropped with the framer.
+  size_t forget_plaintext() override {
+    size_t held = framer_.buffered();
+    framer_.reset();
+    return held;
+  }
+
   TlsServer& server_;
   LineFramer framer_;
   bool tls_ = false;
@@ -171,7 +178,7 @@ class Factory : public SessionFactory {
  public:
   Factory(TlsServer& server, bool implicit_tls) : server_(server), implicit_tls_(implicit_tls) {}
   std::unique_ptr<Session> create(Connection& c) override {
-    if (implicit_tls_) c.start_transform(server_.context().accept(c.info().id));
+    if (implicit_tls_) c.start_implicit_tls(server_.context().accept(c.info().id));
     return std::make_unique<S>(c, server_);
   }
 
@@ -229,7 +236,7 @@ struct TlsServer::Parts {
   common::metrics::Registry registry;
   ConnectionSet connections;
   Factory<EchoSession> echo;
-  Factory<StartTlsSession> smtp;
+  Factory<SmtpSession> smtp;
   std::shared_ptr<ConnectionLimiter> limiter = std::make_shared<ConnectionLimiter>(0, 0);
   std::shared_ptr<ListenerStats> tls_stats = std::make_shared<ListenerStats>("tls", registry);
   std::shared_ptr<ListenerStats> smtp_stats = std::make_shared<ListenerStats>("smtp", registry);
