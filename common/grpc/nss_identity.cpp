@@ -101,6 +101,19 @@ Result<std::string> private_key_pem(SECKEYPrivateKey& key, std::string_view nick
   return to_pem({clear.bytes.data(), clear_len}, "PRIVATE KEY");
 }
 
+// Leaf first, then intermediates NSS knows; the root stays out (peers have it). Without a chain
+// (issuer not in this database) the leaf alone is sent and the peer's verification decides.
+std::string chain_pem(CERTCertificate& cert) {
+  std::string out;
+  nss::CertList chain(CERT_CertChainFromCert(&cert, certUsageSSLServer, PR_FALSE));
+  if (chain && chain->len > 0) {
+    for (int i = 0; i < chain->len; ++i) out += to_pem(der_of(chain->certs[i]), "CERTIFICATE");
+  } else {
+    out = to_pem(der_of(cert.derCert), "CERTIFICATE");
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<PemIdentity> export_identity(std::string_view nickname) {
@@ -116,15 +129,15 @@ Result<PemIdentity> export_identity(std::string_view nickname) {
   if (!key_pem) return tl::unexpected(key_pem.error());
   identity.private_key_pem = std::move(*key_pem);
 
-  // Leaf first, then intermediates NSS knows; the root stays out (peers have it). Without a chain
-  // (issuer not in this database) the leaf alone is sent and the peer's verification decides.
-  nss::CertList chain(CERT_CertChainFromCert(cert->get(), certUsageSSLServer, PR_FALSE));
-  if (chain && chain->len > 0) {
-    for (int i = 0; i < chain->len; ++i) identity.certificate_chain_pem += to_pem(der_of(chain->certs[i]), "CERTIFICATE");
-  } else {
-    identity.certificate_chain_pem = to_pem(der_of((*cert)->derCert), "CERTIFICATE");
-  }
+  identity.certificate_chain_pem = chain_pem(*cert->get());
   return identity;
+}
+
+Result<std::string> certificate_chain_pem(std::string_view nickname) {
+  if (auto ok = require_nss(); !ok) return tl::unexpected(ok.error());
+  auto cert = find_certificate(nickname);
+  if (!cert) return tl::unexpected(cert.error());
+  return chain_pem(*cert->get());
 }
 
 Result<std::string> trusted_roots_pem(std::string_view ca_nickname) {

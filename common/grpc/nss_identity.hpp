@@ -21,6 +21,10 @@ struct PemIdentity {
 // certificate, no private key for it, or a key that cannot be extracted (CKA_EXTRACTABLE off, FIPS).
 Result<PemIdentity> export_identity(std::string_view nickname);
 
+// The certificate `nickname` and the intermediates NSS knows, as PEM, without the key: what
+// export_identity() would serve now (a rebuild compares it to tell a re-issued certificate).
+Result<std::string> certificate_chain_pem(std::string_view nickname);
+
 // The CA certificate `ca_nickname` as PEM, for gRPC's root store. It must be a CA trusted in NSS
 // for TLS (trust flags C or T), or peers would be refused later with a less obvious reason.
 Result<std::string> trusted_roots_pem(std::string_view ca_nickname);

@@ -25,6 +25,7 @@
 #include "common/grpc/nss_identity.hpp"
 #include "common/grpc/nss_peer.hpp"
 #include "common/grpc/pem.hpp"
+#include "common/grpc/server.hpp"
 #include "common/log/log.hpp"
 #include "common/metrics/metrics.hpp"
 #include "common/runtime/loop.hpp"
@@ -523,4 +524,193 @@ TEST_CASE("without NSS the factories fail instead of guessing", "[grpc][identity
   auto creds = common::rpc::server_credentials({});
   REQUIRE_FALSE(creds);
   CHECK(creds.error().detail.find("NSS is not initialised") != std::string::npos);
+}
+
+// ---- The daemon skeleton's server (common::rpc::GrpcServer) over mTLS --------------------------
+
+namespace {
+
+// GrpcServer as run_daemon runs it: the Ping service registered through the registry, its loop on a
+// thread of its own; no access check (server_test.cpp covers the gate's filter side).
+class SkeletonServer {
+ public:
+  explicit SkeletonServer(common::rpc::ServerOptions o) : options_(std::move(o)) {
+    keepalive_.start(1h, [] {}, 1h);
+    thread_ = std::thread([this] { loop_.run(); });
+    registry_.add<postern::test::Ping>(service_);
+    auto s = common::rpc::GrpcServer::start(options_, registry_, {});
+    INFO((s ? std::string() : s.error().detail));
+    REQUIRE(s);
+    server_ = std::move(*s);
+  }
+  ~SkeletonServer() {
+    server_.reset();
+    loop_.post([this] { keepalive_.stop(); });
+    loop_.stop();
+    thread_.join();
+  }
+  std::string target() const { return "127.0.0.1:" + std::to_string(server_->port()); }
+  common::rpc::GrpcServer& server() { return *server_; }
+  const common::rpc::ServerOptions& options() const { return options_; }
+  int calls() const { return service_.calls; }
+
+ private:
+  common::rpc::ServerOptions options_;
+  common::runtime::Loop loop_;
+  common::runtime::Timer keepalive_{loop_.get()};
+  std::thread thread_;
+  common::rpc::GrpcRegistry registry_{{&loop_}};
+  PingService service_{loop_};
+  std::unique_ptr<common::rpc::GrpcServer> server_;
+};
+
+common::rpc::ServerOptions mtls_options(std::string name) {
+  common::rpc::ServerOptions o;
+  o.name = std::move(name);
+  o.service = "ping";
+  o.listen = *common::net::Endpoint::parse("127.0.0.1:0");
+  return o;
+}
+
+// A client with one long-lived channel that makes `calls` calls; each after the first waits for
+// go() (grpc_ping_client --go).
+class SlowClient {
+ public:
+  SlowClient(const fs::path& db, const std::string& target, int calls, const test::TempDir& dir, std::string name)
+      : go_((dir.path() / (name + ".go")).string()), log_((dir.path() / (name + ".out")).string()) {
+    process_ = std::make_unique<test::ChildProcess>(
+        std::vector<std::string>{test::binary_path("tests/common/grpc/grpc_ping_client"), "--db", db.string(),
+                                 "--target", target, "--calls", std::to_string(calls), "--go", go_},
+        log_);
+  }
+  // The result lines so far, waiting until there are `n`.
+  std::vector<std::string> results(size_t n) {
+    std::vector<std::string> lines;
+    for (int i = 0; i < 3000; ++i) {
+      lines.clear();
+      std::istringstream in(test::read_file(log_));
+      for (std::string l; std::getline(in, l);)
+        if (l.rfind("OK ", 0) == 0 || l.rfind("RPC_ERROR ", 0) == 0 || l.rfind("SETUP_ERROR ", 0) == 0) lines.push_back(l);
+      if (lines.size() >= n || !process_->running()) break;
+      std::this_thread::sleep_for(10ms);
+    }
+    return lines;
+  }
+  void go() { std::ofstream(go_) << "go\n"; }
+  int wait() { return process_->wait(30s); }
+  std::string output() const { return test::read_file(log_); }
+
+ private:
+  std::string go_, log_;
+  std::unique_ptr<test::ChildProcess> process_;
+};
+
+// The serial number of the certificate a TLS server presents, as openssl s_client sees it.
+std::string served_serial(int port) {
+  auto r = test::run({"sh", "-c", "openssl s_client -connect 127.0.0.1:" + std::to_string(port) +
+                                      " -alpn h2 </dev/null 2>/dev/null | openssl x509 -noout -serial"});
+  return r.output;
+}
+
+}  // namespace
+
+TEST_CASE("a front end revoked after it connected is refused from its next call after the reload", "[grpc][mtls][skeleton]") {
+  Pki pki;
+  fs::path server_db = pki.host("mta1");  // no CRL in it: mta2 gets in at first
+  LogCapture logs;
+  auto nss = open_nss(server_db);
+  {
+    SkeletonServer s(mtls_options("revoke"));
+    SlowClient revoked(pki.host("mta2"), s.target(), 2, pki.tmp(), "mta2");
+    SlowClient good(pki.host("store1"), s.target(), 2, pki.tmp(), "store1");
+    auto first = revoked.results(1);
+    INFO(revoked.output() << logs.all());
+    REQUIRE(first.size() == 1);
+    CHECK(first[0].rfind("OK cn=mta2 ", 0) == 0);
+    REQUIRE(good.results(1).size() == 1);
+
+    // The operator publishes the CRL and sends SIGHUP: CRLs first, then the server.
+    auto crls = common::tls::CachedCrls::load({Pki::file("ca/crl.der").string()});
+    REQUIRE(crls);
+    auto reloaded = s.server().reload(s.options(), 5s);
+    REQUIRE(reloaded);
+    CHECK_FALSE(*reloaded);  // same certificate: the server and its connections stay
+    revoked.go();
+    good.go();
+    auto both = revoked.results(2);
+    REQUIRE(both.size() == 2);
+    CHECK(both[1].rfind("RPC_ERROR code=16 ", 0) == 0);  // UNAUTHENTICATED, on the same channel
+    CHECK(revoked.wait() == 2);
+    auto fine = good.results(2);
+    REQUIRE(fine.size() == 2);
+    CHECK(fine[1].rfind("OK cn=store1 ", 0) == 0);
+    CHECK(good.wait() == 0);
+    auto lines = logs.matching("reason=certificate_refused");
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].find("SEC_ERROR_REVOKED_CERTIFICATE") != std::string::npos);
+    CHECK(lines[0].find("subject=\"CN=mta2,O=Postern\"") != std::string::npos);
+    CHECK(lines[0].find("client=127.0.0.1:") != std::string::npos);
+    CHECK(s.calls() == 3);  // the refused call never reached the service
+  }
+  shutdown_cleanly(nss);
+}
+
+TEST_CASE("a long-lived channel is handshaken again after max_connection_age", "[grpc][mtls][skeleton]") {
+  Pki pki;
+  fs::path server_db = pki.host("mta1");
+  LogCapture logs;
+  auto nss = open_nss(server_db);
+  {
+    auto o = mtls_options("age");
+    o.max_connection_age = 1s;
+    o.max_connection_age_grace = 1s;
+    SkeletonServer s(o);
+    SlowClient revoked(pki.host("mta2"), s.target(), 2, pki.tmp(), "mta2");
+    auto first = revoked.results(1);
+    INFO(revoked.output() << logs.all());
+    REQUIRE(first.size() == 1);
+    CHECK(first[0].rfind("OK ", 0) == 0);
+    // The CRL arrives but nobody reloads: only the connection's age makes the channel reconnect,
+    // and the new handshake is where NSS refuses it.
+    auto crls = common::tls::CachedCrls::load({Pki::file("ca/crl.der").string()});
+    REQUIRE(crls);
+    std::this_thread::sleep_for(3s);
+    revoked.go();
+    auto both = revoked.results(2);
+    REQUIRE(both.size() == 2);
+    CHECK(both[1].rfind("RPC_ERROR code=14 ", 0) == 0);
+    CHECK(logs.matching("event=peer_refused").size() >= 1);
+    CHECK(s.calls() == 1);
+  }
+  shutdown_cleanly(nss);
+}
+
+TEST_CASE("a certificate re-issued by deploy/certs is served after the reload, without a restart", "[grpc][mtls][skeleton]") {
+  Pki pki;
+  fs::path ca = pki.host("ca");  // a copy: issuing writes to the CA directory
+  fs::path server_db = pki.host("store1");
+  LogCapture logs;
+  auto nss = open_nss(server_db);
+  {
+    SkeletonServer s(mtls_options("rotate"));
+    std::string before = served_serial(s.server().port());
+    REQUIRE(before.rfind("serial=", 0) == 0);
+    auto reissued = test::run({test::source_path("deploy/certs"), "host", "--ca", ca.string(), "--dir",
+                               server_db.string(), "--host", "store1", "--ip", "127.0.0.1", "--force"},
+                              120s);
+    INFO(reissued.output);
+    REQUIRE(reissued.exit_code == 0);
+    auto reloaded = s.server().reload(s.options(), 5s);
+    INFO((reloaded ? std::string() : reloaded.error().detail) << logs.all());
+    REQUIRE(reloaded);
+    CHECK(*reloaded);
+    std::string after = served_serial(s.server().port());
+    CHECK(after.rfind("serial=", 0) == 0);
+    CHECK(after != before);
+    CHECK(logs.matching("event=certificate_changed").size() == 1);
+    ClientRun run = ping_from(pki.host("mta1"), s.target());
+    INFO(run.output);
+    CHECK(run.ok());
+  }
+  shutdown_cleanly(nss);
 }

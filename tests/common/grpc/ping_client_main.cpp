@@ -1,16 +1,26 @@
-// ping_client_main.cpp: the second host of grpc_test: opens its own NSS database, calls Ping once
-// and prints what happened, so each test sees a real client from another process.
+// ping_client_main.cpp: the second host of grpc_test: opens its own NSS database, calls Ping (once,
+// or --calls N times over one channel) and prints what happened, so each test sees a real client
+// from another process.
 //   grpc_ping_client --db DIR --target HOST:PORT [--cert NICK] [--ca NICK] [--expect-name NAME]
-//                    [--plaintext] [--no-client-cert] [--attacker]
+//                    [--plaintext] [--no-client-cert] [--attacker] [--calls N [--go FILE]]
+// --go FILE: before each call after the first, wait (up to 60 s) until FILE exists, then delete
+// it, so a test can change the server between two calls of one long-lived channel.
 // --attacker presents the host's certificate but checks nothing about the server, as someone with a
 // certificate from another CA would, so the server's refusal is what gets tested.
 // Prints "OK cn=<cn> subject=<subject>" (exit 0), "RPC_ERROR code=<n> message=<text>" (exit 2),
-// or "SETUP_ERROR <text>" (exit 1); exit 3 when NSS did not shut down cleanly afterwards.
+// one line per call (the exit code is the last call's), or "SETUP_ERROR <text>" (exit 1); exit 3
+// when NSS did not shut down cleanly afterwards.
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <thread>
+
+#include <unistd.h>
 
 #include <grpcpp/grpcpp.h>
 
@@ -22,7 +32,8 @@
 namespace {
 
 struct Args {
-  std::string db, target, cert = "Server-Cert", ca = "Postern-CA", expect_name;
+  std::string db, target, cert = "Server-Cert", ca = "Postern-CA", expect_name, go;
+  int calls = 1;
   bool plaintext = false, no_client_cert = false, attacker = false;
 };
 
@@ -62,18 +73,29 @@ int call(const Args& a) {
   }
   auto channel = grpc::CreateChannel(a.target, creds);
   auto stub = postern::test::Ping::NewStub(channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  postern::test::PingRequest req;
-  req.set_text("ping");
-  postern::test::PingReply reply;
-  grpc::Status status = stub->Ping(&ctx, req, &reply);
-  if (!status.ok()) {
-    std::cout << "RPC_ERROR code=" << status.error_code() << " message=" << status.error_message() << std::endl;
-    return 2;
+  int rc = 0;
+  for (int i = 0; i < a.calls; ++i) {
+    if (i > 0 && !a.go.empty()) {
+      auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      while (::access(a.go.c_str(), F_OK) != 0 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      ::unlink(a.go.c_str());
+    }
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    postern::test::PingRequest req;
+    req.set_text("ping");
+    postern::test::PingReply reply;
+    grpc::Status status = stub->Ping(&ctx, req, &reply);
+    if (!status.ok()) {
+      std::cout << "RPC_ERROR code=" << status.error_code() << " message=" << status.error_message() << std::endl;
+      rc = 2;
+    } else {
+      std::cout << "OK cn=" << reply.peer_common_name() << " subject=" << reply.peer_subject() << std::endl;
+      rc = 0;
+    }
   }
-  std::cout << "OK cn=" << reply.peer_common_name() << " subject=" << reply.peer_subject() << std::endl;
-  return 0;
+  return rc;
 }
 
 }  // namespace
@@ -91,6 +113,8 @@ int main(int argc, char** argv) {
     else if (k == "--plaintext") a.plaintext = true;
     else if (k == "--no-client-cert") a.no_client_cert = true;
     else if (k == "--attacker") a.attacker = true;
+    else if (k == "--calls") a.calls = std::max(1, std::atoi(value().c_str()));
+    else if (k == "--go") a.go = value();
     else return setup_error("unknown argument " + k);
   }
   if (a.target.empty()) return setup_error("--target is required");
