@@ -46,6 +46,9 @@ void read_listener(config::Section& s, DaemonApp& app, const std::vector<std::st
   s.get_duration("idle_timeout", l.limits.idle_timeout, 1s, std::chrono::milliseconds(24h));
   s.get_duration("session_timeout", l.limits.session_timeout, 0ms, std::chrono::milliseconds(7 * 24h));
   s.get_duration("close_linger", l.limits.close_linger, 0ms, std::chrono::milliseconds(5min));
+  s.get_duration("admission_timeout", l.limits.admission_timeout, 100ms, std::chrono::milliseconds(10min));
+  s.get("max_admitting", l.limits.max_admitting, size_t{0}, size_t{1000000});
+  s.get("max_admitting_per_ip", l.limits.max_admitting_per_ip, size_t{0}, size_t{1000000});
   uint64_t high = l.limits.write_high_water;
   s.get_size("write_buffer", high, 4096, 64ull << 20);
   l.limits.write_high_water = high;

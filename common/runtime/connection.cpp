@@ -81,6 +81,12 @@ void Connection::refuse(std::string_view message) {
   close(CloseReason::Local);
 }
 
+void Connection::set_admission_deadline(std::chrono::milliseconds after, std::function<void()> fn) {
+  if (state_ != State::Admitting) return;
+  // The idle timer is free until the session opens (arm_idle) or the close lingers: both replace it.
+  idle_timer_.start(after, std::move(fn));
+}
+
 void Connection::arm_idle() {
   if (state_ != State::Open) return;
   idle_timer_.start(limits_.idle_timeout, [this] {

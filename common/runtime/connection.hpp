@@ -29,6 +29,13 @@ struct ConnectionLimits {
   std::chrono::milliseconds close_linger{std::chrono::seconds(2)};      // flushing and lingering on close
   size_t write_high_water = 256 * 1024;  // stop reading above this many queued output bytes
   size_t write_low_water = 64 * 1024;    // resume below
+  // Admission (the access check, with its reverse DNS) comes before the per-IP and total limits,
+  // so a connection waiting for it counts against neither: without these caps one address could
+  // hold as many sockets as descriptors allow while DNS is slow. The default outlasts the resolver's
+  // own give-up time (two lookups of 2 s + 4 s) so a slow but working DNS still decides.
+  std::chrono::milliseconds admission_timeout{std::chrono::seconds(15)};
+  size_t max_admitting = 256;       // waiting at once per listener, all loops together; 0 = no cap
+  size_t max_admitting_per_ip = 8;  // of those, per IPv4 address or IPv6 /64; 0 = no cap
 };
 
 struct ConnectionInfo {
@@ -155,6 +162,8 @@ class Connection {
   void open_session(const std::function<std::unique_ptr<Session>(Connection&)>& factory);
   // Admission failed: write the refusal (may be empty) and close.
   void refuse(std::string_view message);
+  // Bounds the admission: `fn` runs after `after` unless the connection opens or closes first.
+  void set_admission_deadline(std::chrono::milliseconds after, std::function<void()> fn);
   void begin_drain();
 
  private:

@@ -46,6 +46,31 @@ Result<Fd> make_socket(const net::Endpoint& ep, bool reuseport) {
   return fd;
 }
 
+// One connection's place among those waiting for admission: given back once, whichever comes first
+// of the check's answer, the deadline or the connection closing (a drain).
+class AdmissionSlot {
+ public:
+  AdmissionSlot(std::shared_ptr<ConnectionLimiter> limiter, std::shared_ptr<ListenerStats> stats, net::IpAddress ip)
+      : limiter_(std::move(limiter)), stats_(std::move(stats)), ip_(ip) {
+    stats_->admitting.inc();
+  }
+  ~AdmissionSlot() { release(); }
+  AdmissionSlot(const AdmissionSlot&) = delete;
+  AdmissionSlot& operator=(const AdmissionSlot&) = delete;
+  void release() {
+    if (!held_) return;
+    held_ = false;
+    limiter_->release_admission(ip_);
+    stats_->admitting.dec();
+  }
+
+ private:
+  std::shared_ptr<ConnectionLimiter> limiter_;
+  std::shared_ptr<ListenerStats> stats_;
+  net::IpAddress ip_;
+  bool held_ = true;
+};
+
 net::Endpoint local_endpoint(int fd, const net::Endpoint& fallback) {
   sockaddr_storage ss;
   socklen_t len = sizeof ss;
@@ -104,7 +129,17 @@ ListenerStats::ListenerStats(const std::string& listener, metrics::Registry& reg
                         .with({listener, refusal_name(Refusal::TooManyConnections)})),
       refused_draining(registry.counter_family("postern_connections_refused_total", "", {"listener", "reason"})
                            .with({listener, refusal_name(Refusal::Draining)})),
+      refused_admission_per_ip(registry.counter_family("postern_connections_refused_total", "", {"listener", "reason"})
+                                   .with({listener, refusal_name(Refusal::AdmissionBusyFromIp)})),
+      refused_admission_total(registry.counter_family("postern_connections_refused_total", "", {"listener", "reason"})
+                                  .with({listener, refusal_name(Refusal::AdmissionBusy)})),
+      refused_admission_timeout(registry.counter_family("postern_connections_refused_total", "", {"listener", "reason"})
+                                    .with({listener, refusal_name(Refusal::AdmissionTimeout)})),
       active(registry.gauge_family("postern_connections_active", "Sessions open now", {"listener"}).with({listener})),
+      admitting(registry
+                    .gauge_family("postern_connections_admitting", "Connections waiting for the access check now",
+                                  {"listener"})
+                    .with({listener})),
       starttls_discarded(registry
                              .counter_family("postern_starttls_pipelined_discarded_total",
                                              "STARTTLS commands with plaintext pipelined behind them (dropped)",
@@ -123,6 +158,9 @@ std::string_view refusal_name(Refusal r) {
     case Refusal::TooManyFromIp: return "per_ip_limit";
     case Refusal::TooManyConnections: return "connection_limit";
     case Refusal::Draining: return "draining";
+    case Refusal::AdmissionBusyFromIp: return "admission_per_ip_limit";
+    case Refusal::AdmissionBusy: return "admission_limit";
+    case Refusal::AdmissionTimeout: return "admission_timeout";
   }
   return "refused";
 }
@@ -132,25 +170,50 @@ std::string ConnectionLimiter::key(const net::IpAddress& a) {
   return std::string(reinterpret_cast<const char*>(b.data()), a.is_v4() ? 4 : 8);
 }
 
-ConnectionLimiter::Verdict ConnectionLimiter::acquire(const net::IpAddress& client) {
-  std::lock_guard lock(mutex_);
-  if (max_total_ != 0 && total_ >= max_total_) return Verdict::TooManyConnections;
-  auto& n = per_ip_[key(client)];
-  if (max_per_ip_ != 0 && n >= max_per_ip_) {
-    if (n == 0) per_ip_.erase(key(client));
+ConnectionLimiter::Verdict ConnectionLimiter::take(Counts& counts, const std::string& key, size_t max_total,
+                                                      size_t max_per_ip) {
+  if (max_total != 0 && counts.total >= max_total) return Verdict::TooManyConnections;
+  auto& n = counts.per_ip[key];
+  if (max_per_ip != 0 && n >= max_per_ip) {
+    if (n == 0) counts.per_ip.erase(key);
     return Verdict::TooManyFromIp;
   }
   ++n;
-  ++total_;
+  ++counts.total;
   return Verdict::Ok;
+}
+
+void ConnectionLimiter::give_back(Counts& counts, const std::string& key) {
+  auto it = counts.per_ip.find(key);
+  if (it == counts.per_ip.end()) return;
+  if (--it->second == 0) counts.per_ip.erase(it);
+  if (counts.total > 0) --counts.total;
+}
+
+ConnectionLimiter::Verdict ConnectionLimiter::acquire(const net::IpAddress& client) {
+  std::lock_guard lock(mutex_);
+  return take(sessions_, key(client), max_total_, max_per_ip_);
 }
 
 void ConnectionLimiter::release(const net::IpAddress& client) {
   std::lock_guard lock(mutex_);
-  auto it = per_ip_.find(key(client));
-  if (it == per_ip_.end()) return;
-  if (--it->second == 0) per_ip_.erase(it);
-  if (total_ > 0) --total_;
+  give_back(sessions_, key(client));
+}
+
+ConnectionLimiter::Verdict ConnectionLimiter::acquire_admission(const net::IpAddress& client, size_t max_total,
+                                                                size_t max_per_ip) {
+  std::lock_guard lock(mutex_);
+  return take(admitting_, key(client), max_total, max_per_ip);
+}
+
+void ConnectionLimiter::release_admission(const net::IpAddress& client) {
+  std::lock_guard lock(mutex_);
+  give_back(admitting_, key(client));
+}
+
+size_t ConnectionLimiter::admitting() const {
+  std::lock_guard lock(mutex_);
+  return admitting_.total;
 }
 
 void ConnectionLimiter::set_limits(size_t max_total, size_t max_per_ip) {
@@ -161,7 +224,7 @@ void ConnectionLimiter::set_limits(size_t max_total, size_t max_per_ip) {
 
 size_t ConnectionLimiter::total() const {
   std::lock_guard lock(mutex_);
-  return total_;
+  return sessions_.total;
 }
 
 Listener::Listener(ConnectionSet& connections, ListenerOptions options, BoundSocket socket,
@@ -234,12 +297,29 @@ void Listener::on_connection(int status) {
     refuse(c, Refusal::Draining);
     return;
   }
+  // The cheap cap before the expensive check: counted per address before any DNS is asked.
+  const ConnectionLimits& limits = options_.limits;
+  const net::IpAddress ip = c.info().peer.address;
+  switch (limiter_->acquire_admission(ip, limits.max_admitting, limits.max_admitting_per_ip)) {
+    case ConnectionLimiter::Verdict::TooManyFromIp: refuse(c, Refusal::AdmissionBusyFromIp); return;
+    case ConnectionLimiter::Verdict::TooManyConnections: refuse(c, Refusal::AdmissionBusy); return;
+    case ConnectionLimiter::Verdict::Ok: break;
+  }
+  auto slot = std::make_shared<AdmissionSlot>(limiter_, stats_, ip);
   if (admission_ == nullptr) {
+    slot->release();
     admit(c, {});
     return;
   }
-  admission_->check(c.info(), [this, &c, alive = c.alive()](AdmissionCheck::Outcome outcome) {
-    if (alive.expired()) return;  // closed (drain) while DNS was answering
+  c.set_on_closed([slot] { slot->release(); });  // drained while waiting
+  c.set_admission_deadline(limits.admission_timeout, [this, &c, slot] {
+    slot->release();
+    refuse(c, Refusal::AdmissionTimeout);
+  });
+  admission_->check(c.info(), [this, &c, alive = c.alive(), slot](AdmissionCheck::Outcome outcome) {
+    // Closed (drain) or refused at the deadline while DNS was answering: the answer comes too late.
+    if (alive.expired() || c.state() != Connection::State::Admitting) return;
+    slot->release();
     admit(c, std::move(outcome));
   });
 }
@@ -275,11 +355,20 @@ void Listener::refuse(Connection& c, Refusal why, std::string_view rule) {
     case Refusal::TooManyFromIp: stats_->refused_per_ip.inc(); break;
     case Refusal::TooManyConnections: stats_->refused_total.inc(); break;
     case Refusal::Draining: stats_->refused_draining.inc(); break;
+    case Refusal::AdmissionBusyFromIp: stats_->refused_admission_per_ip.inc(); break;
+    case Refusal::AdmissionBusy: stats_->refused_admission_total.inc(); break;
+    case Refusal::AdmissionTimeout: stats_->refused_admission_timeout.inc(); break;
   }
   auto line = log::notice("runtime");
   line.session(c.info().id).client(c.info().peer.to_string()).phase("accept").event("refused")
       .kv("listener", options_.name).kv("reason", refusal_name(why));
   if (!rule.empty()) line.kv("rule", rule);
+  const ConnectionLimits& limits = options_.limits;
+  if (why == Refusal::AdmissionBusyFromIp) line.kv("cap", limits.max_admitting_per_ip);
+  if (why == Refusal::AdmissionBusy) line.kv("cap", limits.max_admitting);
+  if (why == Refusal::AdmissionTimeout) {
+    line.kv("timeout_ms", static_cast<int64_t>(limits.admission_timeout.count()));
+  }
   c.refuse(factory_.refusal(why));
 }
 

@@ -45,7 +45,17 @@ struct BoundSocket {
 Result<std::vector<std::vector<BoundSocket>>> bind_endpoints(const std::vector<net::Endpoint>& endpoints,
                                                             size_t copies, int backlog);
 
-enum class Refusal { AccessDenied, TooManyFromIp, TooManyConnections, Draining };
+// The Admission* refusals come before the access check: too many from this address (or /64), or in
+// all, are waiting for theirs, or this one waited longer than ConnectionLimits::admission_timeout.
+enum class Refusal {
+  AccessDenied,
+  TooManyFromIp,
+  TooManyConnections,
+  Draining,
+  AdmissionBusyFromIp,
+  AdmissionBusy,
+  AdmissionTimeout
+};
 std::string_view refusal_name(Refusal);
 
 class SessionFactory {
@@ -74,18 +84,29 @@ class ConnectionLimiter {
  public:
   enum class Verdict { Ok, TooManyFromIp, TooManyConnections };
   ConnectionLimiter(size_t max_total, size_t max_per_ip) : max_total_(max_total), max_per_ip_(max_per_ip) {}
+  // Sessions: counted from admission to close.
   Verdict acquire(const net::IpAddress& client);
   void release(const net::IpAddress& client);
   void set_limits(size_t max_total, size_t max_per_ip);
   size_t total() const;
+  // Connections waiting for their admission check, counted before it runs (caps of 0: none).
+  Verdict acquire_admission(const net::IpAddress& client, size_t max_total, size_t max_per_ip);
+  void release_admission(const net::IpAddress& client);
+  size_t admitting() const;
 
  private:
+  struct Counts {
+    size_t total = 0;
+    std::unordered_map<std::string, size_t> per_ip;
+  };
   static std::string key(const net::IpAddress& a);
+  static Verdict take(Counts& counts, const std::string& key, size_t max_total, size_t max_per_ip);
+  static void give_back(Counts& counts, const std::string& key);
   mutable std::mutex mutex_;
   size_t max_total_;
   size_t max_per_ip_;  // 0 = no per-IP limit
-  size_t total_ = 0;
-  std::unordered_map<std::string, size_t> per_ip_;
+  Counts sessions_;
+  Counts admitting_;
 };
 
 // A listener's metrics (postern_connections_*{listener=...}); shared by its copies on every loop.
@@ -96,7 +117,11 @@ struct ListenerStats {
   metrics::Counter& refused_per_ip;
   metrics::Counter& refused_total;
   metrics::Counter& refused_draining;
+  metrics::Counter& refused_admission_per_ip;
+  metrics::Counter& refused_admission_total;
+  metrics::Counter& refused_admission_timeout;
   metrics::Gauge& active;
+  metrics::Gauge& admitting;  // postern_connections_admitting: waiting for the access check now
   // postern_connections_closed_total{listener,reason}: how sessions ended, by CloseReason
   // ("truncated" counts TLS streams cut without close_notify).
   std::array<metrics::Counter*, kCloseReasons> closed{};
