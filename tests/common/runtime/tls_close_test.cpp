@@ -7,6 +7,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/log/log.hpp"
 #include "common/metrics/metrics.hpp"
 #include "common/runtime/connection.hpp"
 #include "common/runtime/line_framer.hpp"
@@ -182,8 +183,14 @@ TEST_CASE("a FIN without close_notify is a truncation: logged, counted, nothing 
 }
 
 TEST_CASE("a FIN in the middle of a record is a truncation", "[runtime][tls]") {
-  with_tls([](common::tls::ServerContext& tls) {
-    tlstest::LogCapture logs;
+  common::log::Settings debug_tls;
+  debug_tls.components = {{"tls", common::log::Level::Debug}};
+  common::log::configure(debug_tls);  // tls_nss_released is a debug line
+  struct Restore {
+    ~Restore() { common::log::configure({}); }
+  } restore;
+  tlstest::LogCapture logs;  // from before the context is made: its line says whether the hand-over is on
+  with_tls([&logs](common::tls::ServerContext& tls) {
     Server s(tls);
     auto r = close_client("half-record", s.port);
     INFO(r.output);
@@ -194,8 +201,12 @@ TEST_CASE("a FIN in the middle of a record is a truncation", "[runtime][tls]") {
     REQUIRE(logs.wait_for({"event=truncated"}));
     // Once the connection has left NSS (TLS 1.3 hand-over) our record layer says how much it held:
     // the 5-byte header and 10 of the 64 bytes it announced.
-    bool released = false;
-    for (const auto& line : logs.lines()) released = released || contains(line, "event=tls_nss_released");
+    bool released = false, handover_on = false;
+    for (const auto& line : logs.lines()) {
+      released = released || contains(line, "event=tls_nss_released");
+      handover_on = handover_on || (contains(line, "event=tls_context_ready") && contains(line, "handover=on"));
+    }
+    CHECK(released == handover_on);
     if (released) CHECK(logs.wait_for({"event=truncated", "buffered=15"}));
   });
 }
