@@ -13,6 +13,7 @@
 #include <nss.h>
 
 #include "common/tls/record13.hpp"
+#include "tests/common/tls/record13_peer.hpp"
 
 using common::tls::Tls13Records;
 
@@ -44,7 +45,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       in.remove_prefix(2 + length);
       bool sent = type == kKeyUpdateRequested ? bool(client->key_update(true, wire))
                   : type == kKeyUpdate        ? bool(client->key_update(false, wire))
-                                              : bool(client->send_record(type, content, wire));
+                                              : bool(common::tls::Tls13RecordsPeer::send_record(*client, type, content, wire));
       if (!sent) std::abort();
     }
   } else {

@@ -48,9 +48,6 @@ class Tls13Records {
   // Our KeyUpdate (RFC 8446 §4.6.3), asking the peer to update too when `request_peer`; later records
   // use the next write key. encode() sends one by itself before AES-GCM's record limit.
   Result<void> key_update(bool request_peer, std::string& wire);
-  // One protected record of any content type, as it is: for tests and the fuzz target, which play a
-  // peer that misbehaves. The server itself sends only through the calls above.
-  Result<void> send_record(uint8_t content_type, std::string_view content, std::string& wire);
   bool peer_closed() const { return peer_closed_; }
 
   uint64_t read_sequence() const;
@@ -61,17 +58,31 @@ class Tls13Records {
   struct Direction;
 
  private:
+  // Tests and the fuzz target play a misbehaving peer through it (tests/common/tls/record13_peer.hpp):
+  // records of any type, padding or size. The server has no way to send such records.
+  friend class Tls13RecordsPeer;
+
   Tls13Records() = default;
   Result<void> open_record(std::string_view header, std::string_view body, std::string& plain, std::string& wire);
   Result<void> on_handshake(std::string_view content, std::string& wire);
-  tl::unexpected<Error> fatal(uint8_t alert, std::string why, std::string& wire);
+  Result<void> count_idle(std::string& wire);
+  // The alert goes out only while the write direction is usable; otherwise the caller's TCP close
+  // is the only answer. `local` marks a failure of our own (NSS), not the peer's.
+  tl::unexpected<Error> fatal(uint8_t alert, std::string why, std::string& wire, bool local = false);
   bool seal(uint8_t type, std::string_view content, std::string& wire);
+  // One record whose TLSInnerPlaintext (content, type, padding) is `inner`.
+  bool protect(std::string_view inner, std::string& wire);
+  void release_keys();  // the softoken key objects of the current call
 
   uint16_t suite_ = 0;
   std::unique_ptr<Direction> read_;
   std::unique_ptr<Direction> write_;
   std::string partial_;    // an incomplete record
   std::string handshake_;  // a post-handshake message split across records
+  // Records in a row that carried no application data (KeyUpdate, empty records, user_canceled):
+  // each costs a decryption and perhaps a key derivation, so a peer may send only so many.
+  unsigned idle_records_ = 0;
+  bool update_owed_ = false;  // the peer asked for our KeyUpdate and has not had it yet
   bool peer_closed_ = false;
   bool closed_ = false;
   bool failed_ = false;
