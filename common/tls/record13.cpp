@@ -552,15 +552,12 @@ Result<void> Tls13Records::decode(std::string_view in, std::string& plain, std::
     Tls13Records* r;
     ~Release() { r->release_keys(); }
   } release{this};
-  // Complete records are read where they arrived; only an incomplete tail is copied.
-  std::string joined;
-  std::string_view data = in;
-  if (!partial_.empty()) {
-    joined = std::move(partial_);
-    partial_.clear();
-    joined.append(in);
-    data = joined;
-  }
+  // Complete records are read where they arrived; only an incomplete tail is copied. Bytes that
+  // trickle in are appended to that tail, never copied with it again, so a record sent one byte at
+  // a time costs linear work, not 2^14 copies of up to 2^14 bytes.
+  const bool buffered = !partial_.empty();
+  if (buffered) partial_.append(in);
+  std::string_view data = buffered ? std::string_view(partial_) : in;
   while (!peer_closed_) {
     if (data.size() < kHeader) break;
     auto* h = bytes(data);
@@ -578,7 +575,13 @@ Result<void> Tls13Records::decode(std::string_view in, std::string& plain, std::
     if (!opened) return opened;
     data.remove_prefix(kHeader + length);
   }
-  if (!peer_closed_) partial_.assign(data);
+  if (peer_closed_) {
+    partial_.clear();
+  } else if (buffered) {
+    partial_.erase(0, partial_.size() - data.size());
+  } else {
+    partial_.assign(data);
+  }
   // One KeyUpdate of ours answers every update_requested read in this call: RFC 8446 §4.6.3 wants
   // it before our next application data, and one reply per request would let a peer make us derive
   // and encrypt once for every 22-byte record it sends.
@@ -596,7 +599,10 @@ Result<void> Tls13Records::count_idle(std::string& wire) {
 
 Result<void> Tls13Records::open_record(std::string_view header, std::string_view body, std::string& plain,
                                        std::string& wire) {
-  if (body.size() < kTag + 1) return fatal(kBadRecordMac, "record too short to be protected", wire);
+  // Shorter than the tag, it cannot be authentic. A tag alone that verifies is a record without a
+  // content type, refused below as unexpected_message (RFC 8446 §5.4), as a reader that decrypts
+  // first would.
+  if (body.size() < kTag) return fatal(kBadRecordMac, "record too short to be protected", wire);
   if (read_->sequence == UINT64_MAX) return fatal(kUnexpectedMessage, "read sequence number exhausted", wire);
   // The plaintext (a login line, a message) is wiped when this returns, whichever way it returns.
   std::string& inner = open_buffer();
