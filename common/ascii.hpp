@@ -1,5 +1,6 @@
 // ascii.hpp: locale-free ASCII helpers for protocol text (names, keywords, DNs): one definition for
-// every parser, since <cctype> depends on the locale and on the sign of char.
+// every parser, since <cctype> depends on the locale and on the sign of char. Encodings (base64,
+// LDAP escaping) are in common/text/.
 #pragma once
 
 #include <string>
@@ -12,6 +13,16 @@ constexpr bool is_digit(char c) { return c >= '0' && c <= '9'; }
 constexpr bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 constexpr bool is_alnum(char c) { return is_digit(c) || is_alpha(c); }
 constexpr bool is_hex(char c) { return is_digit(c) || (lower(c) >= 'a' && lower(c) <= 'f'); }
+constexpr bool is_blank(char c) { return c == ' ' || c == '\t'; }
+constexpr bool is_space(char c) { return is_blank(c) || c == '\r' || c == '\n'; }
+
+// Blanks and line endings off both ends (a value read with its line's CR, padded by an LDIF tool
+// or a config writer); never other bytes, whatever the locale.
+constexpr std::string_view trim(std::string_view s) {
+  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
+  return s;
+}
 
 constexpr bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
