@@ -1,6 +1,7 @@
 // certmap_fuzz.cpp: certmap.conf and DN parsers on arbitrary bytes. What parses is written back
 // and reparsed (to_conf, Dn::to_string), then fixed certificates are mapped through it; the input
-// is also mapped as a hostile certificate subject, and every filter built must stay well formed.
+// is also mapped as a hostile certificate subject: every typed query must hold only non-empty
+// values, write out as a well-formed filter and base DN, and its base DN must parse back equal.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -57,14 +58,25 @@ bool well_formed_filter(std::string_view f) {
   return terms >= 2;
 }
 
+void check_query(const CertQuery& q) {
+  for (const auto& e : q.filter.all_of) {
+    if (e.attr.empty() || e.value.empty()) std::abort();
+  }
+  if (!well_formed_filter(q.filter.to_string())) std::abort();
+  const std::string base = q.base_dn();
+  if (!printable(base)) std::abort();
+  auto back = parse_dn(base);
+  if (!back || !(*back == q.base)) std::abort();  // what an LDAP server gets names the same entry
+}
+
 // Answers every search at once with one entry holding the presented certificate, or with none.
 class OneEntryDirectory : public CertDirectory {
  public:
   explicit OneEntryDirectory(bool empty) : empty_(empty) {}
   void search(const CertQuery& q, std::function<void(common::Result<std::vector<Entry>>)> done) override {
-    if (!well_formed_filter(q.filter) || !printable(q.base_dn)) std::abort();
+    check_query(q);
     std::vector<Entry> entries;
-    if (!empty_) entries.push_back({q.base_dn, "user", {"DER"}});
+    if (!empty_) entries.push_back({q.base_dn(), "user", {"DER"}});
     done(std::move(entries));
   }
 
@@ -77,7 +89,7 @@ void map_all(const CertMap& map, const CertFacts& facts) {
   if (queries) {
     if (queries->empty() || queries->size() > 2) std::abort();
     for (const auto& q : *queries) {
-      if (!well_formed_filter(q.filter) || !printable(q.base_dn)) std::abort();
+      check_query(q);
     }
   } else if (!printable(queries.error().detail)) {
     std::abort();  // details go to logs

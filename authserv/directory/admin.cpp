@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -16,6 +15,8 @@
 
 #include "authserv/directory/names.hpp"
 #include "common/access/parser.hpp"
+#include "common/ascii.hpp"
+#include "common/config/config.hpp"
 
 namespace authserv::directory {
 namespace {
@@ -33,7 +34,7 @@ constexpr size_t kMaxSieve = 256 * 1024;
 constexpr size_t kMaxImportFile = size_t{256} << 20;  // ~2.5 million lines
 constexpr size_t kMaxAccessDomains = 256;
 
-bool iequals(std::string_view a, std::string_view b) { return ascii_lower(a) == ascii_lower(b); }
+using common::ascii::iequals;
 
 // ---------------------------------------------------------------------------------------------
 // Reading inputs
@@ -144,7 +145,7 @@ Result<std::vector<std::string>> parse_access_domains(std::string_view v) {
     size_t e = i;
     while (e < v.size() && v[e] != ',' && v[e] != ' ') ++e;
     if (e == i) break;
-    const std::string tok = ascii_lower(v.substr(i, e - i));
+    const std::string tok = common::ascii::lowered(v.substr(i, e - i));
     i = e;
     if (tok.size() > kMaxDomain ||
         !std::all_of(tok.begin(), tok.end(), [](char c) {
@@ -215,7 +216,7 @@ Result<void> set_user_attribute(LmdbDirectory::Writer& w, UserRecord& u, std::st
     if (!h) return err(h);
     u.mail_host = *h;
   } else if (name == "quota") {
-    auto q = parse_size(value);
+    auto q = parse_quota(value);
     if (!q) return err(q);
     u.quota_bytes = *q;
   } else if (name == "quota_messages") {
@@ -446,23 +447,11 @@ void SecretString::wipe() {
   s_.clear();
 }
 
-Result<uint64_t> parse_size(std::string_view text) {
+Result<uint64_t> parse_quota(std::string_view text) {
   if (iequals(text, "none")) return 0;
-  uint64_t mult = 1;
-  if (!text.empty()) {
-    switch (text.back()) {
-      case 'k': case 'K': mult = uint64_t{1} << 10; break;
-      case 'm': case 'M': mult = uint64_t{1} << 20; break;
-      case 'g': case 'G': mult = uint64_t{1} << 30; break;
-      case 't': case 'T': mult = uint64_t{1} << 40; break;
-      default: break;
-    }
-    if (mult != 1) text.remove_suffix(1);
-  }
-  auto n = parse_count(text);
-  if (!n) return fail(ErrorKind::Protocol, "expected a size like 500M, 2G or a number of bytes");
-  if (*n > UINT64_MAX / mult) return fail(ErrorKind::Protocol, "size too large");
-  return *n * mult;
+  auto bytes = common::config::parse_size(text);
+  if (!bytes) return fail(ErrorKind::Protocol, "expected a size like 500M, 2G or a number of bytes");
+  return *bytes;
 }
 
 Result<void> check_stored_hash(std::string_view stored) {
@@ -470,7 +459,7 @@ Result<void> check_stored_hash(std::string_view stored) {
   const size_t close = stored.find('}');
   if (!stored.starts_with('{') || close == std::string_view::npos)
     return fail(ErrorKind::Protocol, "stored hash without a {SCHEME} prefix (plain text is refused)");
-  const std::string scheme = ascii_lower(stored.substr(1, close - 1));
+  const std::string scheme = common::ascii::lowered(stored.substr(1, close - 1));
   const std::string_view value = stored.substr(close + 1);
   auto malformed = [&] { return fail(ErrorKind::Protocol, "malformed {" + scheme + "} value"); };
   if (scheme == "argon2") {
@@ -505,7 +494,7 @@ Result<void> check_stored_hash(std::string_view stored) {
                         value.starts_with("$2a$");
     if (!modern) return fail(ErrorKind::Protocol, "{CRYPT} must be $6$, $5$, $y$, $gy$ or $2b$ (weaker ones are refused)");
     if (value.size() >= 512 || !std::all_of(value.begin(), value.end(), [](char c) {
-          return std::isalnum(static_cast<unsigned char>(c)) || c == '$' || c == '.' || c == '/' || c == '=' || c == ',';
+          return common::ascii::is_alnum(c) || c == '$' || c == '.' || c == '/' || c == '=' || c == ',';
         }))
       return malformed();
     return {};

@@ -91,7 +91,8 @@ common::Result<std::vector<std::string>> apply(LmdbDirectory& dir, const AdminOp
 // unsalted schemes are refused (ErrorKind::Protocol).
 common::Result<void> check_stored_hash(std::string_view stored);
 
-// "100M", "2G", "512K", "1T" (binary multiples), plain bytes; "none" or "0" = no quota.
-common::Result<uint64_t> parse_size(std::string_view text);
+// A quota: "none" or "0" for none, else a size in the config files' one grammar ("100M", "2G",
+// "512k", "1T": binary multiples, or plain bytes; common::config::parse_size).
+common::Result<uint64_t> parse_quota(std::string_view text);
 
 }  // namespace authserv::directory

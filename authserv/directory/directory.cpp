@@ -1,17 +1,12 @@
 // directory.cpp: account status names (inetUserStatus / mailUserStatus) and how two of them combine.
 #include "authserv/directory/directory.hpp"
 
-#include <algorithm>
-#include <cctype>
+#include "common/ascii.hpp"
 
 namespace authserv::directory {
 namespace {
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
+using common::ascii::iequals;
 
 // Severity for stricter(): larger blocks more.
 int rank(Status s) {
@@ -37,9 +32,7 @@ std::string_view status_name(Status s) {
 }
 
 Status parse_status(std::string_view v) {
-  // Directory values are sometimes written with blanks around them by LDIF tools.
-  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  v = common::ascii::trim(v);  // directory values are sometimes written with blanks around them by LDIF tools
   if (v.empty() || iequals(v, "active")) return Status::Active;
   if (iequals(v, "hold") || iequals(v, "held")) return Status::Held;
   if (iequals(v, "deleted") || iequals(v, "removed")) return Status::Deleted;

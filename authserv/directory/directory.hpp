@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "common/tls/certmap_query.hpp"
 
 namespace authserv::directory {
 
@@ -80,21 +81,18 @@ class Backend {
   // `address` is "local@domain", domain lowercased. Aliases are expanded (depth kMaxAliasDepth,
   // loops cut), users are found by any of their addresses.
   virtual common::Result<Recipient> find_recipient(std::string_view address) = 0;
-  // The certmap searches (common::tls::CertQuery filters are LDAP filters; the embedded directory
-  // understands the forms certmap builds from mail/uid/cn attributes).
-  // Returns matching users' canonical names.
-  virtual common::Result<std::vector<std::string>> find_by_certificate_filter(
-      std::string_view base_dn, std::string_view filter) = 0;
+  // The certmap searches: a typed query (an AND of equalities under a base DN) that an LDAP
+  // directory sends as filter text and the embedded directory evaluates as it is. Returns matching
+  // users' canonical names.
+  virtual common::Result<std::vector<std::string>> find_by_certificate(const common::tls::CertQuery& query) = 0;
   // The same search for certmap's VerifyCert: each user with the certificates stored in the entry
   // (userCertificate;binary, DER). A directory that keeps no certificates refuses (Config).
   struct CertificateHolder {
     std::string canonical;
     std::vector<std::string> certificates_der;
   };
-  virtual common::Result<std::vector<CertificateHolder>> find_certificate_holders(std::string_view base_dn,
-                                                                                  std::string_view filter) {
-    (void)base_dn;
-    (void)filter;
+  virtual common::Result<std::vector<CertificateHolder>> find_certificate_holders(const common::tls::CertQuery& query) {
+    (void)query;
     return common::fail(common::ErrorKind::Config,
                         "certmap VerifyCert needs certificates stored in the directory; the " + std::string(kind()) +
                             " directory keeps none");

@@ -9,9 +9,9 @@
 #include <set>
 #include <system_error>
 
-#include "authserv/directory/certfilter.hpp"
 #include "authserv/directory/names.hpp"
 #include "authserv/directory/record.hpp"
+#include "common/ascii.hpp"
 
 namespace authserv::directory {
 namespace {
@@ -313,7 +313,7 @@ Result<std::optional<DomainRecord>> LmdbDirectory::find_domain(std::string_view 
 
 Result<std::optional<UserRecord>> LmdbDirectory::find_user(std::string_view uid, std::string_view domain,
                                                            std::string_view /*as_typed: no filters here*/) {
-  const std::string key = ascii_lower(uid) + "@" + ascii_lower(domain);
+  const std::string key = common::ascii::lowered(uid) + "@" + common::ascii::lowered(domain);
   std::optional<UserRecord> out;
   auto ok = read([&](const Reader& r) -> Result<void> {
     auto u = r.user(key);
@@ -405,34 +405,44 @@ Result<Recipient> LmdbDirectory::find_recipient(std::string_view address) {
   return rcpt;
 }
 
-Result<std::vector<std::string>> LmdbDirectory::find_by_certificate_filter(std::string_view base_dn,
-                                                                           std::string_view filter) {
-  auto terms = parse_cert_filter(filter);
-  if (!terms) return err(terms);
-  auto base = parse_base_dn(base_dn);
-  if (!base) return err(base);
-  const FilterTerm* mail = nullptr;
-  const FilterTerm* uid = nullptr;
-  for (const auto& t : *terms) {
-    if (t.attr == "objectclass" && t.present) continue;
-    if (t.present) return fail(ErrorKind::Protocol, "unsupported filter: presence test on " + t.attr);
-    if (t.attr == "mail") {
-      mail = &t;
-    } else if (t.attr == "uid" || t.attr == "cn") {
-      uid = &t;
+Result<std::vector<std::string>> LmdbDirectory::find_by_certificate(const common::tls::CertQuery& query) {
+  // The query arrives typed: its values are the certificate's bytes, compared here as they are,
+  // so no filter text is parsed back. Attribute names compare without case, as LDAP's do.
+  struct Term {
+    enum class Attr { Mail, Uid } attr;
+    std::string value;  // lowercased: mail, uid and cn match without case (caseIgnore)
+  };
+  std::vector<Term> terms;
+  const Term* mail = nullptr;
+  const Term* uid = nullptr;
+  for (const auto& e : query.filter.all_of) {
+    const std::string attr = common::ascii::lowered(e.attr);
+    if (attr == "mail") {
+      terms.push_back({Term::Attr::Mail, common::ascii::lowered(e.value)});
+    } else if (attr == "uid" || attr == "cn") {
+      terms.push_back({Term::Attr::Uid, common::ascii::lowered(e.value)});
     } else {
-      return fail(ErrorKind::Protocol, "unsupported filter: attribute " + t.attr.substr(0, 64));
+      return fail(ErrorKind::Protocol, "unsupported certificate query: attribute " + attr.substr(0, 64));
     }
+  }
+  for (const auto& t : terms) (t.attr == Term::Attr::Mail ? mail : uid) = &t;
+  // The base as (type, lowercased value) pairs; the types are canonical already ("userid" is uid).
+  std::vector<std::pair<std::string, std::string>> base;
+  for (const auto& rdn : query.base.rdns) {
+    if (rdn.size() != 1) return fail(ErrorKind::Protocol, "multi-valued RDN in base DN");
+    // A BER value names no user of ours: nothing can be under it.
+    if (rdn.front().ber) return std::vector<std::string>{};
+    base.emplace_back(rdn.front().type, common::ascii::lowered(rdn.front().value));
   }
   // A user matches when every term holds and the base DN is a suffix of "uid=<uid>,dc=...".
   auto matches = [&](const UserRecord& u) {
-    for (const auto& t : *terms) {
-      const std::string v = ascii_lower(t.value);
-      if (t.attr == "mail") {
+    for (const auto& t : terms) {
+      const std::string& v = t.value;
+      if (t.attr == Term::Attr::Mail) {
         if (address_key(u.mail) != v &&
             std::none_of(u.addresses.begin(), u.addresses.end(), [&](const auto& a) { return address_key(a) == v; }))
           return false;
-      } else if ((t.attr == "uid" || t.attr == "cn") && v != u.uid && v != u.canonical) {
+      } else if (v != u.uid && v != u.canonical) {
         return false;
       }
     }
@@ -442,7 +452,7 @@ Result<std::vector<std::string>> LmdbDirectory::find_by_certificate_filter(std::
       if (e == std::string::npos) e = u.domain.size();
       dn.emplace_back("dc", u.domain.substr(s, e - s));
     }
-    return base->size() <= dn.size() && std::equal(base->rbegin(), base->rend(), dn.rbegin());
+    return base.size() <= dn.size() && std::equal(base.rbegin(), base.rend(), dn.rbegin());
   };
   std::vector<std::string> out;
   auto visit = [&](const UserRecord& u) {
@@ -458,7 +468,7 @@ Result<std::vector<std::string>> LmdbDirectory::find_by_certificate_filter(std::
       return {};
     }
     if (uid) {
-      const std::string v = ascii_lower(uid->value);
+      const std::string& v = uid->value;
       if (v.find('@') != std::string::npos) {
         auto u = r.user(v);
         if (!u) return err(u);

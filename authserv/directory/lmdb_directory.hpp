@@ -21,7 +21,7 @@ namespace authserv::directory {
 // The layout this build reads and writes (meta "schema_version"). Opening a directory with another
 // version is refused rather than guessed at.
 inline constexpr std::string_view kSchemaVersion = "1";
-// find_by_certificate_filter returns at most this many names: certmap refuses any answer with
+// find_by_certificate returns at most this many names: certmap refuses any answer with
 // more than one, so the rest would only cost time on a (objectclass=*) search.
 inline constexpr size_t kMaxCertMatches = 16;
 
@@ -53,11 +53,10 @@ class LmdbDirectory final : public Backend {
   common::Result<std::optional<UserRecord>> find_user(std::string_view uid, std::string_view domain,
                                                       std::string_view as_typed = {}) override;
   common::Result<Recipient> find_recipient(std::string_view address) override;
-  // Equality filters as certmap builds them ((mail=), (uid=), (cn=) = uid, (objectclass=*), and
-  // (&...) of those; RFC 4515 escapes) under a base DN that is "" or a suffix of the user's
-  // notional DN "uid=<uid>,dc=<label>,...". Other filters: ErrorKind::Protocol.
-  common::Result<std::vector<std::string>> find_by_certificate_filter(std::string_view base_dn,
-                                                                      std::string_view filter) override;
+  // Equalities on mail, uid and cn (= uid), compared without case, all of which must hold (none:
+  // every user), under a base DN that is empty or a suffix of the user's notional DN
+  // "uid=<uid>,dc=<label>,...". Other attributes, multi-valued RDNs: ErrorKind::Protocol.
+  common::Result<std::vector<std::string>> find_by_certificate(const common::tls::CertQuery& query) override;
   std::optional<BindResult> bind_as(const UserRecord&, std::string_view) override { return std::nullopt; }
   common::Result<void> store_password_hash(const UserRecord& user, std::string_view stored,
                                            std::string_view scram) override;

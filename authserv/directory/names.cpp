@@ -1,6 +1,8 @@
 // names.cpp: login and address normal forms (see names.hpp).
 #include "authserv/directory/names.hpp"
 
+#include "common/ascii.hpp"
+
 namespace authserv::directory {
 namespace {
 
@@ -22,14 +24,6 @@ common::Result<void> check_local(std::string_view local) {
 
 }  // namespace
 
-std::string ascii_lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 common::Result<std::string> normalize_domain(std::string_view d) {
   if (!d.empty() && d.back() == '.') d.remove_suffix(1);  // "example.com." is the same zone
   if (d.empty()) return fail(ErrorKind::Protocol, "empty domain");
@@ -43,7 +37,7 @@ common::Result<std::string> normalize_domain(std::string_view d) {
     if (c == '.' && prev == '.') return fail(ErrorKind::Protocol, "domain has an empty label");
     prev = c;
   }
-  return ascii_lower(d);
+  return common::ascii::lowered(d);
 }
 
 common::Result<Login> split_login(std::string_view login, std::string_view default_domain) {
@@ -61,7 +55,7 @@ common::Result<Login> split_login(std::string_view login, std::string_view defau
   }
   auto domain = normalize_domain(dom);
   if (!domain) return tl::unexpected(domain.error());
-  return Login{ascii_lower(local), std::move(*domain)};
+  return Login{common::ascii::lowered(local), std::move(*domain)};
 }
 
 common::Result<std::string> normalize_address(std::string_view address) {
@@ -76,7 +70,7 @@ common::Result<std::string> normalize_address(std::string_view address) {
   return std::string(local) + "@" + *domain;
 }
 
-std::string address_key(std::string_view address) { return ascii_lower(address); }
+std::string address_key(std::string_view address) { return common::ascii::lowered(address); }
 
 std::string strip_detail(std::string_view address, char delimiter) {
   const size_t at = address.rfind('@');

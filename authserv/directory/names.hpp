@@ -41,6 +41,4 @@ std::string address_key(std::string_view address);
 // local part, or when the delimiter is its first byte ("+list@x" is a real name, not a detail).
 std::string strip_detail(std::string_view address, char delimiter);
 
-std::string ascii_lower(std::string_view s);
-
 }  // namespace authserv::directory

@@ -1,5 +1,5 @@
-// filter.hpp: building LDAP filters and DNs from untrusted values: RFC 4515 and RFC 4514 escaping, and
-// Sun's search filter templates (%U, %u, %d or %V, %o). Pure: no I/O.
+// filter.hpp: building LDAP filters from untrusted values: Sun's search filter templates (%U, %u,
+// %d or %V, %o), each value escaped by common/text/ldap_escape.hpp (RFC 4515). Pure: no I/O.
 #pragma once
 
 #include <string>
@@ -8,14 +8,6 @@
 #include "common/result.hpp"
 
 namespace authserv::ldap {
-
-// RFC 4515 §3: a value for an assertion. `*`, `(`, `)`, `\`, NUL, every control byte, DEL and every
-// byte >= 0x80 become \xx, so a login like "*)(uid=*" can only ever match itself.
-std::string escape_filter_value(std::string_view value);
-
-// RFC 4514 §2.4: a value for one RDN (attribute=value). Escapes `"+,;<>\` and NUL everywhere, a
-// leading space or `#`, a trailing space, and control/non-ASCII bytes as \xx.
-std::string escape_dn_value(std::string_view value);
 
 // The values a Sun filter template may use (auth.searchfilter / inetDomainSearchFilter).
 struct FilterVars {

@@ -18,6 +18,7 @@
 #include "authserv/directory/names.hpp"
 #include "authserv/ldap/filter.hpp"
 #include "common/ascii.hpp"
+#include "common/text/ldap_escape.hpp"
 
 namespace authserv::ldap {
 namespace {
@@ -33,6 +34,7 @@ using directory::Status;
 using directory::UserRecord;
 
 using common::Deleter;
+using common::text::escape_filter_value;
 void unbind(LDAP* ld) { ldap_unbind_ext_s(ld, nullptr, nullptr); }
 using LdapHandle = std::unique_ptr<LDAP, Deleter<unbind>>;
 using LdapMsg = std::unique_ptr<LDAPMessage, Deleter<ldap_msgfree>>;
@@ -602,28 +604,25 @@ Result<Recipient> LdapDirectory::find_recipient(std::string_view address) {
   return r;
 }
 
-Result<std::vector<std::string>> LdapDirectory::find_by_certificate_filter(std::string_view base_dn,
-                                                                          std::string_view filter) {
-  auto holders = find_holders(base_dn, filter, false);
+Result<std::vector<std::string>> LdapDirectory::find_by_certificate(const common::tls::CertQuery& query) {
+  auto holders = find_holders(query.base_dn(), query.filter.to_string(), false);
   if (!holders) return tl::unexpected(holders.error());
   std::vector<std::string> names;
   for (auto& h : *holders) names.push_back(std::move(h.canonical));
   return names;
 }
 
-Result<std::vector<directory::Backend::CertificateHolder>> LdapDirectory::find_certificate_holders(std::string_view base_dn,
-                                                                                        std::string_view filter) {
-  return find_holders(base_dn, filter, true);
+Result<std::vector<directory::Backend::CertificateHolder>> LdapDirectory::find_certificate_holders(
+    const common::tls::CertQuery& query) {
+  return find_holders(query.base_dn(), query.filter.to_string(), true);
 }
 
 Result<std::vector<directory::Backend::CertificateHolder>> LdapDirectory::find_holders(std::string_view base_dn,
                                                                             std::string_view filter,
                                                                             bool with_certificates) {
-  if (filter.empty()) return fail(ErrorKind::Config, "empty certificate filter");
-  std::string f(filter);
-  if (f.front() != '(') f = "(" + f + ")";
+  // `filter` is CertFilter::to_string(): always one parenthesised filter, every value escaped.
   // Only mail users can log in; a group or a service account with the same mail cannot.
-  f = and_filter("(objectclass=inetmailuser)", f);
+  const std::string f = and_filter("(objectclass=inetmailuser)", filter);
   const auto& o = impl_->opts;
   std::vector<std::string> attrs{o.attrs.uid, o.attrs.mail};
   // ";binary": the DER as stored, the form RFC 4523 and Sun's VerifyCert compare.

@@ -87,10 +87,10 @@ class LdapDirectory final : public directory::Backend {
   common::Result<std::optional<directory::UserRecord>> find_user(std::string_view uid, std::string_view domain,
                                                                  std::string_view as_typed = {}) override;
   common::Result<directory::Recipient> find_recipient(std::string_view address) override;
-  common::Result<std::vector<std::string>> find_by_certificate_filter(std::string_view base_dn,
-                                                                      std::string_view filter) override;
-  common::Result<std::vector<CertificateHolder>> find_certificate_holders(std::string_view base_dn,
-                                                                          std::string_view filter) override;
+  // The query as RFC 4514/4515 text (CertQuery::base_dn, CertFilter::to_string), ANDed with
+  // (objectclass=inetmailuser); the whole tree is [ldap] base_dn.
+  common::Result<std::vector<std::string>> find_by_certificate(const common::tls::CertQuery& query) override;
+  common::Result<std::vector<CertificateHolder>> find_certificate_holders(const common::tls::CertQuery& query) override;
   std::optional<directory::BindResult> bind_as(const directory::UserRecord& user,
                                                std::string_view password) override;
   common::Result<void> store_password_hash(const directory::UserRecord& user, std::string_view stored,

@@ -9,6 +9,8 @@
 #include <optional>
 
 #include "authserv/oauth/json.hpp"
+#include "common/ascii.hpp"
+#include "common/text/base64.hpp"
 
 namespace authserv::oauth {
 
@@ -23,29 +25,11 @@ constexpr size_t kMaxSecret = 1024;
 constexpr size_t kMaxKid = 128;
 constexpr size_t kMinSecret = 32;  // RFC 7518 §3.2: an HS256 key must be at least 256 bits
 
-// Strict base64url (RFC 7515 §2): no padding, no whitespace, zero trailing bits, so each byte
-// string has one spelling. nullopt when invalid or longer than max_out.
-std::optional<std::string> b64url_decode(std::string_view text, size_t max_out) {
-  if (text.size() > (max_out * 4 + 2) / 3) return std::nullopt;
-  std::string out(text.size() * 3 / 4 + 1, '\0');
-  size_t len = 0;
-  // b64_end = nullptr: libsodium fails unless every character was consumed.
-  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), text.data(), text.size(),
-                        nullptr, &len, nullptr, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
-    return std::nullopt;
-  if (len > max_out) return std::nullopt;
-  out.resize(len);
-  return out;
-}
+// RFC 7515 §2 base64url: unpadded, strict, so each byte string has one spelling.
+using common::text::base64url_decode;
+using common::ascii::iequals;
 
 const unsigned char* bytes(std::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
-           return lower(x) == lower(y);
-         });
-}
 
 int64_t sat_add(int64_t a, int64_t b) {  // b >= 0
   return a > std::numeric_limits<int64_t>::max() - b ? std::numeric_limits<int64_t>::max() : a + b;
@@ -108,7 +92,7 @@ common::Result<TokenValidator::Key> parse_key(std::string_view text, const std::
       return fail(ErrorKind::Config, where + ": kid must be 1-128 printable ASCII characters");
   }
   if (text.starts_with("ed25519:")) {
-    auto pk = b64url_decode(text.substr(8), crypto_sign_PUBLICKEYBYTES);
+    auto pk = base64url_decode(text.substr(8), crypto_sign_PUBLICKEYBYTES);
     if (!pk || pk->size() != crypto_sign_PUBLICKEYBYTES)
       return fail(ErrorKind::Config, where + ": ed25519 key is not 32 bytes of unpadded base64url");
     // Small-order or off-curve points would let crafted signatures verify for any message.
@@ -117,7 +101,7 @@ common::Result<TokenValidator::Key> parse_key(std::string_view text, const std::
     key.alg = Alg::EdDSA;
     key.material = std::move(*pk);
   } else if (text.starts_with("hs256:")) {
-    auto secret = b64url_decode(text.substr(6), kMaxSecret);
+    auto secret = base64url_decode(text.substr(6), kMaxSecret);
     if (!secret || secret->size() < kMinSecret) {
       if (secret) sodium_memzero(secret->data(), secret->size());
       return fail(ErrorKind::Config, where + ": hs256 secret must be 32-1024 bytes of unpadded base64url");
@@ -208,11 +192,11 @@ common::Result<Validated> TokenValidator::validate(std::string_view token, int64
   const std::string_view payload_b64 = token.substr(d1 + 1, d2 - d1 - 1);
   const std::string_view sig_b64 = token.substr(d2 + 1);
   if (header_b64.empty() || payload_b64.empty()) return no(reason::kMalformed);
-  auto sig = b64url_decode(sig_b64, crypto_sign_BYTES);
+  auto sig = base64url_decode(sig_b64, crypto_sign_BYTES);
   if (!sig) return no(reason::kMalformed);
 
   // JOSE header (RFC 7515 §4.1).
-  auto header_text = b64url_decode(header_b64, kMaxToken);
+  auto header_text = base64url_decode(header_b64, kMaxToken);
   if (!header_text) return no(reason::kMalformed);
   auto header = json::parse(*header_text);
   if (!header || header->type != Type::Object) return no(reason::kMalformed);
@@ -238,7 +222,7 @@ common::Result<Validated> TokenValidator::validate(std::string_view token, int64
   else return no(reason::kUnsupportedAlg);  // "none", RS256, ES256, ...: RFC 8725 §3.1
 
   // Claims are read before the signature only to pick the issuer; nothing else is trusted yet.
-  auto payload_text = b64url_decode(payload_b64, kMaxToken);
+  auto payload_text = base64url_decode(payload_b64, kMaxToken);
   if (!payload_text) return no(reason::kMalformed);
   auto claims = json::parse(*payload_text);
   if (!claims || claims->type != Type::Object) return no(reason::kMalformed);

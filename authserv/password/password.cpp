@@ -6,12 +6,13 @@
 
 #include <algorithm>
 #include <array>
-#include <cctype>
 #include <charconv>
 #include <memory>
 #include <optional>
 
 #include "authserv/password/internal.hpp"
+#include "common/ascii.hpp"
+#include "common/text/base64.hpp"
 #include "authserv/password/sha1.hpp"
 
 namespace authserv::password {
@@ -19,13 +20,7 @@ namespace {
 
 using detail::bytes;
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
+using common::ascii::iequals;
 
 // Splits "{SCHEME}rest"; nullopt when there is no brace-enclosed scheme.
 struct Tagged {
@@ -46,7 +41,7 @@ bool const_equal(std::string_view a, std::string_view b) {
 template <size_t DigestLen, class Digest>
 Verdict verify_salted(std::string_view password, std::string_view value, Digest digest) {
   constexpr size_t kMaxSalt = 64;
-  const auto raw = detail::b64_decode(value, DigestLen + kMaxSalt);
+  const auto raw = common::text::base64_decode(value, DigestLen + kMaxSalt);
   if (!raw || raw->size() <= DigestLen) return Verdict::Malformed;  // no salt: not salted at all
   const std::string_view expect = std::string_view(*raw).substr(0, DigestLen);
   const std::string_view salt = std::string_view(*raw).substr(DigestLen);

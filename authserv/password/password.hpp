@@ -71,8 +71,11 @@ struct ScramVerifier {
 
 inline constexpr uint32_t kScramMinIterations = 4096;  // RFC 7677 §4: at least 4096
 inline constexpr uint32_t kScramMaxIterations = 10'000'000;
+// New verifiers' salt length; SCRAM's fake salts for unknown users have the same length, or the
+// s= of a server-first message would tell the two apart (RFC 5802 §9).
+inline constexpr size_t kScramSaltBytes = 16;
 
-// Of the SASLprep'd password. Random 16-byte salt.
+// Of the SASLprep'd password. Random kScramSaltBytes salt.
 common::Result<ScramVerifier> make_scram_sha256(std::string_view password,
                                                 uint32_t iterations = kScramMinIterations);
 // Same with a given salt (tests, and re-deriving during a login).

@@ -1,11 +1,12 @@
 // scram.cpp: SCRAM-SHA-256 stored verifiers (RFC 5802 §3, RFC 7677) in Dovecot's
 // "{SCRAM-SHA-256}iter,salt,StoredKey,ServerKey" form; PBKDF2-HMAC-SHA256 over libsodium.
 #include <algorithm>
-#include <cctype>
 #include <charconv>
 #include <string>
 
 #include "authserv/password/internal.hpp"
+#include "common/ascii.hpp"
+#include "common/text/base64.hpp"
 #include "authserv/password/password.hpp"
 
 namespace authserv::password {
@@ -79,23 +80,21 @@ common::Result<ScramVerifier> derive_scram_sha256(std::string_view password, std
 
 common::Result<ScramVerifier> make_scram_sha256(std::string_view password, uint32_t iterations) {
   if (!detail::sodium_ready()) return common::fail(common::ErrorKind::Internal, "sodium_init failed");
-  unsigned char salt[16];
+  unsigned char salt[kScramSaltBytes];
   randombytes_buf(salt, sizeof salt);
   return derive_scram_sha256(password, as_string(salt, sizeof salt), iterations);
 }
 
 std::string format_scram(const ScramVerifier& v) {
-  return std::string(kPrefix) + std::to_string(v.iterations) + ',' + detail::b64_encode(v.salt) +
-         ',' + detail::b64_encode(v.stored_key) + ',' + detail::b64_encode(v.server_key);
+  return std::string(kPrefix) + std::to_string(v.iterations) + ',' + common::text::base64_encode(v.salt) +
+         ',' + common::text::base64_encode(v.stored_key) + ',' + common::text::base64_encode(v.server_key);
 }
 
 common::Result<ScramVerifier> parse_scram(std::string_view stored) {
   auto bad = [](const char* why) { return common::fail(common::ErrorKind::Protocol, why); };
   if (stored.size() > kMaxStored) return bad("SCRAM verifier too long");
   if (stored.size() < kPrefix.size()) return bad("not a SCRAM-SHA-256 verifier");
-  for (size_t i = 0; i < kPrefix.size(); ++i)
-    if (std::toupper(static_cast<unsigned char>(stored[i])) != kPrefix[i])
-      return bad("not a SCRAM-SHA-256 verifier");
+  if (!common::ascii::iequals(stored.substr(0, kPrefix.size()), kPrefix)) return bad("not a SCRAM-SHA-256 verifier");
   std::string_view rest = stored.substr(kPrefix.size());
   std::string_view fields[4];
   for (int i = 0; i < 4; ++i) {
@@ -110,10 +109,10 @@ common::Result<ScramVerifier> parse_scram(std::string_view stored) {
   if (ec != std::errc{} || end != fields[0].data() + fields[0].size() ||
       iterations < kScramMinIterations || iterations > kScramMaxIterations)
     return bad("SCRAM iteration count invalid");
-  auto salt = detail::b64_decode(fields[1], kMaxSalt);
+  auto salt = common::text::base64_decode(fields[1], kMaxSalt);
   if (!salt || salt->size() < kMinSalt) return bad("SCRAM salt invalid");
-  auto stored_key = detail::b64_decode(fields[2], kKeyLen);
-  auto server_key = detail::b64_decode(fields[3], kKeyLen);
+  auto stored_key = common::text::base64_decode(fields[2], kKeyLen);
+  auto server_key = common::text::base64_decode(fields[3], kKeyLen);
   if (!stored_key || stored_key->size() != kKeyLen || !server_key || server_key->size() != kKeyLen)
     return bad("SCRAM key invalid");
   return ScramVerifier{iterations, std::move(*salt), std::move(*stored_key), std::move(*server_key)};

@@ -20,12 +20,7 @@ using directory::Status;
 
 LoginDecision decide(Outcome o, std::string reason) { return LoginDecision{o, std::move(reason)}; }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
-    s.remove_suffix(1);
-  return s;
-}
+using common::ascii::trim;
 
 // A name as DNS compares it: lowercase, no trailing dot (and no leading dot in a list entry).
 std::string dns_form(std::string_view s) {

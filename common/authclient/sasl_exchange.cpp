@@ -1,12 +1,15 @@
-// sasl_exchange.cpp: SASL relay state machine and strict base64. Reasons never quote client text:
+// sasl_exchange.cpp: SASL relay state machine. Reasons never quote client text:
 // SASL payloads carry passwords.
 #include "common/authclient/sasl_exchange.hpp"
 
-#include <sodium.h>
+#include "common/text/base64.hpp"
 
 namespace common::authclient {
 
 namespace {
+
+using text::base64_decode;
+using text::base64_encode;
 
 constexpr size_t kMaxMechanism = 20;  // RFC 4422 §3.1
 
@@ -24,28 +27,6 @@ std::optional<std::string> mechanism_name(std::string_view name) {
 }
 
 }  // namespace
-
-std::string base64_encode(std::string_view bytes) {
-  std::string out(sodium_base64_encoded_len(bytes.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
-  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(),
-                    sodium_base64_VARIANT_ORIGINAL);
-  out.pop_back();  // the terminating NUL libsodium writes
-  return out;
-}
-
-std::optional<std::string> base64_decode(std::string_view text) {
-  if (text.empty()) return std::string();
-  // Padding makes every valid text a multiple of 4; rejecting others early also bounds the buffer.
-  if (text.size() % 4 != 0) return std::nullopt;
-  std::string out(text.size() / 4 * 3, '\0');
-  size_t len = 0;
-  // No ignore set and no end pointer: libsodium then fails unless the whole text is valid base64.
-  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), text.data(), text.size(), nullptr,
-                        &len, nullptr, sodium_base64_VARIANT_ORIGINAL) != 0)
-    return std::nullopt;
-  out.resize(len);
-  return out;
-}
 
 SaslFailure SaslExchange::finish(FailureKind kind, std::string reason) {
   state_ = State::Done;

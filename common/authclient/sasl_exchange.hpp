@@ -17,10 +17,7 @@ struct SaslLimits {
   unsigned max_challenges = 8;   // SCRAM needs 2; a server asking more is broken or hostile
 };
 
-// RFC 4648 §4 with padding (libsodium's ORIGINAL variant). Decoding is strict: no whitespace, no
-// missing padding, no non-zero trailing bits, so one text has one meaning.
-std::string base64_encode(std::string_view bytes);
-std::optional<std::string> base64_decode(std::string_view text);
+// Continuations are base64 as common/text/base64.hpp reads it: strictly, so one text has one meaning.
 
 class SaslExchange {
  public:

@@ -219,10 +219,16 @@ TEST_CASE_METHOD(Fixture, "stored hash checks are cheap and strict") {
     INFO(bad);
     CHECK_FALSE(dir::check_stored_hash(bad));
   }
-  CHECK(dir::parse_size("1K").value() == 1024);
-  CHECK(dir::parse_size("0").value() == 0);
-  CHECK_FALSE(dir::parse_size(""));
-  CHECK_FALSE(dir::parse_size("M"));
+  // Quotas read sizes as the config files do (one grammar for "500M" in the suite).
+  CHECK(dir::parse_quota("1K").value() == 1024);
+  CHECK(dir::parse_quota("500M").value() == 500u << 20);
+  CHECK(dir::parse_quota("2t").value() == uint64_t{2} << 40);
+  CHECK(dir::parse_quota("0").value() == 0);
+  CHECK(dir::parse_quota("None").value() == 0);
+  for (std::string bad : {"", "M", "1.5G", " 1K", "1K ", "1KB", "-1", "99999999999999999999"}) {
+    INFO(bad);
+    CHECK_FALSE(dir::parse_quota(bad));
+  }
 }
 
 TEST_CASE_METHOD(Fixture, "import: validation before any write, batches, updates keep other fields") {

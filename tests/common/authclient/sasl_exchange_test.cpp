@@ -5,8 +5,11 @@
 #include <string>
 
 #include "common/authclient/sasl_exchange.hpp"
+#include "common/text/base64.hpp"
 
 using namespace common::authclient;
+using common::text::base64_decode;
+using common::text::base64_encode;
 using State = SaslExchange::State;
 
 namespace {
@@ -36,24 +39,6 @@ SaslExchange awaiting_client(SaslLimits limits = {}) {
 }
 
 }  // namespace
-
-TEST_CASE("base64 is RFC 4648 with padding, decoded strictly", "[sasl]") {
-  CHECK(base64_encode("") == "");
-  CHECK(base64_encode(std::string("\0alice\0secret", 13)) == "AGFsaWNlAHNlY3JldA==");
-  CHECK(base64_encode("\xff\xfe") == "//4=");
-  CHECK(base64_decode("AGFsaWNlAHNlY3JldA==") == std::string("\0alice\0secret", 13));
-  CHECK(base64_decode("//4=") == std::string("\xff\xfe"));
-  CHECK(base64_decode("") == std::string());
-  for (const char* bad : {"AGFsaWNlAHNlY3JldA",     // padding missing
-                          "AGFsaWNl AHNlY3JldA==",  // whitespace inside
-                          "AGFsaWNlAHNlY3JldA==\n", "AGFs\r\naWNl",
-                          "-_4=",                   // the URL-safe alphabet is another variant
-                          "//5=",                   // non-zero trailing bits: a second spelling of "//4="
-                          "Zg==Zg==",               // data after padding
-                          "Zg=", "=", "====", "Zm9v!"})
-    CHECK_FALSE(base64_decode(bad));
-  CHECK_FALSE(base64_decode(std::string("Zm9\0", 4)));
-}
 
 TEST_CASE("start: mechanism names are checked and raised, initial responses decoded", "[sasl]") {
   SECTION("an initial response") {

@@ -1,6 +1,7 @@
 // certmap_test.cpp: DNs (parsing, escaping, equality), certmap.conf (the seeds' and manuals'
 // examples, every error with its position, any split of the input), and the mapper against an
-// in-memory directory that evaluates the filters it is sent (hostile subjects included).
+// in-memory directory that evaluates the filters an LDAP server would be sent (hostile subjects
+// included), and the typed queries themselves.
 #include <catch2/catch.hpp>
 
 #include <map>
@@ -8,9 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "common/text/ldap_escape.hpp"
 #include "common/tls/certmap.hpp"
 
 using namespace common::tls;
+using common::text::escape_dn_value;
+using common::text::escape_filter_value;
 
 namespace {
 
@@ -211,7 +215,7 @@ class FakeDirectory : public CertDirectory {
     } else {
       std::vector<Entry> found;
       for (const auto& e : entries) {
-        if (!under(e.dn, q.base_dn) || !matches_filter(q.filter, e)) continue;
+        if (!under(e.dn, q.base_dn()) || !matches_filter(q.filter.to_string(), e)) continue;
         auto uid = e.attrs.find("uid");
         found.push_back({e.dn, uid == e.attrs.end() ? "" : uid->second.front(), e.certs});
       }
@@ -236,6 +240,21 @@ class FakeDirectory : public CertDirectory {
     }
   }
 };
+
+// A query as an LDAP server receives it: the base and the filter as text.
+struct QueryText {
+  std::string base_dn, filter;
+  bool subject_is_user_dn = false, verify_cert = false;
+  std::string cmap_attr, section;
+  friend bool operator==(const QueryText&, const QueryText&) = default;
+  friend std::ostream& operator<<(std::ostream& o, const QueryText& q) {
+    return o << "{" << q.base_dn << " | " << q.filter << " | " << q.subject_is_user_dn << q.verify_cert << " | "
+             << q.cmap_attr << " | " << q.section << "}";
+  }
+};
+QueryText text_of(const CertQuery& q) {
+  return {q.base_dn(), q.filter.to_string(), q.subject_is_user_dn, q.verify_cert, q.cmap_attr, q.section};
+}
 
 struct Outcome {
   int calls = 0;
@@ -374,14 +393,6 @@ TEST_CASE("DN: equality for issuer matching", "[certmap][dn]") {
   CHECK_FALSE(same_dn("O=Example Inc", "O=ExampleInc"));
   CHECK_FALSE(same_dn("serialNumber=#020101", "serialNumber=#020102"));
   CHECK(same_dn("serialNumber=#020101", "2.5.4.5=#020101"));
-}
-
-TEST_CASE("RFC 4515 filter value escaping", "[certmap][dn]") {
-  CHECK(escape_filter_value("*)(uid=*") == "\\2a\\29\\28uid=\\2a");
-  CHECK(escape_filter_value(std::string("a\0b", 3)) == "a\\00b");
-  CHECK(escape_filter_value("back\\slash") == "back\\5cslash");
-  CHECK(escape_filter_value("caf\xc3\xa9\x7f\n") == "caf\\c3\\a9\\7f\\0a");
-  CHECK(escape_filter_value("alice@example.com") == "alice@example.com");
 }
 
 // =============================================================================================
@@ -624,7 +635,7 @@ TEST_CASE("map: the built-in default maps by e-mail (no certmap.conf needed)", "
   auto o = map(m, facts(kCa, "E=alice@example.com,CN=Alice,O=Example,C=US"), dir);
   CHECK(o.uid == "alice");
   REQUIRE(dir.queries.size() == 1);
-  CHECK(dir.queries[0] == CertQuery{"", "(mail=alice@example.com)", false, false, "", "default"});
+  CHECK(text_of(dir.queries[0]) == QueryText{"", "(mail=alice@example.com)", false, false, "", "default"});
 
   o = map(m, facts(kCa, "CN=No Mail,O=Example,C=US"), dir);
   CHECK(o.error == "reason=missing_filter_comp section=default attr=mail");
@@ -644,13 +655,14 @@ TEST_CASE("map: the issuer's section, else default", "[certmap][map]") {
   auto o = map(m, facts("cn=example ca,  o=EXAMPLE , c=us", subject), dir);
   CHECK(o.uid == "alice");
   REQUIRE(dir.queries.size() == 1);
-  CHECK(dir.queries[0] == CertQuery{"ou=People,o=Example,c=US", "(mail=alice@example.com)", false, true, "", "example"});
+  CHECK(text_of(dir.queries[0]) ==
+        QueryText{"ou=People,o=Example,c=US", "(mail=alice@example.com)", false, true, "", "example"});
 
   // Another CA: the default section, whole tree, e and uid, no certificate check.
   o = map(m, facts(kOtherCa, subject, "some other DER"), dir);
   CHECK(o.uid == "alice");
   REQUIRE(dir.queries.size() == 2);
-  CHECK(dir.queries[1] == CertQuery{"", "(&(mail=alice@example.com)(uid=alice))", false, false, "", "default"});
+  CHECK(text_of(dir.queries[1]) == QueryText{"", "(&(mail=alice@example.com)(uid=alice))", false, false, "", "default"});
 
   // An issuer that does not parse is refused rather than sent to the default section.
   o = map(m, facts("CN=Example CA,O", subject), dir);
@@ -669,8 +681,8 @@ TEST_CASE("map: DNComps absent, empty and a list", "[certmap][map]") {
     CertMap m = must_parse("certmap default default\n");
     auto o = map(m, facts(kCa, subject), dir);
     CHECK(o.uid == "alice");
-    CHECK(dir.queries.at(0) ==
-          CertQuery{"cn=Alice Smith,ou=People,o=Example,c=US", "(objectclass=*)", true, false, "", "default"});
+    CHECK(text_of(dir.queries.at(0)) ==
+          QueryText{"cn=Alice Smith,ou=People,o=Example,c=US", "(objectclass=*)", true, false, "", "default"});
     o = map(m, facts(kCa, "CN=Nobody,OU=People,O=Example,C=US"), dir);
     CHECK(o.error == "reason=no_entry section=default base=cn=Nobody,ou=People,o=Example,c=US filter=(objectclass=*)");
   }
@@ -678,14 +690,14 @@ TEST_CASE("map: DNComps absent, empty and a list", "[certmap][map]") {
     CertMap m = must_parse("certmap default default\ndefault:FilterComps cn\n");
     auto o = map(m, facts(kCa, subject), dir);
     CHECK(o.uid == "alice");
-    CHECK(dir.queries.at(0).filter == "(cn=Alice Smith)");
+    CHECK(dir.queries.at(0).filter.to_string() == "(cn=Alice Smith)");
     CHECK(dir.queries.at(0).subject_is_user_dn);
   }
   SECTION("empty: the whole tree, so the filter must single the user out") {
     CertMap m = must_parse("certmap default default\ndefault:DNComps\ndefault:FilterComps e\n");
     auto o = map(m, facts(kCa, "E=bob@example.com,CN=Bob,OU=People,O=Example,C=US"), dir);
     CHECK(o.uid == "bob");
-    CHECK(dir.queries.at(0).base_dn == "");
+    CHECK(dir.queries.at(0).base_dn() == "");
     // alice@example.com is on two entries: refused, never guessed.
     o = map(m, facts(kCa, "E=alice@example.com,CN=Alice Smith,OU=People,O=Example,C=US"), dir);
     CHECK(o.error == "reason=ambiguous section=default entries=2 filter=(mail=alice@example.com)");
@@ -694,7 +706,7 @@ TEST_CASE("map: DNComps absent, empty and a list", "[certmap][map]") {
     CertMap m = must_parse("certmap default default\ndefault:DNComps c, o, ou\ndefault:FilterComps e\n");
     auto o = map(m, facts(kCa, "E=alice@example.com,CN=Alice Smith,OU=People,O=Example,C=US"), dir);
     CHECK(o.uid == "alice");
-    CHECK(dir.queries.at(0).base_dn == "ou=People,o=Example,c=US");
+    CHECK(dir.queries.at(0).base_dn() == "ou=People,o=Example,c=US");
     o = map(m, facts(kCa, "E=alice@example.com,CN=Alice Smith,OU=Staff,O=Example,C=US"), dir);
     CHECK(o.uid == "alice2");
     // A listed component the subject lacks: refused (389-ds: MAPPED_ENTRY_NOT_FOUND).
@@ -705,8 +717,8 @@ TEST_CASE("map: DNComps absent, empty and a list", "[certmap][map]") {
     CertMap m = must_parse("certmap default default\ndefault:DNComps cn, uid, o\ndefault:FilterComps uid\n");
     auto q = build_cert_queries(m, facts(kCa, "CN=Smith\\, Alice+UID=as+SN=Smith,OU=x,O=Ex\\+ample"));
     REQUIRE(q);
-    CHECK(q->at(0).base_dn == "cn=Smith\\, Alice+uid=as,o=Ex\\+ample");
-    CHECK(q->at(0).filter == "(uid=as)");
+    CHECK(q->at(0).base_dn() == "cn=Smith\\, Alice+uid=as,o=Ex\\+ample");
+    CHECK(q->at(0).filter.to_string() == "(uid=as)");
   }
 }
 
@@ -732,7 +744,7 @@ TEST_CASE("map: hostile subjects cannot change the filter", "[certmap][map][secu
     dir.queries.clear();
     auto o = map(m, facts(kCa, c.subject), dir);
     REQUIRE(dir.queries.size() == 1);
-    CHECK(dir.queries[0].filter == c.filter);
+    CHECK(dir.queries[0].filter.to_string() == c.filter);
     CHECK(o.uid.empty());
     CHECK(o.error.rfind("reason=no_entry ", 0) == 0);
   }
@@ -740,7 +752,7 @@ TEST_CASE("map: hostile subjects cannot change the filter", "[certmap][map][secu
   CertMap cm = must_parse("certmap default default\ndefault:CmapLdapAttr certSubjectDN\n");
   auto q = build_cert_queries(cm, facts(kCa, "CN=*)(uid=*\\5c,O=x"));
   REQUIRE(q);
-  CHECK(q->at(0).filter == "(certSubjectDN=CN=\\2a\\29\\28uid=\\2a\\5c5c,O=x)");
+  CHECK(q->at(0).filter.to_string() == "(certSubjectDN=CN=\\2a\\29\\28uid=\\2a\\5c5c,O=x)");
   // Values that cannot be used: BER-only, empty, or no subject at all.
   CHECK(build_cert_queries(m, facts(kCa, "CN=#020101,E=a@x")).error().detail ==
         "reason=unusable_value section=default attr=cn");
@@ -750,6 +762,25 @@ TEST_CASE("map: hostile subjects cannot change the filter", "[certmap][map][secu
   auto bad = build_cert_queries(m, facts(kCa, std::string("CN=a\0)(uid=*", 12)));
   CHECK(bad.error().detail == "reason=bad_subject_dn section=default offset=4 NUL byte in a value (write it as \\00)");
   CHECK(bad.error().kind == common::ErrorKind::Protocol);
+}
+
+TEST_CASE("map: queries are typed: the subject's bytes as they are, escaped only when written for LDAP",
+          "[certmap][map][security]") {
+  CertMap m = must_parse("certmap default default\ndefault:DNComps ou, o\ndefault:FilterComps cn=uid, e=mail\n");
+  auto q = build_cert_queries(m, facts(kCa, "CN=*)(uid=*,E=a\\00b@x,OU=P\\, Q,O=Ex"));
+  REQUIRE(q);
+  const auto& terms = q->at(0).filter.all_of;
+  REQUIRE(terms.size() == 2);
+  CHECK(terms[0] == CertFilter::Equality{"uid", "*)(uid=*"});
+  CHECK(terms[1] == CertFilter::Equality{"mail", std::string("a\0b@x", 5)});
+  CHECK(q->at(0).filter.to_string() == "(&(uid=\\2a\\29\\28uid=\\2a)(mail=a\\00b@x))");
+  REQUIRE(q->at(0).base.rdns.size() == 2);
+  CHECK(q->at(0).base.rdns[0][0].type == "ou");
+  CHECK(q->at(0).base.rdns[0][0].value == "P, Q");
+  CHECK(q->at(0).base_dn() == "ou=P\\, Q,o=Ex");
+  CHECK(CertFilter{}.matches_everything());
+  CHECK(CertFilter{}.to_string() == "(objectclass=*)");
+  CHECK(CertFilter{{{"uid", "a"}}}.to_string() == "(uid=a)");
 }
 
 TEST_CASE("map: VerifyCert compares the stored certificates with the presented one", "[certmap][map]") {
@@ -779,15 +810,14 @@ TEST_CASE("map: CmapLdapAttr first, then DNComps/FilterComps", "[certmap][map]")
   auto o = map(m, facts(kCa, "  E=alice@example.com,CN=Alice,O=Example,C=US "), dir);
   CHECK(o.uid == "alice");
   REQUIRE(dir.queries.size() == 1);
-  CHECK(dir.queries[0] ==
-        CertQuery{"", "(certSubjectDN=E=alice@example.com,CN=Alice,O=Example,C=US)", false, false, "certSubjectDN",
-                  "default"});
+  CHECK(text_of(dir.queries[0]) == QueryText{"", "(certSubjectDN=E=alice@example.com,CN=Alice,O=Example,C=US)", false,
+                                             false, "certSubjectDN", "default"});
 
   dir.queries.clear();
   o = map(m, facts(kCa, "E=bob@example.com,CN=Bob,O=Example,C=US"), dir);
   CHECK(o.uid == "bob");  // no certSubjectDN entry: the retry with FilterComps finds bob
   REQUIRE(dir.queries.size() == 2);
-  CHECK(dir.queries[1] == CertQuery{"", "(mail=bob@example.com)", false, false, "", "default"});
+  CHECK(text_of(dir.queries[1]) == QueryText{"", "(mail=bob@example.com)", false, false, "", "default"});
 
   // Without FilterComps the retry would be a whole-tree (objectclass=*): none is made.
   CertMap alone = must_parse("certmap default default\ndefault:CmapLdapAttr certSubjectDN\ndefault:DNComps\n");
@@ -800,7 +830,7 @@ TEST_CASE("map: CmapLdapAttr first, then DNComps/FilterComps", "[certmap][map]")
   auto q = build_cert_queries(subj, facts(kCa, "UID=bob,O=x"));
   REQUIRE(q);
   REQUIRE(q->size() == 2);
-  CHECK(q->at(1) == CertQuery{"uid=bob,o=x", "(objectclass=*)", true, false, "", "default"});
+  CHECK(text_of(q->at(1)) == QueryText{"uid=bob,o=x", "(objectclass=*)", true, false, "", "default"});
   o = map(subj, facts(kCa, "UID=bob,O=x"), dir);
   CHECK(o.uid == "bob");
 }
