@@ -4,13 +4,14 @@
 
 #include <sodium.h>
 
-#include <cctype>
-
 #include "authserv/sasl/scram.hpp"
+#include "common/ascii.hpp"
 
 namespace authserv::sasl {
 
 namespace {
+
+using common::ascii::iequals;
 
 void wipe(std::string& s) {
   if (!s.empty()) sodium_memzero(s.data(), s.size());
@@ -137,19 +138,10 @@ class External final : public Mechanism {
   bool done_ = false;
 };
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::toupper(static_cast<unsigned char>(a[i])) != std::toupper(static_cast<unsigned char>(b[i])))
-      return false;
-  }
-  return true;
-}
-
 // b64token (RFC 6750 §2.1): 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
 bool valid_b64token(std::string_view t) {
   std::size_t i = 0;
-  while (i < t.size() && (std::isalnum(static_cast<unsigned char>(t[i])) ||
+  while (i < t.size() && (common::ascii::is_alnum(t[i]) ||
                           std::string_view("-._~+/").find(t[i]) != std::string_view::npos))
     ++i;
   if (i == 0) return false;
@@ -214,7 +206,7 @@ class Bearer final : public Mechanism {
       if (eq == std::string_view::npos || eq == 0) return finish(fail("bearer: bad pair"));
       auto key = kv.substr(0, eq), value = kv.substr(eq + 1);
       for (char c : key) {
-        if (!std::isalpha(static_cast<unsigned char>(c))) return finish(fail("bearer: bad key"));
+        if (!common::ascii::is_alpha(c)) return finish(fail("bearer: bad key"));
       }
       if (key == "auth") {
         if (!token.empty()) return finish(fail("bearer: duplicate auth"));
@@ -293,7 +285,7 @@ Step Mechanism::start(std::optional<std::string_view> initial) {
   return step(*initial);
 }
 Step Mechanism::password_checked(bool) { return fail("unexpected password check"); }
-Step Mechanism::scram_verifier(std::optional<ScramVerifier>) { return fail("unexpected verifier"); }
+Step Mechanism::scram_verifier(std::optional<ScramVerifier>, std::string_view) { return fail("unexpected verifier"); }
 Step Mechanism::token_checked(bool) { return fail("unexpected token check"); }
 
 std::span<const MechanismInfo> mechanisms() { return kMechanisms; }

@@ -60,7 +60,8 @@ struct MechanismContext {
   // The identity the TLS layer verified from a client certificate; enables EXTERNAL.
   std::optional<std::string> tls_identity;
   // Keys the fake salt for unknown users so it is stable per name yet unguessable. Set it from
-  // configuration so it survives restarts; left all zero, a per-process random key is used.
+  // secret configuration (authserv: a sub-key of the token signing seed) so it survives restarts
+  // and is the same on every instance; left all zero, a per-process random key is used.
   std::array<std::uint8_t, 32> fake_salt_key{};
   // Iteration count shown for unknown users: set it to the site's default for new verifiers,
   // or a different i= would tell an attacker that the user does not exist.
@@ -78,8 +79,10 @@ class Mechanism {
   virtual Step step(std::string_view response) = 0;
   // Answer to NeedPasswordCheck.
   virtual Step password_checked(bool ok);
-  // Answer to NeedScramVerifier; nullopt means the user is unknown.
-  virtual Step scram_verifier(std::optional<ScramVerifier> verifier);
+  // Answer to NeedScramVerifier; nullopt means the user is unknown. `account` is the name as the
+  // directory looked it up (lowercased uid@domain); an unknown user's fake salt derives from it,
+  // or from the authcid as sent when it is empty.
+  virtual Step scram_verifier(std::optional<ScramVerifier> verifier, std::string_view account = {});
   // Answer to NeedTokenCheck (OAUTHBEARER, XOAUTH2): did the token validate for authcid?
   virtual Step token_checked(bool ok);
 };

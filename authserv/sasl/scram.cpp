@@ -3,6 +3,7 @@
 #include "authserv/sasl/scram.hpp"
 
 #include "authserv/password/password.hpp"
+#include "common/text/base64.hpp"
 
 #include <sodium.h>
 
@@ -14,6 +15,21 @@ namespace authserv::sasl {
 namespace {
 
 using Key = std::array<std::uint8_t, 32>;
+
+// Exchange secrets (ClientSignature, ClientKey, the proof that XORs to it, HMAC outputs) wiped when
+// they leave scope, on every return path: a core dump or a later heap read must not yield them.
+template <std::size_t N>
+struct Wiped {
+  std::uint8_t b[N] = {};
+  Wiped() = default;
+  Wiped(const Wiped&) = delete;
+  Wiped& operator=(const Wiped&) = delete;
+  ~Wiped() { sodium_memzero(b, N); }
+};
+struct WipeOnExit {
+  std::string& s;
+  ~WipeOnExit() { sodium_memzero(s.data(), s.size()); }
+};
 
 Step fail(std::string reason) { return Step(Step::Kind::Failure, std::move(reason)); }
 
@@ -29,26 +45,8 @@ std::string_view as_sv(const std::uint8_t* p, std::size_t n) {
   return {reinterpret_cast<const char*>(p), n};
 }
 
-std::string b64encode(std::string_view bin) {
-  std::string out(sodium_base64_encoded_len(bin.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
-  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bin.data()),
-                    bin.size(), sodium_base64_VARIANT_ORIGINAL);
-  out.resize(out.size() - 1);  // the terminating NUL
-  return out;
-}
-
-// Strict: padding required, no ignored characters, the whole input consumed.
-std::optional<std::string> b64decode(std::string_view in) {
-  std::string out(in.size() / 4 * 3 + 3, '\0');
-  std::size_t len = 0;
-  const char* end = nullptr;
-  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), in.data(), in.size(),
-                        nullptr, &len, &end, sodium_base64_VARIANT_ORIGINAL) != 0 ||
-      end != in.data() + in.size())
-    return std::nullopt;
-  out.resize(len);
-  return out;
-}
+using common::text::base64_decode;
+using common::text::base64_encode;
 
 std::vector<std::string_view> split(std::string_view s) {
   std::vector<std::string_view> out;
@@ -101,6 +99,7 @@ class Scram final : public Mechanism {
   ~Scram() override {
     sodium_memzero(verifier_.stored_key.data(), 32);
     sodium_memzero(verifier_.server_key.data(), 32);
+    sodium_memzero(ctx_.fake_salt_key.data(), ctx_.fake_salt_key.size());
   }
   std::string_view name() const override { return plus_ ? "SCRAM-SHA-256-PLUS" : "SCRAM-SHA-256"; }
 
@@ -114,19 +113,32 @@ class Scram final : public Mechanism {
     }
   }
 
-  Step scram_verifier(std::optional<ScramVerifier> v) override {
+  Step scram_verifier(std::optional<ScramVerifier> v, std::string_view account) override {
     if (state_ != State::WaitVerifier) return finish(fail("scram: unexpected verifier"));
     if (v) {
+      // The keys are arrays: copied, not moved, so the caller's copy is wiped here.
+      struct WipeKeys {
+        ScramVerifier& v;
+        ~WipeKeys() {
+          sodium_memzero(v.stored_key.data(), v.stored_key.size());
+          sodium_memzero(v.server_key.data(), v.server_key.size());
+        }
+      } wipe{*v};
       if (v->iterations < kScramMinIterations || v->iterations > kScramMaxIterations)
         return finish(fail("scram: stored iteration count out of range"));
       if (v->salt.empty()) return finish(fail("scram: stored salt empty"));
-      verifier_ = std::move(*v);
+      verifier_ = *v;
     } else {
-      // Unknown user: same shape of answer as for a real one (RFC 5802 §9 last paragraph).
+      // Unknown user: same shape of answer as for a real one (RFC 5802 §9 last paragraph): a salt
+      // as long as new verifiers' and the site's iteration count. The salt is keyed by the name as
+      // the directory would look it up, so spellings of one unknown name ("Zed", "zed@domain")
+      // share a salt exactly as they would for a real account.
+      static_assert(password::kScramSaltBytes <= 32);
       unknown_ = true;
-      std::uint8_t mac[32];
-      hmac(as_sv(fake_salt_key().data(), 32), "scram-fake-salt:" + user_, mac);
-      verifier_.salt.assign(reinterpret_cast<const char*>(mac), 16);
+      Wiped<32> mac;
+      hmac(as_sv(fake_salt_key().data(), 32), "scram-fake-salt:" + std::string(account.empty() ? user_ : account),
+           mac.b);
+      verifier_.salt.assign(reinterpret_cast<const char*>(mac.b), password::kScramSaltBytes);
       verifier_.iterations = std::clamp(ctx_.fake_iterations, kScramMinIterations, kScramMaxIterations);
       randombytes_buf(verifier_.stored_key.data(), 32);
       randombytes_buf(verifier_.server_key.data(), 32);
@@ -134,7 +146,7 @@ class Scram final : public Mechanism {
     auto snonce = ctx_.nonce ? ctx_.nonce() : random_nonce();
     if (!valid_nonce(snonce)) return finish(fail("scram: bad server nonce"));
     nonce_ = client_nonce_ + snonce;
-    server_first_ = "r=" + nonce_ + ",s=" + b64encode(verifier_.salt) +
+    server_first_ = "r=" + nonce_ + ",s=" + base64_encode(verifier_.salt) +
                     ",i=" + std::to_string(verifier_.iterations);
     state_ = State::WaitClientFinal;
     return Step(Step::Kind::Challenge, server_first_);
@@ -217,7 +229,7 @@ class Scram final : public Mechanism {
     auto f = split(without_proof);
     if (f.size() < 2) return fail("scram: client-final too short");
     if (!f[0].starts_with("c=")) return fail("scram: missing channel binding attribute");
-    auto cbind = b64decode(f[0].substr(2));
+    auto cbind = base64_decode(f[0].substr(2));
     if (!cbind) return fail("scram: bad channel binding base64");
     std::string expected = gs2_header_;
     if (cb_used_) expected += *ctx_.channel_binding;
@@ -227,21 +239,22 @@ class Scram final : public Mechanism {
     for (std::size_t i = 2; i < f.size(); ++i) {
       if (!valid_extension(f[i])) return fail("scram: bad extension in client-final");
     }
-    auto proof = b64decode(proof_b64);
-    if (!proof || proof->size() != 32) return fail("scram: bad proof");
+    auto proof = base64_decode(proof_b64);
+    if (!proof) return fail("scram: bad proof");
+    WipeOnExit wipe_proof{*proof};  // ClientProof XOR ClientSignature is the ClientKey
+    if (proof->size() != 32) return fail("scram: bad proof");
 
     std::string auth_message = client_first_bare_ + "," + server_first_ + "," + std::string(without_proof);
-    std::uint8_t client_sig[32], client_key[32], stored[32];
-    hmac(as_sv(verifier_.stored_key.data(), 32), auth_message, client_sig);
-    for (int i = 0; i < 32; ++i) client_key[i] = static_cast<std::uint8_t>((*proof)[i]) ^ client_sig[i];
-    crypto_hash_sha256(stored, client_key, 32);
-    bool ok = sodium_memcmp(stored, verifier_.stored_key.data(), 32) == 0;
-    sodium_memzero(client_key, 32);
+    Wiped<32> client_sig, client_key, stored;
+    hmac(as_sv(verifier_.stored_key.data(), 32), auth_message, client_sig.b);
+    for (int i = 0; i < 32; ++i) client_key.b[i] = static_cast<std::uint8_t>((*proof)[i]) ^ client_sig.b[i];
+    crypto_hash_sha256(stored.b, client_key.b, 32);
+    bool ok = sodium_memcmp(stored.b, verifier_.stored_key.data(), 32) == 0;
     if (unknown_) return fail("scram: unknown user");
     if (!ok) return fail("scram: wrong proof");
-    std::uint8_t server_sig[32];
-    hmac(as_sv(verifier_.server_key.data(), 32), auth_message, server_sig);
-    Step s(Step::Kind::Success, "v=" + b64encode(as_sv(server_sig, 32)));
+    Wiped<32> server_sig;
+    hmac(as_sv(verifier_.server_key.data(), 32), auth_message, server_sig.b);
+    Step s(Step::Kind::Success, "v=" + base64_encode(as_sv(server_sig.b, 32)));
     s.authcid = user_;
     s.authzid = authzid_;
     return s;
@@ -263,7 +276,7 @@ std::string random_nonce() {
   if (sodium_init() < 0) return {};  // an empty nonce fails the exchange, never a weak one
   std::uint8_t raw[18];
   randombytes_buf(raw, sizeof raw);
-  return b64encode(as_sv(raw, sizeof raw));
+  return base64_encode(as_sv(raw, sizeof raw));
 }
 
 ScramVerifier scram_keys(std::string_view password, std::string_view salt, std::uint32_t iterations) {

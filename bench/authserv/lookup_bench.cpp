@@ -286,7 +286,7 @@ pb::ConnectionFacts facts(const char* service) {
   f.set_service(service);
   f.set_client_address("192.0.2.7");
   f.set_server_address("127.0.0.1");
-  f.set_tls_version("TLS1.3");  // PLAIN is refused on connections that are not under TLS
+  f.set_tls_version("TLSv1.3");  // PLAIN is refused on connections that are not under TLS
   f.set_tls_cipher("TLS_AES_128_GCM_SHA256");
   f.set_session_id("bench");
   return f;

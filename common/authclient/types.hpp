@@ -10,13 +10,29 @@
 
 namespace common::authclient {
 
+// The TLS version as the TLS layer spells it (runtime::SecurityFacts::protocol), the one spelling
+// front ends send and authserv reads: a second spelling would make authserv think a TLS client
+// was in plaintext (PLAIN refused) or withhold SCRAM-SHA-256-PLUS.
+inline constexpr std::string_view kTls12 = "TLSv1.2";
+inline constexpr std::string_view kTls13 = "TLSv1.3";
+
+// The wire number (0x0303 for "TLSv1.2", 0x0304 for "TLSv1.3", 0x0301/0x0302 for the old ones);
+// 0 for "" and for any other spelling, which authserv treats as no TLS.
+constexpr uint16_t tls_version_number(std::string_view name) {
+  if (name == kTls13) return 0x0304;
+  if (name == kTls12) return 0x0303;
+  if (name == "TLSv1.1") return 0x0302;
+  if (name == "TLSv1.0") return 0x0301;
+  return 0;
+}
+
 // What the front end knows about the client's connection (authserv enforces policy on it).
 struct ConnectionFacts {
   std::string service;              // "imap", "pop", "smtp", "submission", "sieve", ...
   std::string client_address;       // no port
   std::string client_name;          // forward-confirmed reverse DNS name, if any
   std::string server_address;       // the local address the client reached
-  std::string tls_version;          // "" when not under TLS, else "TLS1.2", "TLS1.3"
+  std::string tls_version;          // "" when not under TLS, else kTls12 or kTls13
   std::string tls_cipher;
   std::string client_cert_subject;  // verified client certificate's subject (NSS form)
   std::string client_cert_issuer;   // its issuer (certmap picks a section by it)

@@ -35,7 +35,8 @@ inline constexpr size_t kKeyIdBytes = 8;
 struct Claims {
   std::string user;                   // canonical "uid@domain"
   std::vector<std::string> services;  // lowercase access-filter service names ("imap", "pop", ...)
-  std::string front_end;              // CN of the front end's mTLS client certificate
+  std::string front_end;              // CN of the front end's mTLS client certificate; never empty
+                                      // unless a test config allows unbound tokens
   int64_t issued_at = 0;              // Unix seconds
   int64_t expires_at = 0;
   int64_t session_started_at = 0;     // the login; bounds renewals (max session lifetime)
@@ -50,6 +51,14 @@ Claims new_claims(std::string user, std::vector<std::string> services, std::stri
                   int64_t now, std::chrono::seconds ttl);
 std::string random_token_id();  // 16 random bytes, base64url: 22 characters
 
+// A token bound to no front end (a front end whose certificate has no CN, or plaintext gRPC)
+// would open the user's mailbox for any front end that presents it, which is what the binding
+// exists to prevent. Signer and Verifier refuse such tokens unless this is set, and only test
+// configurations set it ([tokens] allow_unbound = true).
+struct BindingPolicy {
+  bool allow_unbound = false;
+};
+
 // Holds the secret key in sodium_malloc'd memory (guard pages, mlock, zeroed on free).
 // sign() is const and touches no shared state, so one Signer serves every thread.
 class Signer {
@@ -57,14 +66,22 @@ class Signer {
   // Reads the 32-byte Ed25519 seed from `key_file`, or creates it (mode 0600, from randombytes)
   // when absent. Refuses a file group or others may access, a symlink, or a wrong size. Writes
   // `key_file` + ".pub" (public_key_text()) for distribution to the stores.
-  static Result<Signer> load_or_create(const std::filesystem::path& key_file);
+  static Result<Signer> load_or_create(const std::filesystem::path& key_file, BindingPolicy binding = {});
   // The same from a seed in memory (tests, tools); `seed` must be 32 bytes.
-  static Result<Signer> from_seed(std::span<const std::byte> seed);
+  static Result<Signer> from_seed(std::span<const std::byte> seed, BindingPolicy binding = {});
 
-  // Fails (Internal) only on claims outside the bounds above, which verify() would refuse.
+  // Fails (Internal) on claims outside the bounds above, which verify() would refuse, and on
+  // claims with an empty front_end unless the binding policy allows unbound tokens.
   Result<std::string> sign(const Claims& claims) const;
   std::string public_key_text() const;  // "ed25519:" base64url(32 bytes)
   std::string key_id() const;           // hex of the 8-byte id carried in every token
+
+  // A key for another use of the same secret, from libsodium's KDF (BLAKE2b keyed by the signing
+  // seed): the same in every process that loads this key file, and out of reach of anyone who
+  // holds only the public key, which every store has. `context` names the use in exactly
+  // crypto_kdf_CONTEXTBYTES (8) bytes, `id` numbers keys within it. The seed never leaves the
+  // Signer's locked memory. Fails (Internal) on a wrong context length or a moved-from Signer.
+  Result<void> derive_key(std::string_view context, uint64_t id, std::span<uint8_t, 32> out) const;
 
   Signer(Signer&&) noexcept;  // a moved-from Signer must not sign
   Signer& operator=(Signer&&) noexcept;
@@ -74,12 +91,14 @@ class Signer {
   struct SecretKey;
   Signer();
   std::unique_ptr<SecretKey> secret_;
+  BindingPolicy binding_;
   std::array<uint8_t, 32> public_key_{};
   std::array<uint8_t, kKeyIdBytes> key_id_{};
 };
 
 struct VerifierOptions {
   std::chrono::seconds clock_skew{30};  // tolerated difference between authserv's and our clock
+  BindingPolicy binding;
 };
 
 class Verifier {
@@ -89,9 +108,11 @@ class Verifier {
                                            VerifierOptions options = {});
 
   // Every failure is ErrorKind::Protocol with one detail: "malformed", "unknown_key",
-  // "bad_signature", "expired", "issued_in_future", "wrong_front_end". Fields are parsed only
-  // after the signature checks out; before that, only the bounded framing and the key id.
-  // An empty expected_front_end skips the front-end check.
+  // "bad_signature", "expired", "issued_in_future", "unbound", "wrong_front_end". Fields are
+  // parsed only after the signature checks out; before that, only the bounded framing and the key
+  // id. "unbound": the token names no front end, or the caller names none (it does not know who
+  // is asking); only a binding policy that allows unbound tokens accepts these, and then an empty
+  // expected_front_end skips the front-end check.
   Result<Claims> verify(std::string_view token, int64_t now,
                         std::string_view expected_front_end = {}) const;
 

@@ -1,4 +1,5 @@
-// internal.hpp: helpers shared by token.cpp and signer.cpp (base64url, key ids). Not installed API.
+// internal.hpp: helpers shared by token.cpp and signer.cpp (key ids, the signing input). Not
+// installed API. Base64url is common/text's strict one.
 #pragma once
 
 #include <array>
@@ -12,11 +13,9 @@
 
 namespace common::authtoken::internal {
 
-// libsodium's URL-safe alphabet without padding.
-std::string b64url_encode(std::span<const uint8_t> bytes);
-// Strict: rejects padding, other characters and non-zero trailing bits, so one token has
-// exactly one spelling. nullopt when invalid or longer than `max_out` bytes.
-std::optional<std::string> b64url_decode(std::string_view text, size_t max_out);
+inline std::string_view as_chars(std::span<const uint8_t> bytes) {
+  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
 
 // First 8 bytes of BLAKE2b-128 of the public key: names the key in every token.
 std::array<uint8_t, kKeyIdBytes> key_id_of(std::span<const uint8_t, 32> public_key);

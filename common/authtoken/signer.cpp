@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -12,6 +13,7 @@
 
 #include "common/authtoken/authtoken.hpp"
 #include "common/authtoken/internal.hpp"
+#include "common/text/base64.hpp"
 
 namespace common::authtoken {
 
@@ -150,10 +152,11 @@ Signer::Signer(Signer&&) noexcept = default;
 Signer& Signer::operator=(Signer&&) noexcept = default;
 Signer::~Signer() = default;
 
-Result<Signer> Signer::from_seed(std::span<const std::byte> seed) {
+Result<Signer> Signer::from_seed(std::span<const std::byte> seed, BindingPolicy binding) {
   internal::ensure_sodium();
   if (seed.size() != kSeedBytes) return fail(ErrorKind::Config, "access-token seed must be 32 bytes");
   Signer s;
+  s.binding_ = binding;
   s.secret_ = std::make_unique<SecretKey>();
   if (!s.secret_->bytes.p) return fail(ErrorKind::Internal, "sodium_malloc failed");
   crypto_sign_seed_keypair(s.public_key_.data(), s.secret_->bytes.data(),
@@ -162,7 +165,7 @@ Result<Signer> Signer::from_seed(std::span<const std::byte> seed) {
   return s;
 }
 
-Result<Signer> Signer::load_or_create(const std::filesystem::path& key_file) {
+Result<Signer> Signer::load_or_create(const std::filesystem::path& key_file, BindingPolicy binding) {
   internal::ensure_sodium();
   SecureBytes seed(kSeedBytes);
   if (!seed.p) return fail(ErrorKind::Internal, "sodium_malloc failed");
@@ -171,26 +174,45 @@ Result<Signer> Signer::load_or_create(const std::filesystem::path& key_file) {
   if (!*found) {
     if (auto created = create_seed(key_file, seed); !created) return tl::unexpected(created.error());
   }
-  auto signer = from_seed(std::as_bytes(std::span(seed.data(), kSeedBytes)));
+  auto signer = from_seed(std::as_bytes(std::span(seed.data(), kSeedBytes)), binding);
   if (!signer) return signer;
   if (auto pub = write_public(key_file, signer->public_key_text()); !pub) return tl::unexpected(pub.error());
   return signer;
 }
 
 Result<std::string> Signer::sign(const Claims& claims) const {
+  if (!secret_) return fail(ErrorKind::Internal, "no signing key");
+  if (claims.front_end.empty() && !binding_.allow_unbound)
+    return fail(ErrorKind::Internal, "token would be bound to no front end");
   auto payload = detail::encode_payload(claims, key_id_);
   if (!payload) return tl::unexpected(payload.error());
-  std::string token = internal::signing_input(
-      internal::b64url_encode({reinterpret_cast<const uint8_t*>(payload->data()), payload->size()}));
+  std::string token = internal::signing_input(text::base64url_encode(*payload));
   std::array<uint8_t, crypto_sign_BYTES> sig{};
   crypto_sign_detached(sig.data(), nullptr, reinterpret_cast<const uint8_t*>(token.data()), token.size(),
                        secret_->bytes.data());
   token += '.';
-  token += internal::b64url_encode(sig);
+  token += text::base64url_encode(internal::as_chars(sig));
   return token;
 }
 
-std::string Signer::public_key_text() const { return "ed25519:" + internal::b64url_encode(public_key_); }
+Result<void> Signer::derive_key(std::string_view context, uint64_t id, std::span<uint8_t, 32> out) const {
+  static_assert(crypto_kdf_KEYBYTES == kSeedBytes);
+  if (context.size() != crypto_kdf_CONTEXTBYTES) return fail(ErrorKind::Internal, "key context must be 8 bytes");
+  if (!secret_ || !secret_->bytes.p) return fail(ErrorKind::Internal, "no signing key");
+  SecureBytes seed(kSeedBytes);
+  if (!seed.p) return fail(ErrorKind::Internal, "sodium_malloc failed");
+  crypto_sign_ed25519_sk_to_seed(seed.data(), secret_->bytes.data());
+  // crypto_kdf_derive_from_key wants a NUL-terminated context buffer it reads 8 bytes of.
+  char ctx[crypto_kdf_CONTEXTBYTES + 1] = {};
+  std::copy(context.begin(), context.end(), ctx);
+  if (crypto_kdf_derive_from_key(out.data(), out.size(), id, ctx, seed.data()) != 0)
+    return fail(ErrorKind::Internal, "key derivation failed");
+  return {};
+}
+
+std::string Signer::public_key_text() const {
+  return "ed25519:" + text::base64url_encode(internal::as_chars(public_key_));
+}
 
 std::string Signer::key_id() const {
   std::string hex(key_id_.size() * 2 + 1, '\0');

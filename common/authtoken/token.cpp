@@ -7,32 +7,11 @@
 #include "common/ascii.hpp"
 #include "common/authtoken/authtoken.hpp"
 #include "common/authtoken/internal.hpp"
+#include "common/text/base64.hpp"
 
 namespace common::authtoken {
 
 namespace internal {
-
-std::string b64url_encode(std::span<const uint8_t> bytes) {
-  constexpr int kVariant = sodium_base64_VARIANT_URLSAFE_NO_PADDING;
-  std::string out(sodium_base64_encoded_len(bytes.size(), kVariant), '\0');
-  sodium_bin2base64(out.data(), out.size(), bytes.data(), bytes.size(), kVariant);
-  out.resize(out.size() - 1);  // the terminating NUL
-  return out;
-}
-
-std::optional<std::string> b64url_decode(std::string_view text, size_t max_out) {
-  if (text.size() > (max_out * 4 + 2) / 3) return std::nullopt;
-  std::string out(text.size() * 3 / 4 + 1, '\0');
-  size_t len = 0;
-  // b64_end = nullptr makes libsodium fail unless every character was consumed.
-  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), text.data(),
-                        text.size(), nullptr, &len, nullptr,
-                        sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
-    return std::nullopt;
-  if (len > max_out) return std::nullopt;
-  out.resize(len);
-  return out;
-}
 
 std::array<uint8_t, kKeyIdBytes> key_id_of(std::span<const uint8_t, 32> public_key) {
   std::array<uint8_t, crypto_generichash_BYTES_MIN> hash{};
@@ -57,7 +36,7 @@ void ensure_sodium() {
 
 namespace {
 
-using internal::b64url_decode;
+using common::text::base64url_decode;
 
 constexpr size_t kSignatureBytes = crypto_sign_BYTES;
 constexpr size_t kFixedBytes = kKeyIdBytes + 3 * 8;
@@ -152,7 +131,7 @@ std::string random_token_id() {
   internal::ensure_sodium();
   std::array<uint8_t, 16> bytes{};
   randombytes_buf(bytes.data(), bytes.size());
-  return internal::b64url_encode(bytes);
+  return text::base64url_encode(internal::as_chars(bytes));
 }
 
 Claims new_claims(std::string user, std::vector<std::string> services, std::string front_end,
@@ -223,13 +202,10 @@ Result<Verifier> Verifier::from_public_keys(std::span<const std::string> texts, 
   Verifier v;
   v.options_ = options;
   for (const auto& raw : texts) {
-    std::string_view t = raw;
     // Tolerate the newline of a .pub file and surrounding blanks from config.
-    while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ' || t.back() == '\t'))
-      t.remove_suffix(1);
-    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+    std::string_view t = ascii::trim(raw);
     if (!t.starts_with(kKeyPrefix)) return fail(ErrorKind::Config, "access-token key lacks 'ed25519:'");
-    auto bytes = b64url_decode(t.substr(kKeyPrefix.size()), 32);
+    auto bytes = base64url_decode(t.substr(kKeyPrefix.size()), 32);
     if (!bytes || bytes->size() != 32) return fail(ErrorKind::Config, "access-token key is not 32 bytes of base64url");
     Key k{};
     std::copy_n(reinterpret_cast<const uint8_t*>(bytes->data()), 32, k.public_key.begin());
@@ -251,8 +227,8 @@ Result<Claims> Verifier::verify(std::string_view token, int64_t now, std::string
   auto dot = body.find('.');
   if (dot == std::string_view::npos) return error("malformed");
   auto payload_b64 = body.substr(0, dot);
-  auto payload = b64url_decode(payload_b64, kMaxPayload);
-  auto signature = b64url_decode(body.substr(dot + 1), kSignatureBytes);
+  auto payload = base64url_decode(payload_b64, kMaxPayload);
+  auto signature = base64url_decode(body.substr(dot + 1), kSignatureBytes);
   if (!payload || !signature || signature->size() != kSignatureBytes || payload->size() < kFixedBytes)
     return error("malformed");
 
@@ -271,6 +247,10 @@ Result<Claims> Verifier::verify(std::string_view token, int64_t now, std::string
   const int64_t skew = options_.clock_skew.count();
   if (claims->issued_at > saturating_add(now, skew)) return error("issued_in_future");
   if (now >= saturating_add(claims->expires_at, skew)) return error("expired");
+  // An unbound token would open the mailbox for whoever holds it; a caller that cannot name the
+  // front end asking could not tell whose token it is.
+  if (!options_.binding.allow_unbound && (claims->front_end.empty() || expected_front_end.empty()))
+    return error("unbound");
   // Not secret (the front end presents its own certificate name), so a plain comparison is fine.
   if (!expected_front_end.empty() && claims->front_end != expected_front_end) return error("wrong_front_end");
   return claims;

@@ -177,6 +177,31 @@ TEST_CASE("SCRAM-SHA-256 wrong proof, unknown user, bad final messages") {
   }
 }
 
+TEST_CASE("SCRAM fake salts: keyed by the configured key and the looked-up name, as long as real salts") {
+  auto salt_of = [](const MechanismContext& c, const std::string& name, std::string_view account = {}) {
+    auto m = make_mechanism("SCRAM-SHA-256", c);
+    m->start("n,,n=" + name + ",r=" + kCnonce);
+    auto sf = m->scram_verifier(std::nullopt, account);
+    REQUIRE(sf.kind == Kind::Challenge);
+    auto s = sf.data.find(",s="), i = sf.data.find(",i=");
+    return b64d(sf.data.substr(s + 3, i - s - 3));
+  };
+  auto keyed = [](std::uint8_t fill) {
+    auto c = ctx();
+    c.fake_salt_key.fill(fill);
+    return c;
+  };
+  const auto a = keyed(0x11), b = keyed(0x22);
+  // A real user's verifier salt is password::kScramSaltBytes (16) long; a fake one must be too.
+  CHECK(salt_of(a, "zed").size() == 16);
+  CHECK(salt_of(a, "zed") == salt_of(keyed(0x11), "zed"));  // stable for one key
+  CHECK(salt_of(a, "zed") != salt_of(b, "zed"));            // depends on the secret key
+  CHECK(salt_of(a, "zed") != salt_of(a, "zoe"));
+  // The directory's spelling decides: "Zed" and "zed@example.com" are one account to look up.
+  CHECK(salt_of(a, "Zed", "zed@example.com") == salt_of(a, "zed@example.com", "zed@example.com"));
+  CHECK(salt_of(a, "Zed", "zed@example.com") != salt_of(a, "Zed"));
+}
+
 TEST_CASE("SCRAM-SHA-256 client-first garbage") {
   for (const std::string& bad : std::vector<std::string>{"", "n", "n,,", "n,,n=user", "n,,n=user,r=", "x,,n=user,r=abc",
                           "n,a=,n=user,r=abc", "n,,n=us=2Xer,r=abc", "n,,n=us=er,r=abc",

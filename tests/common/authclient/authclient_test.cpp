@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "common/authclient/authclient.hpp"
+#include "common/text/base64.hpp"
 #include "common/runtime/loop.hpp"
 #include "common/runtime/timer.hpp"
 #include "common/tls/nss.hpp"
@@ -27,6 +28,8 @@
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using namespace common::authclient;
+using common::text::base64_decode;
+using common::text::base64_encode;
 using common::ErrorKind;
 using common::Result;
 using common::runtime::Loop;
@@ -77,7 +80,7 @@ struct Got {
   size_t size() const { return results.size(); }
 };
 
-ConnectionFacts facts(std::string service = "imap", std::string tls = "TLS1.3") {
+ConnectionFacts facts(std::string service = "imap", std::string tls = "TLSv1.3") {
   ConnectionFacts f;
   f.service = std::move(service);
   f.client_address = "192.0.2.7";
@@ -147,7 +150,7 @@ TEST_CASE("lookups, mechanisms and renewals come back on the caller's loop", "[a
   client->lookup_recipient(loop, alive, facts("smtp", ""), "alice@example.com", recipients.cb());
   client->lookup_recipient(loop, alive, facts("smtp", ""), "team@example.com", recipients.cb());
   client->lookup_recipient(loop, alive, facts("smtp", ""), "ghost@example.com", recipients.cb());
-  client->mechanisms(loop, alive, facts("submission", "TLS1.3"), mechs.cb());
+  client->mechanisms(loop, alive, facts("submission", "TLSv1.3"), mechs.cb());
   client->mechanisms(loop, alive, facts("submission", ""), mechs.cb());
   client->renew_token(loop, alive, facts(), "t1", renewals.cb());
   client->renew_token(loop, alive, facts(), "forged", renewals.cb());
@@ -265,7 +268,7 @@ TEST_CASE("answers are cached for their TTL, unknown names for the negative TTL"
         client->lookup_recipient(loop, alive, facts("smtp", ""), address, rcpt.cb());
       // Mechanisms differ by TLS state, so both are asked once.
       client->mechanisms(loop, alive, facts("imap", ""), mechs.cb());
-      client->mechanisms(loop, alive, facts("imap", "TLS1.3"), mechs.cb());
+      client->mechanisms(loop, alive, facts("imap", "TLSv1.3"), mechs.cb());
       REQUIRE(run_until(loop, [&] { return rcpt.size() == 2u * (round + 1) && mechs.size() == 2u * (round + 1); }));
     }
     CHECK(server.calls("LookupRecipients") == 2);

@@ -18,6 +18,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr int64_t kNow = 1'700'000'000;
+constexpr std::string_view kFe = "mmp1.example.net";  // the front end sample() is bound to
 
 Signer signer_with(unsigned char fill) {
   std::array<std::byte, 32> seed{};
@@ -84,7 +85,6 @@ TEST_CASE("a signed token verifies and carries every claim") {
   CHECK(*got == claims);
   CHECK(got->allows_service("IMAP"));
   CHECK_FALSE(got->allows_service("smtp"));
-  CHECK(v.verify(*token, kNow + 10));  // no front-end check asked for
   CHECK(signer.key_id().size() == 16);
   CHECK(claims.token_id.size() == 22);
   CHECK(sample().token_id != claims.token_id);
@@ -100,7 +100,7 @@ TEST_CASE("changing any byte of a token makes it fail") {
       auto bad = token;
       bad[i] = c;
       INFO("byte " << i << " -> " << int(c));
-      CHECK_FALSE(v.verify(bad, kNow));
+      CHECK_FALSE(v.verify(bad, kNow, kFe));
     }
   }
 }
@@ -111,14 +111,14 @@ TEST_CASE("truncated and extended tokens fail as malformed or bad signature") {
   auto v = verifier_for({signer.public_key_text()});
   for (size_t n = 0; n < token.size(); ++n) {
     INFO("prefix of " << n << " bytes");
-    auto r = v.verify(token.substr(0, n), kNow);
+    auto r = v.verify(token.substr(0, n), kNow, kFe);
     REQUIRE_FALSE(r);
     CHECK((r.error().detail == "malformed" || r.error().detail == "bad_signature"));
   }
-  CHECK(detail_of(v.verify(token + "A", kNow)) == "malformed");
-  CHECK(detail_of(v.verify(token + ".x", kNow)) == "malformed");
-  CHECK(detail_of(v.verify("pt2." + token.substr(4), kNow)) == "malformed");
-  CHECK(detail_of(v.verify("", kNow)) == "malformed");
+  CHECK(detail_of(v.verify(token + "A", kNow, kFe)) == "malformed");
+  CHECK(detail_of(v.verify(token + ".x", kNow, kFe)) == "malformed");
+  CHECK(detail_of(v.verify("pt2." + token.substr(4), kNow, kFe)) == "malformed");
+  CHECK(detail_of(v.verify("", kNow, kFe)) == "malformed");
 }
 
 TEST_CASE("a token from another key is unknown, and rotation accepts old and new keys") {
@@ -126,11 +126,11 @@ TEST_CASE("a token from another key is unknown, and rotation accepts old and new
   auto new_key = signer_with(0x22);
   auto old_token = *old_key.sign(sample());
   auto new_token = *new_key.sign(sample());
-  CHECK(detail_of(verifier_for({new_key.public_key_text()}).verify(old_token, kNow)) == "unknown_key");
+  CHECK(detail_of(verifier_for({new_key.public_key_text()}).verify(old_token, kNow, kFe)) == "unknown_key");
   auto both = verifier_for({old_key.public_key_text(), new_key.public_key_text(), new_key.public_key_text()});
   CHECK(both.key_count() == 2);
-  CHECK(both.verify(old_token, kNow));
-  CHECK(both.verify(new_token, kNow));
+  CHECK(both.verify(old_token, kNow, kFe));
+  CHECK(both.verify(new_token, kNow, kFe));
 }
 
 TEST_CASE("a signature moved onto another payload is a bad signature") {
@@ -139,7 +139,7 @@ TEST_CASE("a signature moved onto another payload is a bad signature") {
   auto b = *signer.sign(sample());
   auto v = verifier_for({signer.public_key_text()});
   auto mixed = a.substr(0, a.rfind('.')) + b.substr(b.rfind('.'));
-  CHECK(detail_of(v.verify(mixed, kNow)) == "bad_signature");
+  CHECK(detail_of(v.verify(mixed, kNow, kFe)) == "bad_signature");
 }
 
 TEST_CASE("expiry and issue time allow the configured clock skew and no more") {
@@ -147,14 +147,14 @@ TEST_CASE("expiry and issue time allow the configured clock skew and no more") {
   auto claims = sample();  // issued kNow, expires kNow + 300
   auto token = *signer.sign(claims);
   auto v = verifier_for({signer.public_key_text()}, std::chrono::seconds(30));
-  CHECK(v.verify(token, kNow + 299));
-  CHECK(v.verify(token, kNow + 329));
-  CHECK(detail_of(v.verify(token, kNow + 330)) == "expired");
-  CHECK(v.verify(token, kNow - 30));
-  CHECK(detail_of(v.verify(token, kNow - 31)) == "issued_in_future");
+  CHECK(v.verify(token, kNow + 299, kFe));
+  CHECK(v.verify(token, kNow + 329, kFe));
+  CHECK(detail_of(v.verify(token, kNow + 330, kFe)) == "expired");
+  CHECK(v.verify(token, kNow - 30, kFe));
+  CHECK(detail_of(v.verify(token, kNow - 31, kFe)) == "issued_in_future");
   auto strict = verifier_for({signer.public_key_text()}, std::chrono::seconds(0));
-  CHECK(detail_of(strict.verify(token, kNow + 300)) == "expired");
-  CHECK(detail_of(strict.verify(token, kNow - 1)) == "issued_in_future");
+  CHECK(detail_of(strict.verify(token, kNow + 300, kFe)) == "expired");
+  CHECK(detail_of(strict.verify(token, kNow - 1, kFe)) == "issued_in_future");
   CHECK_FALSE(Verifier::from_public_keys(std::vector<std::string>{signer.public_key_text()},
                                          VerifierOptions{std::chrono::seconds(-1)}));
 }
@@ -168,6 +168,39 @@ TEST_CASE("the front end must be the one the token was issued to") {
   CHECK(v.verify(token, kNow, "mmp1.example.net"));
 }
 
+TEST_CASE("tokens bound to no front end are neither signed nor accepted unless a test config allows them") {
+  auto signer = signer_with(0x11);
+  auto unbound = sample();
+  unbound.front_end.clear();
+  auto refused = signer.sign(unbound);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().detail.find("no front end") != std::string::npos);
+
+  auto v = verifier_for({signer.public_key_text()});
+  auto bound = *signer.sign(sample());
+  // A caller that does not know which front end asks (plaintext gRPC, a certificate without a CN)
+  // cannot tell whose token it holds.
+  CHECK(detail_of(v.verify(bound, kNow)) == "unbound");
+  CHECK(detail_of(v.verify(bound, kNow, "")) == "unbound");
+
+  std::array<std::byte, 32> seed{};
+  seed.fill(std::byte{0x11});
+  auto lax = Signer::from_seed(seed, BindingPolicy{.allow_unbound = true});
+  REQUIRE(lax);
+  auto unbound_token = lax->sign(unbound);
+  REQUIRE(unbound_token);
+  CHECK(detail_of(v.verify(*unbound_token, kNow, kFe)) == "unbound");  // same key, strict verifier
+  CHECK(detail_of(v.verify(*unbound_token, kNow)) == "unbound");
+
+  auto tests_only = Verifier::from_public_keys(std::vector<std::string>{signer.public_key_text()},
+                                               VerifierOptions{.binding = {.allow_unbound = true}});
+  REQUIRE(tests_only);
+  CHECK(tests_only->verify(*unbound_token, kNow));
+  CHECK(tests_only->verify(bound, kNow));  // no front end named: no check
+  CHECK(detail_of(tests_only->verify(*unbound_token, kNow, kFe)) == "wrong_front_end");
+  CHECK(detail_of(tests_only->verify(bound, kNow, "mmp2.example.net")) == "wrong_front_end");
+}
+
 TEST_CASE("claims out of bounds are refused at signing, and the largest allowed fit in 2 KiB") {
   auto signer = signer_with(0x11);
   auto c = sample();
@@ -178,7 +211,7 @@ TEST_CASE("claims out of bounds are refused at signing, and the largest allowed 
   auto token = signer.sign(c);
   REQUIRE(token);
   CHECK(token->size() <= kMaxToken);
-  CHECK(*verifier_for({signer.public_key_text()}).verify(*token, kNow) == c);
+  CHECK(*verifier_for({signer.public_key_text()}).verify(*token, kNow, c.front_end) == c);
 
   auto refused = [&](auto mutate) {
     auto bad = sample();
@@ -200,23 +233,23 @@ TEST_CASE("claims out of bounds are refused at signing, and the largest allowed 
 TEST_CASE("oversize and signed-but-malformed payloads are malformed") {
   auto signer = signer_with(0x11);
   auto v = verifier_for({signer.public_key_text()});
-  CHECK(detail_of(v.verify("pt1." + std::string(kMaxToken, 'A'), kNow)) == "malformed");
+  CHECK(detail_of(v.verify("pt1." + std::string(kMaxToken, 'A'), kNow, kFe)) == "malformed");
 
   std::array<uint8_t, kKeyIdBytes> id{};
   auto hex = signer.key_id();
   for (size_t i = 0; i < id.size(); ++i) id[i] = static_cast<uint8_t>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
   auto payload = detail::encode_payload(sample(), id);
   REQUIRE(payload);
-  CHECK(v.verify(sign_raw(*payload), kNow));                            // the raw signer matches
-  CHECK(detail_of(v.verify(sign_raw(*payload + "x"), kNow)) == "malformed");  // trailing byte
-  CHECK(detail_of(v.verify(sign_raw(payload->substr(0, payload->size() - 1)), kNow)) == "malformed");
+  CHECK(v.verify(sign_raw(*payload), kNow, kFe));                            // the raw signer matches
+  CHECK(detail_of(v.verify(sign_raw(*payload + "x"), kNow, kFe)) == "malformed");  // trailing byte
+  CHECK(detail_of(v.verify(sign_raw(payload->substr(0, payload->size() - 1)), kNow, kFe)) == "malformed");
   auto many = *payload;
   REQUIRE(many[many.size() - 10] == 2);
   many[many.size() - 10] = 3;  // one service more than present
-  CHECK(detail_of(v.verify(sign_raw(many), kNow)) == "malformed");
+  CHECK(detail_of(v.verify(sign_raw(many), kNow, kFe)) == "malformed");
   many[many.size() - 10] = 33;  // the service count, before "\x04imap\x03pop": above the bound
-  CHECK(detail_of(v.verify(sign_raw(many), kNow)) == "malformed");
-  CHECK(detail_of(v.verify(sign_raw(std::string(payload->data(), kKeyIdBytes)), kNow)) == "malformed");
+  CHECK(detail_of(v.verify(sign_raw(many), kNow, kFe)) == "malformed");
+  CHECK(detail_of(v.verify(sign_raw(std::string(payload->data(), kKeyIdBytes)), kNow, kFe)) == "malformed");
 }
 
 TEST_CASE("public keys must be 'ed25519:' and 32 bytes of base64url") {
@@ -251,7 +284,7 @@ TEST_CASE("renewal extends up to the maximum session lifetime, then stops") {
   CHECK_FALSE(renew(c, kNow - 1, seconds(300), seconds(3600)));
 
   auto signer = signer_with(0x11);
-  CHECK(verifier_for({signer.public_key_text()}).verify(*signer.sign(*late), kNow + 3590));
+  CHECK(verifier_for({signer.public_key_text()}).verify(*signer.sign(*late), kNow + 3590, kFe));
 }
 
 TEST_CASE("the key file is created 0600 with a .pub twin and read back") {
@@ -274,7 +307,7 @@ TEST_CASE("the key file is created 0600 with a .pub twin and read back") {
   CHECK(again->public_key_text() == first->public_key_text());
   CHECK(again->key_id() == first->key_id());
   auto token = *first->sign(sample());
-  CHECK(verifier_for({again->public_key_text()}).verify(token, kNow));
+  CHECK(verifier_for({again->public_key_text()}).verify(token, kNow, kFe));
 }
 
 TEST_CASE("a key file others can read, of the wrong size, or behind a symlink is refused") {
@@ -301,4 +334,47 @@ TEST_CASE("a key file others can read, of the wrong size, or behind a symlink is
   CHECK_FALSE(Signer::load_or_create(link));
 
   CHECK_FALSE(Signer::load_or_create(dir.path / "missing-dir" / "token.key"));
+}
+
+TEST_CASE("derived keys come from the secret seed: stable per key file, not from the public key") {
+  TempDir dir;
+  auto key = dir.path / "token.key";
+  auto first = Signer::load_or_create(key);
+  REQUIRE(first);
+  std::array<uint8_t, 32> k1{}, k2{}, other_id{}, other_ctx{};
+  REQUIRE(first->derive_key("scramfks", 1, k1));
+  // A restart, or a second authserv given a copy of the key file, derives the same key.
+  auto copy = dir.path / "copy.key";
+  fs::copy_file(key, copy);
+  auto second = Signer::load_or_create(copy);
+  REQUIRE(second);
+  REQUIRE(second->derive_key("scramfks", 1, k2));
+  CHECK(k1 == k2);
+  REQUIRE(first->derive_key("scramfks", 2, other_id));
+  REQUIRE(first->derive_key("otheruse", 1, other_ctx));
+  CHECK(k1 != other_id);
+  CHECK(k1 != other_ctx);
+
+  // It is libsodium's KDF keyed by the seed in the 0600 file...
+  std::ifstream in(key, std::ios::binary);
+  std::array<unsigned char, 32> seed{};
+  in.read(reinterpret_cast<char*>(seed.data()), seed.size());
+  REQUIRE(in.gcount() == 32);
+  std::array<uint8_t, 32> expected{};
+  REQUIRE(crypto_kdf_derive_from_key(expected.data(), expected.size(), 1, "scramfks", seed.data()) == 0);
+  CHECK(k1 == expected);
+  // ...and not the hash of the public key that every store holds (what authserv once used).
+  auto pub = first->public_key_text();
+  std::array<uint8_t, 32> from_public{};
+  crypto_generichash(from_public.data(), from_public.size(), reinterpret_cast<const unsigned char*>(pub.data()),
+                     pub.size(), reinterpret_cast<const unsigned char*>("postern-scram-fake-salt"), 23);
+  CHECK(k1 != from_public);
+  sodium_memzero(seed.data(), seed.size());
+
+  CHECK_FALSE(first->derive_key("short", 1, k2));
+  CHECK_FALSE(first->derive_key("nine char", 1, k2));
+  Signer moved = std::move(*first);
+  CHECK_FALSE(first->derive_key("scramfks", 1, k2));  // NOLINT(bugprone-use-after-move): must refuse
+  CHECK(moved.derive_key("scramfks", 1, k2));
+  CHECK(k2 == k1);
 }
