@@ -92,3 +92,12 @@ TEST_CASE("Wycheproof AES-128-GCM and AES-256-GCM through the record layer's NSS
   CHECK(invalid == 54);
   run(cases, r13::AeadKind::AesGcm, reference13::Cipher::Aes128Gcm);
 }
+
+TEST_CASE("Wycheproof ChaCha20-Poly1305 through the record layer's NSS calls", "[tls][record13]") {
+  auto cases = load("data/wycheproof_chacha20_poly1305.txt");
+  CHECK(cases.size() == 316);
+  size_t invalid = 0;
+  for (const auto& c : cases) invalid += c.valid ? 0 : 1;
+  CHECK(invalid == 60);
+  run(cases, r13::AeadKind::ChaCha20Poly1305, reference13::Cipher::ChaCha20Poly1305);
+}
