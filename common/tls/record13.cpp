@@ -147,13 +147,14 @@ std::string hmac(TlsHash h, std::string_view key, std::initializer_list<std::str
   const size_t block = hash_block(h);
   std::string digest(hash_len(h), '\0');
   if (key.size() > block) return {};
+  // One hash context for both passes: HASH_Begin starts it afresh, and creating one is the costly part.
+  if (injected_failure(NssCall::Hash)) return {};
+  HashContext ctx(HASH_Create(hash_type(h)));
+  if (!ctx) return {};
   auto run = [&](unsigned char x, std::initializer_list<std::string_view> data, unsigned char* out) {
     std::memset(pad, 0, block);
     std::memcpy(pad, key.data(), key.size());
     for (size_t i = 0; i < block; ++i) pad[i] ^= x;
-    if (injected_failure(NssCall::Hash)) return false;
-    HashContext ctx(HASH_Create(hash_type(h)));
-    if (!ctx) return false;
     HASH_Begin(ctx.get());
     HASH_Update(ctx.get(), pad, static_cast<unsigned>(block));
     for (auto d : data) HASH_Update(ctx.get(), bytes(d), static_cast<unsigned>(d.size()));

@@ -218,7 +218,7 @@ TEST_CASE("a read key that cannot be derived after the peer's KeyUpdate: interna
   REQUIRE(client->decode(wire, plain, back));
   std::string update;
   REQUIRE(client->key_update(false, update));
-  // The KeyUpdate's derivation is "traffic upd", then "key" and "iv": two HMACs of two hashes each.
+  // The KeyUpdate's derivation is "traffic upd", then "key" and "iv": the first hash context fails.
   r13::fail_nth_call(r13::NssCall::Hash, 1);
   std::string answer;
   auto r = server->decode(update, plain, answer);
