@@ -56,6 +56,21 @@ common::access::HostName client_name(const Facts& f, const std::optional<common:
   return HostName::temp_fail();
 }
 
+// The version the front end's TLS layer negotiated with the client, in its one spelling
+// (common::authclient::kTls12, kTls13). Any other spelling counts as no TLS, failing closed, and
+// is logged: it means a front end that does not build its facts with connection_facts().
+uint16_t tls_version(const Facts& f) {
+  const uint16_t v = common::authclient::tls_version_number(f.tls_version);
+  if (v == 0 && !f.tls_version.empty()) {
+    common::log::warning("auth").session(f.session_id).phase("facts").event("unknown_tls_version")
+        .kv("front_end", f.front_end).client_text("tls_version", f.tls_version).kv("effect", "treated as no TLS");
+  }
+  return v;
+}
+
+static_assert(common::authclient::tls_version_number(common::authclient::kTls13) == policy::kTls13);
+static_assert(common::authclient::tls_version_number(common::authclient::kTls12) == policy::kTls12);
+
 // Views into `f` and `looked`, which must outlive the result.
 policy::LoginFacts login_facts(const Facts& f, const std::optional<common::dns::ReverseResult>& looked = std::nullopt,
                                bool can_look = false) {
@@ -65,14 +80,14 @@ policy::LoginFacts login_facts(const Facts& f, const std::optional<common::dns::
   if (auto a = common::net::IpAddress::parse(f.server_address)) lf.server_address = *a;
   lf.client_name = client_name(f, looked, can_look && lf.client_address.has_value());
   lf.server_name = common::access::HostName::none();
-  lf.under_tls = !f.tls_version.empty();
+  lf.under_tls = common::authclient::tls_version_number(f.tls_version) != 0;
   return lf;
 }
 
 policy::ConnectionState connection_state(const Facts& f) {
   policy::ConnectionState s;
-  s.under_tls = !f.tls_version.empty();
-  s.tls_version = f.tls_version == "TLS1.3" ? policy::kTls13 : f.tls_version == "TLS1.2" ? policy::kTls12 : 0;
+  s.tls_version = tls_version(f);
+  s.under_tls = s.tls_version != 0;
   s.channel_binding = !f.channel_binding.empty() && s.tls_version == policy::kTls13;
   s.verified_client_certificate = !f.client_cert_subject.empty();
   return s;
@@ -85,12 +100,12 @@ class BackendCertDirectory final : public common::tls::CertDirectory {
   void search(const common::tls::CertQuery& q, std::function<void(common::Result<std::vector<Entry>>)> done) override {
     std::vector<Entry> entries;
     if (q.verify_cert) {
-      auto holders = backend_.find_certificate_holders(q.base_dn, q.filter);
+      auto holders = backend_.find_certificate_holders(q);
       if (!holders) return done(tl::unexpected(holders.error()));
       for (auto& h : *holders) entries.push_back(Entry{"", std::move(h.canonical), std::move(h.certificates_der)});
       return done(std::move(entries));
     }
-    auto names = backend_.find_by_certificate_filter(q.base_dn, q.filter);
+    auto names = backend_.find_by_certificate(q);
     if (!names) return done(tl::unexpected(names.error()));
     for (auto& n : *names) entries.push_back(Entry{"", std::move(n), {}});
     done(std::move(entries));
@@ -124,8 +139,14 @@ class ExchangeImpl final : public Exchange {
   void start(std::string mechanism, std::optional<std::string> initial, Deliver deliver) override {
     mechanism_name_ = mechanism.substr(0, 40);
     if (facts_.service.empty()) return finish(deliver, failure(FailureKind::Protocol, "no service in request"));
+    // Every login ends in a token bound to the calling front end; with no name for it (plaintext
+    // gRPC, a certificate without a CN) the token would open the mailbox for any front end.
+    if (facts_.front_end.empty() && !core_.settings_.allow_unbound_tokens) {
+      reason_ = "unbound_front_end";
+      return finish(deliver, failure(FailureKind::Temporary, "the front end has no certificate name to bind a token to"));
+    }
     auto state = connection_state(facts_);
-    if (auto check = policy::mechanism_allowed(mechanism, core_.settings_.mechanisms, state); !check.allowed) {
+    if (auto check = policy::mechanism_allowed(mechanism, core_.mechanism_policy(), state); !check.allowed) {
       return finish(deliver, failure(FailureKind::Mechanism, std::string(check.reason)));
     }
     sasl::MechanismContext ctx;
@@ -152,7 +173,8 @@ class ExchangeImpl final : public Exchange {
       common::tls::CertFacts cert{self->facts_.client_cert_issuer, self->facts_.client_cert_subject,
                                   self->facts_.client_cert_der};
       common::Result<std::string> mapped = common::fail(ErrorKind::Internal, "certmap gave no answer");
-      common::tls::map_certificate(*self->core_.settings_.certmap, cert, directory,
+      auto certmap = self->core_.certmap();  // as of now: a SIGHUP may replace it meanwhile
+      common::tls::map_certificate(*certmap, cert, directory,
                                    [&mapped](common::Result<std::string> r) { mapped = std::move(r); });
       if (!mapped) {
         self->reason_ = "certmap";
@@ -199,7 +221,7 @@ class ExchangeImpl final : public Exchange {
   // OAUTHBEARER / XOAUTH2: the token's signature and claims; the user it names must be the one the
   // client asked for. Cheap (one signature check), so it runs where the step arrived.
   void check_bearer_token(sasl::Step step, Deliver deliver) {
-    const auto& issuers = core_.settings_.token_issuers;
+    const auto issuers = core_.token_issuers();
     bool ok = false;
     if (!issuers || issuers->empty()) {
       reason_ = "no_token_issuers";
@@ -295,6 +317,8 @@ class ExchangeImpl final : public Exchange {
             sv.salt = v->salt;
             std::copy(v->stored_key.begin(), v->stored_key.end(), sv.stored_key.begin());
             std::copy(v->server_key.begin(), v->server_key.end(), sv.server_key.begin());
+            sodium_memzero(v->stored_key.data(), v->stored_key.size());
+            sodium_memzero(v->server_key.data(), v->server_key.size());  // lets its holder pose as us
             verifier = std::move(sv);
             self->user_ = std::move(**found);
           }
@@ -302,7 +326,10 @@ class ExchangeImpl final : public Exchange {
       }
       if (!verifier) self->reason_ = login ? "unknown_user_or_no_scram_verifier" : "bad_login_name";
       self->credential_failed_ = true;  // until the proof checks out
-      self->handle(self->mechanism_->scram_verifier(std::move(verifier)), deliver);
+      // An unknown name's fake salt is keyed by the name as looked up, so "Zed" and
+      // "zed@<default domain>" get one salt, as a real account's spellings do.
+      const std::string account = login ? login->canonical() : std::string();
+      self->handle(self->mechanism_->scram_verifier(std::move(verifier), account), deliver);
     });
     if (!queued) finish(deliver, failure(FailureKind::Temporary, "directory queue full"));
   }
@@ -425,7 +452,9 @@ Core::Core(std::unique_ptr<directory::Backend> backend, Settings settings, commo
     : backend_(std::move(backend)),
       settings_(std::move(settings)),
       signer_(std::move(signer)),
-      own_tokens_(*common::authtoken::Verifier::from_public_keys(std::vector<std::string>{signer_.public_key_text()})),
+      own_tokens_(*common::authtoken::Verifier::from_public_keys(
+          std::vector<std::string>{signer_.public_key_text()},
+          common::authtoken::VerifierOptions{.binding = {.allow_unbound = settings_.allow_unbound_tokens}})),
       hash_pool_(hash_threads, hash_queue),
       directory_pool_(backend_->nonblocking() ? 1 : directory_threads, directory_queue) {
   std::array<unsigned char, 24> random{};
@@ -433,12 +462,39 @@ Core::Core(std::unique_ptr<directory::Backend> backend, Settings settings, commo
   auto dummy = password::hash_argon2id(std::string_view(reinterpret_cast<const char*>(random.data()), random.size()),
                                        settings_.argon2);
   dummy_hash_ = dummy ? *dummy : std::string();
+  if (settings_.allow_unbound_tokens) {
+    common::log::warning("authserv").phase("start").event("unbound_tokens_allowed")
+        .kv("effect", "tokens may be bound to no front end; [tokens] allow_unbound is for tests only");
+  }
 }
 
 Core::~Core() = default;
 
+void Core::adopt(std::shared_ptr<const common::tls::CertMap> certmap,
+                 std::shared_ptr<const oauth::TokenValidator> token_issuers) {
+  std::lock_guard lock(live_mutex_);
+  settings_.certmap = std::move(certmap);
+  settings_.token_issuers = std::move(token_issuers);
+  settings_.mechanisms.token_issuers_configured = settings_.token_issuers && !settings_.token_issuers->empty();
+}
+
+std::shared_ptr<const common::tls::CertMap> Core::certmap() const {
+  std::lock_guard lock(live_mutex_);
+  return settings_.certmap;
+}
+
+std::shared_ptr<const oauth::TokenValidator> Core::token_issuers() const {
+  std::lock_guard lock(live_mutex_);
+  return settings_.token_issuers;
+}
+
+policy::MechanismPolicy Core::mechanism_policy() const {
+  std::lock_guard lock(live_mutex_);
+  return settings_.mechanisms;
+}
+
 std::vector<std::string> Core::mechanisms(const Facts& facts) const {
-  return policy::mechanisms_for(settings_.mechanisms, connection_state(facts));
+  return policy::mechanisms_for(mechanism_policy(), connection_state(facts));
 }
 
 std::shared_ptr<Exchange> Core::begin(Facts facts) { return std::make_shared<ExchangeImpl>(*this, std::move(facts)); }
@@ -481,6 +537,7 @@ common::authtoken::Claims Core::claims_for(const UserRecord& user, const Facts& 
 }
 
 void Core::renew_token(const Facts& facts, std::string token, RenewDone done) {
+  // "unbound" when the caller has no certificate name or the token names no front end.
   auto claims = own_tokens_.verify(token, now_unix(), facts.front_end);
   if (!claims) return done(tl::unexpected(claims.error()));
   auto renewed = common::authtoken::renew(*claims, now_unix(), settings_.token_ttl, settings_.max_session);

@@ -8,8 +8,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "authserv/directory/directory.hpp"
@@ -32,7 +34,7 @@ struct Facts {
   std::string client_address;
   std::string client_name;  // forward-confirmed by the front end; "" = not looked up / none
   std::string server_address;
-  std::string tls_version;  // "" = no TLS
+  std::string tls_version;  // "" = no TLS, else common::authclient::kTls12 or kTls13
   std::string tls_cipher;
   std::string client_cert_subject;
   std::string client_cert_issuer;
@@ -63,13 +65,21 @@ struct Reply {
   bool final() const { return kind != Kind::Challenge; }
 };
 
+// libsodium KDF context (8 bytes) of the fake-salt key derived from the token signing seed.
+inline constexpr std::string_view kFakeSaltContext = "scramfks";
+
 struct Settings {
   std::string default_domain;
   password::Argon2Cost argon2;
   bool rehash = true;  // AUTH-10: re-store the password as {ARGON2} (and add a SCRAM verifier)
   uint32_t scram_iterations = password::kScramMinIterations;
-  std::array<uint8_t, 32> fake_salt_key{};  // SCRAM answers for unknown users (stable per name)
+  // Keys SCRAM's fake salts for unknown users (stable per name); a sub-key of the token signing
+  // seed (Signer::derive_key with kFakeSaltContext), never of anything public.
+  std::array<uint8_t, 32> fake_salt_key{};
   std::chrono::seconds token_ttl{std::chrono::hours(1)};
+  // [tokens] allow_unbound, for tests only: mint and renew tokens for a front end that has no
+  // certificate name (plaintext gRPC). Such a token opens the mailbox for any front end.
+  bool allow_unbound_tokens = false;
   std::chrono::seconds max_session{std::chrono::hours(24 * 7)};
   policy::MechanismPolicy mechanisms;
   std::vector<std::string> admins;  // front-end CNs allowed to make Admin calls
@@ -104,7 +114,16 @@ class Core {
        size_t hash_threads, size_t hash_queue, size_t directory_threads, size_t directory_queue);
   ~Core();
 
+  // Not certmap, token_issuers or mechanisms: adopt() replaces those while calls run; read them
+  // through the accessors below.
   const Settings& settings() const { return settings_; }
+  // SIGHUP: certmap.conf and the OAuth issuers as read again; exchanges started from now on use
+  // them (one in progress keeps what it read). Thread-safe.
+  void adopt(std::shared_ptr<const common::tls::CertMap> certmap,
+             std::shared_ptr<const oauth::TokenValidator> token_issuers);
+  std::shared_ptr<const common::tls::CertMap> certmap() const;
+  std::shared_ptr<const oauth::TokenValidator> token_issuers() const;
+  policy::MechanismPolicy mechanism_policy() const;
   std::string key_id() const { return signer_.key_id(); }
   directory::Backend& backend() { return *backend_; }
 
@@ -143,6 +162,7 @@ class Core {
   common::runtime::WorkerPool hash_pool_;
   common::runtime::WorkerPool directory_pool_;
   std::string dummy_hash_;  // verified for unknown users, so timing does not tell them apart
+  mutable std::mutex live_mutex_;  // settings_.certmap, .token_issuers, .mechanisms (adopt())
   // Last, so it goes first: lookups it cancels hand their exchanges to the pools, still alive.
   std::unique_ptr<common::dns::ResolverThread> names_;
 };
