@@ -60,8 +60,15 @@ PRInt32 memio_read(PRFileDesc* fd, void* buf, PRInt32 amount) {
 PRInt32 memio_send(PRFileDesc* fd, const void* buf, PRInt32 amount, PRIntn, PRIntervalTime) {
   MemioState* s = io_state(fd, amount);
   if (s == nullptr) return -1;
+  s->records_out.feed(static_cast<const char*>(buf), static_cast<size_t>(amount), s->on_record_out, s->owner);
+  if (s->released) {
+    // Under the key and at the sequence numbers the transform's own record layer now uses: sending
+    // it would reuse an AEAD nonce.
+    if (s->writes_after_release != nullptr) ++*s->writes_after_release;
+    PR_SetError(PR_IO_ERROR, 0);
+    return -1;
+  }
   s->out.append(static_cast<const char*>(buf), static_cast<size_t>(amount));
-  s->records_out.feed(static_cast<const char*>(buf), static_cast<size_t>(amount));
   return amount;
 }
 
@@ -227,14 +234,20 @@ size_t MemioState::read(char* dst, size_t n) {
   return done;
 }
 
-void RecordTally::feed(const char* data, size_t n) {
+void RecordTally::feed(const char* data, size_t n, void (*done)(void* arg, uint8_t type), void* arg) {
+  constexpr unsigned char kApplicationData = 23;
+  auto complete = [&] {
+    ++records;
+    if (header[0] != kApplicationData) ++unprotected;
+    if (done != nullptr) done(arg, header[0]);
+  };
   while (n > 0) {
     if (body_left > 0) {
       size_t k = std::min(n, body_left);
       body_left -= k;
       data += k;
       n -= k;
-      if (body_left == 0) ++records;
+      if (body_left == 0) complete();
       continue;
     }
     header[header_have++] = static_cast<unsigned char>(*data++);
@@ -242,7 +255,7 @@ void RecordTally::feed(const char* data, size_t n) {
     if (header_have == sizeof header) {
       header_have = 0;
       body_left = (size_t{header[3]} << 8) | header[4];
-      if (body_left == 0) ++records;
+      if (body_left == 0) complete();
     }
   }
 }

@@ -15,14 +15,24 @@ namespace common::tls {
 // Counts the complete TLS records passing one way through memio, from a point NSS names (a new
 // traffic key), so the record layer that takes over knows each direction's sequence number.
 struct RecordTally {
-  uint64_t records = 0;  // records completed since restart()
+  uint64_t records = 0;      // records completed since restart()
+  uint64_t unprotected = 0;  // of them, records whose outer type is not application_data
+  uint16_t epoch = 0;        // the NSS epoch (sslexp.h) of the key counted since restart()
   unsigned char header[5] = {};
   size_t header_have = 0;
   size_t body_left = 0;
 
   bool at_boundary() const { return header_have == 0 && body_left == 0; }
-  void restart() { records = 0; }
-  void feed(const char* data, size_t n);
+  // Under TLS 1.3 every protected record has the outer type application_data and takes one
+  // sequence number; a record of another type (a plaintext alert or change_cipher_spec) takes none,
+  // so a tally holding one no longer gives the sequence number.
+  void restart(uint16_t key_epoch) {
+    records = 0;
+    unprotected = 0;
+    epoch = key_epoch;
+  }
+  // `done` (when set) hears of every record completed, with its outer content type.
+  void feed(const char* data, size_t n, void (*done)(void* arg, uint8_t type) = nullptr, void* arg = nullptr);
 };
 
 // The buffers of one connection; owned by its stub and freed when the stub is closed. Nothing here
@@ -37,6 +47,12 @@ struct MemioState {
   void* owner = nullptr;  // the transform using this connection (for NSS callbacks)
   RecordTally records_in;   // what NSS read
   RecordTally records_out;  // what NSS wrote
+  // Told of every record NSS wrote, with `owner` (the transform tracks what NSS protects).
+  void (*on_record_out)(void* owner, uint8_t type) = nullptr;
+  // Set when the transform has given the connection's records to its own layer: NSS must write
+  // nothing more, and whatever it still writes is refused (never sent) and counted here.
+  bool released = false;
+  uint64_t* writes_after_release = nullptr;
 
   size_t readable() const { return rest.size() - rest_pos + feed.size(); }
   // Makes `bytes` readable by NSS without copying them. They must stay valid until end_input().

@@ -5,7 +5,7 @@
 #include "common/tls/server.hpp"
 
 #include <algorithm>
-#include <cctype>
+#include <atomic>
 #include <climits>
 #include <mutex>
 #include <optional>
@@ -21,11 +21,14 @@
 #include <sslerr.h>
 #include <sslproto.h>
 
+#include "common/ascii.hpp"
 #include "common/log/log.hpp"
+#include "common/tls/client_hello.hpp"
 #include "common/tls/crl.hpp"
 #include "common/tls/handles.hpp"
 #include "common/tls/memio.hpp"
 #include "common/tls/nss.hpp"
+#include "common/tls/protect_observer.hpp"
 #include "common/tls/record13.hpp"
 
 namespace common::tls {
@@ -42,10 +45,29 @@ constexpr size_t kReadChunk = 16 * 1024 + 256;
 constexpr size_t kMaxWriteChunk = 4096 - 64;
 constexpr size_t kMaxServerName = 255;
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
+// NSS versions the TLS 1.3 record hand-over was tested on: its sequence numbers rest on the order
+// in which this NSS writes records and reports secrets (ServerTransform::hand_over).
+constexpr char kHandoverTestedNss[] = "3.87";
+constexpr char kHandoverNextNss[] = "3.88";
+
+// Off for the rest of the process once a self-test fails or NSS misbehaves at a hand-over.
+std::atomic<bool> g_handover_forbidden{false};
+
+// Why this NSS may not hand records over; empty when it may.
+std::string untested_nss() {
+  if (NSS_VersionCheck(kHandoverTestedNss) && !NSS_VersionCheck(kHandoverNextNss)) return {};
+  return "NSS " + std::string(NSS_GetVersion()) + " is not a version the TLS 1.3 record hand-over was tested on (" +
+         kHandoverTestedNss + ".x); records stay in NSS";
+}
+
+bool handover_allowed() {
+  static const bool tested = untested_nss().empty();
+  return tested && !g_handover_forbidden.load(std::memory_order_acquire);
+}
+
+void forbid_handover(const std::string& reason) {
+  g_handover_forbidden.store(true, std::memory_order_release);
+  log::error("tls").event("tls_handover_disabled").kv("reason", reason + "; TLS 1.3 records stay in NSS from now on");
 }
 
 std::string version_name(uint16_t v) {
@@ -59,7 +81,7 @@ std::string version_name(uint16_t v) {
 }
 
 Result<uint16_t> parse_min_version(std::string_view text) {
-  std::string v = lower(text);
+  std::string v = ascii::lowered(text);
   if (v.rfind("tlsv", 0) == 0) {
     v.erase(0, 4);
   } else if (v.rfind("tls", 0) == 0) {
@@ -141,6 +163,66 @@ Result<std::vector<CertKey>> load_certificates(const std::vector<std::string>& n
   return out;
 }
 
+// What a client sent where a TLS ClientHello belonged, described without its content.
+struct NotTls {
+  std::string_view kind;  // text, http, sslv2_hello, tls_record, binary
+  std::string verb_hex;   // the command verb, hex, when it is one a mail or HTTP client sends
+  std::string detail;     // record type and version for the TLS kinds, the first byte for binary
+};
+
+std::string hex_bytes(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out.push_back(kDigits[b >> 4]);
+    out.push_back(kDigits[b & 15]);
+  }
+  return out;
+}
+
+// Verbs a plaintext client opens with (SMTP, LMTP, POP3, ManageSieve, HTTP). Only these are logged:
+// the first word of a line is not always a verb (the base64 line of an AUTH PLAIN sent in two
+// parts, an IMAP tag), and a prefix of a credential is still a credential.
+bool known_verb(std::string_view word) {
+  static constexpr std::string_view kVerbs[] = {
+      "EHLO", "HELO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "VRFY", "EXPN",
+      "HELP", "AUTH", "STARTTLS", "USER", "PASS", "APOP", "STLS", "CAPA", "STAT", "LIST", "RETR", "DELE",
+      "UIDL", "TOP", "AUTHENTICATE", "CAPABILITY", "LOGOUT", "GET", "HEAD", "POST", "PUT", "DELETE",
+      "OPTIONS", "CONNECT", "PATCH", "TRACE", "PRI"};
+  for (auto verb : kVerbs) {
+    if (ascii::iequals(word, verb)) return true;
+  }
+  return false;
+}
+
+bool http_method(std::string_view word) {
+  for (std::string_view m : {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "CONNECT", "PATCH", "TRACE", "PRI"}) {
+    if (word == m) return true;
+  }
+  return false;
+}
+
+NotTls classify_not_tls(std::string_view in) {
+  auto at = [&](size_t i) { return static_cast<unsigned char>(in[i]); };
+  auto hex2 = [&](size_t i) { return "0x" + hex_bytes(in.substr(i, 2)); };
+  // SSL 2.0 CLIENT-HELLO: a two-byte length with the top bit set, message type 1, then the version
+  // (RFC 6101 appendix E.2); old scanners still open with it.
+  if (in.size() >= 5 && (at(0) & 0x80) != 0 && at(2) == 1) return {"sslv2_hello", "", "version=" + hex2(3)};
+  // A TLS record, but not a handshake (change_cipher_spec, alert, application_data, heartbeat).
+  if (in.size() >= 3 && at(0) >= 20 && at(0) <= 24 && at(1) == 3) {
+    return {"tls_record", "", "type=" + std::to_string(at(0)) + " version=" + hex2(1)};
+  }
+  const std::string_view first_line = in.substr(0, in.find_first_of("\r\n"));
+  for (unsigned char c : first_line) {
+    if ((c < 0x20 && c != '\t') || c > 0x7e) return {"binary", "", "first_byte=0x" + hex_bytes(in.substr(0, 1))};
+  }
+  // Never past the first space or line end: the arguments are where credentials are.
+  const std::string_view word = first_line.substr(0, first_line.find_first_of(" \t"));
+  NotTls text{http_method(word) ? "http" : "text", "", ""};
+  if (known_verb(word)) text.verb_hex = hex_bytes(word);
+  return text;
+}
+
 class ServerTransform;
 void secret_hook(PRFileDesc* fd, PRUint16 epoch, SSLSecretDirection direction, PK11SymKey* secret, void* arg);
 
@@ -168,12 +250,18 @@ namespace {
 
 class ServerTransform final : public runtime::Transform {
  public:
-  ServerTransform(std::shared_ptr<ServerContext> context, const ServerContext::State& state, std::string id)
-      : context_(std::move(context)), state_(state), id_(std::move(id)) {}
+  // `self_test`: the start-up check of the hand-over (self_test_suite): no client certificate
+  // is asked for, the hand-over happens whatever the process allows, and success is not logged.
+  ServerTransform(std::shared_ptr<ServerContext> context, const ServerContext::State& state, std::string id,
+                  bool self_test = false)
+      : context_(std::move(context)), state_(state), id_(std::move(id)), self_test_(self_test) {}
 
   ~ServerTransform() override {
+    ssl_.reset();  // first: closing it may still call back into this object
     explicit_bzero(read_secret_.data(), read_secret_.size());
     explicit_bzero(write_secret_.data(), write_secret_.size());
+    explicit_bzero(observed_key_.data(), observed_key_.size());
+    explicit_bzero(observed_iv_.data(), observed_iv_.size());
   }
 
   // Builds the NSS socket; false (and failure_ set) when NSS refuses.
@@ -190,11 +278,52 @@ class ServerTransform final : public runtime::Transform {
     ssl_.reset(ssl);
     memio_ = memio_state(ssl);
     memio_->owner = this;
+    if (protect_observed()) memio_->on_record_out = nss_record_hook;
+    if (self_test_ && (SSL_OptionSet(ssl, SSL_REQUEST_CERTIFICATE, PR_FALSE) != SECSuccess ||
+                       SSL_OptionSet(ssl, SSL_REQUIRE_CERTIFICATE, SSL_REQUIRE_NEVER) != SECSuccess)) {
+      return setup_failed("SSL_OptionSet(SSL_REQUEST_CERTIFICATE)");
+    }
     if (SSL_ResetHandshake(ssl, PR_TRUE) != SECSuccess) return setup_failed("SSL_ResetHandshake");
     // Without the secrets the connection simply stays on NSS's record layer.
-    hand_over_ = state_.options.release_nss_after_handshake &&
+    hand_over_ = state_.options.release_nss_after_handshake && (self_test_ || handover_allowed()) &&
                  SSL_SecretCallback(ssl, secret_hook, this) == SECSuccess;
+    if (hand_over_) hello_scan_.emplace();
     return true;
+  }
+
+  bool handed_over() const { return records_.has_value(); }
+
+  // record_size_limit (RFC 8449): NSS agrees to a client's limit and keeps to it, Tls13Records
+  // sends records of up to 2^14 bytes of content (a TLSInnerPlaintext of 2^14 + 1), and NSS does
+  // not say what the limit was. A client that asked for smaller records (a small-footprint device)
+  // stays in NSS; NSS clients and browsers ask for 2^14 + 1, no limit at all, and are handed over.
+  // Our own limit is NSS's default, 2^14 + 1 (SSL_RECORD_SIZE_LIMIT is never set), which is what
+  // Tls13Records accepts anyway.
+  void check_record_size_limit(PRFileDesc* fd) {
+    constexpr uint32_t kLargestInnerPlaintext = 16384 + 1;
+    PRBool negotiated = PR_FALSE;
+    std::string reason;
+    if (SSL_HandshakeNegotiatedExtension(fd, ssl_record_size_limit_xtn, &negotiated) != SECSuccess) {
+      reason = "SSL_HandshakeNegotiatedExtension: " + last_error_text();
+    } else if (!negotiated) {
+      return;
+    } else if (!hello_scan_ || !hello_scan_->readable() || !hello_scan_->record_size_limit()) {
+      reason = "record_size_limit negotiated, but the ClientHello was not readable";
+    } else if (uint32_t limit = *hello_scan_->record_size_limit(); limit < kLargestInnerPlaintext) {
+      reason = "the client asked for a record_size_limit of " + std::to_string(limit) + " (RFC 8449)";
+    } else {
+      return;
+    }
+    hand_over_ = false;
+    log::debug("tls").session(id_).phase("handshake").event("tls_nss_kept").kv("reason", reason);
+  }
+
+  const std::string& failure() const { return failure_; }
+
+  // Our KeyUpdate, for the self-test (encode() sends them by itself before the AEAD's record limit).
+  Result<void> key_update(bool request_peer, std::string& wire) {
+    if (!records_) return fail(ErrorKind::Internal, "the connection's records are still in NSS");
+    return records_->key_update(request_peer, wire);
   }
 
   const runtime::SecurityFacts* facts() const override { return handshake_done_ ? &facts_ : nullptr; }
@@ -238,9 +367,12 @@ class ServerTransform final : public runtime::Transform {
   // starts at a record boundary, where the tally of its direction restarts: for a KeyUpdate that is
   // now; the first read key arrives with the server's Finished but applies only after the client's,
   // so its tally restarts when the handshake completes (decode_with_nss).
-  void on_secret(PRUint16 epoch, SSLSecretDirection direction, PK11SymKey* secret) {
-    if (epoch < 3 || memio_ == nullptr) return;
+  void on_secret(PRFileDesc* fd, PRUint16 epoch, SSLSecretDirection direction, PK11SymKey* secret) {
+    if (memio_ == nullptr) return;
     const bool read = direction == ssl_secret_read;
+    if (!read && memio_->on_record_out != nullptr) observe_write_key(fd, secret);
+    if (epoch < 3) return;
+    (read ? read_epoch_ : write_epoch_) = epoch;
     RecordTally& tally = read ? memio_->records_in : memio_->records_out;
     std::string& kept = read ? read_secret_ : write_secret_;
     explicit_bzero(kept.data(), kept.size());
@@ -253,18 +385,55 @@ class ServerTransform final : public runtime::Transform {
       return;
     }
     kept.assign(reinterpret_cast<const char*>(value->data), value->len);
-    if (!read || epoch > 3) tally.restart();
+    if (!read || epoch > 3) tally.restart(epoch);
+  }
+
+  // A record NSS wrote, for the protect observer (tests): the key is the newest write key, and the
+  // sequence number counts from its secret on. Plaintext records (ServerHello, change_cipher_spec)
+  // take no nonce.
+  void on_nss_record(uint8_t type) {
+    if (type != 23 || observed_key_.empty()) return;
+    observe_protect({Protector::Nss, observed_key_, observed_iv_, observed_sequence_++, released_});
+  }
+
+  // NSS hands a record it would protect to this instead, once the connection's records are ours. In
+  // NSS 3.87 (lib/ssl/ssl3con.c) a TLS record is protected only in ssl_ProtectRecord, reached only
+  // through ssl3_SendRecord, which gives the plaintext to this callback first when one is set; so
+  // the close_notify PR_Close sends takes no nonce of the write key Tls13Records goes on with. It is
+  // dropped: the peer hears our layer's close_notify when the time comes.
+  void on_dropped_record(PRUint16 epoch, SSLContentType type, unsigned len) {
+    ++dropped_records_;
+    if (type != ssl_ct_alert || len != 2) {
+      // Only the close_notify is expected: anything else was for the peer and is lost.
+      log::error("tls").session(id_).phase("data").event("tls_nss_record_lost")
+          .kv("epoch", static_cast<unsigned>(epoch))
+          .kv("type", static_cast<unsigned>(type)).kv("length", len);
+    }
   }
 
  private:
   // Once a TLS 1.3 connection is quiet at a record boundary in both directions, its records move
   // to Tls13Records and the NSS socket is closed: the ~65 KiB NSS keeps per socket (buffers, key
-  // objects, locks) is freed for the rest of the connection. NSS's own close_notify from PR_Close
-  // goes into the discarded memio buffer, never to the peer.
+  // objects, locks) is freed for the rest of the connection.
+  //
+  // The sequence numbers Tls13Records starts from are inferred from the order in which NSS writes
+  // records and reports new secrets, which no NSS API promises; a wrong one would reuse an AEAD
+  // nonce. So the hand-over is on only for NSS versions the tests passed on, only after this
+  // process's self-test passed, and only when NSS's own epochs agree with the secrets and tallies.
+  //
+  // Records NSS read before this point are answered by NSS: that is the client's first flight
+  // after its Finished, when it sends it before the connection goes quiet. NSS 3.87 answers a
+  // KeyUpdate there whose request_update is neither 0 nor 1 with decode_error (tls13_HandleKeyUpdate;
+  // handover_test), where RFC 8446 §4.6.3 asks for illegal_parameter, which Tls13Records sends.
   void hand_over() {
     if (!hand_over_ || !handshake_done_ || !tls13_ || closed_ || failed_ || peer_closed_ || !pending_.empty()) return;
     if (read_secret_.empty() || write_secret_.empty() || memio_->readable() != 0 ||
         !memio_->records_in.at_boundary() || !memio_->records_out.at_boundary()) {
+      return;
+    }
+    if (auto mismatch = epochs_disagree()) {
+      hand_over_ = false;
+      log::warning("tls").session(id_).phase("data").event("tls_handover_refused").kv("reason", *mismatch);
       return;
     }
     TrafficSecret read{std::move(read_secret_), memio_->records_in.records};
@@ -275,11 +444,77 @@ class ServerTransform final : public runtime::Transform {
       log::warning("tls").session(id_).event("tls_handover_failed").kv("reason", records.error().detail);
       return;
     }
-    log::debug("tls").session(id_).phase("data").event("tls_nss_released")
-        .kv("read_sequence", records->read_sequence()).kv("write_sequence", records->write_sequence());
+    if (SSL_RecordLayerWriteCallback(ssl_.get(), drop_record_hook, this) != SECSuccess) {
+      hand_over_ = false;
+      log::warning("tls").session(id_).event("tls_handover_failed")
+          .kv("reason", "SSL_RecordLayerWriteCallback: " + last_error_text());
+      return;
+    }
+    const uint64_t read_sequence = records->read_sequence();
+    const uint64_t write_sequence = records->write_sequence();
     records_.emplace(std::move(*records));
+    released_ = true;
+    memio_->released = true;  // a record NSS still wrote would be refused, never sent
+    memio_->writes_after_release = &writes_after_release_;
     memio_ = nullptr;
     ssl_.reset();
+    log::debug("tls").session(id_).phase("data").event("tls_nss_released").kv("read_epoch", read_epoch_)
+        .kv("write_epoch", write_epoch_).kv("read_sequence", read_sequence).kv("write_sequence", write_sequence)
+        .kv("dropped", dropped_records_);
+    if (writes_after_release_ != 0) {
+      forbid_handover("NSS " + std::string(NSS_GetVersion()) + " wrote " + std::to_string(writes_after_release_) +
+                      " record(s) past SSL_RecordLayerWriteCallback when its socket was closed");
+    }
+  }
+
+  // Why NSS's own view of the keys in use differs from the secrets and record tallies a hand-over
+  // would start from; nullopt when they agree.
+  std::optional<std::string> epochs_disagree() {
+    PRUint16 nss_read = 0;
+    PRUint16 nss_write = 0;
+    if (SSL_GetCurrentEpoch(ssl_.get(), &nss_read, &nss_write) != SECSuccess) {
+      return "SSL_GetCurrentEpoch: " + last_error_text();
+    }
+    const RecordTally& in = memio_->records_in;
+    const RecordTally& out = memio_->records_out;
+    if (nss_read == read_epoch_ && nss_write == write_epoch_ && in.epoch == nss_read && out.epoch == nss_write &&
+        in.unprotected == 0 && out.unprotected == 0) {
+      return std::nullopt;
+    }
+    return "epochs disagree: NSS reads " + std::to_string(nss_read) + " and writes " + std::to_string(nss_write) +
+           ", secrets read " + std::to_string(read_epoch_) + " and write " + std::to_string(write_epoch_) +
+           ", tallies read " + std::to_string(in.epoch) + " (" + std::to_string(in.unprotected) +
+           " unprotected) and write " + std::to_string(out.epoch) + " (" + std::to_string(out.unprotected) +
+           " unprotected)";
+  }
+
+  // The key and IV of a new write secret, for the protect observer only.
+  void observe_write_key(PRFileDesc* fd, PK11SymKey* secret) {
+    explicit_bzero(observed_key_.data(), observed_key_.size());
+    explicit_bzero(observed_iv_.data(), observed_iv_.size());
+    observed_key_.clear();
+    observed_iv_.clear();
+    observed_sequence_ = 0;
+    SSLPreliminaryChannelInfo info{};
+    if (SSL_GetPreliminaryChannelInfo(fd, &info, sizeof info) != SECSuccess ||
+        (info.valuesSet & ssl_preinfo_cipher_suite) == 0 || PK11_ExtractKeyValue(secret) != SECSuccess) {
+      return;
+    }
+    const SECItem* value = PK11_GetKeyData(secret);
+    if (value == nullptr || value->data == nullptr) return;
+    const TlsHash hash = info.cipherSuite == TLS_AES_256_GCM_SHA384 ? TlsHash::Sha384 : TlsHash::Sha256;
+    const size_t key_len = info.cipherSuite == TLS_AES_128_GCM_SHA256 ? 16 : 32;
+    std::string_view raw(reinterpret_cast<const char*>(value->data), value->len);
+    observed_key_ = hkdf_expand_label(hash, raw, "key", {}, key_len);
+    observed_iv_ = hkdf_expand_label(hash, raw, "iv", {}, 12);
+  }
+
+  static void nss_record_hook(void* owner, uint8_t type) { static_cast<ServerTransform*>(owner)->on_nss_record(type); }
+
+  static SECStatus drop_record_hook(PRFileDesc*, PRUint16 epoch, SSLContentType type, const PRUint8*, unsigned len,
+                                    void* arg) {
+    static_cast<ServerTransform*>(arg)->on_dropped_record(epoch, type, len);
+    return SECSuccess;
   }
 
   Result<void> decode_with_nss(std::string_view in, std::string& plain, std::string& wire) {
@@ -290,6 +525,7 @@ class ServerTransform final : public runtime::Transform {
       // TLS port: say so now instead of letting NSS wait for a record length read from ASCII.
       if (static_cast<unsigned char>(in[0]) != 22) return not_tls(in);
     }
+    if (hello_scan_) hello_scan_->feed(in);
     // NSS reads straight from the connection's read buffer; whatever it leaves (normally nothing)
     // is copied when this returns, so an idle connection keeps no input buffer of its own.
     memio_->begin_input(in);
@@ -308,7 +544,7 @@ class ServerTransform final : public runtime::Transform {
       // NSS stops reading at the end of the client's Finished: what follows is under its first
       // application key.
       if (!memio_->records_in.at_boundary()) hand_over_ = false;
-      memio_->records_in.restart();
+      memio_->records_in.restart(read_epoch_);
       auto done = on_handshake_done();
       if (!done) return done;
       if (!pending_.empty()) {
@@ -358,7 +594,7 @@ class ServerTransform final : public runtime::Transform {
   PRInt32 choose_server_name(PRFileDesc* fd, const SECItem* names, PRUint32 count) {
     for (PRUint32 i = 0; i < count; ++i) {
       if (names[i].data == nullptr || names[i].len == 0 || names[i].len > kMaxServerName) continue;
-      std::string name = lower(std::string_view(reinterpret_cast<const char*>(names[i].data), names[i].len));
+      std::string name = ascii::lowered(std::string_view(reinterpret_cast<const char*>(names[i].data), names[i].len));
       if (!name.empty() && name.back() == '.') name.pop_back();
       if (i == 0) sni_ = name;
       const auto* entry = state_.find_sni(name);
@@ -398,9 +634,15 @@ class ServerTransform final : public runtime::Transform {
     return fail_with("TLS handshake failed: " + reason);
   }
 
+  // Logs what arrived by kind and length, never as given: after STARTTLS it may be a pipelined
+  // "AUTH PLAIN <base64>" carrying a password (RFC 4616).
   tl::unexpected<Error> not_tls(std::string_view in) {
-    log::notice("tls").session(id_).phase("handshake").event("tls_failed")
-        .kv("reason", "not a TLS ClientHello").client_text("start", in.substr(0, 40));
+    const NotTls seen = classify_not_tls(in);
+    auto line = log::notice("tls");
+    line.session(id_).phase("handshake").event("tls_failed").kv("reason", "not a TLS ClientHello")
+        .kv("kind", seen.kind).kv("length", static_cast<uint64_t>(in.size()));
+    if (!seen.verb_hex.empty()) line.kv("verb_hex", seen.verb_hex);
+    if (!seen.detail.empty()) line.kv("detail", seen.detail);
     return fail_with("TLS handshake failed: the client did not start with a TLS handshake record");
   }
 
@@ -419,6 +661,8 @@ class ServerTransform final : public runtime::Transform {
       facts_.protocol = version_name(channel.protocolVersion);
       tls13_ = channel.protocolVersion == SSL_LIBRARY_VERSION_TLS_1_3 && Tls13Records::supports(channel.cipherSuite);
       suite_ = channel.cipherSuite;
+      if (tls13_ && hand_over_) check_record_size_limit(fd);
+      hello_scan_.reset();
       facts_.resumed = channel.resumed;
       SSLCipherSuiteInfo suite{};
       if (SSL_GetCipherSuiteInfo(channel.cipherSuite, &suite, sizeof suite) == SECSuccess) {
@@ -438,12 +682,12 @@ class ServerTransform final : public runtime::Transform {
     facts_.server_name = sni_;
     if (NssItem name{SSL_GetNegotiatedHostInfo(fd)}) {
       if (name->len > 0 && name->len <= kMaxServerName) {
-        facts_.server_name = lower(std::string_view(reinterpret_cast<const char*>(name->data), name->len));
+        facts_.server_name = ascii::lowered(std::string_view(reinterpret_cast<const char*>(name->data), name->len));
       }
     }
     // A resumed session skips the certificate hook: check its client certificate again now, so a
     // certificate revoked since the full handshake does not live on through tickets.
-    if (!facts_.client_verified && state_.options.client_certs != ClientCerts::Off) {
+    if (!facts_.client_verified && state_.options.client_certs != ClientCerts::Off && !self_test_) {
       rechecking_resumed_ = facts_.resumed;
       NssCert cert(SSL_PeerCertificate(fd));
       if (cert) {
@@ -461,6 +705,7 @@ class ServerTransform final : public runtime::Transform {
       }
     }
     facts_.handshake_done = true;
+    if (self_test_) return {};
     auto line = log::info("tls");
     line.session(id_).phase("handshake").event("tls_established").kv("protocol", facts_.protocol)
         .kv("cipher", facts_.cipher).kv("bits", facts_.cipher_bits).kv("resumed", facts_.resumed ? "yes" : "no");
@@ -513,6 +758,16 @@ class ServerTransform final : public runtime::Transform {
   std::optional<Tls13Records> records_;
   std::string read_secret_;   // the newest TLS 1.3 traffic secrets, until records_ takes them
   std::string write_secret_;
+  std::optional<ClientHelloScan> hello_scan_;  // until the handshake is done, when a hand-over may follow
+  uint16_t read_epoch_ = 0;   // their NSS epochs (3 for the first application keys)
+  uint16_t write_epoch_ = 0;
+  bool self_test_ = false;
+  bool released_ = false;             // NSS's socket has given its records to records_
+  uint64_t dropped_records_ = 0;      // what NSS wanted to send after that (its close_notify)
+  uint64_t writes_after_release_ = 0;  // what it wrote to memio after that anyway: must stay 0
+  std::string observed_key_;  // the protect observer's view of NSS's write key (tests only)
+  std::string observed_iv_;
+  uint64_t observed_sequence_ = 0;
   uint16_t suite_ = 0;
   bool tls13_ = false;
   bool hand_over_ = false;
@@ -534,8 +789,8 @@ ServerTransform* owner_of(PRFileDesc* fd) {
   return state ? static_cast<ServerTransform*>(state->owner) : nullptr;
 }
 
-void secret_hook(PRFileDesc*, PRUint16 epoch, SSLSecretDirection direction, PK11SymKey* secret, void* arg) {
-  static_cast<ServerTransform*>(arg)->on_secret(epoch, direction, secret);
+void secret_hook(PRFileDesc* fd, PRUint16 epoch, SSLSecretDirection direction, PK11SymKey* secret, void* arg) {
+  static_cast<ServerTransform*>(arg)->on_secret(fd, epoch, direction, secret);
 }
 
 // Set on every model with no argument: SSL_ReconfigFD (SNI) copies hooks from the model, so the
@@ -553,6 +808,180 @@ PRInt32 sni_hook(PRFileDesc* fd, const SECItem* names, PRUint32 count, void*) {
   ServerTransform* t = owner_of(fd);
   if (t == nullptr) return SSL_SNI_CURRENT_CONFIG_IS_USED;
   return t->choose_server_name(fd, names, count);
+}
+
+// --- The start-up self-test of the hand-over ---
+
+// The self-test checks records, not the certificate (which need not name anything it could ask for).
+SECStatus accept_any_certificate(void*, PRFileDesc*, PRBool, PRBool) { return SECSuccess; }
+
+// An NSS TLS 1.3 client over memio, in memory with a server transform: an independent reader of
+// every record our layer protects.
+class SelfTestClient {
+ public:
+  Result<void> open(uint16_t suite) {
+    PRFileDesc* stub = memio_create();
+    if (stub == nullptr) return fail(ErrorKind::Internal, "PR_CreateIOLayerStub: " + last_error_text());
+    PRFileDesc* ssl = SSL_ImportFD(nullptr, stub);
+    if (ssl == nullptr) {
+      std::string why = last_error_text();
+      PR_Close(stub);
+      return fail(ErrorKind::Internal, "SSL_ImportFD: " + why);
+    }
+    fd_.reset(ssl);
+    memio_ = memio_state(ssl);
+    const SSLVersionRange tls13{SSL_LIBRARY_VERSION_TLS_1_3, SSL_LIBRARY_VERSION_TLS_1_3};
+    bool ok = SSL_OptionSet(ssl, SSL_SECURITY, PR_TRUE) == SECSuccess &&
+              SSL_OptionSet(ssl, SSL_HANDSHAKE_AS_CLIENT, PR_TRUE) == SECSuccess &&
+              SSL_OptionSet(ssl, SSL_HANDSHAKE_AS_SERVER, PR_FALSE) == SECSuccess &&
+              SSL_OptionSet(ssl, SSL_NO_CACHE, PR_TRUE) == SECSuccess &&
+              SSL_VersionRangeSet(ssl, &tls13) == SECSuccess &&
+              SSL_AuthCertificateHook(ssl, accept_any_certificate, nullptr) == SECSuccess;
+    const PRUint16* implemented = SSL_GetImplementedCiphers();
+    for (PRUint16 i = 0; ok && i < SSL_GetNumImplementedCiphers(); ++i) {
+      const PRBool on = implemented[i] == suite ? PR_TRUE : PR_FALSE;
+      ok = SSL_CipherPrefSet(ssl, implemented[i], on) == SECSuccess || on == PR_FALSE;
+    }
+    if (!ok || SSL_ResetHandshake(ssl, PR_FALSE) != SECSuccess) {
+      return fail(ErrorKind::Internal, "cannot set up the NSS client: " + last_error_text());
+    }
+    return {};
+  }
+
+  // The server's bytes in; the handshake runs or records are read. What the client sends goes to
+  // `to_server`, the plaintext it reads to `plain`.
+  Result<void> step(std::string_view from_server, std::string& plain, std::string& to_server) {
+    memio_->begin_input(from_server);
+    struct EndInput {
+      MemioState* m;
+      ~EndInput() { m->end_input(); }
+    } end_input{memio_};
+    if (!handshake_done_) {
+      SECStatus rv = SSL_ForceHandshake(fd_.get());
+      memio_->take_output(to_server);
+      if (rv != SECSuccess) {
+        if (PR_GetError() == PR_WOULD_BLOCK_ERROR) return {};
+        return fail(ErrorKind::Protocol, "client handshake: " + last_error_text());
+      }
+      handshake_done_ = true;
+    }
+    char buffer[kReadChunk];
+    for (;;) {
+      PRInt32 n = PR_Read(fd_.get(), buffer, sizeof buffer);
+      memio_->take_output(to_server);
+      if (n > 0) {
+        plain.append(buffer, static_cast<size_t>(n));
+        continue;
+      }
+      if (n == 0) {
+        closed_ = true;
+        return {};
+      }
+      if (PR_GetError() == PR_WOULD_BLOCK_ERROR) return {};
+      return fail(ErrorKind::Protocol, "client read: " + last_error_text());
+    }
+  }
+
+  Result<void> write(std::string_view data, std::string& to_server) {
+    while (!data.empty()) {
+      PRInt32 n = PR_Write(fd_.get(), data.data(), static_cast<PRInt32>(data.size()));
+      memio_->take_output(to_server);
+      if (n <= 0) return fail(ErrorKind::Protocol, "client write: " + last_error_text());
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return {};
+  }
+
+  Result<void> key_update(std::string& to_server) {
+    SECStatus rv = SSL_KeyUpdate(fd_.get(), PR_TRUE);
+    memio_->take_output(to_server);
+    if (rv != SECSuccess) return fail(ErrorKind::Protocol, "client KeyUpdate: " + last_error_text());
+    return {};
+  }
+
+  bool handshake_done() const { return handshake_done_; }
+  bool closed() const { return closed_; }
+  PRFileDesc* fd() const { return fd_.get(); }
+
+ private:
+  PrFd fd_;
+  MemioState* memio_ = nullptr;
+  bool handshake_done_ = false;
+  bool closed_ = false;
+};
+
+std::string test_pattern(size_t size, char seed) {
+  std::string out(size, '\0');
+  for (size_t i = 0; i < size; ++i) out[i] = static_cast<char>(seed + i % 61);
+  return out;
+}
+
+// One TLS 1.3 connection with `suite` between a server transform of this context and an NSS client:
+// the handshake, data both ways (more than one record), a KeyUpdate from each side with an update
+// requested (so each side also answers one), data both ways after each, and our close_notify. The
+// client must read every byte; a record under a wrong key or sequence number fails its tag.
+Result<void> self_test_suite(const std::shared_ptr<ServerContext>& context, const ServerContext::State& state,
+                             uint16_t suite) {
+  ServerTransform server(context, state, "tls-selftest", true);
+  if (!server.open(state.model.get())) return fail(ErrorKind::Internal, server.failure());
+  SelfTestClient client;
+  if (auto opened = client.open(suite); !opened) return opened;
+  std::string to_server, to_client, server_read, client_read;
+  // Moves bytes both ways until neither side has anything more to say.
+  auto settle = [&]() -> Result<void> {
+    for (int round = 0; round < 32; ++round) {
+      std::string in;
+      in.swap(to_client);
+      if (auto done = client.step(in, client_read, to_server); !done) return done;
+      if (round > 0 && to_server.empty() && to_client.empty()) return {};
+      in.clear();
+      in.swap(to_server);
+      if (auto done = server.decode(in, server_read, to_client); !done) {
+        return fail(ErrorKind::Protocol, "server: " + done.error().detail);
+      }
+    }
+    return fail(ErrorKind::Internal, "the connection does not settle");
+  };
+  auto both_ways = [&](const char* when, char seed) -> Result<void> {
+    const std::string down = test_pattern(20000, seed);
+    const std::string up = test_pattern(17000, static_cast<char>(seed + 1));
+    if (auto sent = server.encode(down, to_client); !sent) {
+      return fail(ErrorKind::Protocol, "server: " + sent.error().detail);
+    }
+    if (auto sent = client.write(up, to_server); !sent) return sent;
+    if (auto settled = settle(); !settled) return settled;
+    if (client_read != down || server_read != up) {
+      return fail(ErrorKind::Protocol, std::string("data ") + when + " arrived changed: the client read " +
+                                           std::to_string(client_read.size()) + " of " + std::to_string(down.size()) +
+                                           " bytes, the server " + std::to_string(server_read.size()) + " of " +
+                                           std::to_string(up.size()));
+    }
+    client_read.clear();
+    server_read.clear();
+    return {};
+  };
+  if (auto settled = settle(); !settled) return settled;
+  if (!client.handshake_done() || server.facts() == nullptr) return fail(ErrorKind::Protocol, "no handshake");
+  if (!server.handed_over()) return fail(ErrorKind::Protocol, "the records were not handed over");
+  if (auto ok = both_ways("after the hand-over", 'A'); !ok) return ok;
+  if (auto updated = client.key_update(to_server); !updated) return updated;
+  if (auto ok = both_ways("after the client's KeyUpdate", 'a'); !ok) return ok;
+  if (auto updated = server.key_update(true, to_client); !updated) {
+    return fail(ErrorKind::Protocol, "server KeyUpdate: " + updated.error().detail);
+  }
+  if (auto ok = both_ways("after the server's KeyUpdate", '0'); !ok) return ok;
+  server.close(to_client);
+  if (auto settled = settle(); !settled) return settled;
+  if (!client.closed()) return fail(ErrorKind::Protocol, "the client saw no close_notify");
+  // Two new keys each way: one asked for, one given in answer.
+  PRUint16 read_epoch = 0;
+  PRUint16 write_epoch = 0;
+  if (SSL_GetCurrentEpoch(client.fd(), &read_epoch, &write_epoch) != SECSuccess || read_epoch != 5 ||
+      write_epoch != 5) {
+    return fail(ErrorKind::Protocol, "the client ended at read epoch " + std::to_string(read_epoch) +
+                                         " and write epoch " + std::to_string(write_epoch) + ", not 5 and 5");
+  }
+  return {};
 }
 
 Result<void> check(SECStatus rv, const std::string& what) {
@@ -646,7 +1075,7 @@ std::string_view client_certs_name(ClientCerts mode) {
 }
 
 Result<ClientCerts> parse_client_certs(std::string_view text) {
-  std::string v = lower(text);
+  std::string v = ascii::lowered(text);
   if (v == "off" || v == "no" || v == "none") return ClientCerts::Off;
   if (v == "optional" || v == "request") return ClientCerts::Optional;
   if (v == "required" || v == "require") return ClientCerts::Required;
@@ -700,7 +1129,7 @@ Result<std::shared_ptr<ServerContext>> ServerContext::create(const Nss& nss, con
     return tl::unexpected(ok.error());
   }
   for (const auto& [name, nicknames] : options.sni) {
-    std::string key = lower(name);
+    std::string key = ascii::lowered(name);
     if (!key.empty() && key.back() == '.') key.pop_back();
     if (key.empty() || key.size() > kMaxServerName) {
       return fail(ErrorKind::Config, "bad SNI server name \"" + name + "\"");
@@ -717,6 +1146,14 @@ Result<std::shared_ptr<ServerContext>> ServerContext::create(const Nss& nss, con
   auto crls = CachedCrls::load(options.crl_files);
   if (!crls) return tl::unexpected(crls.error());
   s.crls = std::move(*crls);
+  if (options.release_nss_after_handshake && s.versions.max == SSL_LIBRARY_VERSION_TLS_1_3) {
+    if (std::string untested = untested_nss(); !untested.empty()) {
+      static std::once_flag said;
+      std::call_once(said, [&] { log::warning("tls").event("tls_handover_off").kv("reason", untested); });
+    } else if (handover_allowed()) {
+      if (auto tested = context->self_test_handover(); !tested) forbid_handover(tested.error().detail);
+    }
+  }
 
   std::string nicknames;
   for (const auto& n : options.certificates) nicknames += (nicknames.empty() ? "" : ",") + n;
@@ -725,9 +1162,28 @@ Result<std::shared_ptr<ServerContext>> ServerContext::create(const Nss& nss, con
       .kv("min_version", version_name(s.versions.min)).kv("max_version", version_name(s.versions.max))
       .kv("suites", static_cast<uint64_t>(s.ciphers.suites.size()))
       .kv("client_certs", client_certs_name(options.client_certs))
-      .kv("crls", static_cast<uint64_t>(s.crls.size()));
+      .kv("crls", static_cast<uint64_t>(s.crls.size()))
+      .kv("handover", options.release_nss_after_handshake && handover_allowed() ? "on" : "off");
   return context;
 }
+
+Result<void> ServerContext::self_test_handover() {
+  std::string checked;
+  for (uint16_t suite : state_->ciphers.suites) {
+    if (!Tls13Records::supports(suite)) continue;
+    const CipherSuite* info = find_cipher(suite);
+    const std::string name = info != nullptr ? std::string(info->name) : std::to_string(suite);
+    if (auto ok = self_test_suite(shared_from_this(), *state_, suite); !ok) {
+      return fail(ErrorKind::Internal, "the TLS 1.3 record hand-over self-test failed with " + name + " on NSS " +
+                                           NSS_GetVersion() + ": " + ok.error().detail);
+    }
+    checked += (checked.empty() ? "" : ",") + name;
+  }
+  if (!checked.empty()) log::debug("tls").event("tls_handover_checked").kv("suites", checked);
+  return {};
+}
+
+bool ServerContext::handover_enabled() { return handover_allowed(); }
 
 std::unique_ptr<runtime::Transform> ServerContext::accept(std::string_view connection_id) {
   auto transform = std::make_unique<ServerTransform>(shared_from_this(), *state_, std::string(connection_id));

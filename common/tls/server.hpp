@@ -56,6 +56,15 @@ class ServerContext : public std::enable_shared_from_this<ServerContext> {
   // the old CRLs stay in force and the error names the file.
   Result<void> reload_crls();
 
+  // The start-up check of the TLS 1.3 record hand-over, which create() runs when
+  // release_nss_after_handshake is on (and a failure turns the hand-over off for the process): for
+  // each TLS 1.3 suite, an NSS client in memory handshakes with a connection of this context, data
+  // goes both ways, each side sends a KeyUpdate, our layer closes, and the client must read it all.
+  Result<void> self_test_handover();
+  // Whether TLS 1.3 connections of this process may leave NSS: the NSS version is one the tests
+  // passed on, and no self-test or hand-over has failed.
+  static bool handover_enabled();
+
   const ServerOptions& options() const;
   const CipherSelection& ciphers() const;
 

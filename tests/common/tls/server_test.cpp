@@ -529,7 +529,12 @@ TEST_CASE("hostile clients: garbage, a ClientHello then silence, a reset mid-han
     INFO(garbage.output);
     CHECK(field(garbage.output, "closed") == "yes");
     CHECK(std::stod(field(garbage.output, "seconds")) < 0.9);  // at once, not at the idle timeout
-    CHECK(logs.wait_for({"event=tls_failed", "not a TLS ClientHello", "GET / HTTP/1.0"}));
+    // The kind, the verb in hex and the length; never the request itself.
+    CHECK(logs.wait_for({"event=tls_failed", "not a TLS ClientHello", "kind=http", "verb_hex=474554", "length=35"}));
+    for (const auto& line : logs.lines()) {
+      CHECK_FALSE(contains(line, "HTTP/1.0"));
+      CHECK_FALSE(contains(line, "Host"));
+    }
 
     auto silent = tlstest::py_client("hello-silence", server.tls_port);
     INFO(silent.output);
@@ -622,5 +627,117 @@ TEST_CASE("client-started renegotiation is refused (TLS-10)", "[tls]") {
     CHECK(contains(r.output, "RENEGOTIATING"));
     CHECK_FALSE(contains(r.output, "+facts"));
     CHECK(logs.wait_for({"event=tls_failed", "RENEGOTIATION"}));
+  });
+}
+
+// gnutls-cli -d 5 prints every record it reads: the content type and length of each TLSInnerPlaintext
+// content it decrypted, "Application Data(23)" or "Handshake(22)" and so on.
+std::vector<std::pair<int, int>> decrypted_records(const std::string& output) {
+  std::vector<std::pair<int, int>> records;
+  std::regex re("Decrypted Packet\\[[0-9]+\\] [A-Za-z ]+\\(([0-9]+)\\) with\\s+length: ([0-9]+)");
+  for (auto it = std::sregex_iterator(output.begin(), output.end(), re); it != std::sregex_iterator(); ++it) {
+    records.emplace_back(std::stoi((*it)[1].str()), std::stoi((*it)[2].str()));
+  }
+  return records;
+}
+
+TEST_CASE("a client that asks for records of at most 512 bytes (record_size_limit) gets no larger ones", "[tls]") {
+  with_nss([](Nss& nss) {
+    DebugLogs debug("tls");
+    tlstest::LogCapture logs;
+    tlstest::TlsServer server(make_context(nss));
+    // An 800-byte line in two writes, as gnutls-cli sends at most one record per read of its input;
+    // the echo is one write of 802 bytes.
+    const std::string half(400, 'r');
+    auto talk = [&](const std::string& options) {
+      return test::run({"sh", "-c",
+                        "(printf 'FACTS\\r\\n'; sleep 0.3; printf '%s' \"$2\"; sleep 0.3; printf '%s\\r\\n' \"$2\"; "
+                        "sleep 0.3; printf 'QUIT\\r\\n'; sleep 0.5) | exec gnutls-cli -d 5 " + options +
+                            " --x509cafile \"$0\" -p \"$1\" localhost",
+                        pki().ca_pem(), std::to_string(server.tls_port), half},
+                       20s);
+    };
+    auto limited = talk("--recordsize=512");
+    INFO(limited.output);
+    CHECK(limited.exit_code == 0);
+    CHECK(contains(limited.output, "Sending extension Record Size Limit/28"));
+    CHECK(contains(limited.output, "+bye"));
+    // GnuTLS asks for 513: RFC 8449 §4 counts the TLS 1.3 content type byte in the limit, so every
+    // record may carry 512 bytes of content, no more.
+    std::vector<int> data;
+    for (auto [type, length] : decrypted_records(limited.output)) {
+      if (type == 23) data.push_back(length);
+      CHECK(length <= 512);
+    }
+    // The 802-byte echo in two records.
+    const std::vector<int> split{512, 290};
+    CHECK(std::search(data.begin(), data.end(), split.begin(), split.end()) != data.end());
+    std::string lines;
+    for (const auto& line : logs.lines()) lines += line + "\n";
+    INFO(lines);
+    CHECK(logs.wait_for({"event=tls_nss_kept", "record_size_limit of 513"}));
+
+    // Without a smaller limit the connection leaves NSS as usual, and records may be larger.
+    auto usual = talk("");
+    INFO(usual.output);
+    CHECK(contains(usual.output, "+bye"));
+    auto records = decrypted_records(usual.output);
+    CHECK(std::find(records.begin(), records.end(), std::pair<int, int>(23, 802)) != records.end());
+    CHECK(logs.wait_for({"event=tls_nss_released"}));
+  });
+}
+
+std::string to_hex(const std::string& bytes) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out += digits[b >> 4];
+    out += digits[b & 15];
+  }
+  return out;
+}
+
+TEST_CASE("plaintext where TLS belongs is logged by kind, verb and length, never as sent", "[tls]") {
+  with_nss([](Nss& nss) {
+    tlstest::LogCapture logs;
+    tlstest::TlsServer server(make_context(nss), 1s);
+    // "\0alice\0secret" (RFC 4616), the password an SMTP client pipelines behind STARTTLS.
+    const std::string credentials = "AGFsaWNlAHNlY3JldA==";
+    auto refused = [&](const std::string& mode, int port, const std::string& bytes) {
+      auto r = tlstest::py_client(mode, port, {to_hex(bytes)});
+      INFO(mode << ": " << r.output);
+      CHECK(field(r.output, "closed") == "yes");
+      return logs.wait_for({"event=tls_failed", "not a TLS ClientHello", "length=" + std::to_string(bytes.size())});
+    };
+    const std::string auth = "AUTH PLAIN " + credentials + "\r\nQUIT\r\n";
+    CHECK(refused("starttls-raw", server.starttls_port, auth));
+    CHECK(logs.wait_for(
+        {"event=tls_failed", "kind=text", "verb_hex=41555448", "length=" + std::to_string(auth.size())}));
+    CHECK(refused("raw", server.tls_port, "auth plain " + credentials + "\r\n"));
+    CHECK(logs.wait_for({"event=tls_failed", "kind=text", "verb_hex=61757468"}));
+    // The base64 line alone (AUTH PLAIN sent in two parts): the first word is no verb, none is shown.
+    CHECK(refused("starttls-raw", server.starttls_port, credentials + "\r\n"));
+    // IMAP: the tag comes first and the password after the space.
+    CHECK(refused("raw", server.tls_port, "a1 LOGIN alice secret\r\n"));
+    // Not text: an SSL 2.0 CLIENT-HELLO, a TLS alert record, binary.
+    CHECK(refused("raw", server.tls_port, std::string("\x80\x2e\x01\x03\x01\x00\x15\x00\x00\x00\x10", 11) +
+                                              std::string(37, 'x')));
+    CHECK(logs.wait_for({"event=tls_failed", "kind=sslv2_hello", "detail=\"version=0x0301\""}));
+    CHECK(refused("raw", server.tls_port, std::string("\x15\x03\x03\x00\x02\x02\x28", 7)));
+    CHECK(logs.wait_for({"event=tls_failed", "kind=tls_record", "type=21 version=0x0303"}));
+    CHECK(refused("raw", server.tls_port, std::string("\x00\x01\x02secret\xff", 10)));
+    CHECK(logs.wait_for({"event=tls_failed", "kind=binary", "first_byte=0x00"}));
+    size_t failures = 0;
+    for (const auto& line : logs.lines()) {
+      INFO(line);
+      for (const std::string& secret : {credentials, to_hex(credentials), std::string("PLAIN"), std::string("plain"),
+                                        to_hex("PLAIN"), to_hex("plain"), std::string("AGFsaWNl"), to_hex("AGFsaWNl"),
+                                        std::string("secret"), to_hex("secret"), std::string("alice"),
+                                        to_hex("alice"), std::string("LOGIN"), to_hex("LOGIN")}) {
+        CHECK_FALSE(contains(line, secret));
+      }
+      if (contains(line, "not a TLS ClientHello")) ++failures;
+    }
+    CHECK(failures == 7);
   });
 }

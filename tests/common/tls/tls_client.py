@@ -4,6 +4,8 @@
 #   starttls-inject CAFILE   EHLO, then "STARTTLS\r\nINJECTED\r\n" in one write, TLS, NOOP, QUIT
 #   bytewise CAFILE          implicit TLS with every handshake byte in its own TCP segment
 #   garbage                  an HTTP request instead of a ClientHello
+#   raw HEX                  these bytes instead of a ClientHello: prints how long until the server closed
+#   starttls-raw HEX         EHLO, STARTTLS, then these bytes in plaintext instead of a ClientHello
 #   hello-silence            a ClientHello, then nothing: prints how long until the server closed
 #   disconnect-mid           a ClientHello, read a little, then a reset
 #   bulk CAFILE LINES        TLS 1.3, LINES lines of 700 bytes echoed back, 20 at a time
@@ -253,6 +255,26 @@ def garbage(host, port):
     wait_closed(s, 5)
 
 
+def raw(host, port, payload):
+    s = connect(host, port)
+    s.sendall(bytes.fromhex(payload))
+    wait_closed(s, 5)
+
+
+def starttls_raw(host, port, payload):
+    s = connect(host, port)
+    buf = [b""]
+    read_line(s, buf)
+    s.sendall(b"EHLO client.example\r\n")
+    while not read_line(s, buf).startswith("250 "):
+        pass
+    s.sendall(b"STARTTLS\r\n")
+    print("starttls:", read_line(s, buf))
+    # A separate segment after the 220, so the bytes reach the TLS layer, not the discarded buffer.
+    s.sendall(bytes.fromhex(payload))
+    wait_closed(s, 5)
+
+
 def hello_silence(host, port):
     s = connect(host, port)
     s.sendall(client_hello())
@@ -278,6 +300,10 @@ def main():
         bytewise(host, port, args[0])
     elif mode == "garbage":
         garbage(host, port)
+    elif mode == "raw":
+        raw(host, port, args[0])
+    elif mode == "starttls-raw":
+        starttls_raw(host, port, args[0])
     elif mode == "hello-silence":
         hello_silence(host, port)
     elif mode == "disconnect-mid":
