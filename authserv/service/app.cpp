@@ -1,5 +1,6 @@
 // app.cpp: authserv's config tables ([authserv] [directory] [ldap] [password] [sasl] [tokens]),
-// start-up (backend, token key, gRPC server) and shutdown.
+// start-up (backend, token key), its Auth service for the gRPC port run_daemon serves ([grpc]),
+// SIGHUP (certmap and token issuers) and shutdown.
 #include "authserv/service/app.hpp"
 
 #include <sodium.h>
@@ -21,13 +22,14 @@ namespace {
 using common::config::Section;
 
 struct AuthservConfig {
-  ServerOptions server;
+  ServiceOptions service;
   std::vector<std::string> admins;
   std::string backend = "embedded";
   std::string directory_path;
   ldap::LdapOptions ldap;
   std::string ldap_bind_password_file;
   std::string token_key;
+  std::string certmap_file;
   Settings settings;
   size_t hash_threads = std::max<size_t>(1, std::thread::hardware_concurrency());
   size_t hash_queue = 256;
@@ -59,18 +61,25 @@ void read_ldap(Section l, AuthservConfig& c) {
 class AuthservApp final : public common::daemon::DaemonApp {
  public:
   std::vector<std::string> services() const override { return {}; }
-  bool needs_nss() const override { return !config_.server.mtls.plaintext; }
+  std::optional<common::daemon::GrpcPort> grpc_port() const override {
+    return common::daemon::GrpcPort{"authserv", "127.0.0.1:7560"};
+  }
 
   void read_config(Section root) override {
     auto& c = config_;
     auto a = root.section("authserv");
-    a.get("listen", c.server.listen);
-    a.get("certificate", c.server.mtls.certificate);
-    a.get("ca", c.server.mtls.ca);
-    a.get("plaintext", c.server.mtls.plaintext);
+    // The port is the skeleton's now, configured like every daemon's gRPC port.
+    for (const char* moved : {"listen", "certificate", "ca", "plaintext"}) {
+      if (!a.has(moved)) continue;
+      std::string ignored;
+      bool ignored_flag = false;
+      if (std::string_view(moved) == "plaintext") a.get(moved, ignored_flag);
+      else a.get(moved, ignored);
+      a.error(moved, std::string("moved to [grpc] ") + moved);
+    }
     a.get("admins", c.settings.admins);
     a.get("default_domain", c.settings.default_domain);
-    a.get("max_exchanges", c.server.max_exchanges, size_t{1}, size_t{1000000});
+    a.get("max_exchanges", c.service.max_exchanges, size_t{1}, size_t{1000000});
 
     auto d = root.section("directory");
     d.get_enum("backend", c.backend, {"embedded", "ldap"});
@@ -116,7 +125,7 @@ class AuthservApp final : public common::daemon::DaemonApp {
     } else {
       s.error("oauth_issuer", v.error().detail);
     }
-    std::string certmap_file;
+    std::string& certmap_file = c.certmap_file;
     s.get("certmap", certmap_file);
     c.settings.certmap = default_certmap();
     if (!certmap_file.empty()) {
@@ -139,6 +148,7 @@ class AuthservApp final : public common::daemon::DaemonApp {
 
     auto t = root.section("tokens");
     t.get("key_file", c.token_key);
+    t.get("allow_unbound", c.settings.allow_unbound_tokens);  // tests only: tokens for front ends with no name
     t.get_duration("ttl", c.settings.token_ttl, std::chrono::seconds(60), std::chrono::seconds(86400));
     t.get_duration("max_session", c.settings.max_session, std::chrono::seconds(60), std::chrono::seconds(86400 * 90));
     if (c.token_key.empty()) t.error("key_file", "authserv needs a token signing key file (created if absent)");
@@ -146,14 +156,15 @@ class AuthservApp final : public common::daemon::DaemonApp {
 
   common::Result<void> start(const common::daemon::CommonConfig& common_config) override {
     auto& c = config_;
-    auto signer = common::authtoken::Signer::load_or_create(c.token_key);
+    auto signer =
+        common::authtoken::Signer::load_or_create(c.token_key, {.allow_unbound = c.settings.allow_unbound_tokens});
     if (!signer) return common::fail(common::ErrorKind::Config, "tokens: " + signer.error().detail);
-    // SCRAM's fake salts for unknown names must survive restarts (else a changing salt tells an
-    // attacker the name does not exist); derive their key from the token key, which does.
-    auto pub = signer->public_key_text();
-    crypto_generichash(c.settings.fake_salt_key.data(), c.settings.fake_salt_key.size(),
-                       reinterpret_cast<const unsigned char*>(pub.data()), pub.size(),
-                       reinterpret_cast<const unsigned char*>("postern-scram-fake-salt"), 23);
+    // SCRAM's fake salts for unknown names must survive restarts and match across authservs (a
+    // changing salt tells an attacker the name does not exist), and only a holder of the secret
+    // may compute them (RFC 5802 §9), so their key is a sub-key of the signing seed, not of the
+    // public key every store holds.
+    if (auto k = signer->derive_key(kFakeSaltContext, 1, c.settings.fake_salt_key); !k)
+      return common::fail(common::ErrorKind::Config, "tokens: " + k.error().detail);
 
     std::unique_ptr<directory::Backend> backend;
     if (c.backend == "embedded") {
@@ -182,9 +193,8 @@ class AuthservApp final : public common::daemon::DaemonApp {
           .kv("effect", "rules naming hosts see no client name unless the front end sends it");
     }
     if (embedded_) admin_ = make_admin_handler(*embedded_, c.settings);
-    auto server = AuthServer::start(*core_, admin_.get(), c.server);
-    if (!server) return tl::unexpected(server.error());
-    server_ = std::move(*server);
+    c.service.plaintext = common_config.grpc && common_config.grpc->mtls.plaintext;
+    grpc_ = std::make_unique<AuthGrpc>(*core_, admin_.get(), c.service);
     common::log::info("authserv").phase("start").event("ready").kv("backend", core_->backend().kind())
         .kv("token_key_id", core_->key_id());
     return {};
@@ -195,10 +205,20 @@ class AuthservApp final : public common::daemon::DaemonApp {
     return nullptr;  // services() is empty: no [[listener]] can exist
   }
 
+  void register_grpc(common::rpc::GrpcRegistry& registry) override { grpc_->register_with(registry); }
+
+  // SIGHUP: certmap.conf and [[sasl.oauth_issuer]] as the fresh app read them (a file that failed
+  // to parse rejected the whole reload before this). The rest needs a restart.
+  void reload(common::daemon::DaemonApp& fresh_app) override {
+    auto& fresh = static_cast<AuthservApp&>(fresh_app).config_;
+    core_->adopt(fresh.settings.certmap, fresh.settings.token_issuers);
+    common::log::info("authserv").phase("reload").event("adopted").kv("certmap", fresh.certmap_file.empty() ? "built-in" : fresh.certmap_file)
+        .kv("token_issuers", fresh.settings.token_issuers && !fresh.settings.token_issuers->empty() ? "yes" : "no");
+  }
+
   void stop() override {
-    // gRPC first: its handlers use the core and the backend.
-    if (server_) server_->shutdown(std::chrono::seconds(5));
-    server_.reset();
+    // run_daemon shut the gRPC server down before this; the service goes first, then what it used.
+    grpc_.reset();
     admin_.reset();
     core_.reset();
   }
@@ -219,7 +239,7 @@ class AuthservApp final : public common::daemon::DaemonApp {
   directory::LmdbDirectory* embedded_ = nullptr;
   std::unique_ptr<Core> core_;
   std::unique_ptr<AdminHandler> admin_;
-  std::unique_ptr<AuthServer> server_;
+  std::unique_ptr<AuthGrpc> grpc_;
 };
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 
+#include "common/grpc/server.hpp"
 #include "common/log/log.hpp"
 #include "proto/authserv.grpc.pb.h"
 
@@ -337,42 +338,19 @@ class AuthService final : public pb::Auth::CallbackService {
 
 }  // namespace
 
-struct AuthServer::Impl {
-  Impl(Core& core, AdminHandler* admin, const ServerOptions& o)
-      : service(core, admin, o.max_exchanges, o.max_send, o.mtls.plaintext) {}
+struct AuthGrpc::Impl {
+  Impl(Core& core, AdminHandler* admin, const ServiceOptions& o)
+      : service(core, admin, o.max_exchanges, kMaxReply, o.plaintext) {}
   AuthService service;
-  std::unique_ptr<grpc::Server> server;
-  int port = 0;
 };
 
-AuthServer::AuthServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-AuthServer::~AuthServer() { shutdown(std::chrono::milliseconds(0)); }
+AuthGrpc::AuthGrpc(Core& core, AdminHandler* admin, ServiceOptions options)
+    : impl_(std::make_unique<Impl>(core, admin, options)) {}
+AuthGrpc::~AuthGrpc() = default;
 
-common::Result<std::unique_ptr<AuthServer>> AuthServer::start(Core& core, AdminHandler* admin, const ServerOptions& options) {
-  auto credentials = common::rpc::server_credentials(options.mtls);
-  if (!credentials) return tl::unexpected(credentials.error());
-  auto impl = std::make_unique<Impl>(core, admin, options);
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, *credentials, &impl->port);
-  builder.RegisterService(&impl->service);
-  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message));
-  builder.SetMaxSendMessageSize(static_cast<int>(options.max_send));
-  impl->server = builder.BuildAndStart();
-  if (!impl->server || impl->port == 0) {
-    return common::fail(common::ErrorKind::Config, "grpc: cannot listen on " + options.listen);
-  }
-  common::log::info("grpc").phase("start").event("listening").kv("address", options.listen)
-      .kv("port", static_cast<int64_t>(impl->port)).kv("mtls", options.mtls.plaintext ? "no" : "yes");
-  return std::unique_ptr<AuthServer>(new AuthServer(std::move(impl)));
+void AuthGrpc::register_with(common::rpc::GrpcRegistry& registry) {
+  registry.add<pb::Auth>(impl_->service);
+  registry.set_message_limits(kMaxRequest, kMaxReply);
 }
-
-void AuthServer::shutdown(std::chrono::milliseconds grace) {
-  if (!impl_ || !impl_->server) return;
-  impl_->server->Shutdown(std::chrono::system_clock::now() + grace);
-  impl_->server->Wait();
-  impl_->server.reset();
-}
-
-int AuthServer::port() const { return impl_->port; }
 
 }  // namespace authserv::service

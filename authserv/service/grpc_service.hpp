@@ -1,5 +1,7 @@
-// grpc_service.hpp: authserv's gRPC server (the Auth service of proto/authserv.proto) over mutual
-// TLS. The only authserv header that knows gRPC exists; it forward-declares what it needs.
+// grpc_service.hpp: authserv's gRPC service (the Auth service of proto/authserv.proto), served on
+// the daemon's gRPC port by run_daemon's skeleton (common/grpc/server.hpp), which owns the address,
+// mutual TLS, the access filters and limits. The only authserv header that knows gRPC exists; it
+// forward-declares what it needs.
 #pragma once
 
 #include <memory>
@@ -8,6 +10,10 @@
 
 #include "authserv/service/core.hpp"
 #include "common/grpc/credentials.hpp"
+
+namespace common::rpc {
+class GrpcRegistry;
+}  // namespace common::rpc
 
 namespace authserv::service {
 
@@ -20,25 +26,28 @@ class AdminHandler {
   virtual std::string handle(const std::string& request) = 0;
 };
 
-struct ServerOptions {
-  std::string listen = "127.0.0.1:7560";
-  common::rpc::MtlsOptions mtls;
+struct ServiceOptions {
   size_t max_exchanges = 10000;  // concurrent Authenticate streams; more are refused
-  size_t max_message = 64 * 1024;    // requests
-  size_t max_send = 4 * 1024 * 1024;  // answers (an alias may expand to many addresses); gRPC's default receive limit
+  // The port runs without TLS ([grpc] plaintext): callers have no certificate name, so Admin calls
+  // are taken from loopback addresses only.
+  bool plaintext = false;
 };
 
-class AuthServer {
+inline constexpr size_t kMaxRequest = 64 * 1024;      // requests
+inline constexpr size_t kMaxReply = 4 * 1024 * 1024;  // answers (an alias may expand to many addresses)
+
+// The Auth service. Outlives the daemon's gRPC server (run_daemon stops that before the app).
+class AuthGrpc {
  public:
-  static common::Result<std::unique_ptr<AuthServer>> start(Core& core, AdminHandler* admin, const ServerOptions& options);
-  ~AuthServer();
-  // Stops accepting, lets running calls finish until `grace`, then cancels the rest.
-  void shutdown(std::chrono::milliseconds grace);
-  int port() const;
+  AuthGrpc(Core& core, AdminHandler* admin, ServiceOptions options);
+  ~AuthGrpc();
+  AuthGrpc(const AuthGrpc&) = delete;
+  AuthGrpc& operator=(const AuthGrpc&) = delete;
+  // Adds the service and its message limits to the daemon's gRPC port (DaemonApp::register_grpc).
+  void register_with(common::rpc::GrpcRegistry& registry);
 
  private:
   struct Impl;
-  explicit AuthServer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

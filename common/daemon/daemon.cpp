@@ -1,6 +1,8 @@
-// daemon.cpp: run_daemon(): flags, config, binding, privilege drop, loops, signals, drain, reload.
+// daemon.cpp: run_daemon(): flags, config, binding, privilege drop, loops, the gRPC port, signals,
+// drain, reload.
 #include "common/daemon/daemon.hpp"
 
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -13,6 +15,7 @@
 
 #include "common/daemon/access_admission.hpp"
 #include "common/daemon/metrics_http.hpp"
+#include "common/metrics/metrics.hpp"
 #include "common/tls/nss.hpp"
 #include "common/runtime/timer.hpp"
 
@@ -125,6 +128,7 @@ void read_common_config(config::Section root, DaemonApp& app, CommonConfig& c) {
   t.get("crl_files", c.tls.crl_files);
   t.get("adjust_ciphers", c.tls.adjust_ciphers);
   t.get_enum("min_version", c.tls.min_version, {"1.2", "1.3"});
+  t.get_duration("expiry_warning", c.tls.expiry_warning, 0ms, std::chrono::milliseconds(24h * 3650));
 
   auto w = root.section("workers");
   w.get("threads", c.worker_threads, size_t{1}, size_t{256});
@@ -140,6 +144,27 @@ void read_common_config(config::Section root, DaemonApp& app, CommonConfig& c) {
     }
     c.listeners.push_back(std::move(lc));
   }
+
+  if (auto port = app.grpc_port()) {
+    rpc::ServerOptions g;
+    g.service = port->service;
+    if (auto ep = net::Endpoint::parse(port->default_listen)) g.listen = *ep;
+    auto s = root.section("grpc");
+    s.get_endpoint("listen", g.listen);
+    s.get("certificate", g.mtls.certificate);
+    s.get("ca", g.mtls.ca);
+    s.get("plaintext", g.mtls.plaintext);
+    s.get("max_calls", g.max_calls, size_t{1}, size_t{1000000});
+    s.get("max_calls_per_ip", g.max_calls_per_ip, size_t{0}, size_t{1000000});
+    s.get_duration("max_connection_age", g.max_connection_age, std::chrono::milliseconds(1s),
+                   std::chrono::milliseconds(24h * 30));
+    s.get_duration("max_connection_age_grace", g.max_connection_age_grace, 0ms, std::chrono::milliseconds(24h));
+    if (!g.mtls.plaintext && c.tls.db_dir.empty()) {
+      s.error("plaintext", "mutual TLS needs [tls] db_dir: this host's NSS database (deploy/certs host); "
+                           "plaintext = true only where peers need no authentication");
+    }
+    c.grpc = std::move(g);
+  }
 }
 
 namespace {
@@ -149,37 +174,88 @@ bool any_tls(const CommonConfig& c) {
                      [](const ListenerConfig& l) { return l.tls_mode != TlsMode::Off; });
 }
 
-// Opens NSS and makes every TLS listener's context. Runs before the chroot and the privilege drop:
-// the database and its password file stay out of the jail and readable only by root or the owner.
+bool grpc_uses_nss(const CommonConfig& c) { return c.grpc && !c.grpc->mtls.plaintext; }
+
+// One TLS listener's context from its options and [tls].
+Result<std::shared_ptr<tls::ServerContext>> make_context(const tls::Nss& nss, const CommonConfig& c,
+                                                        const ListenerConfig& l) {
+  tls::ServerOptions so = l.tls_options;
+  so.min_version = c.tls.min_version;
+  so.adjust_ciphers = c.tls.adjust_ciphers;
+  auto ctx = tls::ServerContext::create(nss, so);
+  if (!ctx) return fail(ErrorKind::Config, "listener " + l.name + ": " + ctx.error().detail);
+  return std::move(*ctx);
+}
+
+// Opens NSS (with [tls] crl_files, for the whole process) and makes every TLS listener's context.
+// Runs before the chroot and the privilege drop: the database and its password file stay out of
+// the jail and readable only by root or the owner.
 Result<std::unique_ptr<tls::Nss>> start_tls(CommonConfig& c, bool app_needs_nss) {
-  if (!any_tls(c) && !app_needs_nss) return std::unique_ptr<tls::Nss>();
+  if (!any_tls(c) && !app_needs_nss && !grpc_uses_nss(c)) return std::unique_ptr<tls::Nss>();
   if (c.tls.db_dir.empty()) return fail(ErrorKind::Config, "[tls] db_dir is required");
   tls::NssOptions o;
   o.db_dir = c.tls.db_dir;
   o.password_file = c.tls.password_file.empty() ? c.tls.db_dir + "/password" : c.tls.password_file;
+  o.crl_files = c.tls.crl_files;
   auto nss = tls::Nss::init(o);
   if (!nss) return tl::unexpected(nss.error());
   for (auto& l : c.listeners) {
     if (l.tls_mode == TlsMode::Off) continue;
-    tls::ServerOptions so = l.tls_options;
-    so.min_version = c.tls.min_version;
-    so.adjust_ciphers = c.tls.adjust_ciphers;
-    so.crl_files = c.tls.crl_files;
-    auto ctx = tls::ServerContext::create(**nss, so);
+    auto ctx = make_context(**nss, c, l);
     if (!ctx) {
       for (auto& made : c.listeners) made.tls.reset();  // NSS shuts down cleanly only without them
-      return fail(ErrorKind::Config, "listener " + l.name + ": " + ctx.error().detail);
+      return tl::unexpected(ctx.error());
     }
-    l.tls = std::move(*ctx);
+    l.tls = std::make_shared<TlsContextSlot>(std::move(*ctx));
   }
   return nss;
+}
+
+// The certificates this daemon serves: every TLS listener's (SNI ones too) and the gRPC port's.
+std::vector<std::string> served_certificates(const CommonConfig& c) {
+  std::set<std::string> names;
+  for (const auto& l : c.listeners) {
+    if (l.tls_mode == TlsMode::Off) continue;
+    names.insert(l.tls_options.certificates.begin(), l.tls_options.certificates.end());
+    for (const auto& [_, nicknames] : l.tls_options.sni) names.insert(nicknames.begin(), nicknames.end());
+  }
+  if (grpc_uses_nss(c)) names.insert(c.grpc->mtls.certificate);
+  return {names.begin(), names.end()};
+}
+
+// A certificate that expires takes its listeners down with it: say so well before, and export
+// when, so monitoring can alert too (postern_tls_certificate_expiry_seconds).
+void check_certificate_expiry(const CommonConfig& c) {
+  auto now = std::chrono::system_clock::now();
+  auto& gauge = metrics::default_registry().gauge_family(
+      "postern_tls_certificate_expiry_seconds", "Seconds until a certificate this daemon serves expires",
+      {"nickname"});
+  for (const auto& nickname : served_certificates(c)) {
+    auto v = tls::certificate_validity(nickname);
+    if (!v) {
+      log::warning("tls").phase("certificates").event("certificate_unreadable").kv("nickname", nickname)
+          .kv("reason", v.error().detail);
+      continue;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::seconds>(v->not_after - now);
+    gauge.with({nickname}).set(left.count());
+    if (left >= c.tls.expiry_warning) continue;
+    std::time_t t = std::chrono::system_clock::to_time_t(v->not_after);
+    char when[32];
+    std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+    auto line = left.count() <= 0 ? log::error("tls") : log::warning("tls");
+    line.phase("certificates").event(left.count() <= 0 ? "certificate_expired" : "certificate_expiring")
+        .kv("nickname", nickname).kv("subject", v->subject).kv("serial", v->serial).kv("not_after", when)
+        .kv("days_left", static_cast<int64_t>(left.count() / 86400))
+        .kv("action", "re-issue it (deploy/certs host, from cron) and send SIGHUP");
+  }
 }
 
 // Implicit TLS: the handshake starts before the session writes its greeting (the transform holds
 // the greeting until the handshake is done).
 class ImplicitTlsFactory : public SessionFactory {
  public:
-  ImplicitTlsFactory(std::unique_ptr<SessionFactory> inner, std::shared_ptr<tls::ServerContext> tls)
+  ImplicitTlsFactory(std::unique_ptr<SessionFactory> inner, std::shared_ptr<TlsContextSlot> tls)
       : inner_(std::move(inner)), tls_(std::move(tls)) {}
   std::unique_ptr<Session> create(Connection& c) override {
     c.start_implicit_tls(tls_->accept(c.info().id));
@@ -189,7 +265,7 @@ class ImplicitTlsFactory : public SessionFactory {
 
  private:
   std::unique_ptr<SessionFactory> inner_;
-  std::shared_ptr<tls::ServerContext> tls_;
+  std::shared_ptr<TlsContextSlot> tls_;
 };
 
 struct Loaded {
@@ -241,8 +317,11 @@ class Daemon {
   void begin_drain();
   void report_if_drained(LoopState& ls);
   void on_loop_drained();
+  void maybe_stop();
   void stop_all_loops();
   void reload();
+  void reload_tls(const CommonConfig& fresh);
+  Result<void> start_grpc();
 
   const DaemonSpec& spec_;
   std::string config_path_;
@@ -254,8 +333,13 @@ class Daemon {
   std::unique_ptr<MetricsEndpoint> metrics_;
   std::vector<std::unique_ptr<UvHandle<uv_signal_t>>> signals_;
   std::unique_ptr<Timer> drain_deadline_;
+  std::unique_ptr<Timer> expiry_timer_;
   bool draining_ = false;
   size_t loops_drained_ = 0;
+  bool grpc_drained_ = false;  // on loop 0
+  // Last, so they go first: the server uses loop 0's access check and the app's services.
+  std::unique_ptr<rpc::GrpcRegistry> grpc_registry_;
+  std::unique_ptr<rpc::GrpcServer> grpc_;
 };
 
 int Daemon::run() {
@@ -342,11 +426,20 @@ int Daemon::run() {
     loops_.push_back(std::move(ls));
   }
 
+  if (c.grpc) {
+    if (auto rc = start_grpc(); !rc) return fail_start(rc.error().detail);
+  }
   if (metrics_socket) {
     metrics_ = std::make_unique<MetricsEndpoint>(loops_[0]->loop, std::move(*metrics_socket));
     if (auto rc = metrics_->start(); !rc) return fail_start(rc.error().detail);
   }
   install_signals();
+  if (nss_) {
+    check_certificate_expiry(c);
+    expiry_timer_ = std::make_unique<Timer>(loops_[0]->loop.get());
+    expiry_timer_->start(24h, [this] { check_certificate_expiry(loaded_.common); }, 24h);
+    expiry_timer_->unref();
+  }
 
   log::info("daemon").phase("start").event("started").kv("pid", static_cast<int64_t>(::getpid()))
       .kv("threads", static_cast<uint64_t>(c.threads)).kv("listeners", static_cast<uint64_t>(c.listeners.size()));
@@ -357,15 +450,35 @@ int Daemon::run() {
   loops_[0]->loop.run();
   for (size_t i = 1; i < loops_.size(); ++i) loops_[i]->thread.join();
 
+  grpc_.reset();  // already drained; its services belong to the app
+  grpc_registry_.reset();
   loaded_.app->stop();
   signals_.clear();
   drain_deadline_.reset();
+  expiry_timer_.reset();
   metrics_.reset();
   // Tear down each loop's state on the main thread; no loop runs any more.
   loops_.clear();
   workers_.reset();
   log::info("daemon").phase("stop").event("stopped");
   return 0;
+}
+
+// The gRPC port: the app's services behind the skeleton's gate, whose access check is loop 0's, the
+// same filter (and reverse DNS) as the TCP listeners'. Started after the privilege drop, as the
+// user whose sockets a SIGHUP rebuild must share the port with (SO_REUSEPORT requires the same
+// user); a port below 1024 therefore needs CAP_NET_BIND_SERVICE.
+Result<void> Daemon::start_grpc() {
+  std::vector<Loop*> loops;
+  for (auto& ls : loops_) loops.push_back(&ls->loop);
+  grpc_registry_ = std::make_unique<rpc::GrpcRegistry>(std::move(loops));
+  loaded_.app->register_grpc(*grpc_registry_);
+  auto server = rpc::GrpcServer::start(*loaded_.common.grpc, *grpc_registry_,
+                                       {&loops_[0]->loop, loops_[0]->admission.get()});
+  if (!server) return tl::unexpected(server.error());
+  grpc_ = std::move(*server);
+  loaded_.common.grpc->listen.port = static_cast<uint16_t>(grpc_->port());
+  return {};
 }
 
 void Daemon::install_signals() {
@@ -396,6 +509,7 @@ void Daemon::begin_drain() {
     // A second SIGTERM: do not wait for slow sessions.
     log::warning("daemon").phase("drain").event("drain_forced");
     for (auto& ls : loops_) ls->loop.post([ls = ls.get()] { ls->connections->abort_all(); });
+    if (grpc_) grpc_->cancel_all();
     return;
   }
   draining_ = true;
@@ -408,7 +522,17 @@ void Daemon::begin_drain() {
   drain_deadline_->start(loaded_.common.drain_timeout, [this] {
     log::warning("daemon").phase("drain").event("drain_deadline");
     for (auto& ls : loops_) ls->loop.post([ls = ls.get()] { ls->connections->abort_all(); });
+    if (grpc_) grpc_->cancel_all();
   });
+  if (grpc_) {
+    // The loops keep running until gRPC is done: its handlers may still post onto them.
+    grpc_->drain(loaded_.common.drain_timeout, [this] {
+      loops_[0]->loop.post([this] {
+        grpc_drained_ = true;
+        maybe_stop();
+      });
+    });
+  }
   for (auto& ls : loops_) {
     ls->loop.post([this, ls = ls.get()] {
       ls->drain_started = true;
@@ -427,7 +551,12 @@ void Daemon::report_if_drained(LoopState& ls) {
 }
 
 void Daemon::on_loop_drained() {
-  if (++loops_drained_ < loops_.size()) return;
+  ++loops_drained_;
+  maybe_stop();
+}
+
+void Daemon::maybe_stop() {
+  if (loops_drained_ < loops_.size() || (grpc_ && !grpc_drained_)) return;
   stop_all_loops();
 }
 
@@ -473,25 +602,73 @@ void Daemon::reload() {
     }
   }
   for (auto& ls : loops_) {
-    ls->loop.post([ls = ls.get(), p = *policy] { ls->admission->set_policy(p); });
+    ls->loop.post([this, ls = ls.get(), p = *policy] {
+      ls->admission->set_policy(p);
+      // Loop 0's check decides for gRPC peers too: decisions kept under the old filter go.
+      if (grpc_ && ls == loops_[0].get()) grpc_->policy_changed();
+    });
   }
-  for (const auto& l : old.listeners) {
-    if (!l.tls) continue;
-    if (auto rc = l.tls->reload_crls(); !rc) {
-      log::error("tls").phase("reload").event("crl_reload_failed").kv("listener", l.name).kv("reason", rc.error().detail);
+  // CRLs first: the TLS contexts and the gRPC server below, and every handshake from now on,
+  // verify against what NSS holds after this.
+  if (nss_) {
+    if (fresh.common.tls.db_dir != old.tls.db_dir || fresh.common.tls.password_file != old.tls.password_file) {
+      log::warning("daemon").phase("reload").event("restart_needed").kv("reason", "[tls] db_dir or password_file changed");
+    }
+    (void)nss_->reload_crls(fresh.common.tls.crl_files);  // logs its own failure; the old CRLs stay
+    reload_tls(fresh.common);
+  }
+  if (grpc_ && fresh.common.grpc) {
+    rpc::ServerOptions g = *fresh.common.grpc;
+    if (g.listen.port == 0 && g.listen.address == old.grpc->listen.address) g.listen.port = old.grpc->listen.port;
+    if (auto rc = grpc_->reload(g, old.drain_timeout); rc) {
+      old.grpc = std::move(g);
+    } else if (rc.error().kind == ErrorKind::Config && g.listen != old.grpc->listen) {
+      log::warning("daemon").phase("reload").event("restart_needed").kv("reason", rc.error().detail);
     }
   }
   loaded_.app->reload(*fresh.app);
   // Keep the new values for the next comparison; the running app stays.
   loaded_.common.log = fresh.common.log;
+  loaded_.common.tls.crl_files = fresh.common.tls.crl_files;
+  loaded_.common.tls.expiry_warning = fresh.common.tls.expiry_warning;
+  loaded_.common.tls.adjust_ciphers = fresh.common.tls.adjust_ciphers;
+  loaded_.common.tls.min_version = fresh.common.tls.min_version;
   for (size_t li = 0; li < old.listeners.size() && li < fresh.common.listeners.size(); ++li) {
-    if (fresh.common.listeners[li].addresses == old.listeners[li].addresses) {
-      auto context = std::move(old.listeners[li].tls);  // TLS settings other than CRLs need a restart
-      old.listeners[li] = fresh.common.listeners[li];
-      old.listeners[li].tls = std::move(context);
+    auto& nl = fresh.common.listeners[li];
+    if (nl.addresses == old.listeners[li].addresses && nl.tls_mode == old.listeners[li].tls_mode) {
+      auto slot = std::move(old.listeners[li].tls);  // the sessions' factories hold this slot
+      old.listeners[li] = std::move(nl);
+      old.listeners[li].tls = std::move(slot);
     }
   }
+  if (nss_) check_certificate_expiry(loaded_.common);
   log::info("daemon").phase("reload").event("reloaded");
+}
+
+// SIGHUP: every TLS listener gets a context made again from its (possibly changed) settings and
+// the certificates the NSS database holds now, so a re-issued certificate is served from the next
+// handshake on; connections keep the context they started with. A listener whose new context
+// fails keeps the old one.
+void Daemon::reload_tls(const CommonConfig& fresh) {
+  CommonConfig& old = loaded_.common;
+  for (size_t li = 0; li < old.listeners.size() && li < fresh.listeners.size(); ++li) {
+    const auto& ol = old.listeners[li];
+    const auto& nl = fresh.listeners[li];
+    if (!ol.tls || nl.name != ol.name || nl.addresses != ol.addresses) continue;
+    if (nl.tls_mode != ol.tls_mode) {
+      log::warning("daemon").phase("reload").event("restart_needed").kv("listener", nl.name)
+          .kv("reason", "tls mode changed");
+      continue;
+    }
+    auto ctx = make_context(*nss_, fresh, nl);
+    if (!ctx) {
+      log::error("tls").phase("reload").event("tls_reload_failed").kv("listener", nl.name)
+          .kv("reason", ctx.error().detail).kv("effect", "the listener keeps its current certificates");
+      continue;
+    }
+    ol.tls->replace(std::move(*ctx));
+    log::info("tls").phase("reload").event("tls_context_replaced").kv("listener", nl.name);
+  }
 }
 
 void print_usage(const DaemonSpec& spec, std::FILE* out) {
@@ -529,6 +706,11 @@ int run_daemon(int argc, char** argv, const DaemonSpec& spec) {
     }
   }
   Loaded loaded = load(config_path, spec);
+  // From here on the process holds keys: NSS's, and the copy of the host's private key that gRPC
+  // keeps for its lifetime. Not dumpable means no core file with them and no ptrace or
+  // /proc/PID/mem by other processes of the same user (the drop to [daemon] user does this too, but
+  // a daemon started as that user, e.g. by systemd's User=, or allowed to stay root, would not).
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   if (check_only) {
     int rc = config::check_config(loaded.doc, stdout, stderr);
     if (rc == 0) {
@@ -543,6 +725,12 @@ int run_daemon(int argc, char** argv, const DaemonSpec& spec) {
       if (!nss) {
         std::fprintf(stderr, "%s\n", nss.error().detail.c_str());
         return 1;
+      }
+      if (grpc_uses_nss(loaded.common)) {
+        if (auto ok = rpc::check_server_identity(loaded.common.grpc->mtls); !ok) {
+          std::fprintf(stderr, "[grpc]: %s\n", ok.error().detail.c_str());
+          return 1;
+        }
       }
     }
     return rc;

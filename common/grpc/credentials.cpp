@@ -175,6 +175,18 @@ Result<std::shared_ptr<::grpc::ServerCredentials>> server_credentials(const Mtls
   return creds;
 }
 
+Result<void> check_server_identity(const MtlsOptions& options) {
+  if (options.plaintext) return {};
+  auto roots = trusted_roots_pem(options.ca);
+  if (!roots) return tl::unexpected(roots.error());
+  auto own = check_own_certificate(options.certificate, PeerRole::Server);
+  if (!own) return tl::unexpected(own.error());
+  auto identity = export_identity(options.certificate);
+  if (!identity) return tl::unexpected(identity.error());
+  wipe(identity->private_key_pem);
+  return {};
+}
+
 Result<std::shared_ptr<::grpc::ChannelCredentials>> channel_credentials(const MtlsOptions& options) {
   route_grpc_logs();
   if (options.plaintext) {

@@ -33,6 +33,9 @@ struct MtlsOptions {
 // Errors (Config): certificate, key or CA missing, key not extractable, our certificate invalid.
 Result<std::shared_ptr<::grpc::ServerCredentials>> server_credentials(const MtlsOptions& options);
 
+// What server_credentials() checks and exports, without building anything (for --check-config).
+Result<void> check_server_identity(const MtlsOptions& options);
+
 // The client side: presents our certificate, and NSS verifies the server's for the SSL server usage
 // and its name (expected_peer_name, else the target's host).
 Result<std::shared_ptr<::grpc::ChannelCredentials>> channel_credentials(const MtlsOptions& options);

@@ -20,6 +20,7 @@
 #include <ssl.h>
 
 #include "common/log/log.hpp"
+#include "common/tls/crl.hpp"
 #include "common/tls/handles.hpp"
 
 namespace common::tls {
@@ -105,6 +106,8 @@ Result<std::map<std::string, std::string, std::less<>>> read_password_file(const
 
 struct Nss::Context {
   NSSInitContext* context = nullptr;
+  mutable std::mutex crl_mutex;
+  CachedCrls crls;  // released before NSS shuts down
 };
 
 Nss::Nss(NssOptions options) : options_(std::move(options)), context_(std::make_unique<Context>()) {}
@@ -183,13 +186,62 @@ Result<std::unique_ptr<Nss>> Nss::init(const NssOptions& options) {
       return fail(ErrorKind::Config, "cannot log in to token \"" + token + "\": " + error_text(code));
     }
   }
+  if (!options.crl_files.empty()) {
+    auto crls = CachedCrls::load(options.crl_files);
+    if (!crls) return tl::unexpected(crls.error());
+    nss->context_->crls = std::move(*crls);
+  }
   log::info("tls").event("nss_ready").kv("version", version()).kv("db", config_dir)
-      .kv("read_only", options.read_only ? "yes" : "no");
+      .kv("read_only", options.read_only ? "yes" : "no").kv("crls", static_cast<uint64_t>(nss->crl_count()));
   return nss;
+}
+
+Result<void> Nss::reload_crls(const std::vector<std::string>& files) {
+  auto fresh = CachedCrls::load(files);
+  if (!fresh) {
+    log::error("tls").phase("reload").event("crl_reload_failed").kv("reason", fresh.error().detail)
+        .kv("effect", "the CRLs loaded before stay in force");
+    return tl::unexpected(fresh.error());
+  }
+  std::lock_guard lock(context_->crl_mutex);
+  context_->crls = std::move(*fresh);  // the new ones are cached before the old ones go
+  options_.crl_files = files;
+  return {};
+}
+
+size_t Nss::crl_count() const {
+  std::lock_guard lock(context_->crl_mutex);
+  return context_->crls.size();
+}
+
+Result<CertificateValidity> certificate_validity(std::string_view nickname) {
+  if (!NSS_IsInitialized()) return fail(ErrorKind::Internal, "NSS is not initialised");
+  std::string nick(nickname);
+  NssCert cert(PK11_FindCertFromNickname(nick.c_str(), nullptr));
+  if (!cert) return fail(ErrorKind::Config, "certificate \"" + nick + "\" not found: " + last_error_text());
+  PRTime not_before = 0, not_after = 0;
+  if (CERT_GetCertTimes(cert.get(), &not_before, &not_after) != SECSuccess)
+    return fail(ErrorKind::Internal, "certificate \"" + nick + "\" has unreadable validity: " + last_error_text());
+  CertificateValidity v;
+  if (char* name = CERT_NameToAscii(&cert->subject)) {
+    v.subject = name;
+    PORT_Free(name);
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (unsigned i = 0; i < cert->serialNumber.len; ++i) {
+    v.serial += kHex[cert->serialNumber.data[i] >> 4];
+    v.serial += kHex[cert->serialNumber.data[i] & 15];
+  }
+  v.not_after = std::chrono::system_clock::time_point(std::chrono::microseconds(not_after));  // PRTime: µs since 1970
+  return v;
 }
 
 Result<void> Nss::shutdown() {
   if (!context_ || context_->context == nullptr) return {};
+  {
+    std::lock_guard lock(context_->crl_mutex);
+    context_->crls = CachedCrls();  // uncached while NSS still runs
+  }
   SSL_ShutdownServerSessionIDCache();
   SSL_ClearSessionCache();
   SECStatus rv = NSS_ShutdownContext(context_->context);

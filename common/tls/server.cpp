@@ -24,7 +24,6 @@
 #include "common/ascii.hpp"
 #include "common/log/log.hpp"
 #include "common/tls/client_hello.hpp"
-#include "common/tls/crl.hpp"
 #include "common/tls/handles.hpp"
 #include "common/tls/memio.hpp"
 #include "common/tls/nss.hpp"
@@ -235,8 +234,6 @@ struct ServerContext::State {
   std::string db;
   PrFd model;  // default certificates; every connection is imported from it
   std::vector<std::pair<std::string, PrFd>> sni_models;  // lowercased name -> model with its certificates
-  std::mutex crl_mutex;
-  CachedCrls crls;
 
   const std::pair<std::string, PrFd>* find_sni(std::string_view name) const {
     for (const auto& entry : sni_models) {
@@ -1143,9 +1140,6 @@ Result<std::shared_ptr<ServerContext>> ServerContext::create(const Nss& nss, con
     }
     s.sni_models.emplace_back(std::move(key), std::move(*sni_model));
   }
-  auto crls = CachedCrls::load(options.crl_files);
-  if (!crls) return tl::unexpected(crls.error());
-  s.crls = std::move(*crls);
   if (options.release_nss_after_handshake && s.versions.max == SSL_LIBRARY_VERSION_TLS_1_3) {
     if (std::string untested = untested_nss(); !untested.empty()) {
       static std::once_flag said;
@@ -1162,7 +1156,6 @@ Result<std::shared_ptr<ServerContext>> ServerContext::create(const Nss& nss, con
       .kv("min_version", version_name(s.versions.min)).kv("max_version", version_name(s.versions.max))
       .kv("suites", static_cast<uint64_t>(s.ciphers.suites.size()))
       .kv("client_certs", client_certs_name(options.client_certs))
-      .kv("crls", static_cast<uint64_t>(s.crls.size()))
       .kv("handover", options.release_nss_after_handshake && handover_allowed() ? "on" : "off");
   return context;
 }
@@ -1189,17 +1182,6 @@ std::unique_ptr<runtime::Transform> ServerContext::accept(std::string_view conne
   auto transform = std::make_unique<ServerTransform>(shared_from_this(), *state_, std::string(connection_id));
   transform->open(state_->model.get());
   return transform;
-}
-
-Result<void> ServerContext::reload_crls() {
-  auto fresh = CachedCrls::load(state_->options.crl_files);
-  if (!fresh) {
-    log::error("tls").event("crl_reload_failed").kv("reason", fresh.error().detail);
-    return tl::unexpected(fresh.error());
-  }
-  std::lock_guard lock(state_->crl_mutex);
-  state_->crls = std::move(*fresh);  // the new ones are cached before the old ones go
-  return {};
 }
 
 const ServerOptions& ServerContext::options() const { return state_->options; }

@@ -1,5 +1,5 @@
 // server.hpp: TLS for one listener: the NSS model socket (certificates per key type and per SNI
-// name, versions, suites, client certificates, CRLs) and the per-connection transform that runs
+// name, versions, suites, client certificates) and the per-connection transform that runs
 // NSS over memory buffers on the connection's loop. Used for implicit TLS and for STARTTLS alike.
 #pragma once
 
@@ -31,7 +31,6 @@ struct ServerOptions {
   ClientCerts client_certs = ClientCerts::Off;
   std::string min_version = "1.2";  // "1.2" or "1.3"; 1.0/1.1 are refused (TLS-07)
   std::string adjust_ciphers;       // ssladjustciphersuites grammar (TLS-08, ciphers.hpp)
-  std::vector<std::string> crl_files;  // DER or PEM CRLs, cached with CERT_CacheCRL (TLS-17)
   // TLS 1.3 connections leave NSS's record layer once the handshake is over (record13.hpp), which
   // frees NSS's per-socket state; off keeps every record in NSS (for comparison in bench/tls).
   bool release_nss_after_handshake = true;
@@ -41,7 +40,7 @@ struct ServerOptions {
 // every loop thread (connections keep it alive). Destroy before the Nss object.
 class ServerContext : public std::enable_shared_from_this<ServerContext> {
  public:
-  // Fails with a clear message naming the nickname, the grammar column or the CRL file (TLS-26).
+  // Fails with a clear message naming the nickname or the grammar column (TLS-26).
   static Result<std::shared_ptr<ServerContext>> create(const Nss& nss, const ServerOptions& options);
   ~ServerContext();
   ServerContext(const ServerContext&) = delete;
@@ -52,9 +51,8 @@ class ServerContext : public std::enable_shared_from_this<ServerContext> {
   // then closes) and it is logged.
   std::unique_ptr<runtime::Transform> accept(std::string_view connection_id);
 
-  // SIGHUP: reads every CRL file again, caches the new CRLs, then drops the old ones. On an error
-  // the old CRLs stay in force and the error names the file.
-  Result<void> reload_crls();
+  // Client certificates are checked against the CRLs common::tls::Nss holds for the process
+  // (NssOptions::crl_files, Nss::reload_crls on SIGHUP).
 
   // The start-up check of the TLS 1.3 record hand-over, which create() runs when
   // release_nss_after_handshake is on (and a failure turns the hand-over off for the process): for

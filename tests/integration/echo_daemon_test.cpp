@@ -396,3 +396,43 @@ TEST_CASE("check-config prints the effective config or every problem", "[integra
   CHECK(r.exit_code == 1);
   CHECK(r.output.find("missing.toml") != std::string::npos);
 }
+
+TEST_CASE("a daemon started as its service user is not dumpable: that user cannot read its memory", "[integration]") {
+  // As under systemd's User=: the daemon never drops privileges itself. Processes of the same user
+  // may read /proc/PID/environ (or mem, or ptrace it) of a dumpable process; not of this one. (The
+  // tests run as root, which may still read a daemon's /proc, so the other tests are unaffected.)
+  test::TempDir dir;
+  std::filesystem::permissions(dir.path(), std::filesystem::perms(0755));
+  int port = test::free_port();
+  auto config = dir.write("echo.toml", "[log]\nlevel = \"info\"\n[metrics]\nlisten = \"\"\n"
+                                       "[[listener]]\nservice = \"echo\"\naddress = \"127.0.0.1:" +
+                                           std::to_string(port) + "\"\n");
+  std::filesystem::permissions(config, std::filesystem::perms(0644));
+  const std::vector<std::string> as_nobody{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"};
+  auto argv = as_nobody;
+  argv.insert(argv.end(), {test::binary_path("tests/integration/postern-echo"), "--config", config.string()});
+  test::ChildProcess daemon(argv, (dir.path() / "echo.log").string());
+  auto until = std::chrono::steady_clock::now() + 10s;
+  while (test::read_file(dir.path() / "echo.log").find("event=started") == std::string::npos) {
+    if (!daemon.running() || std::chrono::steady_clock::now() > until)
+      FAIL("postern-echo did not start: " << test::read_file(dir.path() / "echo.log"));
+    std::this_thread::sleep_for(10ms);
+  }
+  auto read_as_nobody = [&](pid_t pid) {
+    auto cmd = as_nobody;
+    cmd.insert(cmd.end(), {"cat", "/proc/" + std::to_string(pid) + "/environ"});
+    return test::run(cmd);
+  };
+  auto refused = read_as_nobody(daemon.pid());
+  INFO(refused.output);
+  CHECK(refused.exit_code != 0);
+  CHECK(refused.output.find("Permission denied") != std::string::npos);
+  // The same read of an ordinary process of that user works, so the refusal is the daemon's doing.
+  auto sleeper_argv = as_nobody;
+  sleeper_argv.insert(sleeper_argv.end(), {"sleep", "30"});
+  test::ChildProcess sleeper(sleeper_argv);
+  std::this_thread::sleep_for(200ms);  // setpriv has exec'd sleep
+  CHECK(read_as_nobody(sleeper.pid()).exit_code == 0);
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait(10s) == 0);
+}

@@ -1,19 +1,35 @@
 // authserv_test.cpp: postern-authserv as a process on a loopback port with an embedded directory
 // made by postern-directory, driven through its gRPC contract: every mechanism's exchange, policy
-// refusals, lookups, tokens and their renewal, admin proxy logins, bad input, mTLS.
+// refusals, lookups, tokens and their renewal, admin proxy logins, bad input, mTLS, and a real TLS
+// connection's facts carried by common/authclient to authserv's mechanism decisions.
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 
 #include <catch2/catch.hpp>
+#include <array>
 #include <chrono>
 #include <fstream>
+#include <functional>
+#include <mutex>
+#include <regex>
 #include <thread>
 
+#include "common/authclient/authclient.hpp"
+#include "common/authclient/connection_facts.hpp"
 #include "common/authtoken/authtoken.hpp"
 #include "common/grpc/credentials.hpp"
+#include "common/metrics/metrics.hpp"
+#include "common/net/address.hpp"
+#include "common/runtime/line_framer.hpp"
+#include "common/runtime/listener.hpp"
+#include "common/runtime/loop.hpp"
+#include "common/runtime/timer.hpp"
 #include "common/tls/nss.hpp"
+#include "common/tls/server.hpp"
 #include "proto/authserv.grpc.pb.h"
+#include "tests/common/tls/tls_harness.hpp"
 #include "tests/support/dnsmasq.hpp"
+#include "tests/support/line_client.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/scram_client.hpp"
 #include "tests/support/slapd.hpp"
@@ -27,8 +43,12 @@ std::string cli_path() { return test::binary_path("authserv/directory/postern-di
 
 class Authserv {
  public:
-  // `extra_tables` go after the generated tables, `authserv_keys` into [authserv].
-  explicit Authserv(std::string extra_tables = "", bool plaintext = true, std::string authserv_keys = "")
+  // `extra_tables` go after the generated tables, `authserv_keys` into [authserv]. Plaintext gRPC
+  // names no front end, so its tokens are unbound: allowed only with `unbound_tokens`, a test
+  // setting.
+  // `listen_host` is the gRPC port's address ("*": IPv6 and IPv4).
+  explicit Authserv(std::string extra_tables = "", bool plaintext = true, std::string authserv_keys = "",
+                    bool unbound_tokens = true, std::string listen_host = "127.0.0.1")
       : port_(test::free_port()) {
     db_ = (dir_.path() / "directory").string();
     password_file_ = dir_.write("pw", "correct horse\n").string();
@@ -51,21 +71,31 @@ class Authserv {
         "[daemon]\nallow_root = true\n"
         "[log]\nlevel = \"info\"\n"
         "[metrics]\nlisten = \"\"\n"
-        "[authserv]\nlisten = \"127.0.0.1:" + std::to_string(port_) + "\"\n"
-        "default_domain = \"example.com\"\n" + std::string(plaintext ? "plaintext = true\n" : "") + authserv_keys +
+        "[grpc]\nlisten = \"" + listen_host + ":" + std::to_string(port_) + "\"\n" +
+        std::string(plaintext ? "plaintext = true\n" : "") +
+        "[authserv]\ndefault_domain = \"example.com\"\n" + authserv_keys +
         "[directory]\nbackend = \"embedded\"\npath = \"" + db_ + "\"\n"
         "[password]\nargon2_ops = 1\nargon2_memory = \"64K\"\n"
-        "[tokens]\nkey_file = \"" + (dir_.path() / "token.key").string() + "\"\n" + extra_tables;
+        "[tokens]\nkey_file = \"" + (dir_.path() / "token.key").string() + "\"\n" +
+        (plaintext && unbound_tokens ? "allow_unbound = true\n" : "") + extra_tables;
     config_ = dir_.write("authserv.toml", cfg).string();
   }
   ~Authserv() { stop(); }
 
+  // The log is appended to across restarts: wait for one more "started" than it already has.
   void start() {
+    auto started = [this] {
+      const std::string text = log();
+      size_t n = 0;
+      for (size_t p = text.find("event=started"); p != std::string::npos; p = text.find("event=started", p + 1)) ++n;
+      return n;
+    };
+    const size_t before = started();
     process_ = std::make_unique<test::ChildProcess>(
         std::vector<std::string>{test::binary_path("authserv/postern-authserv"), "--config", config_},
         (dir_.path() / "authserv.log").string());
     auto until = std::chrono::steady_clock::now() + 20s;
-    while (log().find("event=started") == std::string::npos) {
+    while (started() <= before) {
       if (!process_->running() || std::chrono::steady_clock::now() > until) FAIL("authserv did not start: " << log());
       std::this_thread::sleep_for(20ms);
     }
@@ -100,6 +130,34 @@ class Authserv {
     return pb::Auth::NewStub(grpc::CreateChannel(target(), credentials));
   }
   std::string target() const { return "127.0.0.1:" + std::to_string(port_); }
+  // The same port over IPv6 loopback (listen_host "*").
+  std::string target6() const { return "[::1]:" + std::to_string(port_); }
+  std::unique_ptr<pb::Auth::Stub> stub_at(const std::string& where,
+                                          std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr) const {
+    if (!credentials) credentials = grpc::InsecureChannelCredentials();
+    return pb::Auth::NewStub(grpc::CreateChannel(where, credentials));
+  }
+  // The config as text, to edit before reload().
+  std::string config_text() const { return test::read_file(config_); }
+  void write_config(const std::string& text) const { std::ofstream(config_) << text; }
+  // SIGHUP, then wait until the daemon logged that it reloaded (or refused to).
+  void reload() {
+    auto count = [this] {
+      const std::string text = log();
+      size_t n = 0;
+      for (size_t p = text.find("event=reload"); p != std::string::npos; p = text.find("event=reload", p + 1))
+        if (text.compare(p, 15, "event=reloading") != 0) ++n;
+      return n;
+    };
+    const size_t before = count();
+    process_->signal(SIGHUP);
+    auto until = std::chrono::steady_clock::now() + 20s;
+    while (count() <= before) {
+      if (std::chrono::steady_clock::now() > until) FAIL("authserv did not reload: " << log());
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  pid_t pid() const { return process_->pid(); }
   std::string log() const { return test::read_file(dir_.path() / "authserv.log"); }
   std::filesystem::path dir() const { return dir_.path(); }
   const std::string& db() const { return db_; }
@@ -111,7 +169,7 @@ class Authserv {
   std::unique_ptr<test::ChildProcess> process_;
 };
 
-pb::ConnectionFacts facts(std::string service = "imap", std::string tls = "TLS1.3") {
+pb::ConnectionFacts facts(std::string service = "imap", std::string tls = "TLSv1.3") {
   pb::ConnectionFacts f;
   f.set_service(service);
   f.set_client_address("192.0.2.7");
@@ -172,10 +230,12 @@ pb::AuthReply plain(pb::Auth::Stub& stub, std::string authz, std::string user, s
   return reply;
 }
 
-common::authtoken::Verifier verifier_for(const Authserv& a) {
+// A store's verifier for `a`'s tokens; `unbound` accepts the unbound tokens of plaintext tests.
+common::authtoken::Verifier verifier_for(const Authserv& a, bool unbound = true) {
   auto pub = test::read_file(a.dir() / "token.key.pub");
   while (!pub.empty() && (pub.back() == '\n' || pub.back() == ' ')) pub.pop_back();
-  auto v = common::authtoken::Verifier::from_public_keys(std::vector<std::string>{pub});
+  auto v = common::authtoken::Verifier::from_public_keys(
+      std::vector<std::string>{pub}, common::authtoken::VerifierOptions{.binding = {.allow_unbound = unbound}});
   REQUIRE(v);
   return std::move(*v);
 }
@@ -236,7 +296,7 @@ TEST_CASE("plaintext mechanisms are neither offered nor accepted without TLS", "
   auto clear = mechanisms(facts("imap", ""));
   CHECK(std::find(clear.begin(), clear.end(), "PLAIN") == clear.end());
   CHECK(std::find(clear.begin(), clear.end(), "SCRAM-SHA-256") != clear.end());
-  auto tls = mechanisms(facts("imap", "TLS1.2"));
+  auto tls = mechanisms(facts("imap", "TLSv1.2"));
   CHECK(std::find(tls.begin(), tls.end(), "PLAIN") != tls.end());
   auto reply = plain(*stub, "", "alice", "correct horse", facts("imap", ""));
   REQUIRE(reply.has_failure());
@@ -290,7 +350,62 @@ TEST_CASE("SCRAM-SHA-256 proves the password against the stored verifier", "[int
   CHECK(bad.failure().kind() == pb::FAILURE_CREDENTIALS);
 }
 
-TEST_CASE("a store administrator may act for a user; a user may not act for another", "[integration]") {
+namespace {
+// SCRAM's server-first for `name`: {salt, iterations}. The exchange is then abandoned.
+std::pair<std::string, int> scram_salt(const Authserv& a, const std::string& name) {
+  auto stub = a.stub();
+  Exchange x(*stub);
+  auto first = x.start("SCRAM-SHA-256", "n,,n=" + name + ",r=clientnonce123", facts("imap", ""));
+  REQUIRE(first.has_challenge());
+  const std::string& sf = first.challenge();
+  auto s = sf.find(",s="), i = sf.find(",i=");
+  REQUIRE(s != std::string::npos);
+  REQUIRE(i != std::string::npos);
+  x.finish();
+  return {test::b64d(sf.substr(s + 3, i - s - 3)), std::stoi(sf.substr(i + 3))};
+}
+}  // namespace
+
+TEST_CASE("SCRAM answers unknown names like real ones, with stable fake salts the public key does not give",
+          "[integration]") {
+  Authserv a;
+  a.start();
+  const auto real = scram_salt(a, "alice");
+  const auto zed = scram_salt(a, "zed");
+  const auto zoe = scram_salt(a, "zoe");
+  CHECK(zed.first.size() == real.first.size());  // 16 bytes, as new verifiers get
+  CHECK(zed.second == real.second);               // the site's iteration count
+  CHECK(zed.first != zoe.first);
+  CHECK(scram_salt(a, "zed") == zed);
+  CHECK(scram_salt(a, "ZED@Example.COM") == zed);  // one account to the directory, one salt
+
+  // Whoever holds only token.key.pub (every store) cannot compute it: not from the public key.
+  auto pub = test::read_file(a.dir() / "token.key.pub");
+  while (!pub.empty() && pub.back() == '\n') pub.pop_back();
+  std::array<unsigned char, 32> from_public{}, mac{};
+  crypto_generichash(from_public.data(), from_public.size(), reinterpret_cast<const unsigned char*>(pub.data()),
+                     pub.size(), reinterpret_cast<const unsigned char*>("postern-scram-fake-salt"), 23);
+  for (std::string name : {"zed", "zed@example.com"}) {
+    std::string msg = "scram-fake-salt:" + name;
+    crypto_auth_hmacsha256_state st;
+    crypto_auth_hmacsha256_init(&st, from_public.data(), from_public.size());
+    crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(msg.data()), msg.size());
+    crypto_auth_hmacsha256_final(&st, mac.data());
+    CHECK(std::string(reinterpret_cast<const char*>(mac.data()), zed.first.size()) != zed.first);
+  }
+
+  // A restart, and a second authserv sharing the key file, give the same salt.
+  CHECK(a.stop() == 0);
+  a.start();
+  CHECK(scram_salt(a, "zed") == zed);
+  Authserv b;
+  std::filesystem::copy_file(a.dir() / "token.key", b.dir() / "token.key");
+  b.start();
+  CHECK(scram_salt(b, "zed") == zed);
+  CHECK(scram_salt(b, "zoe") == zoe);
+}
+
+TEST_CASE("a store administrator may act for a user, a user may not act for another", "[integration]") {
   Authserv a;
   a.start();
   auto stub = a.stub();
@@ -371,7 +486,7 @@ std::pair<grpc::Status, pb::LookupRecipientsResponse> batch(pb::Auth::Stub& stub
 }
 }  // namespace
 
-TEST_CASE("a batch of recipient lookups is answered in order; an empty or oversize batch is refused", "[integration]") {
+TEST_CASE("a batch of recipient lookups is answered in order, an empty or oversize batch is refused", "[integration]") {
   Authserv a;
   a.start();
   auto stub = a.stub();
@@ -422,6 +537,38 @@ TEST_CASE("a token is renewed until the account is disabled", "[integration]") {
   auto refused = renew(renewed.token());
   CHECK_FALSE(refused.ok());
   CHECK(refused.reason() == "account_not_active");
+}
+
+TEST_CASE("without allow_unbound, a caller with no certificate name gets no token, minted or renewed", "[integration]") {
+  Authserv a("", true, "", false);  // plaintext gRPC: authserv cannot name the front end
+  a.start();
+  auto stub = a.stub();
+  auto login = plain(*stub, "", "alice", "correct horse");
+  REQUIRE(login.has_failure());
+  CHECK(login.failure().kind() == pb::FAILURE_TEMPORARY);
+  CHECK(a.log().find("unbound_front_end") != std::string::npos);
+  CHECK(a.log().find("event=unbound_tokens_allowed") == std::string::npos);
+  // Nor is a token bound to a real front end renewed for a caller that cannot prove to be it.
+  auto signer = common::authtoken::Signer::load_or_create(a.dir() / "token.key");
+  REQUIRE(signer);
+  auto token = signer->sign(common::authtoken::new_claims("alice@example.com", {"imap"}, "mmp1", now_unix(), 300s));
+  REQUIRE(token);
+  grpc::ClientContext context;
+  pb::RenewTokenRequest request;
+  *request.mutable_facts() = facts();
+  request.set_token(*token);
+  pb::RenewTokenResponse response;
+  REQUIRE(stub->RenewToken(&context, request, &response).ok());
+  CHECK_FALSE(response.ok());
+  CHECK(response.reason() == "unbound");
+
+  // The test setting lets it through, and says so at start.
+  Authserv lax;
+  lax.start();
+  CHECK(lax.log().find("event=unbound_tokens_allowed") != std::string::npos);
+  auto ok = plain(*lax.stub(), "", "alice", "correct horse");
+  REQUIRE(ok.has_success());
+  CHECK_FALSE(verifier_for(lax, false).verify(ok.success().token(), now_unix(), "mmp1"));  // a store refuses it
 }
 
 TEST_CASE("malformed exchanges fail cleanly and the daemon keeps serving", "[integration]") {
@@ -593,7 +740,7 @@ TEST_CASE("over mutual TLS only front ends of the deployment CA get in, and admi
     auto stub = a.stub(*credentials);
     auto reply = plain(*stub, "", "alice", "correct horse");
     REQUIRE(reply.has_success());
-    auto claims = verifier_for(a).verify(reply.success().token(), now_unix(), "mmp1");
+    auto claims = verifier_for(a, false).verify(reply.success().token(), now_unix(), "mmp1");
     REQUIRE(claims);
     CHECK(claims->front_end == "mmp1");
 
@@ -807,4 +954,439 @@ TEST_CASE("with the LDAP backend, logins bind as the user and lookups search the
         grpc::StatusCode::UNAVAILABLE);
   slapd.resume();
   CHECK(plain(*stub, "", "alice@example.com", "alicepw").has_success());
+}
+
+// ---- a real TLS connection's facts, through common/authclient, to authserv's decisions
+
+namespace {
+
+using namespace common::runtime;
+
+// A listener as mta and mmp run one (common/tls over the runtime), whose sessions answer "FACTS"
+// by handing connection_facts() of their own connection to the test; one port with implicit TLS,
+// one in plaintext.
+class FactsListener {
+ public:
+  explicit FactsListener(std::shared_ptr<common::tls::ServerContext> context)
+      : context_(std::move(context)), connections_(loop_.get()), tls_factory_(*this, true), plain_factory_(*this, false) {
+    auto endpoint = *common::net::Endpoint::parse("127.0.0.1:0");
+    auto bound = bind_endpoints({endpoint, endpoint}, 1, 16);
+    REQUIRE(bound);
+    tls_port = (*bound)[0][0].endpoint.port;
+    plain_port = (*bound)[1][0].endpoint.port;
+    ListenerOptions options;
+    options.name = "imaps";
+    options.service = "imap";
+    tls_ = std::make_unique<Listener>(connections_, options, std::move((*bound)[0][0]), limiter_, stats_, tls_factory_,
+                                      nullptr);
+    options.name = "imap";
+    plain_ = std::make_unique<Listener>(connections_, options, std::move((*bound)[1][0]), limiter_, stats_,
+                                        plain_factory_, nullptr);
+    REQUIRE(tls_->start());
+    REQUIRE(plain_->start());
+    thread_ = std::thread([this] { loop_.run(); });
+  }
+  ~FactsListener() {
+    loop_.stop();
+    thread_.join();
+    tls_.reset();
+    plain_.reset();
+  }
+  // The facts of the last connection that asked, once it has.
+  std::optional<common::authclient::ConnectionFacts> take() {
+    std::lock_guard lock(mutex_);
+    return std::exchange(facts_, std::nullopt);
+  }
+  int tls_port = 0;
+  int plain_port = 0;
+
+ private:
+  class FactsSession : public Session {
+   public:
+    FactsSession(Connection& c, FactsListener& owner) : Session(c), owner_(owner), framer_(1000) {}
+    void on_data(std::string_view bytes) override {
+      framer_.append(bytes);
+      while (connection().open()) {
+        auto frame = framer_.next();
+        if (!frame) return;
+        auto* line = std::get_if<LineFrame>(&*frame);
+        if (line == nullptr) continue;
+        if (line->text == "FACTS") {
+          const auto* transform = connection().transform();
+          auto f = common::authclient::connection_facts(connection().info(), transform ? transform->facts() : nullptr);
+          {
+            std::lock_guard lock(owner_.mutex_);
+            owner_.facts_ = std::move(f);
+          }
+          connection().write("+ok\r\n");
+        } else {
+          connection().write("+bye\r\n");
+          connection().close();
+        }
+      }
+    }
+
+   private:
+    FactsListener& owner_;
+    LineFramer framer_;
+  };
+  class Factory : public SessionFactory {
+   public:
+    Factory(FactsListener& owner, bool tls) : owner_(owner), tls_(tls) {}
+    std::unique_ptr<Session> create(Connection& c) override {
+      if (tls_) c.start_implicit_tls(owner_.context_->accept(c.info().id));
+      return std::make_unique<FactsSession>(c, owner_);
+    }
+
+   private:
+    FactsListener& owner_;
+    bool tls_;
+  };
+
+  std::shared_ptr<common::tls::ServerContext> context_;
+  Loop loop_;
+  common::metrics::Registry registry_;
+  ConnectionSet connections_;
+  Factory tls_factory_, plain_factory_;
+  std::shared_ptr<ConnectionLimiter> limiter_ = std::make_shared<ConnectionLimiter>(0, 0);
+  std::shared_ptr<ListenerStats> stats_ = std::make_shared<ListenerStats>("facts", registry_);
+  std::unique_ptr<Listener> tls_, plain_;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::optional<common::authclient::ConnectionFacts> facts_;
+};
+
+std::string unhex(const std::string& hex) {
+  std::string out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) out += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
+  return out;
+}
+
+// Runs `loop` until `done()`, at most 15 s.
+bool run_until(Loop& loop, const std::function<bool()>& done) {
+  Timer tick(loop.get());
+  auto until = std::chrono::steady_clock::now() + 15s;
+  tick.start(1ms, [&] {
+    if (done() || std::chrono::steady_clock::now() >= until) loop.stop();
+  }, 1ms);
+  loop.run();
+  tick.stop();
+  return done();
+}
+
+// What authserv advertises for `facts`, asked through common/authclient as a front end asks.
+std::vector<std::string> advertised(common::authclient::AuthClient& client, Loop& loop,
+                                    const common::authclient::ConnectionFacts& facts) {
+  auto alive = std::make_shared<int>(0);
+  std::optional<common::Result<std::vector<std::string>>> got;
+  client.mechanisms(loop, alive, facts, [&](common::Result<std::vector<std::string>> r) { got = std::move(r); });
+  REQUIRE(run_until(loop, [&] { return got.has_value(); }));
+  INFO((*got ? std::string() : got->error().detail));
+  REQUIRE(*got);
+  return **got;
+}
+
+// One SASL exchange relayed by common/authclient; `answer` turns each challenge into a response.
+common::authclient::SaslOutput relay(common::authclient::AuthClient& client, Loop& loop, const std::string& mechanism,
+                                     const std::string& initial, const common::authclient::ConnectionFacts& facts,
+                                     const std::function<std::string(const std::string&)>& answer = {}) {
+  std::vector<common::authclient::SaslOutput> outputs;
+  common::authclient::SaslRelay r(client, loop, [&](common::authclient::SaslOutput o) { outputs.push_back(std::move(o)); });
+  r.start(mechanism, test::b64e(initial), facts);
+  for (size_t seen = 0;;) {
+    REQUIRE(run_until(loop, [&] { return outputs.size() > seen; }));
+    seen = outputs.size();
+    auto* challenge = std::get_if<common::authclient::SaslChallenge>(&outputs.back());
+    if (challenge == nullptr || !answer) return std::move(outputs.back());
+    r.client_line(test::b64e(answer(test::b64d(challenge->base64))));
+  }
+}
+
+bool has(const std::vector<std::string>& list, std::string_view name) {
+  return std::find(list.begin(), list.end(), name) != list.end();
+}
+
+}  // namespace
+
+TEST_CASE("a real TLS connection's facts reach authserv in one spelling: PLAIN under TLS, -PLUS with its binding",
+          "[integration]") {
+  Authserv a;
+  a.start();
+  auto nss = tlstest::open_nss();
+  auto context = common::tls::ServerContext::create(*nss, {});
+  REQUIRE(context);
+  auto listener = std::make_unique<FactsListener>(*context);
+  Loop loop;  // before the client: an AuthClient goes before the loops it delivers to
+  common::authclient::AuthClientOptions options;
+  options.targets = {a.target()};
+  options.tls.plaintext = true;
+  auto client = common::authclient::AuthClient::create(options);
+  REQUIRE(client);
+
+  // TLS 1.3 from openssl, which prints the tls-exporter value it computed (RFC 9266).
+  auto r = tlstest::s_client(listener->tls_port,
+                             {"-tls1_3", "-CAfile", tlstest::pki().ca_pem(), "-keymatexport", "EXPORTER-Channel-Binding",
+                              "-keymatexportlen", "32"},
+                             "FACTS\\r\\nQUIT\\r\\n");
+  INFO(r.output);
+  std::smatch m;
+  REQUIRE(std::regex_search(r.output, m, std::regex("Keying material: ([0-9A-F]+)")));
+  const std::string client_cb = unhex(m[1].str());
+  auto tls13 = listener->take();
+  REQUIRE(tls13);
+  CHECK(tls13->tls_version == common::authclient::kTls13);
+  CHECK(tls13->tls_version == "TLSv1.3");  // the TLS layer's own spelling, passed on unchanged
+  CHECK(tls13->channel_binding == client_cb);
+  CHECK(tls13->client_address == "127.0.0.1");
+  CHECK(tls13->service == "imap");
+  CHECK(tls13->client_cert_subject.empty());  // no client certificate: nothing for certmap
+
+  auto offered = advertised(**client, loop, *tls13);
+  CHECK(has(offered, "PLAIN"));
+  CHECK(has(offered, "SCRAM-SHA-256-PLUS"));
+  auto plain = relay(**client, loop, "PLAIN", std::string("\0alice\0correct horse", 20), *tls13);
+  REQUIRE(std::holds_alternative<common::authclient::SaslSuccess>(plain));
+  CHECK(std::get<common::authclient::SaslSuccess>(plain).user.canonical == "alice@example.com");
+
+  // SCRAM-SHA-256-PLUS over the binding the client computed: authserv got the same bytes.
+  const std::string gs2 = "p=tls-exporter,,", bare = "n=alice,r=clientnonce123";
+  auto plus = relay(**client, loop, "SCRAM-SHA-256-PLUS", gs2 + bare, *tls13, [&](const std::string& sf) {
+    auto field = [&](char k) {
+      auto p = sf.find(std::string(1, k) + "=");
+      auto e = sf.find(',', p);
+      return sf.substr(p + 2, e == std::string::npos ? std::string::npos : e - p - 2);
+    };
+    std::string without_proof = "c=" + test::b64e(gs2 + client_cb) + ",r=" + field('r');
+    auto proof = test::scram_client_proof("correct horse", test::b64d(field('s')), std::stoi(field('i')),
+                                          bare + "," + sf + "," + without_proof);
+    return without_proof + ",p=" + test::b64e(proof);
+  });
+  INFO(a.log());
+  REQUIRE(std::holds_alternative<common::authclient::SaslSuccess>(plus));
+  CHECK(std::get<common::authclient::SaslSuccess>(plus).additional_data_base64 != "");
+
+  // TLS 1.2: PLAIN, but no -PLUS (tls-exporter is only safe to rely on in TLS 1.3 here).
+  auto r12 = tlstest::s_client(listener->tls_port, {"-tls1_2", "-CAfile", tlstest::pki().ca_pem()}, "FACTS\\r\\nQUIT\\r\\n");
+  INFO(r12.output);
+  auto tls12 = listener->take();
+  REQUIRE(tls12);
+  CHECK(tls12->tls_version == "TLSv1.2");
+  offered = advertised(**client, loop, *tls12);
+  CHECK(has(offered, "PLAIN"));
+  CHECK_FALSE(has(offered, "SCRAM-SHA-256-PLUS"));
+
+  // Plaintext: no TLS facts, so neither PLAIN nor -PLUS.
+  {
+    test::LineClient c("127.0.0.1", listener->plain_port);
+    REQUIRE(c.send("FACTS\r\n"));
+    CHECK(c.read_line() == "+ok");
+  }
+  auto clear = listener->take();
+  REQUIRE(clear);
+  CHECK(clear->tls_version.empty());
+  offered = advertised(**client, loop, *clear);
+  CHECK_FALSE(has(offered, "PLAIN"));
+  CHECK(has(offered, "SCRAM-SHA-256"));
+  CHECK_FALSE(has(offered, "SCRAM-SHA-256-PLUS"));
+
+  // Another spelling of the version is not TLS to authserv, and the log says why.
+  auto other = *tls13;
+  other.tls_version = "TLS1.3";
+  CHECK_FALSE(has(advertised(**client, loop, other), "PLAIN"));
+  CHECK(a.log().find("event=unknown_tls_version") != std::string::npos);
+
+  client->reset();
+  listener.reset();
+  context->reset();
+  CHECK(nss->shutdown());
+}
+
+// ---- authserv's port inside the daemon skeleton: access filters, reload, revocation -------------
+
+namespace {
+grpc::Status mechanisms_status(pb::Auth::Stub& stub) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 10s);
+  pb::MechanismsRequest request;
+  *request.mutable_facts() = facts();
+  pb::MechanismsResponse response;
+  return stub.Mechanisms(&context, request, &response);
+}
+
+size_t count_of(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (auto p = text.find(needle); p != std::string::npos; p = text.find(needle, p + 1)) ++n;
+  return n;
+}
+}  // namespace
+
+TEST_CASE("an address [access] denies is refused by authserv's gRPC port before any handler runs", "[integration]") {
+  Authserv a("[access]\ndeny = [\"authserv: [::1]\"]\n", true, "", true, "*");
+  a.start();
+  auto v4 = a.stub();
+  auto v6 = a.stub_at(a.target6());
+  CHECK(mechanisms_status(*v4).ok());
+  auto denied = mechanisms_status(*v6);
+  CHECK(denied.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(denied.error_message() == "access denied");
+  {
+    // A login attempt from there never reaches the SASL code: no auth line, no password check.
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + 10s);
+    auto stream = v6->Authenticate(&context);
+    pb::AuthStep step;
+    step.mutable_start()->set_mechanism("PLAIN");
+    step.mutable_start()->set_has_initial_response(true);
+    step.mutable_start()->set_initial_response(std::string("\0alice\0correct horse", 20));
+    *step.mutable_start()->mutable_facts() = facts();
+    stream->Write(step);
+    pb::AuthReply reply;
+    CHECK_FALSE(stream->Read(&reply));
+    CHECK(stream->Finish().error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  }
+  auto log = a.log();
+  INFO(log);
+  CHECK(log.find("event=auth ") == std::string::npos);
+  CHECK(count_of(log, "comp=grpc") > 0);
+  auto refused = log.find("event=refused");
+  REQUIRE(refused != std::string::npos);
+  auto line = log.substr(log.rfind('\n', refused) + 1, log.find('\n', refused) - log.rfind('\n', refused) - 1);
+  CHECK(line.find("client=[::1]:") != std::string::npos);
+  CHECK(line.find("reason=access_denied") != std::string::npos);
+  CHECK(line.find("rule=\"deny by [access] deny:1") != std::string::npos);
+  CHECK(line.find("method=postern.authserv.v1.Auth/Mechanisms") != std::string::npos);
+
+  // SIGHUP with another filter: the decisions kept per connection go with the old one.
+  auto text = a.config_text();
+  text.replace(text.find("[::1]"), 5, "127.0.0.1");
+  a.write_config(text);
+  a.reload();
+  CHECK(mechanisms_status(*v4).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(mechanisms_status(*v6).ok());
+  // Idle channels would hear the drain's GOAWAY only at their next poll: close them first.
+  v4.reset();
+  v6.reset();
+  CHECK(a.stop() == 0);
+}
+
+TEST_CASE("a filter naming hosts refuses gRPC peers by their verified reverse name", "[integration]") {
+  test::Dnsmasq dns({"--local=/test/", "--local=/in-addr.arpa/", "--local=/ip6.arpa/", "--host-record=mx.bad.test,127.0.0.1"});
+  Authserv a("[dns]\nservers = [\"" + dns.server() + "\"]\ntimeout = \"500ms\"\n"
+             "[access]\ndeny = [\"authserv: .bad.test\"]\n",
+             true, "", true, "*");
+  a.start();
+  auto denied = mechanisms_status(*a.stub());
+  INFO(a.log());
+  CHECK(denied.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(mechanisms_status(*a.stub_at(a.target6())).ok());  // ::1 has no name
+  CHECK(a.log().find("rule=\"deny by [access] deny:1") != std::string::npos);
+}
+
+TEST_CASE("SIGHUP adopts a changed certmap.conf and new OAuth issuers without a restart", "[integration]") {
+  test::TempDir conf;
+  auto certmap = conf.write("certmap.conf", "certmap default default\ndefault:DNComps\ndefault:FilterComps e=mail\n");
+  Authserv a("[sasl]\ncertmap = \"" + certmap.string() + "\"\n");
+  a.start();
+  auto stub = a.stub();
+  const pid_t pid = a.pid();
+  auto external = [&] {
+    auto f = facts();
+    f.set_client_cert_subject("E=nobody@example.org,CN=alice");
+    f.set_client_cert_issuer("CN=Postern-CA,O=Postern");
+    f.set_client_cert_der("not compared here");
+    Exchange x(*stub);
+    return x.start("EXTERNAL", std::string(), f);
+  };
+  unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+  crypto_sign_keypair(pk, sk);
+  std::string signing_input = b64url(R"({"alg":"EdDSA","typ":"JWT"})") + "." +
+                              b64url(R"({"iss":"https://idp.test","email":"alice@example.com","exp":)" +
+                                     std::to_string(now_unix() + 300) + "}");
+  unsigned char sig[crypto_sign_BYTES];
+  crypto_sign_detached(sig, nullptr, reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size(),
+                       sk);
+  const std::string token = signing_input + "." + b64url(std::string_view(reinterpret_cast<char*>(sig), sizeof sig));
+  auto bearer = [&] {
+    Exchange x(*stub);
+    auto reply = x.start("OAUTHBEARER", "n,a=alice@example.com,\x01" "auth=Bearer " + token + "\x01\x01");
+    if (reply.has_challenge()) reply = x.respond("\x01");
+    return reply;
+  };
+
+  // Before: the certificate's e-mail names nobody, and no issuer is configured.
+  auto unmapped = external();
+  REQUIRE(unmapped.has_failure());
+  CHECK(unmapped.failure().kind() == pb::FAILURE_CREDENTIALS);
+  auto no_issuer = bearer();
+  REQUIRE(no_issuer.has_failure());
+  CHECK(no_issuer.failure().kind() == pb::FAILURE_MECHANISM);
+
+  // The operator maps by CN now and adds the identity provider, then sends SIGHUP.
+  conf.write("certmap.conf", "certmap default default\ndefault:DNComps\ndefault:FilterComps cn=uid\n");
+  a.write_config(a.config_text() + "[[sasl.oauth_issuer]]\nissuer = \"https://idp.test\"\nuser_claim = \"email\"\n"
+                                   "keys = [\"ed25519:" + b64url(std::string_view(reinterpret_cast<char*>(pk), sizeof pk)) +
+                 "\"]\n");
+  a.reload();
+  INFO(a.log());
+  CHECK(a.log().find("event=adopted") != std::string::npos);
+  auto mapped = external();
+  INFO(mapped.ShortDebugString());
+  REQUIRE(mapped.has_success());
+  CHECK(mapped.success().canonical() == "alice@example.com");
+  auto signed_in = bearer();
+  INFO(signed_in.ShortDebugString());
+  REQUIRE(signed_in.has_success());
+  CHECK(signed_in.success().canonical() == "alice@example.com");
+  CHECK(a.pid() == pid);
+
+  // A certmap.conf that no longer parses rejects the reload; the adopted one stays.
+  conf.write("certmap.conf", "certmap default default\ndefault:NoSuchProperty x\n");
+  a.reload();
+  CHECK(a.log().find("event=reload_rejected") != std::string::npos);
+  CHECK(external().has_success());
+}
+
+TEST_CASE("a front end revoked while connected is refused from its next call after the CRL and SIGHUP", "[integration]") {
+  test::TempDir pki;
+  auto certs = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), test::source_path("deploy/certs"));
+    auto r = test::run(args, 120s);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+  };
+  auto d = [&](const char* name) { return (pki.path() / name).string(); };
+  certs({"ca", "--dir", d("ca")});
+  certs({"host", "--ca", d("ca"), "--dir", d("authserv1"), "--host", "authserv1", "--ip", "127.0.0.1"});
+  certs({"host", "--ca", d("ca"), "--dir", d("mmp1"), "--host", "mmp1", "--ip", "127.0.0.1"});
+  certs({"host", "--ca", d("ca"), "--dir", d("mmp2"), "--host", "mmp2", "--ip", "127.0.0.1"});
+  // The host's CRL file, as deploy/certs installs it, loaded at start and on SIGHUP.
+  Authserv a("[tls]\ndb_dir = \"" + d("authserv1") + "\"\ncrl_files = [\"" + d("authserv1") + "/crl.der\"]\n", false);
+  a.start();
+  const pid_t pid = a.pid();
+
+  auto nss = common::tls::Nss::init({.db_dir = d("mmp1"), .password_file = d("mmp1") + "/password"});
+  REQUIRE(nss);
+  {
+    auto credentials = common::rpc::channel_credentials({});
+    REQUIRE(credentials);
+    auto stub = a.stub(*credentials);  // one channel, as a front end keeps it
+    REQUIRE(mechanisms_status(*stub).ok());
+
+    certs({"revoke", "--ca", d("ca"), "--name", "mmp1"});
+    certs({"import-crl", "--dir", d("authserv1"), "--crl", d("ca") + "/crl.der"});
+    a.reload();
+    auto refused = mechanisms_status(*stub);
+    INFO(a.log());
+    CHECK(refused.error_code() == grpc::StatusCode::UNAUTHENTICATED);
+    CHECK(a.log().find("reason=certificate_refused") != std::string::npos);
+    CHECK(a.log().find("SEC_ERROR_REVOKED_CERTIFICATE") != std::string::npos);
+    // A new channel's handshake is refused too (NSS holds the new CRL for the whole process).
+    CHECK_FALSE(mechanisms_status(*a.stub(*credentials)).ok());
+    CHECK(a.pid() == pid);
+  }
+  CHECK((*nss)->shutdown());
+  // Another front end, not revoked, still gets in (its own process: one NSS database each).
+  auto other = test::run({cli_path(), "--online", a.target(), "--nss", d("mmp2"), "list"});
+  CHECK(other.output.find("not an admin") != std::string::npos);  // authenticated, refused only as admin
+  CHECK(a.stop() == 0);
 }

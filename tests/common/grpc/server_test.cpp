@@ -322,6 +322,7 @@ TEST_CASE("per-address and total call limits refuse with RESOURCE_EXHAUSTED unti
   }
   REQUIRE(wait_idle("limits"));
   CHECK(ping(*stub).ok());
+  REQUIRE(wait_idle("limits"));
   // The total, set live (SIGHUP).
   f.server->set_limits(1, 0);
   {
@@ -411,7 +412,7 @@ TEST_CASE("a reload with nothing new keeps the server and its connections", "[gr
   CHECK(f.check.checks == 4);  // each reload had the connection's next call checked again
 }
 
-TEST_CASE("without an access check every peer passes; the limits still apply", "[grpc][server]") {
+TEST_CASE("without an access check every peer passes, and the limits still apply", "[grpc][server]") {
   Fixture f(plain_options("nocheck"), false);
   auto stub = f.stub();
   CHECK(ping(*stub).ok());
@@ -474,4 +475,5 @@ TEST_CASE("gRPC peer texts become endpoints the filters understand", "[grpc][ser
   CHECK_FALSE(parse_peer("ipv4:not-an-address:1"));
   CHECK_FALSE(parse_peer(""));
 }
+
 

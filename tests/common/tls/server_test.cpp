@@ -258,7 +258,7 @@ TEST_CASE("client certificates required: none is refused, a valid one is verifie
     tlstest::LogCapture logs;
     ServerOptions o;
     o.client_certs = ClientCerts::Required;
-    o.crl_files = {pki().crl_after_revoke()};
+    REQUIRE(nss.reload_crls({pki().crl_after_revoke()}));  // the process-wide CRLs
     tlstest::TlsServer server(make_context(nss, o));
 
     auto none = tlstest::s_client(server.tls_port, trust(), "FACTS\\r\\nQUIT\\r\\n");
@@ -321,7 +321,7 @@ TEST_CASE("client certificates optional: absence is fine, a bad certificate stil
   with_nss([](Nss& nss) {
     ServerOptions o;
     o.client_certs = ClientCerts::Optional;
-    o.crl_files = {pki().crl_after_revoke()};
+    REQUIRE(nss.reload_crls({pki().crl_after_revoke()}));  // the process-wide CRLs
     tlstest::TlsServer server(make_context(nss, o));
     auto none = tlstest::s_client(server.tls_port, trust(), "FACTS\\r\\nQUIT\\r\\n");
     INFO(none.output);
@@ -348,28 +348,28 @@ TEST_CASE("client certificates off: none is asked for", "[tls]") {
   });
 }
 
-TEST_CASE("reload_crls: a CRL published later takes effect, a broken file keeps the old CRLs", "[tls]") {
+TEST_CASE("Nss::reload_crls: a CRL published later takes effect, a broken file keeps the old CRLs", "[tls]") {
   with_nss([](Nss& nss) {
     test::TempDir dir;
     auto crl = dir / "crl.pem";
     std::filesystem::copy_file(pki().crl_before_revoke(), crl);
     ServerOptions o;
     o.client_certs = ClientCerts::Required;
-    o.crl_files = {crl.string()};
+    REQUIRE(nss.reload_crls({crl.string()}));
     tlstest::TlsServer server(make_context(nss, o));
     auto before = tlstest::s_client(server.tls_port, with(trust(), client_cert("mallory")), "FACTS\\r\\nQUIT\\r\\n");
     CHECK(fact(before.output, "subject") == "CN=mallory,O=Postern");
 
     std::filesystem::copy_file(pki().crl_after_revoke(), crl, std::filesystem::copy_options::overwrite_existing);
     common::Result<void> reloaded;
-    server.on_loop([&] { reloaded = server.context().reload_crls(); });
+    reloaded = nss.reload_crls({crl.string()});
     REQUIRE(reloaded);
     auto after = tlstest::s_client(server.tls_port, with(trust(), client_cert("mallory")), "FACTS\\r\\nQUIT\\r\\n");
     INFO(after.output);
     CHECK(contains(after.output, "alert certificate revoked"));
 
     dir.write("crl.pem", "-----BEGIN X509 CRL-----\nbm90IGEgY3Js\n-----END X509 CRL-----\n");
-    server.on_loop([&] { reloaded = server.context().reload_crls(); });
+    reloaded = nss.reload_crls({crl.string()});
     CHECK_FALSE(reloaded);
     CHECK(contains(reloaded.error().detail, crl.string()));
     auto still = tlstest::s_client(server.tls_port, with(trust(), client_cert("mallory")), "FACTS\\r\\nQUIT\\r\\n");
@@ -405,7 +405,7 @@ TEST_CASE("a resumed session is checked again: a client certificate revoked sinc
     std::filesystem::copy_file(pki().crl_before_revoke(), crl);
     ServerOptions o;
     o.client_certs = ClientCerts::Required;
-    o.crl_files = {crl.string()};
+    REQUIRE(nss.reload_crls({crl.string()}));
     tlstest::TlsServer server(make_context(nss, o));
     auto sess = (dir / "session").string();
     auto first = tlstest::s_client(server.tls_port, with(with(trust(), client_cert("mallory")), {"-sess_out", sess}));
@@ -419,7 +419,7 @@ TEST_CASE("a resumed session is checked again: a client certificate revoked sinc
 
     std::filesystem::copy_file(pki().crl_after_revoke(), crl, std::filesystem::copy_options::overwrite_existing);
     common::Result<void> reloaded;
-    server.on_loop([&] { reloaded = server.context().reload_crls(); });
+    reloaded = nss.reload_crls({crl.string()});
     REQUIRE(reloaded);
     auto refused = tlstest::s_client(server.tls_port, with(with(trust(), client_cert("mallory")), {"-sess_in", sess}),
                                      "FACTS\\r\\nQUIT\\r\\n");
@@ -583,12 +583,14 @@ TEST_CASE("ServerContext::create refuses bad settings with a message naming them
     o = {};
     o.sni = {{"mail.example.org", {"Missing-Cert"}}};
     CHECK(contains(error(o), "SNI name \"mail.example.org\""));
-    o = {};
-    o.crl_files = {"/nonexistent/crl.der"};
-    CHECK(contains(error(o), "/nonexistent/crl.der"));
+    auto crl_error = [&](std::string file) {
+      auto r = nss.reload_crls({file});
+      REQUIRE_FALSE(r);
+      return r.error().detail;
+    };
+    CHECK(contains(crl_error("/nonexistent/crl.der"), "/nonexistent/crl.der"));
     test::TempDir dir;
-    o.crl_files = {dir.write("bad.der", "not a crl").string()};
-    CHECK(contains(error(o), "holds no valid CRL"));
+    CHECK(contains(crl_error(dir.write("bad.der", "not a crl").string()), "holds no valid CRL"));
     // A good one still works after all that.
     auto ok = ServerContext::create(nss, ServerOptions{});
     CHECK(ok);
