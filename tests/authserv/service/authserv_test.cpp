@@ -158,6 +158,8 @@ class Authserv {
     }
   }
   pid_t pid() const { return process_->pid(); }
+  // The exit code once it exits on its own (-1 on timeout).
+  int wait_exit(std::chrono::milliseconds deadline) { return process_->wait(deadline); }
   std::string log() const { return test::read_file(dir_.path() / "authserv.log"); }
   std::filesystem::path dir() const { return dir_.path(); }
   const std::string& db() const { return db_; }
@@ -1389,4 +1391,65 @@ TEST_CASE("a front end revoked while connected is refused from its next call aft
   auto other = test::run({cli_path(), "--online", a.target(), "--nss", d("mmp2"), "list"});
   CHECK(other.output.find("not an admin") != std::string::npos);  // authenticated, refused only as admin
   CHECK(a.stop() == 0);
+}
+
+TEST_CASE("SIGTERM gives authserv's gRPC calls [daemon] drain_timeout, then cancels them and exits 0", "[integration]") {
+  Authserv a;
+  auto text = a.config_text();
+  text.replace(text.find("[daemon]\n"), 9, "[daemon]\ndrain_timeout = \"1500ms\"\n");
+  a.write_config(text);
+  a.start();
+  auto stub = a.stub();
+  REQUIRE(mechanisms_status(*stub).ok());
+  // A LOGIN in progress: the client owes the next step, so the call stays open.
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 30s);
+  auto stream = stub->Authenticate(&context);
+  pb::AuthStep step;
+  step.mutable_start()->set_mechanism("LOGIN");
+  *step.mutable_start()->mutable_facts() = facts();
+  REQUIRE(stream->Write(step));
+  pb::AuthReply reply;
+  REQUIRE(stream->Read(&reply));
+  REQUIRE(reply.has_challenge());
+
+  auto started = std::chrono::steady_clock::now();
+  ::kill(a.pid(), SIGTERM);
+  std::this_thread::sleep_for(500ms);
+  CHECK(::kill(a.pid(), 0) == 0);  // still draining: the call is in progress
+  CHECK(a.wait_exit(20s) == 0);
+  auto took = std::chrono::steady_clock::now() - started;
+  CHECK(took >= 1400ms);
+  CHECK(took < 10s);
+  CHECK_FALSE(stream->Read(&reply));
+  CHECK_FALSE(stream->Finish().ok());
+  auto log = a.log();
+  CHECK(log.find("event=draining") != std::string::npos);
+  CHECK(log.find("event=drain_deadline") != std::string::npos);
+  CHECK(log.find("comp=grpc phase=drain event=drained") != std::string::npos);
+  CHECK(log.find("event=stopped") != std::string::npos);
+}
+
+TEST_CASE("deploy/config/authserv.toml, filled in as deploy/up does, passes --check-config", "[integration]") {
+  test::TempDir state;
+  auto certs = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), test::source_path("deploy/certs"));
+    auto r = test::run(args, 120s);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+  };
+  const std::string dir = state.path().string();
+  certs({"ca", "--dir", dir + "/ca"});
+  certs({"host", "--ca", dir + "/ca", "--dir", dir + "/nss", "--host", "localhost", "--ip", "127.0.0.1"});
+  std::string text = test::read_file(test::source_path("deploy/config/authserv.toml"));
+  for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
+           {"@STATE_DIR@", dir}, {"@DOMAIN@", "example.com"}, {"@HOST_CN@", "localhost"}}) {
+    for (auto p = text.find(key); p != std::string::npos; p = text.find(key)) text.replace(p, key.size(), value);
+  }
+  auto config = state.write("authserv.toml", text);
+  auto r = test::run({test::binary_path("authserv/postern-authserv"), "--config", config.string(), "--check-config"});
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("[grpc]") != std::string::npos);
+  CHECK(r.output.find("listen = \"127.0.0.1:7560\"") != std::string::npos);
 }
