@@ -1,4 +1,4 @@
-# Dependencies.cmake: every third-party library comes from a Debian 12 package (notes/build-findings.md).
+# Dependencies.cmake: every third-party library comes from a Debian 12 package (found through find_package or pkg-config; see README).
 find_package(PkgConfig REQUIRED)
 find_package(tl-expected CONFIG REQUIRED)
 find_package(tomlplusplus CONFIG QUIET)

@@ -1,5 +1,5 @@
 // nss_identity.cpp: exports the host's certificate, chain and private key from NSS as the PEM that
-// gRPC's StaticDataCertificateProvider takes (notes/tech-findings.md §2, verified sequence).
+// gRPC's StaticDataCertificateProvider takes (docs/nss-notes.md §3: a plain export of a sensitive key fails).
 #include "common/grpc/nss_identity.hpp"
 
 #include <string.h>  // explicit_bzero

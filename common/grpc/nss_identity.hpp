@@ -16,7 +16,7 @@ struct PemIdentity {
 };
 
 // The certificate `nickname` and its private key. The database's keys are sensitive, so the key is
-// wrapped under a throwaway AES key and decrypted again (notes/tech-findings.md §2); the clear DER
+// wrapped under a throwaway AES key and decrypted again (docs/nss-notes.md §3); the clear DER
 // is zeroed before it is freed. Errors (ErrorKind::Config): NSS not initialised, no such
 // certificate, no private key for it, or a key that cannot be extracted (CKA_EXTRACTABLE off, FIPS).
 Result<PemIdentity> export_identity(std::string_view nickname);

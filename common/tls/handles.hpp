@@ -1,5 +1,5 @@
 // handles.hpp: owning wrappers for the NSS and NSPR handles common/tls uses. A leaked certificate or
-// key reference makes NSS_Shutdown fail with SEC_ERROR_BUSY (notes §1 pitfall 10), so none is raw.
+// key reference makes NSS_Shutdown fail with SEC_ERROR_BUSY, so none is raw.
 #pragma once
 
 #include "common/deleter.hpp"

@@ -56,7 +56,7 @@ PRInt32 memio_read(PRFileDesc* fd, void* buf, PRInt32 amount) {
   return memio_recv(fd, buf, amount, 0, PR_INTERVAL_NO_WAIT);
 }
 
-// Accepts everything: backpressure is the connection's job (notes §1 pitfall 9).
+// Accepts everything: backpressure is the connection's job (it bounds its write queue).
 PRInt32 memio_send(PRFileDesc* fd, const void* buf, PRInt32 amount, PRIntn, PRIntervalTime) {
   MemioState* s = io_state(fd, amount);
   if (s == nullptr) return -1;
@@ -93,7 +93,7 @@ PRInt32 memio_available(PRFileDesc* fd) {
 
 PRInt64 memio_available64(PRFileDesc* fd) { return memio_available(fd); }
 
-// The model has no peer; SSL_ImportFD asks and must get a clean "not connected" (pitfall 1).
+// The model has no peer; SSL_ImportFD asks and must get a clean "not connected", or the process crashes.
 // A connection reports an unspecified IPv4 address: NSS only keys its session-ID cache with it.
 PRStatus memio_getpeername(PRFileDesc* fd, PRNetAddr* addr) {
   if (state_of(fd) == nullptr) {
@@ -107,7 +107,7 @@ PRStatus memio_getpeername(PRFileDesc* fd, PRNetAddr* addr) {
 
 PRStatus memio_getsockname(PRFileDesc* fd, PRNetAddr* addr) { return memio_getpeername(fd, addr); }
 
-// NSS decides blocking or not from this option; it must say non-blocking (pitfall 2).
+// NSS decides blocking or not from this option; it must say non-blocking, or NSS blocks where it must return "would block".
 PRStatus memio_getsocketoption(PRFileDesc*, PRSocketOptionData* data) {
   if (data->option == PR_SockOpt_Nonblocking) {
     data->value.non_blocking = PR_TRUE;

@@ -1,5 +1,5 @@
 // memio.hpp: the bottom NSPR layer under NSS's SSL layer: reads come from an input buffer the
-// socket fills, writes go to an output buffer the connection sends (notes §1; the design of
+// socket fills, writes go to an output buffer the connection sends (docs/nss-notes.md §1; the design of
 // Chromium's nss_memio). NSS never touches a real socket.
 #pragma once
 
@@ -62,13 +62,13 @@ struct MemioState {
   void end_input();
   // Reads up to `n` bytes in arrival order; returns how many.
   size_t read(char* dst, size_t n);
-  // Moves what NSS wrote into `wire` (appended). Call after every NSS call (pitfall 5).
+  // Moves what NSS wrote into `wire` (appended). Call after every NSS call: NSS writes during and after the handshake and when it fails.
   void take_output(std::string& wire);
 };
 
 // A per-connection stub with fresh state. PR_Close (of it, or of the SSL layer above) frees it.
 PRFileDesc* memio_create();
-// A stateless stub for a model socket: getpeername says "not connected" (pitfall 1).
+// A stateless stub for a model socket: getpeername says "not connected", since SSL_ImportFD asks for the peer.
 PRFileDesc* memio_create_model();
 // The state of the memio layer somewhere in `stack`; null for a model or a foreign stack.
 MemioState* memio_state(PRFileDesc* stack);

@@ -1,4 +1,4 @@
-// nss.cpp: opening and closing NSS for the process (notes §1 "at process start"): the password
+// nss.cpp: opening and closing NSS for the process (the start-up sequence of docs/nss-notes.md §1): the password
 // callback, NSS_InitContext with the 389-ds token name, the server session cache, a log-in check.
 #include "common/tls/nss.hpp"
 
@@ -26,7 +26,7 @@
 namespace common::tls {
 namespace {
 
-// The token name of the internal key slot once dbTokenDescription is set (notes §1 pitfall 7), so
+// The token name of the internal key slot once dbTokenDescription is set ("NSS Certificate DB" otherwise), so
 // 389-ds/mod_nss password files ("Internal (Software) Token:secret") work unchanged.
 constexpr const char* kInternalToken = "Internal (Software) Token";
 
@@ -165,7 +165,7 @@ Result<std::unique_ptr<Nss>> Nss::init(const NssOptions& options) {
   if (NSS_SetDomesticPolicy() != SECSuccess) {
     return fail(ErrorKind::Internal, "NSS_SetDomesticPolicy failed: " + last_error_text());
   }
-  // Without the server session cache the first TLS 1.2 client crashes libssl3 (notes §1 pitfall 3).
+  // Without the server session cache the first TLS 1.2 client crashes libssl3 with SIGFPE.
   if (SSL_ConfigServerSessionIDCache(options.session_cache_entries, 0, 0, nullptr) != SECSuccess) {
     return fail(ErrorKind::Internal, "SSL_ConfigServerSessionIDCache failed: " + last_error_text());
   }
@@ -250,7 +250,7 @@ Result<void> Nss::shutdown() {
   passwords().clear();
   g_alive = false;
   if (rv != SECSuccess) {
-    // SEC_ERROR_BUSY: some CERTCertificate, key or socket outlived NSS (notes §1 pitfall 10).
+    // SEC_ERROR_BUSY: some CERTCertificate, key or socket outlived NSS.
     std::string reason = last_error_text();
     log::error("tls").event("nss_shutdown_failed").kv("reason", reason);
     return fail(ErrorKind::Internal, "NSS_Shutdown failed (a reference leaked?): " + reason);

@@ -17,7 +17,7 @@ struct NssOptions {
   std::string password_file;  // lines "Internal (Software) Token:<password>" (389-ds/mod_nss format)
   bool read_only = true;
   bool load_public_roots = false;  // the built-in roots module, only for outbound SMTP to public MX
-  int session_cache_entries = 10000;  // server session ID cache (mandatory: notes §1 pitfall 3)
+  int session_cache_entries = 10000;  // server session ID cache (mandatory: without it the first TLS 1.2 client crashes libssl3)
   // DER or PEM CRLs held in NSS's memory for the whole process (CERT_CacheCRL), so every
   // certificate NSS verifies, a TLS client's or a gRPC peer's, is checked against them.
   std::vector<std::string> crl_files;

@@ -1,7 +1,7 @@
 // server.cpp: the listener's NSS model sockets and the per-connection server transform. The call
-// sequence and its pitfalls are in notes/tech-findings.md §1: the model is configured once, each
+// sequence and its traps are in docs/nss-notes.md §1: the model is configured once, each
 // connection imports it over a memio stub, and every NSS call is followed by moving memio's output
-// to the wire (pitfall 5).
+// to the wire (NSS writes tickets and alerts whenever it runs).
 #include "common/tls/server.hpp"
 
 #include <algorithm>
@@ -725,7 +725,7 @@ class ServerTransform final : public runtime::Transform {
     return {};
   }
 
-  // PR_Read may return part of what is buffered: read until it would block (pitfall 4).
+  // PR_Read may return part of what is buffered: read until it would block, or data waits for the next packet.
   Result<void> read_all(std::string& plain, std::string& wire) {
     char buffer[kReadChunk];
     for (;;) {

@@ -202,7 +202,7 @@ class PingServer {
     REQUIRE(port_ > 0);
   }
   ~PingServer() {
-    // gRPC first: a posted Finish must still run while Shutdown waits for calls (notes §3).
+    // gRPC first: a posted Finish must still run while Shutdown waits for calls (else Shutdown waits forever).
     server_->Shutdown(std::chrono::system_clock::now() + 2s);
     server_.reset();
     loop_.stop();
