@@ -38,4 +38,16 @@ inline std::string lowered(std::string_view s) {
   return out;
 }
 
+// A byte named for an error message: 'x' when printable, else "byte 0x1f", so a message never
+// carries a control byte or a space that hides where the input went wrong.
+inline std::string describe_byte(char c) {
+  constexpr char kHex[] = "0123456789abcdef";
+  auto u = static_cast<unsigned char>(c);
+  if (u >= 0x21 && u < 0x7f) return std::string("'") + c + "'";
+  std::string s = "byte 0x";
+  s += kHex[u >> 4];
+  s += kHex[u & 15];
+  return s;
+}
+
 }  // namespace common::ascii

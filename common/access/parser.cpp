@@ -45,15 +45,7 @@ bool is_bad_byte(char c) {
 
 
 
-std::string describe_byte(char c) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  auto u = static_cast<unsigned char>(c);
-  if (u >= 0x21 && u < 0x7f) return std::string("'") + c + "'";
-  std::string s = "byte 0x";
-  s += kHex[u >> 4];
-  s += kHex[u & 15];
-  return s;
-}
+using ascii::describe_byte;
 
 // Collects diagnostics within their limits.
 struct Sink {

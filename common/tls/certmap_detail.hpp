@@ -6,20 +6,13 @@
 #include <string>
 #include <string_view>
 
+#include "common/ascii.hpp"
+
 namespace common::tls::certmap_detail {
 
-inline constexpr size_t kMaxDetail = 160;  // client-derived text in error details (CONVENTIONS: logs)
+inline constexpr size_t kMaxDetail = 160;  // client-derived text in error details (as log lines cut client text)
 
-// A byte named for a message: 'x' when printable, else "byte 0x1f".
-inline std::string describe_byte(char c) {
-  constexpr char kHex[] = "0123456789abcdef";
-  auto u = static_cast<unsigned char>(c);
-  if (u >= 0x21 && u < 0x7f) return std::string("'") + c + "'";
-  std::string s = "byte 0x";
-  s += kHex[u >> 4];
-  s += kHex[u & 15];
-  return s;
-}
+using ascii::describe_byte;
 
 inline std::string clip(std::string_view s) {
   if (s.size() <= kMaxDetail) return std::string(s);
