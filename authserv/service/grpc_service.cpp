@@ -90,6 +90,8 @@ void to_proto(const directory::Recipient& r, pb::LookupRecipientResponse& out) {
         out.set_canonical(r.user->canonical);
         out.set_mail_host(r.user->mail_host);
         out.set_status(std::string(directory::status_name(r.user->status)));
+        out.set_quota_bytes(r.user->quota_bytes);
+        out.set_quota_messages(r.user->quota_messages);
       }
       break;
     case directory::RecipientKind::Alias:

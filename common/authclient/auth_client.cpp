@@ -130,7 +130,8 @@ RecipientInfo from_proto(const pb::LookupRecipientResponse& r) {
   RecipientKind kind = RecipientKind::Unknown;
   if (r.kind() == pb::LookupRecipientResponse::USER) kind = RecipientKind::User;
   if (r.kind() == pb::LookupRecipientResponse::ALIAS) kind = RecipientKind::Alias;
-  return RecipientInfo{kind, r.canonical(), r.mail_host(), r.status(), strings(r.targets())};
+  return RecipientInfo{kind, r.canonical(), r.mail_host(), r.status(), strings(r.targets()), r.quota_bytes(),
+                       r.quota_messages()};
 }
 
 AuthenticatedUser from_proto(const pb::AuthenticatedUser& u) {

@@ -65,6 +65,8 @@ struct RecipientInfo {
   std::string mail_host;  // User
   std::string status;     // User: a held account's mail is kept, a deleted one's refused
   std::vector<std::string> targets;  // Alias: expanded addresses
+  uint64_t quota_bytes = 0;     // User: 0 = no quota (the store refuses delivery beyond it)
+  uint64_t quota_messages = 0;  // User: 0 = no limit
 };
 
 struct AuthenticatedUser {

@@ -440,6 +440,8 @@ TEST_CASE("an imported {SSHA512} password logs in and is rehashed to argon2id wi
 
 TEST_CASE("lookups answer users by any address, aliases expanded, and unknown", "[integration]") {
   Authserv a;
+  a.cli({"user", "set", "alice", "quota", "2M"});
+  a.cli({"user", "set", "alice", "quota_messages", "500"});
   a.start();
   auto stub = a.stub();
   auto recipient = [&](const std::string& address) {
@@ -455,6 +457,9 @@ TEST_CASE("lookups answer users by any address, aliases expanded, and unknown", 
   CHECK(user.kind() == pb::LookupRecipientResponse::USER);
   CHECK(user.canonical() == "alice@example.com");
   CHECK(user.mail_host() == "store1");
+  // The store enforces the quota at delivery with what the lookup says.
+  CHECK(user.quota_bytes() == 2u << 20);
+  CHECK(user.quota_messages() == 500);
   auto alias = recipient("team@example.com");
   CHECK(alias.kind() == pb::LookupRecipientResponse::ALIAS);
   CHECK(alias.targets_size() == 2);
