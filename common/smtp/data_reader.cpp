@@ -12,11 +12,18 @@ void DataReader::reset() {
 }
 
 void DataReader::emit(std::string_view s, std::string& out) {
+  const uint64_t before = report_.size;
   report_.size += s.size();
+  if (report_.too_big) return;
   // Past the limit nothing more is stored, but reading goes on to the end so that the reply
-  // (552 5.3.4) comes in step with the client (RFC 5321 §4.5.3.1.10 and RFC 1870 §6.3).
-  if (options_.max_size && report_.size > options_.max_size) report_.too_big = true;
-  if (!report_.too_big) out.append(s);
+  // (552 5.3.4) comes in step with the client (RFC 5321 §4.5.3.1.10 and RFC 1870 §6.3). The
+  // bytes up to the limit are handed out whatever the split, so every split gives one content.
+  if (options_.max_size && report_.size > options_.max_size) {
+    report_.too_big = true;
+    out.append(s.substr(0, options_.max_size - before));
+    return;
+  }
+  out.append(s);
 }
 
 void DataReader::bare_cr(std::string& out) {

@@ -37,7 +37,7 @@ struct DataOptions {
 struct DataReport {
   uint64_t size = 0;    // content bytes (unstuffed, converted), counted on past the limit too
   uint64_t lines = 0;   // line endings seen
-  bool too_big = false; // over max_size: content from then on was not handed out
+  bool too_big = false; // over max_size: only the first max_size bytes were handed out
   bool bare_lf = false;
   bool bare_cr = false;
   bool nul = false;
