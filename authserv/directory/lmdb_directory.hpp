@@ -13,10 +13,12 @@
 #include <vector>
 
 #include "authserv/directory/directory.hpp"
-#include "authserv/directory/lmdb.hpp"
+#include "common/lmdb/lmdb.hpp"
 #include "common/result.hpp"
 
 namespace authserv::directory {
+
+namespace lmdb = common::lmdb;
 
 // The layout this build reads and writes (meta "schema_version"). Opening a directory with another
 // version is refused rather than guessed at.
