@@ -44,6 +44,9 @@ void check_path(const Path& p, const CommandLimits& lim) {
   check(p.mailbox.domain.size() <= lim.max_domain);
   check(p.mailbox.address().size() + 2 <= lim.max_path);
   check(valid_utf8(p.mailbox.address()));
+  // What we accepted, rendered back as a path, parses to the same mailbox (the mta queues it so).
+  auto again = parse_path("<" + p.mailbox.address() + ">", false, true, lim);
+  check(again && again->mailbox.address() == p.mailbox.address() && again->mailbox.kind == p.mailbox.kind);
 }
 
 void fuzz_commands(std::string_view in) {

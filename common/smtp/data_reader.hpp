@@ -49,6 +49,10 @@ struct DataFeed {
   bool done = false;
 };
 
+// DATA: after the 354, feed each read; write `out` away and clear it; once done, verdict()
+// says 250 or the refusal, and the input past `consumed` is the next pipelined command.
+// BDAT: read exactly each chunk's size (the command's, not ours) and feed it; after LAST, call
+// finish() and then verdict(). A message over max_size still has all its chunks read.
 class DataReader {
  public:
   explicit DataReader(DataOptions options = {}) : options_(options) { reset(); }

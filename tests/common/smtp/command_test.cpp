@@ -83,6 +83,10 @@ TEST_CASE("paths: null, postmaster, source routes") {
   REQUIRE(sr);
   CHECK(sr->source_route);
   CHECK(sr->mailbox.address() == "user@c.example");
+  // The example of RFC 5321 §3.6.1 and Appendix C.
+  auto rfc = parse_path("<@hosta.int,@jkl.org:userc@d.bar.org>", false, false, lim);
+  REQUIRE(rfc);
+  CHECK(rfc->mailbox.address() == "userc@d.bar.org");
   auto sr1 = parse_path("<@a.example:user@c.example>", true, false, lim);
   REQUIRE(sr1);
   CHECK(sr1->source_route);
