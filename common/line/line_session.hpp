@@ -40,6 +40,9 @@
 //       ...};
 //   };
 //
+// Multi-line SMTP/LMTP replies ("250-first", "250 last", an enhanced code on each line) come from
+// common::smtp::render_reply; IMAP and POP3 write their own shapes. Either way through reply().
+//
 // IMAP literals: the handler sees "a1 APPEND INBOX {5}", calls expect_bytes(5) and set_raw(true):
 // the literal comes to on_bytes(), then the rest of the command line to on_raw_line().
 #pragma once
@@ -120,7 +123,8 @@ class LineSession : public runtime::StartTlsSession {
   void on_drain() final;
   // Drops the framer's bytes and leaves raw and byte mode, then on_forget_plaintext() forgets the
   // protocol's own state. Final, so no protocol can keep pipelined plaintext by forgetting the
-  // framer. The error count is kept.
+  // framer: commands injected behind STARTTLS would otherwise run after the handshake as if the
+  // client had sent them protected (CVE-2011-0411). The error count is kept.
   size_t forget_plaintext() final;
 
  protected:

@@ -1,13 +1,14 @@
-// echo_session.hpp: a small line protocol on the runtime, used to prove the runtime with real
-// sockets: "+ready" greeting, each line echoed, QUIT, errors for over-long lines, timeout and drain
-// replies. Shared by the runtime tests, the integration daemon and the echo benchmark.
+// echo_session.hpp: a small line protocol on common/line's LineSession, used to prove the runtime
+// with real sockets: "+ready" greeting, each line echoed, QUIT, STARTTLS, TLSINFO, errors for
+// over-long lines, timeout and drain replies. Shared by the runtime tests, the integration daemon
+// and the echo benchmark; the smallest worked example of the session base.
 #pragma once
 
 #include <functional>
 #include <string>
 
+#include "common/line/line_session.hpp"
 #include "common/runtime/connection.hpp"
-#include "common/runtime/line_framer.hpp"
 #include "common/runtime/listener.hpp"
 
 namespace test {
@@ -15,81 +16,68 @@ namespace test {
 // Makes the TLS transform for STARTTLS; empty when the listener has no TLS.
 using StartTls = std::function<std::unique_ptr<common::runtime::Transform>(std::string_view connection_id)>;
 
-class LineEchoSession : public common::runtime::StartTlsSession {
+class LineEchoSession final : public common::line::LineSession {
  public:
   LineEchoSession(common::runtime::Connection& c, size_t max_line, int max_errors, StartTls starttls = {})
-      : StartTlsSession(c), framer_(max_line), max_errors_(max_errors), starttls_(std::move(starttls)) {}
+      : LineSession(c, kCommands, options(max_line, max_errors)), starttls_(std::move(starttls)) {}
 
-  void on_open() override { connection().write("+ready " + connection().info().id + "\r\n"); }
-
-  void on_data(std::string_view bytes) override {
-    framer_.append(bytes);
-    pump();
-  }
-
-  void on_writable() override { pump(); }
-
-  void on_timeout(common::runtime::TimeoutKind kind) override {
-    connection().write(kind == common::runtime::TimeoutKind::Idle ? "-ERR idle timeout\r\n"
-                                                                  : "-ERR session timeout\r\n");
-    connection().close(common::runtime::CloseReason::Timeout);
-  }
-
-  void on_drain() override {
-    connection().write("+shutting down\r\n");
-    connection().close(common::runtime::CloseReason::Drain);
-  }
-
-  // The echo learns nothing before TLS; the error count survives it, so STARTTLS does not reset the limit.
-  size_t forget_plaintext() override {
-    size_t held = framer_.buffered();
-    framer_.reset();
-    return held;
-  }
+  void on_open() override { reply("+ready " + connection().info().id + "\r\n"); }
 
  private:
-  void pump() {
-    using namespace common::runtime;
-    // While output is blocked the framer keeps the rest; reading is paused by the connection.
-    while (connection().open() && !connection().write_blocked()) {
-      auto frame = framer_.next();
-      if (!frame) return;
-      if (auto* line = std::get_if<LineFrame>(&*frame)) {
-        if (line->text == "QUIT") {
-          connection().write("+bye\r\n");
-          connection().close();
-          return;
-        }
-        if (line->text == "STARTTLS" && starttls_ && !connection().transform()) {
-          if (!start_tls("+go ahead\r\n", starttls_(connection().info().id))) connection().write("-ERR no TLS\r\n");
-          return;
-        }
-        if (line->text == "TLSINFO") {
-          auto* facts = connection().transform() ? connection().transform()->facts() : nullptr;
-          connection().write(facts ? "+tls " + facts->protocol + " " + facts->cipher + " client=" +
-                                         (facts->client_verified ? facts->client_subject : "none") + "\r\n"
-                                   : std::string("+tls none\r\n"));
-          continue;
-        }
-        out_.assign(line->text);
-        out_ += "\r\n";
-        connection().write(out_);
-      } else if (std::holds_alternative<LineTooLong>(*frame)) {
-        connection().write("-ERR line too long\r\n");
-        if (++errors_ >= max_errors_) {
-          connection().write("-ERR too many errors\r\n");
-          connection().close();
-          return;
-        }
-      }
-    }
+  static common::line::LineSessionOptions options(size_t max_line, int max_errors) {
+    common::line::LineSessionOptions o;
+    o.component = "echo";
+    o.max_line = max_line;
+    o.errors.max_errors = static_cast<unsigned>(max_errors);
+    return o;
   }
 
-  common::runtime::LineFramer framer_;
+  void echo(const common::line::Request& r) {
+    out_.assign(r.line);
+    out_ += "\r\n";
+    reply(out_);
+  }
+  void quit(const common::line::Request& r) {
+    if (r.has_args) return echo(r);
+    reply("+bye\r\n");
+    close_session();
+  }
+  void starttls(const common::line::Request& r) {
+    // Without TLS configured, or with it on already, STARTTLS is just another line to echo.
+    if (!starttls_ || tls_on() || r.has_args) return echo(r);
+    set_phase("starttls");
+    if (!start_tls("+go ahead\r\n", starttls_(connection().info().id))) reply("-ERR no TLS\r\n");
+    set_phase("command");
+  }
+  void tlsinfo(const common::line::Request&) {
+    auto* facts = connection().transform() ? connection().transform()->facts() : nullptr;
+    reply(facts ? "+tls " + facts->protocol + " " + facts->cipher + " client=" +
+                      (facts->client_verified ? facts->client_subject : "none") + "\r\n"
+                : std::string("+tls none\r\n"));
+  }
+
+  // The catch-all entry takes every other line, so nothing is refused; say so if it ever is.
+  void on_refused(common::line::Outcome o, const common::line::Request&) override {
+    reply("-ERR " + std::string(common::line::outcome_name(o)) + "\r\n");
+  }
+  void on_line_too_long(size_t) override { reply("-ERR line too long\r\n"); }
+  void on_too_many_errors() override { reply("-ERR too many errors\r\n"); }
+  std::string timeout_reply(common::runtime::TimeoutKind kind) override {
+    return kind == common::runtime::TimeoutKind::Idle ? "-ERR idle timeout\r\n" : "-ERR session timeout\r\n";
+  }
+  std::string drain_reply() override { return "+shutting down\r\n"; }
+  // The echo learns nothing before TLS; the base drops the framer and keeps the error count, so
+  // STARTTLS does not reset the limit.
+
+  static constexpr Entry kCommands[] = {
+      {"QUIT", handler<&LineEchoSession::quit>},
+      {"STARTTLS", handler<&LineEchoSession::starttls>, common::line::kAnyState, common::line::LastInPipeline},
+      {"TLSINFO", handler<&LineEchoSession::tlsinfo>},
+      {"", handler<&LineEchoSession::echo>},
+  };
+
   std::string out_;
-  int max_errors_;
   StartTls starttls_;
-  int errors_ = 0;
 };
 
 class LineEchoFactory : public common::runtime::SessionFactory {

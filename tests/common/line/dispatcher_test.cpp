@@ -74,7 +74,7 @@ TEST_CASE("the verb is split from its argument text, which is left as sent", "[l
   CHECK(tag_only.verb.empty());
 }
 
-TEST_CASE("verbs are found case-insensitively; unknown and empty lines are refusals that count", "[line][dispatcher]") {
+TEST_CASE("verbs are found case-insensitively, unknown and empty lines are refusals that count", "[line][dispatcher]") {
   auto got = run("ehlo x\r\nEhLo y\r\nXYZZY 1\r\n\r\nEHLOX\r\n", St::Greeting, false, 1);
   std::vector<std::string> want{"run:1 [|ehlo|x]", "run:1 [|EhLo|y]", "unknown [|XYZZY|1] +err", "empty [||] +err",
                                 "unknown [|EHLOX|] +err", "errors=3"};
@@ -82,7 +82,7 @@ TEST_CASE("verbs are found case-insensitively; unknown and empty lines are refus
   CHECK(run("ehlo x\r\nEhLo y\r\nXYZZY 1\r\n\r\nEHLOX\r\n", St::Greeting, false, 1000) == want);
 }
 
-TEST_CASE("a command outside its states is WrongState; arguments are checked by flag", "[line][dispatcher]") {
+TEST_CASE("a command outside its states is WrongState, arguments are checked by flag", "[line][dispatcher]") {
   std::string in = "MAIL FROM:<>\r\nDATA\r\nEHLO\r\nQUIT now\r\nQUIT\r\nDATA \r\n";
   std::vector<std::string> want{"wrong_state:2 [|MAIL|FROM:<>] +err", "wrong_state:3 [|DATA|] +err",
                                 "bad_arguments:1 [|EHLO|] +err",     "bad_arguments:6 [|QUIT|now] +err",

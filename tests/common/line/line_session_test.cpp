@@ -336,7 +336,7 @@ TEST_CASE("a pipelined group is answered in order through suspend, raw and byte 
   }
 }
 
-TEST_CASE("while suspended no pipelined command runs: the state it waits in is not the one it ends in",
+TEST_CASE("while suspended no pipelined command runs, so it sees the state the suspended one ends in",
           "[line][session]") {
   Server s;
   test::LineClient c("127.0.0.1", s.port);
@@ -376,7 +376,7 @@ TEST_CASE("a LastInPipeline command with input behind it goes to the hook, which
   CHECK(logs.has({"comp=toy", "phase=command", "event=improper_pipelining", "verb=LAST"}));
 }
 
-TEST_CASE("refusals and over-long lines count; at the limit the protocol's reply ends the session",
+TEST_CASE("refusals and over-long lines count, at the limit the protocol's reply ends the session",
           "[line][session]") {
   Logs logs;
   Server s;
@@ -406,7 +406,7 @@ TEST_CASE("a long line in raw mode is the protocol's to judge and does not count
   CHECK(c.read_line() == "+forgot 0 errors 0");
 }
 
-TEST_CASE("STARTTLS drops pipelined plaintext and the protocol's plaintext state; errors keep counting",
+TEST_CASE("STARTTLS drops pipelined plaintext and the protocol's plaintext state, errors keep counting",
           "[line][session]") {
   Logs logs;
   Server s;
