@@ -33,11 +33,14 @@
 #include "common/tls/crl.hpp"
 #include "common/tls/nss.hpp"
 #include "ping.grpc.pb.h"
+#include "tests/support/pki.hpp"
 #include "tests/support/process.hpp"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using common::rpc::MtlsOptions;
+
+using test::Pki;
 
 namespace {
 
@@ -45,79 +48,6 @@ void must(const test::CommandResult& r, const std::string& what) {
   INFO(what << ":\n" << r.output);
   REQUIRE(r.exit_code == 0);
 }
-
-// The deployment's certificates, made by deploy/certs once per build tree (each call takes a second
-// or more, too slow to repeat in every test process) and copied into each test's own directory:
-//   ca (the deployment CA): hosts store1, mta1, mta2; mta2 revoked, store1 holds the CRL
-//   other-ca ("Other Org CA"): host intruder
-//   impostor-ca (a second CA with exactly our CA's name, another key): host impostor
-class Pki {
- public:
-  // The host's NSS database (password file HOSTDIR/password, certificate Server-Cert for NAME and
-  // 127.0.0.1), copied so a test may change it.
-  fs::path host(const std::string& name) {
-    fs::path dir = tmp_ / name;
-    fs::copy(cache() / name, dir, fs::copy_options::recursive);
-    return dir;
-  }
-  // A file of the shared set, read-only ("ca/crl.der").
-  static fs::path file(const std::string& relative) { return cache() / relative; }
-  const test::TempDir& tmp() const { return tmp_; }
-
- private:
-  static const fs::path& cache() {
-    static const fs::path dir = build_cache();
-    return dir;
-  }
-  static test::CommandResult certs(std::vector<std::string> args) {
-    args.insert(args.begin(), test::source_path("deploy/certs"));
-    return test::run(args, 120s);
-  }
-  static fs::path build_cache() {
-    fs::path dir = fs::path(POSTERN_BINARY_DIR) / "tests/common/grpc/pki";
-    fs::path stamp = dir / "ready";
-    fs::path script = test::source_path("deploy/certs");
-    // ctest may run several of these processes at once: one builds, the others wait.
-    struct Lock {
-      int fd;
-      ~Lock() {
-        if (fd >= 0) ::close(fd);  // also releases the flock, even when a REQUIRE below throws
-      }
-    } lock{::open((dir.string() + ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600)};
-    REQUIRE(lock.fd >= 0);
-    REQUIRE(::flock(lock.fd, LOCK_EX) == 0);
-    std::error_code ec;
-    // Bump kRecipe when the list below changes.
-    constexpr std::string_view kRecipe = "pki recipe 3\n";
-    bool fresh = fs::exists(stamp, ec) && test::read_file(stamp) == kRecipe &&
-                 fs::last_write_time(stamp, ec) > fs::last_write_time(script, ec) &&
-                 fs::last_write_time(stamp, ec) > fs::file_time_type::clock::now() - std::chrono::days(7);
-    if (!fresh) {
-      fs::remove_all(dir, ec);
-      fs::create_directories(dir);
-      auto d = [&](const char* name) { return (dir / name).string(); };
-      must(certs({"ca", "--dir", d("ca")}), "deploy/certs ca");
-      must(certs({"ca", "--dir", d("other-ca"), "--name", "Other Org CA"}), "deploy/certs ca other");
-      must(certs({"ca", "--dir", d("impostor-ca")}), "deploy/certs ca impostor");
-      for (auto [ca, host] : {std::pair{"ca", "store1"}, {"ca", "mta1"}, {"ca", "mta2"}, {"other-ca", "intruder"},
-                              {"impostor-ca", "impostor"}})
-        must(certs({"host", "--ca", d(ca), "--dir", d(host), "--host", host, "--ip", "127.0.0.1"}),
-             std::string("deploy/certs host ") + host);
-      // Revocation as an operator does it (TLS-17): revoke, rewrite the CRL, import it on the host.
-      must(certs({"revoke", "--ca", d("ca"), "--name", "mta2"}), "deploy/certs revoke");
-      must(certs({"crl", "--ca", d("ca")}), "deploy/certs crl");
-      must(certs({"import-crl", "--dir", d("store1"), "--crl", (dir / "ca" / "crl.der").string()}),
-           "deploy/certs import-crl");
-      {
-        std::ofstream out(dir / "ready.tmp");
-        out << kRecipe;
-      }
-      fs::rename(dir / "ready.tmp", stamp);
-    }
-    return dir;
-  }
-  test::TempDir tmp_;
-};
 
 // Log lines from any thread (gRPC logs from its own threads).
 class LogCapture {

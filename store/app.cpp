@@ -1,0 +1,109 @@
+// app.cpp: the store's DaemonApp (app.hpp): reads [store], [lmtp] and [authserv], opens the LMDB
+// environment after the privilege drop, and gives each LMTP listener its sessions.
+#include "store/app.hpp"
+
+#include <unistd.h>
+
+#include "common/authclient/authclient.hpp"
+#include "common/log/log.hpp"
+#include "store/config.hpp"
+#include "store/lmtp_session.hpp"
+#include "store/storage/message_store.hpp"
+
+namespace store {
+namespace {
+
+using common::daemon::CommonConfig;
+using common::daemon::ListenerConfig;
+using common::daemon::TlsMode;
+
+class StoreApp final : public common::daemon::DaemonApp {
+ public:
+  std::vector<std::string> services() const override { return {"lmtp"}; }
+
+  void read_config(common::config::Section root) override { store::read_config(root, config_); }
+
+  // Mutual TLS is the default on an LMTP listener: only the deployment's mta hosts deliver here.
+  void read_listener(common::config::Section& s, const ListenerConfig& l) override {
+    if (l.service == "lmtp" && !s.has("client_certs")) {
+      const_cast<ListenerConfig&>(l).tls_options.client_certs = common::tls::ClientCerts::Required;
+    }
+  }
+
+  bool needs_nss() const override { return !config_.authserv.tls.plaintext; }
+
+  common::Result<void> start(const CommonConfig& common) override {
+    // [[listener]] tables are read before [lmtp], so the listeners are checked against it here.
+    for (const auto& l : common.listeners) {
+      if (config_.lmtp.plaintext) break;
+      if (l.tls_mode == TlsMode::Off) {
+        return tl::unexpected(common::Error{common::ErrorKind::Config,
+                                            "listener " + l.name + ": LMTP takes mail only over mutual TLS: tls = "
+                                            "\"implicit\" or \"starttls\" (or [lmtp] plaintext = true where no TLS is wanted)"});
+      }
+      if (l.tls_options.client_certs != common::tls::ClientCerts::Required) {
+        return tl::unexpected(common::Error{common::ErrorKind::Config,
+                                            "listener " + l.name + ": LMTP needs client_certs = \"required\" "
+                                            "(or [lmtp] plaintext = true)"});
+      }
+    }
+    if (config_.lmtp.plaintext) {
+      common::log::warning("lmtp").phase("start").event("plaintext_lmtp")
+          .kv("detail", "[lmtp] plaintext = true: deliveries are accepted without TLS or client certificates");
+    }
+    MessageStoreOptions options;
+    options.dir = config_.store.dir;
+    options.map_size = config_.store.map_size;
+    options.delivery_retention = config_.store.delivery_retention;
+    options.max_pending_writes = config_.store.max_pending_writes;
+    auto opened = MessageStore::open(options);
+    if (!opened) return tl::unexpected(opened.error());
+    store_ = std::move(*opened);
+    auto auth = common::authclient::AuthClient::create(config_.authserv);
+    if (!auth) return tl::unexpected(auth.error());
+    auth_ = std::move(*auth);
+    char host[256] = {};
+    host_name_ = gethostname(host, sizeof host - 1) == 0 && host[0] ? host : "store";
+    common::log::info("store").phase("start").event("store_open").kv("dir", config_.store.dir)
+        .kv("names", [&] {
+          std::string all;
+          for (const auto& n : config_.store.names) all += (all.empty() ? "" : ",") + n;
+          return all;
+        }());
+    return {};
+  }
+
+  std::unique_ptr<common::runtime::SessionFactory> make_factory(const ListenerConfig& listener,
+                                                                common::daemon::LoopContext& ctx) override {
+    LmtpContext context;
+    context.config = &config_;
+    context.store = store_.get();
+    context.auth = auth_.get();
+    context.loop = ctx.loop;
+    context.host_name = host_name_;
+    if (listener.tls_mode == TlsMode::StartTls) {
+      context.starttls = listener.tls;
+      context.tls_required = !config_.lmtp.plaintext;
+    }
+    return std::make_unique<LmtpFactory>(std::move(context));
+  }
+
+  void stop() override {
+    // The sessions are gone; authserv's client goes before the loops it posts to, then the store
+    // finishes what its writer holds.
+    auth_.reset();
+    store_.reset();
+  }
+
+ private:
+  Config config_;
+  std::string host_name_;
+  std::unique_ptr<MessageStore> store_;
+  std::unique_ptr<common::authclient::AuthClient> auth_;
+};
+
+}  // namespace
+
+std::unique_ptr<common::daemon::DaemonApp> make_app() { return std::make_unique<StoreApp>(); }
+
+}  // namespace store

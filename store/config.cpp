@@ -1,0 +1,41 @@
+// config.cpp: reading [store], [lmtp] and [authserv] (config.hpp).
+#include "store/config.hpp"
+
+#include <unistd.h>
+
+#include "common/authclient/config.hpp"
+
+namespace store {
+
+void read_config(common::config::Section root, Config& out) {
+  using namespace std::chrono_literals;
+  auto s = root.section("store");
+  s.get("dir", out.store.dir);
+  if (out.store.dir.empty()) s.error("dir", "missing: the directory of the store's LMDB environment");
+  s.get("names", out.store.names);
+  if (out.store.names.empty()) {
+    char host[256] = {};
+    if (gethostname(host, sizeof host - 1) == 0 && host[0] != '\0') out.store.names.emplace_back(host);
+  }
+  s.get_size("map_size", out.store.map_size, 1ull << 20, 1ull << 44);
+  s.get_duration("delivery_retention", out.store.delivery_retention, std::chrono::seconds(60s),
+                 std::chrono::seconds(24h * 30));
+  s.get("max_pending_writes", out.store.max_pending_writes, size_t{1}, size_t{1000000});
+
+  auto l = root.section("lmtp");
+  l.get("allowed_clients", out.lmtp.allowed_clients);
+  l.get("plaintext", out.lmtp.plaintext);
+  l.get_size("max_message_size", out.lmtp.max_message_size, 1024, 1ull << 32);
+  l.get("max_recipients", out.lmtp.max_recipients, size_t{1}, size_t{100000});
+  l.get("max_errors", out.lmtp.max_errors, size_t{1}, size_t{1000});
+  l.get("subaddress_separator", out.lmtp.subaddress_separator);
+  if (out.lmtp.subaddress_separator.size() > 1) l.error("subaddress_separator", "one character, or \"\"");
+  if (!out.lmtp.plaintext && out.lmtp.allowed_clients.empty()) {
+    l.error("allowed_clients", "missing: the certificate names of the mta hosts that may deliver "
+                               "(or plaintext = true where no TLS is wanted)");
+  }
+
+  common::authclient::read_auth_client_config(root.section("authserv"), out.authserv);
+}
+
+}  // namespace store

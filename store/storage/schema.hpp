@@ -1,0 +1,127 @@
+// schema.hpp: the store's LMDB records (store/README.md "Schema") and the operations on them inside
+// one transaction: create a user with its mailboxes, file a delivery, read mailboxes and messages.
+// No threads, no loop: the message store runs these on the group-commit writer or in read txns.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <lmdb.h>
+
+#include "common/lmdb/lmdb.hpp"
+#include "common/result.hpp"
+
+namespace store {
+
+inline constexpr uint32_t kSchemaVersion = 1;
+inline constexpr size_t kBodyChunk = 64 * 1024;
+inline constexpr size_t kMaxKeywords = 64;
+
+enum Flag : uint32_t { kSeen = 1, kAnswered = 2, kFlagged = 4, kDeleted = 8, kDraft = 16 };
+enum SpecialUse : uint32_t {
+  kUseDrafts = 1, kUseSent = 2, kUseTrash = 4, kUseJunk = 8, kUseArchive = 16, kUseAll = 32, kUseFlagged = 64,
+};
+
+struct UserRecord {
+  uint64_t id = 0;
+  int64_t created = 0;
+  uint64_t bytes_used = 0;
+  uint64_t messages = 0;
+  uint64_t quota_bytes = 0;     // 0: none
+  uint64_t quota_messages = 0;  // 0: none
+};
+
+struct MailboxRecord {
+  uint64_t id = 0;
+  uint32_t uidvalidity = 0;
+  uint32_t uidnext = 1;
+  uint64_t highestmodseq = 0;
+  uint32_t messages = 0;
+  uint32_t unseen = 0;
+  uint64_t bytes = 0;
+  uint32_t special_use = 0;
+  int64_t created = 0;
+};
+
+struct MessageRecord {
+  uint64_t body_id = 0;
+  uint64_t modseq = 0;
+  int64_t internal_date = 0;
+  uint64_t size = 0;  // prefix + body
+  uint32_t flags = 0;
+  std::string prefix;
+  std::vector<std::string> keywords;
+};
+
+struct BodyRecord {
+  uint32_t references = 0;
+  uint64_t size = 0;
+  uint32_t chunks = 0;
+  std::string structure;
+};
+
+struct MailboxInfo {
+  std::string name;
+  MailboxRecord record;
+  bool subscribed = false;
+};
+
+struct MessageInfo {
+  uint32_t uid = 0;
+  MessageRecord record;
+};
+
+// The named databases, opened once (write txn at start) and valid for the environment's life.
+struct Dbs {
+  MDB_dbi meta = 0, users = 0, mailboxes = 0, mailbox_ids = 0, subscriptions = 0, messages = 0, changes = 0,
+          bodies = 0, body_chunks = 0, deliveries = 0, delivery_times = 0;
+  static constexpr unsigned kCount = 11;
+  // Creates what is missing and checks the schema version.
+  static common::Result<Dbs> open(common::lmdb::Txn& write_txn);
+};
+
+// Record layouts (README); decode_* fail with ErrorKind::Internal on a damaged value.
+std::string encode(const UserRecord&);
+std::string encode(const MailboxRecord&);
+std::string encode(const MessageRecord&);
+std::string encode(const BodyRecord&);
+common::Result<UserRecord> decode_user(std::string_view);
+common::Result<MailboxRecord> decode_mailbox(std::string_view);
+common::Result<MessageRecord> decode_message(std::string_view);
+common::Result<BodyRecord> decode_body(std::string_view);
+
+std::string user_key(std::string_view canonical);
+std::string mailbox_key(uint64_t user_id, std::string_view name);
+std::string message_key(uint64_t mailbox_id, uint32_t uid);
+std::string change_key(uint64_t mailbox_id, uint64_t modseq);
+std::string chunk_key(uint64_t body_id, uint32_t chunk);
+std::string delivery_key(std::string_view delivery_id, std::string_view recipient);
+
+// --- in a transaction ---
+common::Result<std::optional<UserRecord>> find_user(const common::lmdb::Txn&, const Dbs&, std::string_view canonical);
+// The user with INBOX and the special-use set, all subscribed (README "Invariants").
+common::Result<UserRecord> create_user(common::lmdb::Txn&, const Dbs&, std::string_view canonical, int64_t now);
+common::Result<std::optional<MailboxRecord>> find_mailbox(const common::lmdb::Txn&, const Dbs&, uint64_t user_id,
+                                                          std::string_view name);
+common::Result<MailboxRecord> create_mailbox(common::lmdb::Txn&, const Dbs&, uint64_t user_id, std::string_view name,
+                                             uint32_t special_use, int64_t now);
+common::Result<std::vector<MailboxInfo>> list_mailboxes(const common::lmdb::Txn&, const Dbs&, uint64_t user_id);
+// Messages with first <= UID <= last, in UID order.
+common::Result<std::vector<MessageInfo>> list_messages(const common::lmdb::Txn&, const Dbs&, uint64_t mailbox_id,
+                                                       uint32_t first = 1, uint32_t last = UINT32_MAX);
+common::Result<std::optional<BodyRecord>> find_body(const common::lmdb::Txn&, const Dbs&, uint64_t body_id);
+// The bytes a client reads: the message's prefix, then its body.
+common::Result<std::string> message_bytes(const common::lmdb::Txn&, const Dbs&, const MessageRecord&);
+
+// Writes a body (records and chunks) with `references` = 0 and returns its id; add_message counts it.
+common::Result<uint64_t> put_body(common::lmdb::Txn&, const Dbs&, std::string_view body, std::string_view structure);
+// Files a message into a mailbox: the next UID and MODSEQ, the counters of the mailbox and of the
+// user, the body's reference. Returns the UID.
+common::Result<uint32_t> add_message(common::lmdb::Txn&, const Dbs&, const std::string& user_name, UserRecord& user,
+                                     std::string_view mailbox_name, uint64_t body_id, uint64_t body_size,
+                                     MessageRecord message);
+
+}  // namespace store

@@ -1,0 +1,88 @@
+// pki.cpp: the shared test certificates (pki.hpp).
+#include "tests/support/pki.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <stdexcept>
+
+namespace test {
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+void must(const CommandResult& r, const std::string& what) {
+  if (r.exit_code != 0) throw std::runtime_error(what + " failed:\n" + r.output);
+}
+
+CommandResult certs(std::vector<std::string> args) {
+  args.insert(args.begin(), source_path("deploy/certs"));
+  return run(args, 120s);
+}
+
+fs::path build_cache() {
+  fs::path dir = fs::path(POSTERN_BINARY_DIR) / "tests/pki";
+  fs::path stamp = dir / "ready";
+  fs::path script = source_path("deploy/certs");
+  fs::create_directories(dir.parent_path());
+  // ctest runs several test processes at once: one builds, the others wait.
+  struct Lock {
+    int fd;
+    ~Lock() {
+      if (fd >= 0) ::close(fd);  // also releases the flock when building fails
+    }
+  } lock{::open((dir.string() + ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600)};
+  if (lock.fd < 0 || ::flock(lock.fd, LOCK_EX) != 0) throw std::runtime_error("cannot lock " + dir.string());
+  std::error_code ec;
+  // Bump the recipe when the list below changes.
+  constexpr std::string_view kRecipe = "pki recipe 4\n";
+  const bool fresh = fs::exists(stamp, ec) && read_file(stamp) == kRecipe &&
+                     fs::last_write_time(stamp, ec) > fs::last_write_time(script, ec) &&
+                     fs::last_write_time(stamp, ec) > fs::file_time_type::clock::now() - std::chrono::days(7);
+  if (fresh) return dir;
+  fs::remove_all(dir, ec);
+  fs::create_directories(dir);
+  auto d = [&](const char* name) { return (dir / name).string(); };
+  must(certs({"ca", "--dir", d("ca")}), "deploy/certs ca");
+  must(certs({"ca", "--dir", d("other-ca"), "--name", "Other Org CA"}), "deploy/certs ca other");
+  must(certs({"ca", "--dir", d("impostor-ca")}), "deploy/certs ca impostor");
+  for (auto [ca, host] : {std::pair{"ca", "store1"}, {"ca", "mta1"}, {"ca", "mta2"}, {"other-ca", "intruder"},
+                          {"impostor-ca", "impostor"}}) {
+    must(certs({"host", "--ca", d(ca), "--dir", d(host), "--host", host, "--ip", "127.0.0.1"}),
+         std::string("deploy/certs host ") + host);
+  }
+  for (auto [ca, client] : {std::pair{"ca", "mta1"}, {"ca", "mta3"}, {"other-ca", "stranger"}}) {
+    must(certs({"client", "--ca", d(ca), "--name", client}), std::string("deploy/certs client ") + client);
+  }
+  // Revocation as an operator does it: revoke, rewrite the CRL, import it on the host.
+  must(certs({"revoke", "--ca", d("ca"), "--name", "mta2"}), "deploy/certs revoke");
+  must(certs({"crl", "--ca", d("ca")}), "deploy/certs crl");
+  must(certs({"import-crl", "--dir", d("store1"), "--crl", (dir / "ca" / "crl.der").string()}),
+       "deploy/certs import-crl");
+  {
+    std::ofstream out(dir / "ready.tmp");
+    out << kRecipe;
+  }
+  fs::rename(dir / "ready.tmp", stamp);
+  return dir;
+}
+
+}  // namespace
+
+const fs::path& Pki::cache() {
+  static const fs::path dir = build_cache();
+  return dir;
+}
+
+fs::path Pki::host(const std::string& name) {
+  fs::path dir = tmp_ / name;
+  fs::copy(cache() / name, dir, fs::copy_options::recursive);
+  return dir;
+}
+
+fs::path Pki::file(const std::string& relative) { return cache() / relative; }
+
+}  // namespace test
