@@ -60,6 +60,13 @@ void fuzz_commands(std::string_view in) {
     check(!m->path.mailbox.utf8 || m->params.smtputf8);
     check(!m->params.size || *m->params.size <= lim.max_message);
     check(!m->params.xid || valid_xid(*m->params.xid));
+    // The client side renders it; parsing that gives the same arguments.
+    std::string line = format_mail(*m);
+    auto again = parse_mail(std::string_view(line).substr(5, line.size() - 7), lim);
+    check(again && again->path.mailbox.address() == m->path.mailbox.address() && again->path.null == m->path.null);
+    const MailParams &a = m->params, &b = again->params;
+    check(a.size == b.size && a.body == b.body && a.smtputf8 == b.smtputf8 && a.ret == b.ret && a.envid == b.envid &&
+          a.auth == b.auth && a.xid == b.xid);
   } else {
     check_error(m.error());
   }
@@ -68,6 +75,11 @@ void fuzz_commands(std::string_view in) {
       check_path(r->path, lim);
       check(!r->path.null);
       check(utf8 || !r->path.mailbox.utf8);
+      std::string line = format_rcpt(*r);
+      auto again = parse_rcpt(std::string_view(line).substr(5, line.size() - 7), utf8, lim);
+      check(again && again->path.mailbox.address() == r->path.mailbox.address() &&
+            again->path.postmaster == r->path.postmaster && again->params.notify == r->params.notify &&
+            again->params.orcpt == r->params.orcpt && again->params.orcpt_type == r->params.orcpt_type);
     } else {
       check_error(r.error());
     }

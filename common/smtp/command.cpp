@@ -604,6 +604,47 @@ SmtpResult<RcptArgs> parse_rcpt(std::string_view args, bool smtputf8, const Comm
   return out;
 }
 
+std::string format_path(const Path& path) {
+  if (path.null) return "<>";
+  return "<" + path.mailbox.address() + ">";
+}
+
+std::string format_mail(const MailArgs& mail) {
+  const MailParams& p = mail.params;
+  std::string out = "MAIL FROM:" + format_path(mail.path);
+  if (p.size) out += " SIZE=" + std::to_string(*p.size);
+  if (p.body) {
+    out += *p.body == Body::SevenBit ? " BODY=7BIT" : *p.body == Body::EightBitMime ? " BODY=8BITMIME" : " BODY=BINARYMIME";
+  }
+  if (p.smtputf8) out += " SMTPUTF8";
+  if (p.ret) out += *p.ret == Ret::Full ? " RET=FULL" : " RET=HDRS";
+  if (p.envid) out += " ENVID=" + xtext_encode(*p.envid);
+  if (p.auth) out += " AUTH=" + (*p.auth == "<>" ? std::string("<>") : xtext_encode(*p.auth));
+  if (p.xid) out += " XID=" + *p.xid;
+  out += "\r\n";
+  return out;
+}
+
+std::string format_rcpt(const RcptArgs& rcpt) {
+  const RcptParams& p = rcpt.params;
+  std::string out = "RCPT TO:" + format_path(rcpt.path);
+  if (p.notify) {
+    std::string list;
+    if (p.notify & kNotifyNever) list = "NEVER";
+    if (p.notify & kNotifySuccess) list += "SUCCESS,";
+    if (p.notify & kNotifyFailure) list += "FAILURE,";
+    if (p.notify & kNotifyDelay) list += "DELAY,";
+    if (list.back() == ',') list.pop_back();
+    out += " NOTIFY=" + list;
+  }
+  if (p.orcpt && p.orcpt_type) {
+    // The utf-8 type's address is already in its own encoding (RFC 6533 §3), kept as parsed.
+    out += " ORCPT=" + *p.orcpt_type + ";" + (ascii::iequals(*p.orcpt_type, "utf-8") ? *p.orcpt : xtext_encode(*p.orcpt));
+  }
+  out += "\r\n";
+  return out;
+}
+
 SmtpResult<BdatArgs> parse_bdat(std::string_view args, const CommandLimits& limits) {
   // bdat-cmd = "BDAT" SP chunk-size [ SP end-marker ] CR LF; chunk-size = 1*DIGIT;
   // end-marker = "LAST" (RFC 3030 §2).

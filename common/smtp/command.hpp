@@ -121,6 +121,13 @@ SmtpResult<void> parse_no_args(std::string_view args);
 // returned trimmed, printable ASCII (UTF-8 when utf8) only.
 SmtpResult<std::string_view> parse_string_arg(std::string_view args, bool required, bool utf8 = false);
 
+// The client side (the mta towards the store or the Internet): the command line with CRLF.
+// ENVID, AUTH and ORCPT are xtext-encoded; a source route is not sent (RFC 5321 §4.1.1.3 says
+// clients SHOULD NOT). Parsing what these render gives back the same arguments.
+std::string format_mail(const MailArgs& mail);
+std::string format_rcpt(const RcptArgs& rcpt);
+std::string format_path(const Path& path);
+
 // A bare path "<...>" alone (tests, the mta's queue tools). reverse: "<>" allowed.
 SmtpResult<Path> parse_path(std::string_view text, bool reverse, bool utf8_allowed, const CommandLimits& limits);
 

@@ -419,3 +419,47 @@ TEST_CASE("xtext") {
   CHECK(xtext_encode(raw) == "a+2Bb+3Dc+20+01+FF~+00");
   CHECK(xtext_decode(xtext_encode(raw)) == raw);
 }
+
+TEST_CASE("client side: formatted commands parse back the same") {
+  auto lim = all_on();
+  const char* mails[] = {"FROM:<> SIZE=0", "FROM:<a@b> SIZE=1000 BODY=8BITMIME XID=q:1",
+                         "FROM:<\"x y\"@[IPv6:::1]> RET=FULL ENVID=a+2Bb+3D AUTH=u+2B1@example.com BODY=BINARYMIME",
+                         "FROM:<pel\xc3\xa9@b> SMTPUTF8 AUTH=<> BODY=7BIT", "FROM:<@r.example:a@b>"};
+  for (const char* m : mails) {
+    INFO(m);
+    auto a = parse_mail(m, lim);
+    REQUIRE(a);
+    std::string line = format_mail(*a);
+    REQUIRE(line.substr(0, 5) == "MAIL ");
+    REQUIRE(line.substr(line.size() - 2) == "\r\n");
+    auto b = parse_mail(std::string_view(line).substr(5, line.size() - 7), lim);
+    REQUIRE(b);
+    CHECK(b->path.mailbox.address() == a->path.mailbox.address());
+    CHECK(b->path.null == a->path.null);
+    CHECK(b->params.size == a->params.size);
+    CHECK(b->params.body == a->params.body);
+    CHECK(b->params.smtputf8 == a->params.smtputf8);
+    CHECK(b->params.ret == a->params.ret);
+    CHECK(b->params.envid == a->params.envid);
+    CHECK(b->params.auth == a->params.auth);
+    CHECK(b->params.xid == a->params.xid);
+  }
+  CHECK(format_mail(*parse_mail("FROM:<a@b> XID=q:1 SIZE=5", lim)) == "MAIL FROM:<a@b> SIZE=5 XID=q:1\r\n");
+  const char* rcpts[] = {"TO:<Postmaster>", "TO:<b@c> NOTIFY=NEVER", "TO:<b@c> NOTIFY=DELAY,SUCCESS ORCPT=rfc822;b+2B1@c",
+                         "TO:<b@c> ORCPT=utf-8;\xe7\x94\xa8@b"};
+  for (const char* r : rcpts) {
+    INFO(r);
+    auto a = parse_rcpt(r, true, lim);
+    REQUIRE(a);
+    std::string line = format_rcpt(*a);
+    REQUIRE(line.substr(0, 5) == "RCPT ");
+    auto b = parse_rcpt(std::string_view(line).substr(5, line.size() - 7), true, lim);
+    REQUIRE(b);
+    CHECK(b->path.mailbox.address() == a->path.mailbox.address());
+    CHECK(b->path.postmaster == a->path.postmaster);
+    CHECK(b->params.notify == a->params.notify);
+    CHECK(b->params.orcpt == a->params.orcpt);
+    CHECK(b->params.orcpt_type == a->params.orcpt_type);
+  }
+  CHECK(format_rcpt(*parse_rcpt("TO:<b@c> NOTIFY=DELAY,SUCCESS", false, lim)) == "RCPT TO:<b@c> NOTIFY=SUCCESS,DELAY\r\n");
+}
