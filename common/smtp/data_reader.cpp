@@ -16,7 +16,7 @@ void DataReader::emit(std::string_view s, std::string& out) {
   report_.size += s.size();
   if (report_.too_big) return;
   // Past the limit nothing more is stored, but reading goes on to the end so that the reply
-  // (552 5.3.4) comes in step with the client (RFC 5321 §4.5.3.1.10 and RFC 1870 §6.3). The
+  // (552 5.3.4) comes in step with the client (RFC 5321 §4.5.3.1.9 and RFC 1870 §6.3). The
   // bytes up to the limit are handed out whatever the split, so every split gives one content.
   if (options_.max_size && report_.size > options_.max_size) {
     report_.too_big = true;
@@ -50,8 +50,8 @@ DataFeed DataReader::feed(std::string_view in, std::string& out) {
     switch (state_) {
       case State::LineStart:
         if (options_.framing == Framing::Dot && c == '.') {
+          // The line limit does not count the dot doubled for transparency (§4.5.3.1.6).
           state_ = State::Dot;
-          line_len_ = 1;
           ++i;
         } else {
           state_ = State::Text;
@@ -65,7 +65,10 @@ DataFeed DataReader::feed(std::string_view in, std::string& out) {
           state_ = State::DotCr;
           ++i;
         } else {
-          if (c == '\n') emit(".", out);
+          if (c == '\n') {
+            emit(".", out);
+            add_line(1);
+          }
           state_ = State::Text;
         }
         break;
@@ -75,6 +78,7 @@ DataFeed DataReader::feed(std::string_view in, std::string& out) {
           ++i;
         } else {
           emit(".", out);
+          add_line(1);
           bare_cr(out);
           state_ = State::Text;
         }

@@ -41,7 +41,7 @@ struct DataReport {
   bool bare_lf = false;
   bool bare_cr = false;
   bool nul = false;
-  bool long_line = false;  // a line over max_line octets on the wire
+  bool long_line = false;  // a line over max_line octets, a stuffing dot not counted
 };
 
 struct DataFeed {

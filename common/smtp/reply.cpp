@@ -137,8 +137,8 @@ void ReplyParser::feed(std::string_view in, std::vector<Reply>& out) {
 
 void ReplyParser::on_line(std::string_view line, std::vector<Reply>& out) {
   // Reply-line = *( Reply-code "-" [ textstring ] CRLF ) Reply-code [ SP textstring ] CRLF
-  // (RFC 5321 §4.2); the code is 2yz..5yz.
-  if (line.size() < 3 || line[0] < '2' || line[0] > '5' || !ascii::is_digit(line[1]) || !ascii::is_digit(line[2])) {
+  // (RFC 5321 §4.2); Reply-code = %x32-35 %x30-35 %x30-39.
+  if (line.size() < 3 || line[0] < '2' || line[0] > '5' || line[1] < '0' || line[1] > '5' || !ascii::is_digit(line[2])) {
     error_ = "malformed reply line";
     return;
   }
@@ -169,7 +169,7 @@ void ReplyParser::on_line(std::string_view line, std::vector<Reply>& out) {
     error_ = "reply over " + std::to_string(limits_.max_lines) + " lines or " + std::to_string(limits_.max_total) + " bytes";
     return;
   }
-  // RFC 2034 §4 ties the enhanced code's class to the reply's first digit; a text that merely
+  // RFC 2034 ties the enhanced code's class to the reply's first digit; a text that merely
   // starts with digits (a "250 2.0 host" greeting) keeps them.
   if (auto enh = parse_enhanced(text); enh && enh->first.klass == code / 100) {
     if (current_.lines.empty()) current_.enhanced = enh->first;

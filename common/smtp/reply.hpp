@@ -53,14 +53,14 @@ inline constexpr size_t kMaxReplyLine = 512;
 // Without it a client could end our reply line early and inject a reply of its own.
 std::string sanitize(std::string_view text, size_t max = 160);
 
-// One reply, every line "code-enh text" (RFC 2034 §3: the enhanced code starts each line of a
+// One reply, every line "code-enh text" (RFC 2034: the enhanced code starts each line of a
 // multi-line reply). Lines are sanitized and cut to kMaxReplyLine. No lines gives "code enh".
 std::string render_reply(int code, EnhancedCode enh, std::span<const std::string_view> lines);
 std::string render_reply(int code, EnhancedCode enh, std::string_view text);
 std::string render_reply(const SmtpError& err);
 
 // The EHLO/LHLO answer (RFC 5321 §4.1.1.1): "250-domain greeting" then one keyword per line.
-// RFC 2034 §3: replies to EHLO/LHLO carry no enhanced code. xid announces our delivery-id MAIL
+// RFC 2034: replies to EHLO/LHLO carry no enhanced code. xid announces our delivery-id MAIL
 // parameter (see XID in command.hpp). size 0 announces "SIZE" with no fixed limit (RFC 1870 §4).
 struct Capabilities {
   std::string domain;

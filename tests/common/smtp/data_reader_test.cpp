@@ -207,8 +207,9 @@ TEST_CASE("DATA: a line over 998 octets is reported") {
   CHECK(over.report.long_line);
   CHECK_FALSE(over.verdict);
   CHECK(over.content.size() == 1001);
-  // The stuffing dot counts: it is on the wire.
-  CHECK(check_splits("." + std::string(998, 'x') + "\r\n.\r\n").report.long_line);
+  // The dot doubled for transparency is not counted (RFC 5321 §4.5.3.1.6).
+  CHECK_FALSE(check_splits("." + std::string(998, 'x') + "\r\n.\r\n").report.long_line);
+  CHECK(check_splits("." + std::string(999, 'x') + "\r\n.\r\n").report.long_line);
   DataOptions strict;
   strict.refuse_long_lines = true;
   auto refused = check_splits(std::string(2000, 'y') + "\r\n.\r\n", strict);

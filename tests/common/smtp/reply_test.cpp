@@ -133,7 +133,7 @@ TEST_CASE("reply parser: multi-line, enhanced codes, several replies") {
 }
 
 TEST_CASE("reply parser refuses garbage and stays failed") {
-  for (const char* bad : {"hello\r\n", "25\r\n", "650 x\r\n", "150 x\r\n", "2500 x\r\n", "250x\r\n", "250-a\r\n251 b\r\n",
+  for (const char* bad : {"hello\r\n", "25\r\n", "650 x\r\n", "150 x\r\n", "260 x\r\n", "2500 x\r\n", "250x\r\n", "250-a\r\n251 b\r\n",
                           "25a ok\r\n"}) {
     INFO(bad);
     auto p = parse_all_ways(bad);
