@@ -24,10 +24,8 @@ class StoreApp final : public common::daemon::DaemonApp {
   void read_config(common::config::Section root) override { store::read_config(root, config_); }
 
   // Mutual TLS is the default on an LMTP listener: only the deployment's mta hosts deliver here.
-  void read_listener(common::config::Section& s, const ListenerConfig& l) override {
-    if (l.service == "lmtp" && !s.has("client_certs")) {
-      const_cast<ListenerConfig&>(l).tls_options.client_certs = common::tls::ClientCerts::Required;
-    }
+  void read_listener(common::config::Section& s, ListenerConfig& l) override {
+    if (l.service == "lmtp" && !s.has("client_certs")) l.tls_options.client_certs = common::tls::ClientCerts::Required;
   }
 
   bool needs_nss() const override { return !config_.authserv.tls.plaintext; }

@@ -190,9 +190,8 @@ void LmtpSession::mail(const Request& r) {
 }
 
 common::authclient::ConnectionFacts LmtpSession::facts() {
-  auto f = common::authclient::connection_facts(connection().info(),
-                                                connection().transform() ? connection().transform()->facts() : nullptr);
-  return f;
+  return common::authclient::connection_facts(connection().info(),
+                                              connection().transform() ? connection().transform()->facts() : nullptr);
 }
 
 void LmtpSession::rcpt(const Request& r) {

@@ -127,8 +127,9 @@ class DaemonApp {
   virtual std::vector<std::string> services() const = 0;
   // Reads the daemon's own tables. Problems go into the Document (shown by --check-config).
   virtual void read_config(config::Section root) = 0;
-  // Reads the keys of one [[listener]] that the common part does not know (e.g. TLS mode).
-  virtual void read_listener(config::Section&, const ListenerConfig&) {}
+  // Reads the keys of one [[listener]] that the common part does not know, and may change the
+  // daemon's defaults for the common ones (the store requires client certificates on LMTP).
+  virtual void read_listener(config::Section&, ListenerConfig&) {}
   // True when the daemon needs the host's NSS database without any TLS listener or gRPC port that
   // uses it (an outbound mTLS client).
   virtual bool needs_nss() const { return false; }
