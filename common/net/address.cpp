@@ -181,4 +181,43 @@ socklen_t Endpoint::to_sockaddr(sockaddr_storage& storage) const {
   return sizeof(sockaddr_in6);
 }
 
+std::optional<IpNetwork> IpNetwork::parse(std::string_view text) {
+  const auto slash = text.find('/');
+  auto base = IpAddress::parse(text.substr(0, slash));
+  if (!base) return std::nullopt;
+  const unsigned width = base->is_v4() ? 32 : 128;
+  unsigned prefix = width;
+  if (slash != std::string_view::npos) {
+    std::string_view digits = text.substr(slash + 1);
+    if (digits.empty() || digits.size() > 3) return std::nullopt;
+    prefix = 0;
+    for (char c : digits) {
+      if (c < '0' || c > '9') return std::nullopt;
+      prefix = prefix * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (prefix > width) return std::nullopt;
+  }
+  IpNetwork net{*base, prefix};
+  if (!net.contains(*base)) return std::nullopt;
+  // Host bits set: the base must be the network itself.
+  auto bytes = base->bytes();
+  for (unsigned bit = prefix; bit < width; ++bit) {
+    if (bytes[bit / 8] & (0x80u >> (bit % 8))) return std::nullopt;
+  }
+  return net;
+}
+
+bool IpNetwork::contains(const IpAddress& a) const {
+  if (a.family() != base.family()) return false;
+  auto x = a.bytes();
+  auto y = base.bytes();
+  for (unsigned bit = 0; bit < prefix; ++bit) {
+    const uint8_t mask = static_cast<uint8_t>(0x80u >> (bit % 8));
+    if ((x[bit / 8] & mask) != (y[bit / 8] & mask)) return false;
+  }
+  return true;
+}
+
+std::string IpNetwork::to_string() const { return base.to_string() + "/" + std::to_string(prefix); }
+
 }  // namespace common::net

@@ -42,6 +42,18 @@ class IpAddress {
   std::array<uint8_t, 16> bytes_{};
 };
 
+// An address prefix, "192.0.2.0/24", "2001:db8::/32"; a bare address is a /32 or /128. Host bits
+// below the prefix must be zero, so a typo such as "192.0.2.1/24" is refused, not widened.
+struct IpNetwork {
+  IpAddress base;
+  unsigned prefix = 0;
+
+  static std::optional<IpNetwork> parse(std::string_view text);
+  // IPv4 networks match IPv4 addresses only (mapped addresses arrive as IPv4, see from_sockaddr).
+  bool contains(const IpAddress& a) const;
+  std::string to_string() const;
+};
+
 struct Endpoint {
   IpAddress address;
   uint16_t port = 0;

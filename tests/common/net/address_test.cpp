@@ -62,3 +62,29 @@ TEST_CASE("sockaddr round trip unmaps IPv4-mapped IPv6", "[net]") {
   CHECK(back->address.is_v4());
   CHECK(back->to_string() == "192.0.2.1:25");
 }
+
+TEST_CASE("IP networks parse with a prefix, refuse host bits, and match their family only", "[net]") {
+  using common::net::IpAddress;
+  using common::net::IpNetwork;
+  auto v4 = IpNetwork::parse("192.0.2.0/24");
+  REQUIRE(v4);
+  CHECK(v4->contains(*IpAddress::parse("192.0.2.77")));
+  CHECK_FALSE(v4->contains(*IpAddress::parse("192.0.3.1")));
+  CHECK_FALSE(v4->contains(*IpAddress::parse("::1")));
+  CHECK(v4->to_string() == "192.0.2.0/24");
+  auto host = IpNetwork::parse("127.0.0.1");
+  REQUIRE(host);
+  CHECK(host->prefix == 32);
+  CHECK(host->contains(*IpAddress::parse("127.0.0.1")));
+  CHECK_FALSE(host->contains(*IpAddress::parse("127.0.0.2")));
+  auto v6 = IpNetwork::parse("2001:db8::/32");
+  REQUIRE(v6);
+  CHECK(v6->contains(*IpAddress::parse("2001:db8:ffff::1")));
+  CHECK_FALSE(v6->contains(*IpAddress::parse("2001:db9::1")));
+  CHECK(IpNetwork::parse("0.0.0.0/0")->contains(*IpAddress::parse("203.0.113.9")));
+  CHECK_FALSE(IpNetwork::parse("192.0.2.1/24"));  // host bits set: a typo, not a wider net
+  CHECK_FALSE(IpNetwork::parse("192.0.2.0/33"));
+  CHECK_FALSE(IpNetwork::parse("192.0.2.0/"));
+  CHECK_FALSE(IpNetwork::parse("192.0.2.0/2x"));
+  CHECK_FALSE(IpNetwork::parse("host.example/24"));
+}
