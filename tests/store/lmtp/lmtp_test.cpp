@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "store/mime/structure.hpp"
 #include "store/storage/message_store.hpp"
 #include "tests/support/authserv_daemon.hpp"
 #include "tests/support/pki.hpp"
@@ -130,6 +131,27 @@ class Store {
       return {};
     }));
     return out;
+  }
+
+  // Every stored body's structure (ENVELOPE, BODYSTRUCTURE, offsets) decodes, malformed mail too.
+  bool structures_decode() {
+    store::MessageStoreOptions o;
+    o.dir = data_dir_;
+    auto s = store::MessageStore::open(o);
+    REQUIRE(s);
+    bool ok = true;
+    REQUIRE((*s)->read([&](const common::lmdb::Txn& txn, const store::Dbs& dbs) -> common::Result<void> {
+      auto cursor = common::lmdb::Cursor::open(txn, dbs.bodies);
+      REQUIRE(cursor);
+      for (auto e = cursor->seek(""); e && *e; e = cursor->next()) {
+        auto body = store::decode_body((*e)->second);
+        REQUIRE(body);
+        auto structure = store::mime::decode(body->structure);
+        if (!structure || structure->bodystructure.empty()) ok = false;
+      }
+      return {};
+    }));
+    return ok;
   }
 
   std::string log() const { return test::read_file(dir_ / "store.log"); }
@@ -347,6 +369,44 @@ TEST_CASE("bad input gets protocol errors and leaves the store healthy", "[integ
     CHECK(took < 5s);
     CHECK(s.count("event=timeout") + s.count("event=message_abandoned") >= 1);
   }
+  SECTION("BDAT chunks: one reply per chunk, one per recipient after LAST; binary bytes kept") {
+    auto out = session(
+        "s.sendall(b'MAIL FROM:<a@b>\\r\\nRCPT TO:<alice@example.com>\\r\\nRCPT TO:<bob@example.com>\\r\\n')\n"
+        "for _ in range(3): print(rd(),end='')\n"
+        "p1=b'Subject: chunked\\r\\n\\r\\nfirst '\n"
+        "p2=b'lone\\nLF kept\\r\\n'\n"
+        "s.sendall(b'BDAT %d\\r\\n' % len(p1) + p1); print(rd(),end='')\n"
+        "s.sendall(b'BDAT %d LAST\\r\\n' % len(p2) + p2); print(rd(),end=''); print(rd(),end='')\n");
+    INFO(out);
+    CHECK(contains(out, "250 2.0.0 26 octets received"));
+    CHECK(contains(out, "250 2.1.5 alice@example.com delivered to INBOX"));
+    CHECK(contains(out, "250 2.1.5 bob@example.com delivered to INBOX"));
+    REQUIRE(s.stop() == 0);
+    auto inbox = s.messages("bob@example.com");
+    REQUIRE(inbox.size() == 1);
+    CHECK(contains(inbox[0], "Subject: chunked\r\n\r\nfirst lone\nLF kept\r\n"));
+    s.start();
+  }
+  SECTION("a data line over 64 KiB refuses the message, the session goes on") {
+    auto out = session(
+        "s.sendall(b'MAIL FROM:<a@b>\\r\\nRCPT TO:<alice@example.com>\\r\\nDATA\\r\\n')\n"
+        "for _ in range(3): print(rd(),end='')\n"
+        "s.sendall(b'Subject: long\\r\\n\\r\\n' + b'y'*70000 + b'\\r\\n.\\r\\n'); print(rd(),end='')\n"
+        "s.sendall(b'NOOP\\r\\n'); print(rd(),end='')\n");
+    INFO(out);
+    CHECK(contains(out, "554 5.6.0"));
+    CHECK(contains(out, "250 2.0.0 OK"));
+  }
+  SECTION("malformed MIME is stored with a structure that decodes") {
+    auto out = session(
+        "s.sendall(b'MAIL FROM:<a@b>\\r\\nRCPT TO:<bob@example.com>\\r\\nDATA\\r\\n')\n"
+        "for _ in range(3): print(rd(),end='')\n"
+        "s.sendall(b'Content-Type: multipart/mixed; boundary=\\\"b1\\\"\\r\\nSubject: =?utf-8?q?broken?=\\r\\n\\r\\n--b1\\r\\n"
+        "Content-Type: message/rfc822\\r\\n\\r\\nContent-Type: multipart/alternative; boundary=b2\\r\\n\\r\\n--b2\\r\\nno end\\r\\n.\\r\\n')\n"
+        "print(rd(),end='')\n");
+    INFO(out);
+    CHECK(contains(out, "250 2.1.5 bob@example.com delivered"));
+  }
   // After all of it the store still delivers, and kept nothing it refused.
   auto ok = s.send({"alice@example.com"}, "off", "");
   INFO(ok.output);
@@ -357,6 +417,7 @@ TEST_CASE("bad input gets protocol errors and leaves the store healthy", "[integ
     CHECK_FALSE(contains(m, "Subject: big"));
   }
   for (const auto& m : s.messages("bob@example.com")) CHECK_FALSE(contains(m, "half a mess"));
+  CHECK(s.structures_decode());
 }
 
 TEST_CASE("a full disk is a temporary failure with nothing half-written", "[integration][store]") {
