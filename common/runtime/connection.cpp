@@ -205,6 +205,18 @@ void Connection::start_implicit_tls(std::unique_ptr<Transform> transform) {
     return;
   }
   transform_ = std::move(transform);
+  start_transform();
+}
+
+void Connection::start_transform() {
+  std::string wire;
+  auto rc = transform_->start(wire);
+  queue_wire(wire);
+  if (!rc) {
+    log::debug("runtime").session(info_.id).client(info_.peer.to_string()).phase("tls").event("transform_error")
+        .kv("reason", rc.error().detail);
+    abort(CloseReason::TransformError);
+  }
 }
 
 bool StartTlsSession::start_tls(std::string_view plaintext_reply, std::unique_ptr<Transform> transform) {
@@ -224,7 +236,8 @@ bool StartTlsSession::start_tls(std::string_view plaintext_reply, std::unique_pt
   }
   if (!c.open()) return false;  // the reply's write failed: nothing left to protect
   c.transform_ = std::move(transform);
-  return true;
+  c.start_transform();  // a TLS client sends its ClientHello now
+  return c.open();
 }
 
 void Connection::queue_wire(std::string_view wire) {

@@ -98,6 +98,9 @@ class StartTlsSession : public Session {
   //     append commands to the client's STARTTLS in the same segment; run after the handshake they
   //     would count as the client's, protected and authenticated (CVE-2011-0411);
   //  3. installs `transform`: every byte read from now on goes through it.
+  // A client (outbound SMTP/LMTP) calls it with an empty reply once it has read the server's 220:
+  // then what the server sent behind the 220 is what is dropped, and the transform's start()
+  // sends the ClientHello.
   // False, with nothing written or changed, when TLS is already on, the connection is not open or
   // `transform` is null; the session answers as its protocol says (SMTP: 503, IMAP: BAD). False
   // too when writing the reply failed: the connection is then closing.
@@ -174,6 +177,7 @@ class Connection {
   void on_read(ssize_t nread, const uv_buf_t* buf);
   void deliver(std::string_view plain);
   void truncated();
+  void start_transform();
   void queue_wire(std::string_view wire);
   void flush();
   void on_write_done(int status);

@@ -24,6 +24,12 @@ struct SecurityFacts {
   std::string client_issuer;   // its issuer DN
   std::string client_der;      // the DER bytes, for certmap's verifycert
   std::string channel_binding; // tls-exporter (RFC 9266), 32 bytes, for SCRAM-PLUS
+  // A TLS client's view of the server (outbound SMTP/LMTP, for the Received: header and logs);
+  // server_name is then the name it sent in SNI.
+  bool server_verified = false;     // the server's certificate was checked and passed
+  std::string server_subject;       // its subject DN
+  std::string server_issuer;        // its issuer DN
+  std::string server_verify_error;  // why it did not pass, when the check was only recorded
 };
 
 class Transform {
@@ -31,6 +37,9 @@ class Transform {
   virtual ~Transform() = default;
   // Null until the transform knows (e.g. before a TLS handshake completes).
   virtual const SecurityFacts* facts() const { return nullptr; }
+  // Called once, right after the transform is installed on a connection: bytes it sends before
+  // reading anything (a TLS client's ClientHello) go to `wire`. An error aborts the connection.
+  virtual Result<void> start(std::string& /*wire*/) { return {}; }
   // Bytes from the socket. Plaintext for the session goes to `plain`; bytes the transform itself must
   // send (handshake, alerts, tickets) go to `wire`. An error closes the connection after `wire` is sent.
   virtual Result<void> decode(std::string_view in, std::string& plain, std::string& wire) = 0;
