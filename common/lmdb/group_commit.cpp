@@ -181,8 +181,13 @@ void GroupCommitWriter::run() {
 
 // Takes the next write of the batch, or says the batch is complete: the queue drained, the batch
 // is full, or it has been open for max_delay (a steady stream must not hold back acknowledgements).
-bool GroupCommitWriter::pop(Pending& out, bool first, Clock::time_point batch_start) {
-  std::lock_guard lock(mutex_);
+bool GroupCommitWriter::pop(Pending& out, size_t batch_size, Clock::time_point batch_start) {
+  std::unique_lock lock(mutex_);
+  const bool first = batch_size == 0;
+  if (queue_.empty() && !first && !stopping_ && options_.linger.count() > 0 && batch_size < last_batch_) {
+    const auto until = std::min(Clock::now() + options_.linger, batch_start + options_.max_delay);
+    work_cv_.wait_until(lock, until, [this] { return !queue_.empty() || stopping_; });
+  }
   if (queue_.empty()) return false;
   if (!first && Clock::now() - batch_start >= options_.max_delay) return false;
   out = std::move(queue_.front());
@@ -197,7 +202,7 @@ void GroupCommitWriter::run_batch() {
   const auto batch_start = Clock::now();
   auto parent = Txn::begin(env_, true);
   Pending p;
-  while (batch.size() < options_.max_batch && pop(p, batch.empty(), batch_start)) {
+  while (batch.size() < options_.max_batch && pop(p, batch.size(), batch_start)) {
     common::Result<void> r;
     if (!parent) {
       r = tl::unexpected(parent.error());  // nothing can run; the writes fail rather than wait forever
@@ -224,6 +229,7 @@ void GroupCommitWriter::run_batch() {
     batch.push_back(Finished{std::move(p), std::move(r)});
   }
   if (batch.empty()) return;  // stop() raced with the wake-up; parent aborts
+  last_batch_ = batch.size();
   uint64_t ok = 0;
   for (const auto& f : batch) ok += f.result.has_value();
 

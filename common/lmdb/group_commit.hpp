@@ -68,6 +68,10 @@ struct GroupCommitOptions {
   // A batch commits as soon as the queue is empty, or at the latest this long after its first write
   // started, so a steady stream of writes cannot hold back acknowledgements.
   std::chrono::microseconds max_delay{2000};
+  // When the queue runs dry before a batch has as many writes as the previous one had, wait up to
+  // this long for the rest: a fixed set of clients that each wait for their commit (LMTP sessions)
+  // then fall into step and share one commit instead of splitting over two. 0: commit at once.
+  std::chrono::microseconds linger{0};
   metrics::Registry* registry = nullptr;  // nullptr: metrics::default_registry()
 };
 
@@ -128,7 +132,7 @@ class GroupCommitWriter {
   GroupCommitWriter(MDB_env* env, GroupCommitOptions options);
   void run();
   void run_batch();
-  bool pop(Pending& out, bool first, std::chrono::steady_clock::time_point batch_start);
+  bool pop(Pending& out, size_t batch_size, std::chrono::steady_clock::time_point batch_start);
   void deliver(std::deque<Finished>& batch);
   void note_refusal(const char* reason);
 
@@ -143,7 +147,8 @@ class GroupCommitWriter {
   bool stopping_ = false;
   std::mutex join_mutex_;  // two stop() calls must not join at once
   std::thread thread_;
-  std::thread::id writer_id_;  // set before start() returns, read by submit_and_wait without a lock
+  std::thread::id writer_id_;
+  size_t last_batch_ = 0;      // writer thread only: the size linger waits for  // set before start() returns, read by submit_and_wait without a lock
 
   std::atomic<uint64_t> writes_committed_{0}, writes_rolled_back_{0}, writes_lost_{0}, batches_committed_{0},
       commits_failed_{0}, refused_{0}, max_batch_seen_{0};

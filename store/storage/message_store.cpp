@@ -32,6 +32,7 @@ Result<std::unique_ptr<MessageStore>> MessageStore::open(const MessageStoreOptio
   common::lmdb::GroupCommitOptions writer_options;
   writer_options.name = "store";
   writer_options.max_queue = options.max_pending_writes;
+  writer_options.linger = options.commit_linger;
   auto writer = GroupCommitWriter::start(store->env_.get(), writer_options);
   if (!writer) return tl::unexpected(writer.error());
   store->writer_ = std::move(*writer);
