@@ -96,7 +96,8 @@ Result<std::vector<Recipient>> recipients_of(const Txn& txn, const Dbs& dbs, std
   std::vector<Recipient> out;
   auto cursor = Cursor::open(txn, dbs.recipients);
   if (!cursor) return tl::unexpected(cursor.error());
-  for (auto entry = cursor->seek(recipient_key(id, 0)); entry; entry = cursor->next()) {
+  for (auto entry = cursor->seek(recipient_key(id, 0));; entry = cursor->next()) {
+    if (!entry) return tl::unexpected(entry.error());
     if (!*entry || !(*entry)->first.starts_with(id) || (*entry)->first.size() != id.size() + 4) return out;
     auto r = decode_recipient((*entry)->second);
     if (!r) return tl::unexpected(r.error());
@@ -378,7 +379,8 @@ Result<size_t> for_messages(Txn& txn, const Dbs& dbs, std::string_view id, Fn&& 
   } else {
     auto cursor = Cursor::open(txn, dbs.envelopes);
     if (!cursor) return tl::unexpected(cursor.error());
-    for (auto entry = cursor->first(); entry; entry = cursor->next()) {
+    for (auto entry = cursor->first();; entry = cursor->next()) {
+      if (!entry) return tl::unexpected(entry.error());
       if (!*entry) break;
       ids.emplace_back((*entry)->first);
     }
@@ -442,7 +444,8 @@ Result<DueBatch> take_due(Txn& txn, const Dbs& dbs, const Policy& policy, UnixMs
   {
     auto cursor = Cursor::open(txn, dbs.dest_schedule);
     if (!cursor) return tl::unexpected(cursor.error());
-    for (auto entry = cursor->seek(prefix); entry; entry = cursor->next()) {
+    for (auto entry = cursor->seek(prefix);; entry = cursor->next()) {
+      if (!entry) return tl::unexpected(entry.error());
       if (!*entry || !(*entry)->first.starts_with(prefix)) break;
       ScheduleEntry s;
       if (!parse_schedule_tail((*entry)->first.substr(prefix.size()), s)) {
@@ -451,7 +454,6 @@ Result<DueBatch> take_due(Txn& txn, const Dbs& dbs, const Policy& policy, UnixMs
       if (s.when > now || due.size() >= max * 2 + 16) break;
       due.push_back(std::move(s));
     }
-    if (!cursor) return tl::unexpected(cursor.error());
   }
 
   auto counters = load_counters(txn, dbs);

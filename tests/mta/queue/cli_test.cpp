@@ -129,6 +129,33 @@ TEST_CASE("postern-queue lists, shows, holds, releases, flushes and deletes", "[
   CHECK(c->of(RcptState::Deferred) == 1);
 }
 
+TEST_CASE("postern-queue writes beside a running queue, which sees them at its next scan", "[queue][cli]") {
+  test::TempDir tmp;
+  QueueOptions options;
+  options.dir = (tmp / "q").string();
+  options.map_size = size_t{1} << 30;
+  auto q = Queue::open(options);  // with its writer thread, as in the mta
+  REQUIRE(q);
+  auto id = (*q)->enqueue_and_wait(message("alice@example.org", "x@example.net", "example.net"));
+  REQUIRE(id);
+  auto r = cli(tmp / "q", {"hold", *id});
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  auto due = (*q)->take_due_and_wait((*q)->now(), 10);
+  REQUIRE(due);
+  CHECK(due->recipients.empty());
+  // The running queue goes on writing, and the tool reads what it wrote.
+  auto other = (*q)->enqueue_and_wait(message("bob@example.org", "y@example.net", "example.net"));
+  REQUIRE(other);
+  r = cli(tmp / "q", {"list", "--state", "queued"});
+  CHECK(r.output.find(*other) != std::string::npos);
+  CHECK(r.output.find(*id) == std::string::npos);
+  REQUIRE(cli(tmp / "q", {"release", *id}).exit_code == 0);
+  due = (*q)->take_due_and_wait((*q)->now(), 10);
+  REQUIRE(due);
+  CHECK(due->recipients.size() == 2);
+}
+
 TEST_CASE("postern-queue refuses a directory without a queue and bad usage", "[queue][cli]") {
   test::TempDir tmp;
   auto r = cli(tmp / "none", {"list"});
