@@ -419,3 +419,40 @@ TEST_CASE("a full map fails writes as TempFail and keeps what was acknowledged",
     CHECK(**v == std::string(3000, 'f') + std::to_string(i));
   }
 }
+
+TEST_CASE("linger lets clients that each wait for their commit share one; a lone client never waits", "[group_commit]") {
+  Store s;
+  // Generous bounds so the test does not hang on the machine's speed: the assertions are about
+  // batching, not time.
+  auto writer = s.writer({.max_delay = std::chrono::milliseconds(200), .linger = std::chrono::milliseconds(50)});
+  LoopThread lt;
+  std::shared_ptr<int> alive = std::make_shared<int>(0);
+  constexpr int kClients = 8, kRounds = 25;
+  std::atomic<int> done{0}, failed{0};
+  // Each client submits its next write from the completion of its last, as an LMTP session does.
+  // (On the loop thread: no Catch2 assertions there.)
+  std::function<void(int, int)> next = [&](int client, int round) {
+    if (round == kRounds) return;
+    const std::string key = "c" + std::to_string(client) + "r" + std::to_string(round);
+    const bool queued = writer->submit(lt.loop, alive, s.put(key, value_for(round)), [&, client, round](Result<void> r) {
+      if (!r) ++failed;
+      ++done;
+      next(client, round + 1);
+    });
+    if (!queued) ++failed;
+  };
+  lt.loop.post([&] {
+    for (int c = 0; c < kClients; ++c) next(c, 0);
+  });
+  REQUIRE(wait_until([&] { return done.load() == kClients * kRounds; }, 60s));
+  CHECK(failed == 0);
+  const auto st = writer->stats();
+  writer->stop();
+  INFO("writes per commit " << st.writes_per_commit());
+  CHECK(st.writes_per_commit() > kClients / 2);
+
+  auto lone = s.writer({.name = "lone", .max_delay = std::chrono::seconds(2), .linger = std::chrono::seconds(2)});
+  const auto started = std::chrono::steady_clock::now();
+  for (int i = 0; i < 20; ++i) REQUIRE(lone->submit_and_wait(s.put("lone" + std::to_string(i), "x")));
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(2));
+}
