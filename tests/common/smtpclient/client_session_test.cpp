@@ -15,8 +15,7 @@
 #include "common/smtpclient/client_session.hpp"
 #include "common/tls/client.hpp"
 #include "common/tls/nss.hpp"
-#include "store/storage/message_store.hpp"
-#include "tests/support/authserv_daemon.hpp"
+#include "tests/store/support/store_daemon.hpp"
 #include "tests/support/loop_thread.hpp"
 #include "tests/support/pki.hpp"
 #include "tests/support/process.hpp"
@@ -174,72 +173,6 @@ ClientConfig smtp_config(StartTls starttls) {
 
 bool has(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
 
-// A postern-store with an implicit-TLS and a STARTTLS LMTP port, mta1 allowed, users in a real authserv.
-class Store {
- public:
-  Store() : implicit_port_(test::free_port()), starttls_port_(test::free_port()) {
-    nss_ = pki_.host("store1");
-    auth_.add_user("alice@example.com", "store1");
-    auth_.add_user("bob@example.com", "store1");
-    auth_.start();
-    data_ = (dir_ / "store").string();
-    std::string cfg = "[daemon]\nallow_root = true\n[log]\nlevel = \"info\"\n[metrics]\nlisten = \"\"\n"
-                      "[tls]\ndb_dir = \"" + nss_.string() + "\"\n"
-                      "[store]\ndir = \"" + data_ + "\"\nnames = [\"store1\"]\n"
-                      "[lmtp]\nallowed_clients = [\"mta1\"]\n"
-                      "[authserv]\ntargets = [\"" + auth_.target() + "\"]\nplaintext = true\n"
-                      "[[listener]]\nname = \"lmtps\"\nservice = \"lmtp\"\naddress = \"127.0.0.1:" +
-                      std::to_string(implicit_port_) + "\"\ntls = \"implicit\"\nidle_timeout = \"10s\"\n"
-                      "[[listener]]\nname = \"lmtp\"\nservice = \"lmtp\"\naddress = \"127.0.0.1:" +
-                      std::to_string(starttls_port_) + "\"\ntls = \"starttls\"\nidle_timeout = \"10s\"\n";
-    config_ = dir_.write("store.toml", cfg).string();
-    process_ = std::make_unique<test::ChildProcess>(
-        std::vector<std::string>{test::binary_path("store/postern-store"), "--config", config_},
-        (dir_ / "store.log").string());
-    const auto until = std::chrono::steady_clock::now() + 20s;
-    while (log().find("event=started") == std::string::npos) {
-      if (!process_->running() || std::chrono::steady_clock::now() > until) FAIL("store did not start: " << log());
-      std::this_thread::sleep_for(20ms);
-    }
-  }
-  ~Store() { stop(); }
-  int stop() {
-    if (!process_ || !process_->running()) return 0;
-    process_->signal(SIGTERM);
-    return process_->wait(20s);
-  }
-  std::string log() const { return test::read_file(dir_ / "store.log"); }
-  size_t inbox_size(const std::string& user) {
-    size_t n = 0;
-    store::MessageStoreOptions o;
-    o.dir = data_;
-    auto s = store::MessageStore::open(o);
-    REQUIRE(s);
-    REQUIRE((*s)->read([&](const common::lmdb::Txn& txn, const store::Dbs& dbs) -> common::Result<void> {
-      auto u = store::find_user(txn, dbs, user);
-      REQUIRE(u);
-      if (!*u) return {};
-      auto mb = store::find_mailbox(txn, dbs, (*u)->id, "INBOX");
-      REQUIRE(mb);
-      REQUIRE(*mb);
-      auto list = store::list_messages(txn, dbs, (*mb)->id);
-      REQUIRE(list);
-      n = list->size();
-      return {};
-    }));
-    return n;
-  }
-  int implicit_port_, starttls_port_;
-
- private:
-  test::TempDir dir_;
-  test::Pki pki_;
-  test::AuthservDaemon auth_;
-  fs::path nss_;
-  std::string data_, config_;
-  std::unique_ptr<test::ChildProcess> process_;
-};
-
 ClientConfig lmtp_config(bool implicit) {
   ClientConfig c;
   c.protocol = Protocol::Lmtp;
@@ -257,10 +190,11 @@ ClientConfig lmtp_config(bool implicit) {
 TEST_CASE("LMTP to the real store over mutual TLS: one pooled connection, XID, a result per recipient",
           "[integration][smtpclient]") {
   world();
-  Store store;
+  test::StoreDaemon store;
+  store.start();
   test::LoopThread t;
   common::runtime::ConnectOptions where;
-  where.remote = *Endpoint::parse("127.0.0.1:" + std::to_string(store.implicit_port_));
+  where.remote = *Endpoint::parse("127.0.0.1:" + std::to_string(store.implicit_port()));
   where.connect_timeout = 3s;
   std::unique_ptr<DestinationPool> pool;
   t.on_loop([&] { pool = std::make_unique<DestinationPool>(t.connections, where, lmtp_config(true)); });
@@ -294,7 +228,7 @@ TEST_CASE("LMTP to the real store over mutual TLS: one pooled connection, XID, a
   CHECK(opened == 1);  // four transactions, one connection
   CHECK(idle == 1);
   // STARTTLS (required) on the other port, with a direct session.
-  auto o = open(t, store.starttls_port_, lmtp_config(false));
+  auto o = open(t, store.starttls_port(), lmtp_config(false));
   REQUIRE(o.session != nullptr);
   t.on_loop([&] {
     CHECK(o.session->server().xid);
@@ -315,8 +249,8 @@ TEST_CASE("LMTP to the real store over mutual TLS: one pooled connection, XID, a
   const std::string log = store.log();
   CHECK(has(log, "client_cert=\"CN=mta1"));
   REQUIRE(store.stop() == 0);
-  CHECK(store.inbox_size("alice@example.com") == 3);  // the retried XID was not stored twice
-  CHECK(store.inbox_size("bob@example.com") == 4);
+  CHECK(store.messages("alice@example.com").size() == 3);  // the retried XID was not stored twice
+  CHECK(store.messages("bob@example.com").size() == 4);
 }
 
 TEST_CASE("SMTP with opportunistic STARTTLS: TLS, pipelining, 250/550/450 per recipient, reuse",

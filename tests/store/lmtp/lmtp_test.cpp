@@ -15,9 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "store/mime/structure.hpp"
-#include "store/storage/message_store.hpp"
-#include "tests/support/authserv_daemon.hpp"
+#include "tests/store/support/store_daemon.hpp"
 #include "tests/support/pki.hpp"
 #include "tests/support/process.hpp"
 
@@ -28,70 +26,17 @@ namespace {
 
 std::string client_script() { return test::source_path("tests/store/lmtp_client.py"); }
 
-struct StoreOptions {
-  std::string lmtp_extra;   // lines for [lmtp]
-  std::string store_extra;  // lines for [store]
-  std::string data_dir;     // default: under the test's directory
-};
-
-// A postern-store with an implicit-TLS LMTP port and a STARTTLS one (allowed client: mta1), its
-// recipients looked up in a real authserv.
-class Store {
+// The store fixture with python's smtplib.LMTP as its client.
+class Store : public test::StoreDaemon {
  public:
-  explicit Store(StoreOptions options = {})
-      : options_(std::move(options)), implicit_port_(test::free_port()), starttls_port_(test::free_port()) {
-    nss_ = pki_.host("store1");
-    auth_.add_user("alice@example.com", "store1");
-    auth_.add_user("bob@example.com", "store1");
-    auth_.add_user("small@example.com", "store1", "10K");
-    auth_.add_user("few@example.com", "store1");
-    auth_.cli({"user", "set", "few@example.com", "quota_messages", "1"});
-    auth_.add_user("elsewhere@example.com", "store2");
-    for (int i = 0; i < 4; ++i) auth_.add_user("user" + std::to_string(i) + "@example.com", "store1");
-    auth_.start();
-    data_dir_ = options_.data_dir.empty() ? (dir_ / "store").string() : options_.data_dir;
-    std::string cfg = "[daemon]\nallow_root = true\n[log]\nlevel = \"info\"\n[metrics]\nlisten = \"\"\n"
-                      "[tls]\ndb_dir = \"" + nss_.string() + "\"\n"
-                      "[store]\ndir = \"" + data_dir_ + "\"\nnames = [\"store1\"]\n" + options_.store_extra +
-                      "[lmtp]\nallowed_clients = [\"mta1\"]\nmax_recipients = 100\n" +
-                      (options_.lmtp_extra.find("max_message_size") == std::string::npos ? "max_message_size = \"1M\"\n" : "") +
-                      options_.lmtp_extra +
-                      "[authserv]\ntargets = [\"" + auth_.target() + "\"]\nplaintext = true\n"
-                      "[[listener]]\nname = \"lmtps\"\nservice = \"lmtp\"\naddress = \"127.0.0.1:" +
-                      std::to_string(implicit_port_) + "\"\ntls = \"implicit\"\nidle_timeout = \"5s\"\n"
-                      "[[listener]]\nname = \"lmtp\"\nservice = \"lmtp\"\naddress = \"127.0.0.1:" +
-                      std::to_string(starttls_port_) + "\"\ntls = \"starttls\"\nidle_timeout = \"5s\"\n";
-    config_ = dir_.write("store.toml", cfg).string();
-  }
-  ~Store() { stop(); }
-
-  void start() {
-    const size_t before = count("event=started");
-    process_ = std::make_unique<test::ChildProcess>(
-        std::vector<std::string>{test::binary_path("store/postern-store"), "--config", config_},
-        (dir_ / "store.log").string());
-    const auto until = std::chrono::steady_clock::now() + 20s;
-    while (count("event=started") <= before) {
-      if (!process_->running() || std::chrono::steady_clock::now() > until) FAIL("store did not start: " << log());
-      std::this_thread::sleep_for(20ms);
-    }
-  }
-  int stop() {
-    if (!process_ || !process_->running()) return 0;
-    process_->signal(SIGTERM);
-    return process_->wait(20s);
-  }
-  void kill9() {
-    process_->signal(SIGKILL);
-    process_->wait(10s);
-  }
+  explicit Store(test::StoreDaemonOptions options = {}) : StoreDaemon(std::move(options)) {}
 
   // python's smtplib.LMTP with mta1's client certificate (or `client`'s).
   test::CommandResult python(std::vector<std::string> args, const std::string& tls = "implicit",
                              const std::string& client = "ca/clients/mta1") {
     std::vector<std::string> argv{"python3", client_script()};
     argv.insert(argv.end(), args.begin(), args.end());
-    argv.insert(argv.end(), {"--port", std::to_string(tls == "implicit" ? implicit_port_ : starttls_port_), "--tls",
+    argv.insert(argv.end(), {"--port", std::to_string(tls == "implicit" ? implicit_port() : starttls_port()), "--tls",
                              tls, "--ca", test::Pki::file("ca/ca.pem").string()});
     if (!client.empty()) {
       argv.insert(argv.end(), {"--cert", test::Pki::file(client + ".pem").string(), "--key",
@@ -106,75 +51,6 @@ class Store {
     args.insert(args.end(), extra.begin(), extra.end());
     return python(args, tls, client);
   }
-
-  // What the store holds for a user's mailbox, read from the environment while the store is stopped.
-  std::vector<std::string> messages(const std::string& user, const std::string& mailbox = "INBOX") {
-    std::vector<std::string> out;
-    store::MessageStoreOptions o;
-    o.dir = data_dir_;
-    auto s = store::MessageStore::open(o);
-    REQUIRE(s);
-    REQUIRE((*s)->read([&](const common::lmdb::Txn& txn, const store::Dbs& dbs) -> common::Result<void> {
-      auto u = store::find_user(txn, dbs, user);
-      REQUIRE(u);
-      if (!*u) return {};
-      auto mb = store::find_mailbox(txn, dbs, (*u)->id, mailbox);
-      REQUIRE(mb);
-      REQUIRE(*mb);
-      auto list = store::list_messages(txn, dbs, (*mb)->id);
-      REQUIRE(list);
-      for (auto& m : *list) {
-        auto bytes = store::message_bytes(txn, dbs, m.record);
-        REQUIRE(bytes);
-        out.push_back(*bytes);
-      }
-      return {};
-    }));
-    return out;
-  }
-
-  // Every stored body's structure (ENVELOPE, BODYSTRUCTURE, offsets) decodes, malformed mail too.
-  bool structures_decode() {
-    store::MessageStoreOptions o;
-    o.dir = data_dir_;
-    auto s = store::MessageStore::open(o);
-    REQUIRE(s);
-    bool ok = true;
-    REQUIRE((*s)->read([&](const common::lmdb::Txn& txn, const store::Dbs& dbs) -> common::Result<void> {
-      auto cursor = common::lmdb::Cursor::open(txn, dbs.bodies);
-      REQUIRE(cursor);
-      for (auto e = cursor->seek(""); e && *e; e = cursor->next()) {
-        auto body = store::decode_body((*e)->second);
-        REQUIRE(body);
-        auto structure = store::mime::decode(body->structure);
-        if (!structure || structure->bodystructure.empty()) ok = false;
-      }
-      return {};
-    }));
-    return ok;
-  }
-
-  std::string log() const { return test::read_file(dir_ / "store.log"); }
-  size_t count(const std::string& needle) const {
-    const std::string text = log();
-    size_t n = 0;
-    for (size_t p = text.find(needle); p != std::string::npos; p = text.find(needle, p + 1)) ++n;
-    return n;
-  }
-  int implicit_port() const { return implicit_port_; }
-  int starttls_port() const { return starttls_port_; }
-  const test::TempDir& dir() const { return dir_; }
-  pid_t pid() const { return process_->pid(); }
-
- private:
-  StoreOptions options_;
-  test::TempDir dir_;
-  test::Pki pki_;
-  test::AuthservDaemon auth_;
-  fs::path nss_;
-  int implicit_port_, starttls_port_;
-  std::string data_dir_, config_;
-  std::unique_ptr<test::ChildProcess> process_;
 };
 
 // What lmtp_client.py's message() sends for an id: the same bytes, built here to compare.

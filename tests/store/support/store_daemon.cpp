@@ -1,0 +1,121 @@
+// store_daemon.cpp: the postern-store fixture (store_daemon.hpp).
+#include "tests/store/support/store_daemon.hpp"
+
+#include <csignal>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "store/mime/structure.hpp"
+#include "store/storage/message_store.hpp"
+
+namespace test {
+
+using namespace std::chrono_literals;
+
+StoreDaemon::StoreDaemon(StoreDaemonOptions options)
+    : options_(std::move(options)), implicit_port_(free_port()), starttls_port_(free_port()) {
+  nss_ = pki_.host("store1");
+  auth_.add_user("alice@example.com", "store1");
+  auth_.add_user("bob@example.com", "store1");
+  auth_.add_user("small@example.com", "store1", "10K");
+  auth_.add_user("few@example.com", "store1");
+  auth_.cli({"user", "set", "few@example.com", "quota_messages", "1"});
+  auth_.add_user("elsewhere@example.com", "store2");
+  for (int i = 0; i < 4; ++i) auth_.add_user("user" + std::to_string(i) + "@example.com", "store1");
+  auth_.start();
+  data_dir_ = options_.data_dir.empty() ? (dir_ / "store").string() : options_.data_dir;
+  std::string cfg = "[daemon]\nallow_root = true\n[log]\nlevel = \"info\"\n[metrics]\nlisten = \"\"\n"
+                    "[tls]\ndb_dir = \"" + nss_.string() + "\"\n"
+                    "[store]\ndir = \"" + data_dir_ + "\"\nnames = [\"store1\"]\n" + options_.store_extra +
+                    "[lmtp]\nallowed_clients = [\"mta1\"]\nmax_recipients = 100\n" +
+                    (options_.lmtp_extra.find("max_message_size") == std::string::npos ? "max_message_size = \"1M\"\n"
+                                                                                        : "") +
+                    options_.lmtp_extra +
+                    "[authserv]\ntargets = [\"" + auth_.target() + "\"]\nplaintext = true\n"
+                    "[[listener]]\nname = \"lmtps\"\nservice = \"lmtp\"\naddress = \"127.0.0.1:" +
+                    std::to_string(implicit_port_) + "\"\ntls = \"implicit\"\nidle_timeout = \"5s\"\n"
+                    "[[listener]]\nname = \"lmtp\"\nservice = \"lmtp\"\naddress = \"127.0.0.1:" +
+                    std::to_string(starttls_port_) + "\"\ntls = \"starttls\"\nidle_timeout = \"5s\"\n";
+  config_ = dir_.write("store.toml", cfg).string();
+}
+
+StoreDaemon::~StoreDaemon() { stop(); }
+
+void StoreDaemon::start() {
+  const size_t before = count("event=started");
+  process_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{binary_path("store/postern-store"), "--config", config_}, (dir_ / "store.log").string());
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  while (count("event=started") <= before) {
+    if (!process_->running() || std::chrono::steady_clock::now() > until) FAIL("store did not start: " << log());
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
+int StoreDaemon::stop() {
+  if (!process_ || !process_->running()) return 0;
+  process_->signal(SIGTERM);
+  return process_->wait(20s);
+}
+
+void StoreDaemon::kill9() {
+  process_->signal(SIGKILL);
+  process_->wait(10s);
+}
+
+std::vector<std::string> StoreDaemon::messages(const std::string& user, const std::string& mailbox) {
+  std::vector<std::string> out;
+  store::MessageStoreOptions o;
+  o.dir = data_dir_;
+  auto s = store::MessageStore::open(o);
+  REQUIRE(s);
+  REQUIRE((*s)->read([&](const common::lmdb::Txn& txn, const store::Dbs& dbs) -> common::Result<void> {
+    auto u = store::find_user(txn, dbs, user);
+    REQUIRE(u);
+    if (!*u) return {};
+    auto mb = store::find_mailbox(txn, dbs, (*u)->id, mailbox);
+    REQUIRE(mb);
+    REQUIRE(*mb);
+    auto list = store::list_messages(txn, dbs, (*mb)->id);
+    REQUIRE(list);
+    for (auto& m : *list) {
+      auto bytes = store::message_bytes(txn, dbs, m.record);
+      REQUIRE(bytes);
+      out.push_back(*bytes);
+    }
+    return {};
+  }));
+  return out;
+}
+
+bool StoreDaemon::structures_decode() {
+  store::MessageStoreOptions o;
+  o.dir = data_dir_;
+  auto s = store::MessageStore::open(o);
+  REQUIRE(s);
+  bool ok = true;
+  REQUIRE((*s)->read([&](const common::lmdb::Txn& txn, const store::Dbs& dbs) -> common::Result<void> {
+    auto cursor = common::lmdb::Cursor::open(txn, dbs.bodies);
+    REQUIRE(cursor);
+    for (auto e = cursor->seek(""); e && *e; e = cursor->next()) {
+      auto body = store::decode_body((*e)->second);
+      REQUIRE(body);
+      auto structure = store::mime::decode(body->structure);
+      if (!structure || structure->bodystructure.empty()) ok = false;
+    }
+    return {};
+  }));
+  return ok;
+}
+
+std::string StoreDaemon::log() const { return read_file(dir_ / "store.log"); }
+
+size_t StoreDaemon::count(const std::string& needle) const {
+  const std::string text = log();
+  size_t n = 0;
+  for (size_t p = text.find(needle); p != std::string::npos; p = text.find(needle, p + 1)) ++n;
+  return n;
+}
+
+}  // namespace test

@@ -1,0 +1,60 @@
+// store_daemon.hpp: a real postern-store for tests (the store's own and the mta's LMTP client's):
+// an implicit-TLS LMTP port and a STARTTLS one, mta1 allowed, the host database of store1 from
+// test::Pki, recipients looked up in a real authserv with a fixed set of users; and reads of what
+// it stored, from the environment, while it is stopped.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/support/authserv_daemon.hpp"
+#include "tests/support/pki.hpp"
+#include "tests/support/process.hpp"
+
+namespace test {
+
+struct StoreDaemonOptions {
+  std::string lmtp_extra;   // lines for [lmtp]
+  std::string store_extra;  // lines for [store]
+  std::string data_dir;     // default: under the fixture's directory
+};
+
+class StoreDaemon {
+ public:
+  // Users on store1: alice, bob, small (quota 10K), few (one message at most), user0..user3;
+  // elsewhere@ lives on store2. All @example.com.
+  explicit StoreDaemon(StoreDaemonOptions options = {});
+  ~StoreDaemon();
+  StoreDaemon(const StoreDaemon&) = delete;
+  StoreDaemon& operator=(const StoreDaemon&) = delete;
+
+  // Starts it and waits for its "started" line (a restart waits for a new one).
+  void start();
+  int stop();  // SIGTERM; the exit code
+  void kill9();
+
+  // What it holds for a user's mailbox (call while it is stopped).
+  std::vector<std::string> messages(const std::string& user, const std::string& mailbox = "INBOX");
+  // Every stored body's structure (ENVELOPE, BODYSTRUCTURE, offsets) decodes.
+  bool structures_decode();
+
+  std::string log() const;
+  size_t count(const std::string& needle) const;  // occurrences in the log
+  int implicit_port() const { return implicit_port_; }
+  int starttls_port() const { return starttls_port_; }
+  const TempDir& dir() const { return dir_; }
+
+ private:
+  StoreDaemonOptions options_;
+  TempDir dir_;
+  Pki pki_;
+  AuthservDaemon auth_;
+  std::filesystem::path nss_;
+  int implicit_port_, starttls_port_;
+  std::string data_dir_, config_;
+  std::unique_ptr<ChildProcess> process_;
+};
+
+}  // namespace test
