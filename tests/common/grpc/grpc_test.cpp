@@ -33,6 +33,7 @@
 #include "common/tls/crl.hpp"
 #include "common/tls/nss.hpp"
 #include "ping.grpc.pb.h"
+#include "tests/support/log_capture.hpp"
 #include "tests/support/pki.hpp"
 #include "tests/support/process.hpp"
 
@@ -49,35 +50,6 @@ void must(const test::CommandResult& r, const std::string& what) {
   REQUIRE(r.exit_code == 0);
 }
 
-// Log lines from any thread (gRPC logs from its own threads).
-class LogCapture {
- public:
-  LogCapture() {
-    common::log::configure({.daemon = "grpc_test", .level = common::log::Level::Info});
-    common::log::set_sink([this](std::string_view line) {
-      std::lock_guard lock(mutex_);
-      lines_.emplace_back(line);
-    });
-  }
-  ~LogCapture() { common::log::reset_sink(); }
-  std::vector<std::string> matching(const std::string& needle) {
-    std::lock_guard lock(mutex_);
-    std::vector<std::string> out;
-    for (auto& l : lines_)
-      if (l.find(needle) != std::string::npos) out.push_back(l);
-    return out;
-  }
-  std::string all() {
-    std::lock_guard lock(mutex_);
-    std::string out;
-    for (auto& l : lines_) out += l;
-    return out;
-  }
-
- private:
-  std::mutex mutex_;
-  std::vector<std::string> lines_;
-};
 
 // NSS opened from one host's database, as a daemon does at start.
 std::unique_ptr<common::tls::Nss> open_nss(const fs::path& host) {
@@ -182,7 +154,7 @@ TEST_CASE("a host certified by the deployment CA is accepted and the server sees
   Pki pki;
   fs::path store = pki.host("store1");
   fs::path mta = pki.host("mta1");
-  LogCapture logs;
+  test::LogCapture logs("grpc_test");
   auto nss = open_nss(store);
   {
     PingServer server(server_creds());
@@ -205,7 +177,7 @@ TEST_CASE("a host certified by the deployment CA is accepted and the server sees
 TEST_CASE("clients without a certificate, from another CA, or revoked are refused", "[grpc][mtls]") {
   Pki pki;
   fs::path store = pki.host("store1");  // holds the CRL that revokes mta2
-  LogCapture logs;
+  test::LogCapture logs("grpc_test");
   auto nss = open_nss(store);
   {
     PingServer server(server_creds());
@@ -265,7 +237,7 @@ TEST_CASE("clients without a certificate, from another CA, or revoked are refuse
 TEST_CASE("a CRL held only in NSS's memory (common::tls::CachedCrls) refuses too", "[grpc][mtls]") {
   Pki pki;
   fs::path server_db = pki.host("mta1");  // made before mta2 was revoked: no CRL in its database
-  LogCapture logs;
+  test::LogCapture logs("grpc_test");
   auto nss = open_nss(server_db);
   {
     // What a daemon does with HOSTDIR/crl.der at start and on SIGHUP (CERT_CacheCRL).
@@ -291,7 +263,7 @@ TEST_CASE("the client refuses a server from another CA or with another name", "[
   fs::path mta = pki.host("mta1");
   SECTION("servers certified by another CA, or by a CA that only shares our CA's name") {
     for (const char* rogue : {"intruder", "impostor"}) {
-      LogCapture logs;
+      test::LogCapture logs("grpc_test");
       auto nss = open_nss(pki.host(rogue));
       {
         PingServer server(server_creds());
@@ -308,7 +280,7 @@ TEST_CASE("the client refuses a server from another CA or with another name", "[
     }
   }
   SECTION("a server whose certificate does not carry the expected name") {
-    LogCapture logs;
+    test::LogCapture logs("grpc_test");
     auto nss = open_nss(pki.host("store1"));
     {
       PingServer server(server_creds());
@@ -329,7 +301,7 @@ TEST_CASE("plaintext only when asked for, and then with a warning", "[grpc][plai
   Pki pki;
   fs::path store = pki.host("store1");
   fs::path mta = pki.host("mta1");
-  LogCapture logs;
+  test::LogCapture logs("grpc_test");
   auto nss = open_nss(store);
   {
     PingServer plain(server_creds({.plaintext = true}));
@@ -547,7 +519,7 @@ std::string served_serial(int port) {
 TEST_CASE("a front end revoked after it connected is refused from its next call after the reload", "[grpc][mtls][skeleton]") {
   Pki pki;
   fs::path server_db = pki.host("mta1");  // no CRL in it: mta2 gets in at first
-  LogCapture logs;
+  test::LogCapture logs("grpc_test");
   auto nss = open_nss(server_db);
   {
     SkeletonServer s(mtls_options("revoke"));
@@ -588,7 +560,7 @@ TEST_CASE("a front end revoked after it connected is refused from its next call 
 TEST_CASE("a long-lived channel is handshaken again after max_connection_age", "[grpc][mtls][skeleton]") {
   Pki pki;
   fs::path server_db = pki.host("mta1");
-  LogCapture logs;
+  test::LogCapture logs("grpc_test");
   auto nss = open_nss(server_db);
   {
     auto o = mtls_options("age");
@@ -619,7 +591,7 @@ TEST_CASE("a certificate re-issued by deploy/certs is served after the reload, w
   Pki pki;
   fs::path ca = pki.host("ca");  // a copy: issuing writes to the CA directory
   fs::path server_db = pki.host("store1");
-  LogCapture logs;
+  test::LogCapture logs("grpc_test");
   auto nss = open_nss(server_db);
   {
     SkeletonServer s(mtls_options("rotate"));

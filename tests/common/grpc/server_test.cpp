@@ -21,34 +21,13 @@
 #include "common/runtime/loop.hpp"
 #include "common/runtime/timer.hpp"
 #include "ping.grpc.pb.h"
+#include "tests/support/log_capture.hpp"
 
 using namespace std::chrono_literals;
 namespace pt = postern::test;
 
 namespace {
 
-class Logs {
- public:
-  Logs() {
-    common::log::configure({.daemon = "server_test", .level = common::log::Level::Info});
-    common::log::set_sink([this](std::string_view line) {
-      std::lock_guard lock(mutex_);
-      lines_.emplace_back(line);
-    });
-  }
-  ~Logs() { common::log::reset_sink(); }
-  std::vector<std::string> matching(const std::string& needle) {
-    std::lock_guard lock(mutex_);
-    std::vector<std::string> out;
-    for (auto& l : lines_)
-      if (l.find(needle) != std::string::npos) out.push_back(l);
-    return out;
-  }
-
- private:
-  std::mutex mutex_;
-  std::vector<std::string> lines_;
-};
 
 // A loop on its own thread, as a daemon's loop 0.
 class LoopThread {
@@ -186,7 +165,7 @@ struct Fixture {
     return pt::Ping::NewStub(grpc::CreateChannel(target(), grpc::InsecureChannelCredentials()));
   }
 
-  Logs logs;
+  test::LogCapture logs{"server_test"};
   LoopThread loop;
   FakeCheck check{loop.loop()};
   common::rpc::GrpcRegistry registry{{&loop.loop()}};

@@ -223,32 +223,6 @@ std::unique_ptr<common::tls::Nss> open_nss() {
   return std::move(*nss);
 }
 
-LogCapture::LogCapture() {
-  common::log::set_sink([this](std::string_view line) {
-    std::lock_guard lock(mutex_);
-    lines_.emplace_back(line);
-  });
-}
-
-LogCapture::~LogCapture() { common::log::reset_sink(); }
-
-std::vector<std::string> LogCapture::lines() const {
-  std::lock_guard lock(mutex_);
-  return lines_;
-}
-
-bool LogCapture::wait_for(const std::vector<std::string>& parts, std::chrono::milliseconds deadline) {
-  auto until = std::chrono::steady_clock::now() + deadline;
-  for (;;) {
-    for (const auto& line : lines()) {
-      bool all = true;
-      for (const auto& p : parts) all = all && line.find(p) != std::string::npos;
-      if (all) return true;
-    }
-    if (std::chrono::steady_clock::now() >= until) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-}
 
 struct TlsServer::Parts {
   Parts(uv_loop_t* loop, TlsServer& server) : connections(loop), echo(server, true), smtp(server, false) {}

@@ -4,6 +4,8 @@
 // STARTTLS), captured log lines and helpers that run openssl, gnutls-cli and the Python client.
 #pragma once
 
+#include "tests/support/log_capture.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -41,19 +43,8 @@ const Pki& pki();
 
 std::unique_ptr<common::tls::Nss> open_nss();
 
-// Log lines written while it lives.
-class LogCapture {
- public:
-  LogCapture();
-  ~LogCapture();
-  std::vector<std::string> lines() const;
-  // Waits up to `deadline` for a line containing every part.
-  bool wait_for(const std::vector<std::string>& parts, std::chrono::milliseconds deadline = std::chrono::seconds(5));
-
- private:
-  mutable std::mutex mutex_;
-  std::vector<std::string> lines_;
-};
+// Log lines of this process during a test (tests/support/log_capture.hpp).
+using LogCapture = test::LogCapture;
 
 // An in-process server: `tls_port` speaks implicit TLS (a line echo with FACTS and QUIT), and
 // `starttls_port` an SMTP-shaped dialogue (220, EHLO, STARTTLS, NOOP, FACTS, QUIT).
