@@ -317,10 +317,11 @@ void LmtpSession::data(const Request&) {
 }
 
 void LmtpSession::on_raw_line(const LineFrame& line) {
+  // The framer took the line ending off; the DATA reader needs it back to see how the line ended.
   content_.clear();
-  std::string wire(line.text);
-  wire += line.bare_lf ? "\n" : "\r\n";
-  reader_.feed(wire, content_);
+  line_.assign(line.text);
+  line_ += line.bare_lf ? "\n" : "\r\n";
+  reader_.feed(line_, content_);
   take_content(content_);
   if (reader_.done()) {
     set_raw(false);

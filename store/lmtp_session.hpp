@@ -91,6 +91,7 @@ class LmtpSession final : public common::line::LineSession {
   common::smtp::DataReader reader_;
   std::string body_;
   std::string content_;
+  std::string line_;  // a DATA line with its ending, reused from line to line
   mime::Parser mime_;
   bool line_too_long_ = false;
   bool bdat_last_ = false;

@@ -93,15 +93,12 @@ Result<std::vector<RecipientResult>> file_delivery(Txn& txn, const Dbs& dbs, con
       if (!put) return tl::unexpected(put.error());
       body_id = *put;
     }
-    auto uid = add_message(txn, dbs, rcpt.user, user, result.mailbox, body_id, delivery.body.size(), std::move(message));
-    if (!uid) return tl::unexpected(uid.error());
-    result.uid = *uid;
-    auto mailbox = find_mailbox(txn, dbs, user.id, result.mailbox);
-    if (!mailbox) return tl::unexpected(mailbox.error());
-    if (!*mailbox) return tl::unexpected(Error{ErrorKind::Internal, "mailbox vanished during a delivery"});
-    result.uidvalidity = (*mailbox)->uidvalidity;
+    auto filed = add_message(txn, dbs, rcpt.user, user, result.mailbox, body_id, delivery.body.size(), std::move(message));
+    if (!filed) return tl::unexpected(filed.error());
+    result.uid = filed->uid;
+    result.uidvalidity = filed->mailbox.uidvalidity;
     if (!retry_key.empty()) {
-      const std::string value = Encoder().i64(now).u64((*mailbox)->id).u32(result.uid).str();
+      const std::string value = Encoder().i64(now).u64(filed->mailbox.id).u32(result.uid).str();
       if (auto put = txn.put(dbs.deliveries, retry_key, value); !put) return tl::unexpected(put.error());
       if (auto put = txn.put(dbs.delivery_times, Encoder().i64(now).raw(retry_key).str(), ""); !put) {
         return tl::unexpected(put.error());

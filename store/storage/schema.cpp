@@ -367,9 +367,8 @@ Result<uint64_t> put_body(Txn& txn, const Dbs& dbs, std::string_view body, std::
   return *id;
 }
 
-Result<uint32_t> add_message(Txn& txn, const Dbs& dbs, const std::string& user_name, UserRecord& user,
-                             std::string_view mailbox_name, uint64_t body_id, uint64_t body_size,
-                             MessageRecord message) {
+Result<Filed> add_message(Txn& txn, const Dbs& dbs, const std::string& user_name, UserRecord& user,
+                          std::string_view mailbox_name, uint64_t body_id, uint64_t body_size, MessageRecord message) {
   auto found = find_mailbox(txn, dbs, user.id, mailbox_name);
   if (!found) return tl::unexpected(found.error());
   if (!*found) return tl::unexpected(Error{ErrorKind::Internal, "no mailbox " + std::string(mailbox_name)});
@@ -402,7 +401,7 @@ Result<uint32_t> add_message(Txn& txn, const Dbs& dbs, const std::string& user_n
   for (const auto& [dbi, kv] : puts) {
     if (auto put = txn.put(dbi, kv.first, kv.second); !put) return tl::unexpected(put.error());
   }
-  return uid;
+  return Filed{uid, mailbox};
 }
 
 }  // namespace store

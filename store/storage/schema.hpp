@@ -119,9 +119,13 @@ common::Result<std::string> message_bytes(const common::lmdb::Txn&, const Dbs&, 
 // Writes a body (records and chunks) with `references` = 0 and returns its id; add_message counts it.
 common::Result<uint64_t> put_body(common::lmdb::Txn&, const Dbs&, std::string_view body, std::string_view structure);
 // Files a message into a mailbox: the next UID and MODSEQ, the counters of the mailbox and of the
-// user, the body's reference. Returns the UID.
-common::Result<uint32_t> add_message(common::lmdb::Txn&, const Dbs&, const std::string& user_name, UserRecord& user,
-                                     std::string_view mailbox_name, uint64_t body_id, uint64_t body_size,
-                                     MessageRecord message);
+// user, the body's reference. Returns the UID and the mailbox as it is after the change.
+struct Filed {
+  uint32_t uid = 0;
+  MailboxRecord mailbox;
+};
+common::Result<Filed> add_message(common::lmdb::Txn&, const Dbs&, const std::string& user_name, UserRecord& user,
+                                  std::string_view mailbox_name, uint64_t body_id, uint64_t body_size,
+                                  MessageRecord message);
 
 }  // namespace store
