@@ -38,6 +38,12 @@ inline std::string lowered(std::string_view s) {
   return out;
 }
 
+inline std::string uppered(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+  return out;
+}
+
 // A byte named for an error message: 'x' when printable, else "byte 0x1f", so a message never
 // carries a control byte or a space that hides where the input went wrong.
 inline std::string describe_byte(char c) {

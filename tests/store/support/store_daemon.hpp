@@ -45,6 +45,8 @@ class StoreDaemon {
   int implicit_port() const { return implicit_port_; }
   int starttls_port() const { return starttls_port_; }
   const TempDir& dir() const { return dir_; }
+  // The authserv the store asks (the mta's tests share it).
+  AuthservDaemon& auth() { return auth_; }
 
  private:
   StoreDaemonOptions options_;

@@ -1,0 +1,100 @@
+// app.cpp: the mta's DaemonApp (app.hpp): reads [mta], [queue], [authserv] and the listener keys,
+// opens the queue after the privilege drop, and gives each SMTP listener its sessions.
+#include "mta/app.hpp"
+
+#include <map>
+
+#include "common/authclient/authclient.hpp"
+#include "common/log/log.hpp"
+#include "common/metrics/metrics.hpp"
+#include "mta/config.hpp"
+#include "mta/queue/queue.hpp"
+#include "mta/smtpd/session.hpp"
+
+namespace mta {
+namespace {
+
+using common::daemon::CommonConfig;
+using common::daemon::ListenerConfig;
+using common::daemon::TlsMode;
+
+common::Error config_error(std::string text) { return common::Error{common::ErrorKind::Config, std::move(text)}; }
+
+class MtaApp final : public common::daemon::DaemonApp {
+ public:
+  // smtp: transfer (25); submission: 587 with STARTTLS; submissions: 465, implicit TLS (RFC 8314).
+  std::vector<std::string> services() const override { return {"smtp", "submission", "submissions"}; }
+
+  void read_config(common::config::Section root) override { mta::read_config(root, config_); }
+
+  void read_listener(common::config::Section& s, ListenerConfig& l) override {
+    read_listener_overrides(s, overrides_[l.name]);
+  }
+
+  // Outbound mutual TLS to the stores needs this host's NSS database even without a TLS listener.
+  bool needs_nss() const override { return true; }
+
+  common::Result<void> start(const CommonConfig& common) override {
+    for (const auto& l : common.listeners) {
+      if (l.service == "submissions" && l.tls_mode != TlsMode::Implicit) {
+        return tl::unexpected(config_error("listener " + l.name + ": service \"submissions\" is implicit TLS "
+                                           "(RFC 8314): set tls = \"implicit\""));
+      }
+      const auto policy = session_policy(config_.mta, l.service, overrides_[l.name]);
+      if (policy.auth && l.tls_mode == TlsMode::Off) {
+        // AUTH is offered only under TLS, so a plaintext listener with AUTH could never use it.
+        return tl::unexpected(config_error("listener " + l.name + ": AUTH needs TLS: set tls = \"starttls\" or "
+                                           "\"implicit\", or auth = false"));
+      }
+    }
+    queue::QueueOptions options;
+    options.dir = config_.queue.dir;
+    options.map_size = config_.queue.map_size;
+    options.max_pending_writes = config_.queue.max_pending_writes;
+    options.policy.max_queue_lifetime = config_.queue.max_lifetime;
+    options.policy.delay_warning = config_.queue.delay_warning;
+    if (!config_.queue.retry_schedule.empty()) options.policy.retry_schedule = config_.queue.retry_schedule;
+    options.policy.reporting_mta = config_.mta.host_name;
+    options.registry = &common::metrics::default_registry();
+    auto opened = queue::Queue::open(std::move(options));
+    if (!opened) return tl::unexpected(opened.error());
+    queue_ = std::move(*opened);
+    auto auth = common::authclient::AuthClient::create(config_.authserv);
+    if (!auth) return tl::unexpected(auth.error());
+    auth_ = std::move(*auth);
+    common::log::info("mta").phase("start").event("queue_open").kv("dir", config_.queue.dir);
+    return {};
+  }
+
+  std::unique_ptr<common::runtime::SessionFactory> make_factory(const ListenerConfig& listener,
+                                                                common::daemon::LoopContext& ctx) override {
+    smtpd::SessionContext context;
+    context.config = &config_.mta;
+    context.policy = session_policy(config_.mta, listener.service, overrides_[listener.name]);
+    context.queue = queue_.get();
+    context.auth = auth_.get();
+    context.loop = ctx.loop;
+    context.resolver = ctx.resolver;
+    if (listener.tls_mode == TlsMode::StartTls) context.starttls = listener.tls;
+    return std::make_unique<smtpd::SmtpFactory>(std::move(context));
+  }
+
+  void stop() override {
+    // The sessions are gone; authserv's client goes before the loops it posts to, then the queue
+    // finishes what its writer holds.
+    auth_.reset();
+    queue_.reset();
+  }
+
+ private:
+  Config config_;
+  std::map<std::string, ListenerOverrides> overrides_;
+  std::unique_ptr<queue::Queue> queue_;
+  std::unique_ptr<common::authclient::AuthClient> auth_;
+};
+
+}  // namespace
+
+std::unique_ptr<common::daemon::DaemonApp> make_app() { return std::make_unique<MtaApp>(); }
+
+}  // namespace mta
