@@ -7,7 +7,7 @@ POSTERN_BUILD_PACKAGES=(cmake g++ ninja-build pkg-config ccache
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libsodium-dev libcrypt-dev libidn-dev liblmdb-dev libldap-dev)
 POSTERN_TEST_PACKAGES=(catch2 dnsmasq socat curl python3 procps iproute2
-  openssl gnutls-bin sslscan libssl-dev slapd ldap-utils gsasl libgmime-3.0-dev)
+  openssl gnutls-bin sslscan libssl-dev slapd ldap-utils gsasl libgmime-3.0-dev postfix)
 POSTERN_BENCH_PACKAGES=(socat libwrap0-dev nginx-light libnginx-mod-stream dovecot-core dovecot-lmtpd)
 
 postern_ensure_packages() {
@@ -30,6 +30,11 @@ postern_ensure_packages() {
   local policy=/usr/sbin/policy-rc.d own_policy=""
   if [ ! -e "$policy" ]; then
     printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 0755 "$policy" && own_policy=1
+  fi
+  # Postfix (a peer in tests and bench/mta, which start it with their own config) is installed
+  # unconfigured: without /etc/postfix/main.cf no system Postfix takes port 25 from our mta.
+  if [[ " ${missing[*]} " == *" postfix "* ]]; then
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   fi
   local rc=0
   { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } || rc=$?
