@@ -9,6 +9,7 @@
 #include "mta/queue/queue.hpp"
 #include "tests/mta/support/mta_daemon.hpp"
 #include "tests/store/support/store_daemon.hpp"
+#include "tests/support/line_client.hpp"
 #include "tests/support/process.hpp"
 
 using namespace std::chrono_literals;
@@ -54,4 +55,235 @@ TEST_CASE("port 25 takes mail for a local user from anyone, after the queue's co
   const std::string list = queue_tool(mta, {"list"});
   INFO(list);
   CHECK(contains(list, "someone@example.org"));
+}
+
+namespace {
+
+// One whole reply (the last line of a multi-line one), or "" on timeout.
+std::string reply(test::LineClient& c) {
+  while (auto line = c.read_line()) {
+    if (line->size() < 4 || (*line)[3] != '-') return *line;
+  }
+  return "";
+}
+
+std::string say(test::LineClient& c, const std::string& command) {
+  c.send(command + "\r\n");
+  return reply(c);
+}
+
+std::string plain(const std::string& user, const std::string& password) {
+  std::string raw = std::string("\0", 1) + user + std::string("\0", 1) + password;
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < raw.size(); i += 3) {
+    const unsigned v = (static_cast<unsigned char>(raw[i]) << 16) | (static_cast<unsigned char>(raw[i + 1]) << 8) |
+                       static_cast<unsigned char>(raw[i + 2]);
+    for (int k = 18; k >= 0; k -= 6) out += kAlphabet[(v >> k) & 63];
+  }
+  if (i + 1 == raw.size()) {
+    const unsigned v = static_cast<unsigned char>(raw[i]) << 16;
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == raw.size()) {
+    const unsigned v = (static_cast<unsigned char>(raw[i]) << 16) | (static_cast<unsigned char>(raw[i + 1]) << 8);
+    for (int k = 18; k >= 6; k -= 6) out += kAlphabet[(v >> k) & 63];
+    out += "=";
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("the relay matrix: who may send to a remote domain, and unknown local users at RCPT", "[integration][mta]") {
+  test::StoreDaemon store;
+  // 127.0.0.7 is INTERNAL_IP; 127.0.0.1 is the Internet.
+  test::MtaDaemon mta(store, {.mta_extra = "internal_networks = [\"127.0.0.7/32\"]\n"});
+  mta.start();
+  SECTION("the Internet without AUTH: local users yes, remote no, unknown local users 550 at RCPT") {
+    auto r = swaks(mta.smtp_port(), "", {"--from", "a@example.org", "--to", "friend@remote.example"});
+    INFO(r.output);
+    CHECK(contains(r.output, "<** 554 5.7.1 friend@remote.example: Relay access denied"));
+    r = swaks(mta.smtp_port(), "", {"--from", "a@example.org", "--to", "nobody@example.com"});
+    INFO(r.output);
+    CHECK(contains(r.output, "<** 550 5.1.1 nobody@example.com: Recipient address rejected: User unknown"));
+    r = swaks(mta.smtp_port(), "", {"--from", "a@example.org", "--to", "bob@example.com"});
+    CHECK(contains(r.output, "250 2.0.0 Ok: queued as"));
+    // Upper case and a subaddress name the same user.
+    r = swaks(mta.smtp_port(), "", {"--from", "a@example.org", "--to", "Bob+lists@EXAMPLE.com"});
+    CHECK(contains(r.output, "250 2.0.0 Ok: queued as"));
+  }
+  SECTION("an INTERNAL_IP client relays") {
+    auto r = swaks(mta.smtp_port(), "", {"--local-interface", "127.0.0.7", "--from", "a@example.org", "--to",
+                                         "friend@remote.example"});
+    INFO(r.output);
+    CHECK(contains(r.output, "250 2.0.0 Ok: queued as"));
+    CHECK(mta.count("channel=tcp_intranet") == 1);
+  }
+  SECTION("after AUTH on submission the channel is tcp_auth and relays") {
+    auto r = swaks(mta.submission_port(), "starttls",
+                   {"--auth", "PLAIN", "--auth-user", "alice@example.com", "--auth-password", "secret-alice", "--from",
+                    "alice@example.com", "--to", "friend@remote.example"});
+    INFO(r.output << mta.log());
+    CHECK(contains(r.output, "<~  235 2.7.0 Authentication successful"));
+    CHECK(contains(r.output, "250 2.0.0 Ok: queued as"));
+    CHECK(mta.count("channel=tcp_auth") == 1);
+    CHECK(mta.count("user=alice@example.com") >= 1);
+  }
+}
+
+TEST_CASE("AUTH: only under TLS, required on submission, not on port 25, own addresses only", "[integration][mta]") {
+  test::StoreDaemon store;
+  test::MtaDaemon mta(store);
+  mta.start();
+  SECTION("before STARTTLS: not offered, and refused with 538") {
+    test::LineClient c("127.0.0.1", mta.submission_port());
+    REQUIRE(contains(reply(c), "220 mta1.test"));
+    c.send("EHLO client.example.org\r\n");
+    std::string ehlo;
+    while (auto line = c.read_line()) {
+      ehlo += *line + "\n";
+      if (line->size() >= 4 && (*line)[3] == ' ') break;
+    }
+    CHECK_FALSE(contains(ehlo, "AUTH"));
+    CHECK(contains(ehlo, "STARTTLS"));
+    CHECK(say(c, "AUTH PLAIN " + plain("alice@example.com", "secret-alice")) ==
+          "538 5.7.11 Encryption required for requested authentication mechanism");
+    CHECK(say(c, "MAIL FROM:<alice@example.com>") == "530 5.7.0 Authentication required");
+  }
+  SECTION("PLAIN and LOGIN after STARTTLS; a wrong password is 535") {
+    auto r = swaks(mta.submission_port(), "starttls", {"--auth", "LOGIN", "--auth-user", "bob@example.com",
+                                                      "--auth-password", "secret-bob", "--from", "bob@example.com",
+                                                      "--to", "alice@example.com"});
+    INFO(r.output);
+    CHECK(contains(r.output, "~> EHLO"));
+    CHECK(contains(r.output, "AUTH=")); // the legacy form beside AUTH when LOGIN is offered
+    CHECK(contains(r.output, "<~  235 2.7.0 Authentication successful"));
+    CHECK(contains(r.output, "250 2.0.0 Ok: queued as"));
+    r = swaks(mta.submission_port(), "starttls", {"--auth", "PLAIN", "--auth-user", "bob@example.com",
+                                                 "--auth-password", "wrong", "--from", "bob@example.com", "--to",
+                                                 "alice@example.com"});
+    CHECK(contains(r.output, "<~* 535 5.7.8 Authentication credentials invalid"));
+    CHECK(mta.count("event=auth_failed") == 1);
+  }
+  SECTION("submission without AUTH: 530 at MAIL") {
+    auto r = swaks(mta.submission_port(), "starttls", {"--from", "bob@example.com", "--to", "alice@example.com"});
+    INFO(r.output);
+    CHECK(contains(r.output, "<~* 530 5.7.0 Authentication required"));
+  }
+  SECTION("an authenticated user sends only as themselves") {
+    auto r = swaks(mta.submissions_port(), "implicit", {"--auth", "PLAIN", "--auth-user", "alice@example.com",
+                                                       "--auth-password", "secret-alice", "--from", "bob@example.com",
+                                                       "--to", "alice@example.com"});
+    INFO(r.output);
+    CHECK(contains(r.output, "<~  235 2.7.0 Authentication successful"));
+    CHECK(contains(r.output, "<~* 553 5.7.1 Sender address not owned by the authenticated user"));
+  }
+  SECTION("port 25 offers no AUTH, even under TLS") {
+    auto r = swaks(mta.smtp_port(), "starttls", {"--from", "a@example.org", "--to", "alice@example.com",
+                                                "--quit-after", "EHLO"});
+    INFO(r.output);
+    CHECK(contains(r.output, "<~  250 ENHANCEDSTATUSCODES"));
+    CHECK_FALSE(contains(r.output, "AUTH"));
+  }
+  SECTION("465 is TLS from the first byte") {
+    auto r = swaks(mta.submissions_port(), "implicit", {"--auth", "PLAIN", "--auth-user", "alice@example.com",
+                                                       "--auth-password", "secret-alice", "--from",
+                                                       "alice@example.com", "--to", "bob@example.com"});
+    INFO(r.output);
+    CHECK(contains(r.output, "250 2.0.0 Ok: queued as"));
+    CHECK_FALSE(contains(r.output, "STARTTLS"));
+  }
+}
+
+TEST_CASE("limits: recipients, size, messages per session, errors, idle clients", "[integration][mta]") {
+  test::StoreDaemon store;
+  test::MtaDaemon mta(store, {.listener_extra = "max_recipients = 2\nmax_message_size = \"4K\"\nmax_messages = 2\n"
+                                                "max_errors = 5\nidle_timeout = \"2s\"\n"});
+  mta.start();
+  test::LineClient c("127.0.0.1", mta.smtp_port());
+  REQUIRE(contains(reply(c), "220 "));
+  REQUIRE(contains(say(c, "EHLO client.example.org"), "250 STARTTLS"));
+  SECTION("recipients per message: 452 beyond the limit, the accepted ones still get the mail") {
+    CHECK(say(c, "MAIL FROM:<a@example.org>") == "250 2.1.0 Sender OK");
+    CHECK(say(c, "RCPT TO:<alice@example.com>") == "250 2.1.5 alice@example.com OK");
+    CHECK(say(c, "RCPT TO:<bob@example.com>") == "250 2.1.5 bob@example.com OK");
+    CHECK(say(c, "RCPT TO:<user0@example.com>") == "452 4.5.3 Too many recipients");
+    CHECK(contains(say(c, "DATA"), "354 "));
+    CHECK(contains(say(c, "Subject: two\r\n\r\nbody\r\n."), "250 2.0.0 Ok: queued as"));
+  }
+  SECTION("message size: SIZE= over the limit at MAIL, and a DATA that grows past it at the end") {
+    CHECK(say(c, "MAIL FROM:<a@example.org> SIZE=100000") == "552 5.3.4 Message size exceeds fixed maximum message size");
+    CHECK(say(c, "MAIL FROM:<a@example.org>") == "250 2.1.0 Sender OK");
+    CHECK(say(c, "RCPT TO:<alice@example.com>") == "250 2.1.5 alice@example.com OK");
+    CHECK(contains(say(c, "DATA"), "354 "));
+    std::string big = "Subject: big\r\n\r\n";
+    while (big.size() < 8000) big += "0123456789012345678901234567890123456789012345678901234567890123456789\r\n";
+    CHECK(contains(say(c, big + "."), "552 5.3.4"));
+    // The session goes on.
+    CHECK(say(c, "NOOP") == "250 2.0.0 OK");
+  }
+  SECTION("messages per session") {
+    for (int i = 0; i < 2; ++i) {
+      CHECK(say(c, "MAIL FROM:<a@example.org>") == "250 2.1.0 Sender OK");
+      CHECK(say(c, "RCPT TO:<alice@example.com>") == "250 2.1.5 alice@example.com OK");
+      CHECK(contains(say(c, "DATA"), "354 "));
+      CHECK(contains(say(c, "Subject: n\r\n\r\nbody\r\n."), "250 2.0.0 Ok: queued as"));
+    }
+    CHECK(contains(say(c, "MAIL FROM:<a@example.org>"), "421 4.7.0"));
+    CHECK(c.closed_by_peer());
+  }
+  SECTION("errors per session: 421 and close") {
+    for (int i = 0; i < 4; ++i) CHECK(say(c, "BOGUS") == "500 5.5.2 Command not recognized");
+    CHECK(say(c, "BOGUS") == "500 5.5.2 Command not recognized");
+    CHECK(contains(reply(c), "421 4.7.0"));
+    CHECK(c.closed_by_peer());
+  }
+  SECTION("a client that stops talking is dropped with 421") {
+    test::LineClient slow("127.0.0.1", mta.smtp_port(), 6s);
+    REQUIRE(contains(reply(slow), "220 "));
+    CHECK(contains(reply(slow), "421 4.4.2"));
+    CHECK(slow.closed_by_peer());
+  }
+}
+
+TEST_CASE("bad input gets a protocol error and the session or the daemon goes on", "[integration][mta]") {
+  test::StoreDaemon store;
+  test::MtaDaemon mta(store, {.listener_extra = "max_errors = 50\n"});
+  mta.start();
+  test::LineClient c("127.0.0.1", mta.smtp_port());
+  REQUIRE(contains(reply(c), "220 "));
+  CHECK(say(c, "MAIL FROM:<a@example.org>") == "503 5.5.1 Send HELO or EHLO first");
+  REQUIRE(contains(say(c, "EHLO client.example.org"), "250 "));
+  CHECK(say(c, "MAIL FROM:<a@example.org>\r\nBOGUS") == "250 2.1.0 Sender OK");
+  CHECK(reply(c) == "500 5.5.2 Command not recognized");
+  CHECK(say(c, "RCPT TO:<" + std::string(3000, 'a') + "@example.com>") == "500 5.5.2 Line too long");
+  CHECK(contains(say(c, std::string("RCPT TO:<al\0ice@example.com>", 27)), "501 "));
+  CHECK(contains(say(c, "RCPT TO:<@relay.example:alice@example.com>"), "250 "));  // a source route is ignored
+  CHECK(contains(say(c, "RCPT TO:<alice@@example.com>"), "501 "));
+  CHECK(contains(say(c, "RCPT TO:alice@example.com"), "501 "));
+  CHECK(contains(say(c, "DATA extra"), "501 "));
+  // A bare LF in the text is made a line end; a bare-LF dot does not end the data.
+  CHECK(contains(say(c, "DATA"), "354 "));
+  c.send("Subject: lf\r\n\r\nline one\nline two\n.\nstill data\r\n.\r\n");
+  CHECK(contains(reply(c), "250 2.0.0 Ok: queued as"));
+  SECTION("10,000 pipelined RCPTs: 452 past the limit, no crash") {
+    CHECK(say(c, "MAIL FROM:<a@example.org>") == "250 2.1.0 Sender OK");
+    std::string burst;
+    for (int i = 0; i < 10000; ++i) burst += "RCPT TO:<alice@example.com>\r\n";
+    c.send(burst);
+    size_t ok = 0, full = 0;
+    for (int i = 0; i < 10000; ++i) {
+      const std::string r = reply(c);
+      if (contains(r, "250 2.1.5")) ++ok;
+      if (contains(r, "452 4.5.3")) ++full;
+      if (r.empty()) break;
+    }
+    CHECK(ok == 100);
+    CHECK(full == 9900);
+  }
+  test::LineClient other("127.0.0.1", mta.smtp_port());
+  CHECK(contains(reply(other), "220 "));
 }

@@ -15,7 +15,9 @@ MtaDaemon::MtaDaemon(StoreDaemon& store, MtaDaemonOptions options)
       submissions_port_(free_port()) {
   nss_ = pki_.host("mta1");
   queue_dir_ = (dir_ / "queue").string();
-  const std::string listener = "idle_timeout = \"10s\"\n" + options_.listener_extra;
+  const std::string listener =
+      (options_.listener_extra.find("idle_timeout") == std::string::npos ? "idle_timeout = \"10s\"\n" : "") +
+      options_.listener_extra;
   auto port = [](int p) { return "\"127.0.0.1:" + std::to_string(p) + "\"\n"; };
   std::string cfg = "[daemon]\nallow_root = true\n[log]\nlevel = \"info\"\n[metrics]\nlisten = \"\"\n"
                     "[tls]\ndb_dir = \"" + nss_.string() + "\"\n"
