@@ -287,3 +287,38 @@ TEST_CASE("bad input gets a protocol error and the session or the daemon goes on
   test::LineClient other("127.0.0.1", mta.smtp_port());
   CHECK(contains(reply(other), "220 "));
 }
+
+TEST_CASE("STARTTLS: a command pipelined behind it in plaintext is dropped, and the client greets again", "[integration][mta]") {
+  test::StoreDaemon store;
+  test::MtaDaemon mta(store);
+  mta.start();
+  auto r = test::run({"python3", test::source_path("tests/mta/smtp_probe.py"), "inject", "--port",
+                      std::to_string(mta.smtp_port())}, 60s);
+  INFO(r.output << mta.log());
+  REQUIRE(r.exit_code == 0);
+  CHECK(contains(r.output, "starttls 220 2.0.0 Ready to start TLS"));
+  CHECK(contains(r.output, "tls-ehlo 250 ENHANCEDSTATUSCODES"));  // no STARTTLS any more
+  CHECK(contains(r.output, "rcpt 503 5.5.1 Bad sequence of commands"));
+  CHECK(mta.count("event=pipelined_plaintext_discarded") == 1);
+}
+
+TEST_CASE("python smtplib submits on 587 and 465", "[integration][mta]") {
+  test::StoreDaemon store;
+  test::MtaDaemon mta(store);
+  mta.start();
+  for (bool implicit : {false, true}) {
+    std::vector<std::string> argv{"python3", test::source_path("tests/mta/smtp_probe.py"), "submit", "--port",
+                                  std::to_string(implicit ? mta.submissions_port() : mta.submission_port()),
+                                  "--ca", test::Pki::file("ca/ca.pem").string(), "--user", "alice@example.com",
+                                  "--password", "secret-alice", "--sender", "alice@example.com",
+                                  "--rcpt", "bob@example.com", "--rcpt", "nobody@example.com"};
+    if (implicit) argv.push_back("--implicit");
+    auto r = test::run(argv, 60s);
+    INFO(r.output << mta.log());
+    CHECK(r.exit_code == 0);
+    CHECK(contains(r.output, "login 235"));
+    CHECK(contains(r.output, "refused ['nobody@example.com']"));
+    CHECK(contains(r.output, "quit 221"));
+  }
+  CHECK(mta.count("phase=commit event=queued") == 2);
+}
