@@ -344,6 +344,8 @@ std::string ClientSession::mail_command() const {
 }
 
 void ClientSession::begin_transaction() {
+  result_.offered = true;
+  if (const auto* f = tls_facts()) result_.tls = *f;
   out_ = mail_command();
   expected_.push_back(Expect::Mail);
   if (server_.pipelining) {

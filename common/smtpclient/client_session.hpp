@@ -98,6 +98,11 @@ struct RecipientResult {
 struct DeliveryResult {
   Status status;  // the transaction as a whole: None when it reached the end of the data
   std::vector<RecipientResult> recipients;  // in the order of Message::recipients
+  // MAIL was sent on a session: false when connecting, the greeting, EHLO or TLS failed (or the
+  // message was refused before MAIL), so this server never saw the message and the caller may try
+  // the destination's next address (RFC 5321 §5.1) without risking a second copy.
+  bool offered = false;
+  std::optional<runtime::SecurityFacts> tls;  // the session's TLS, when the transaction ran under it
 };
 
 class ClientSession final : public runtime::StartTlsSession {

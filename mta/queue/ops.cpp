@@ -499,6 +499,41 @@ Result<DueBatch> take_due(Txn& txn, const Dbs& dbs, const Policy& policy, UnixMs
   return batch;
 }
 
+Result<std::vector<DueDestination>> due_destinations(const Txn& txn, const Dbs& dbs, UnixMs now, size_t limit) {
+  std::vector<DueDestination> out;
+  if (limit == 0) return out;
+  constexpr size_t kTail = 1 + 8 + kQueueIdLength + 4;  // NUL, next attempt, queue id, index
+  auto cursor = Cursor::open(txn, dbs.dest_schedule);
+  if (!cursor) return tl::unexpected(cursor.error());
+  std::string next;
+  for (auto entry = cursor->seek("");;) {
+    if (!entry) return tl::unexpected(entry.error());
+    if (!*entry) break;
+    const std::string_view key = (*entry)->first;
+    if (key.size() < kTail || key[key.size() - kTail] != '\0') {
+      return common::fail(ErrorKind::Internal, "damaged dest_schedule key");
+    }
+    ScheduleEntry s;
+    if (!parse_schedule_tail(key.substr(key.size() - kTail + 1), s)) {
+      return common::fail(ErrorKind::Internal, "damaged dest_schedule key");
+    }
+    const std::string_view destination = key.substr(0, key.size() - kTail);
+    // The first key of a destination holds its earliest attempt; the next destination starts at or
+    // after "destination \x01" (no destination holds a NUL, so nothing between belongs to another).
+    if (s.when <= now) {
+      out.push_back(DueDestination{std::string(destination), s.when});
+      if (out.size() >= limit) break;
+    }
+    next.assign(destination);
+    next.push_back('\x01');
+    entry = cursor->seek(next);
+  }
+  std::stable_sort(out.begin(), out.end(), [](const DueDestination& a, const DueDestination& b) {
+    return a.earliest < b.earliest;
+  });
+  return out;
+}
+
 Result<ReportSummary> report(Txn& txn, const Dbs& dbs, const Policy& policy, UnixMs now,
                              std::span<const DeliveryResult> results) {
   ReportSummary summary;

@@ -86,6 +86,12 @@ struct DueBatch {
   size_t expired = 0;  // due recipients past the lifetime, failed (with a DSN) instead of leased
 };
 
+// A destination with recipients due, and when its earliest one came due.
+struct DueDestination {
+  std::string destination;
+  UnixMs earliest = 0;
+};
+
 struct ReportSummary {
   size_t applied = 0;
   size_t stale = 0;                // a lease that expired and was handed out again, or a second report
@@ -114,6 +120,11 @@ common::Result<DueBatch> take_due(Txn&, const Dbs&, const Policy&, UnixMs now, s
                                   std::string_view destination);
 common::Result<ReportSummary> report(Txn&, const Dbs&, const Policy&, UnixMs now,
                                      std::span<const DeliveryResult> results);
+// The destinations with a recipient due at `now`, earliest first, at most `limit` of them (the first
+// `limit` in destination order when more are due). A read, one seek per destination: a deliverer that
+// caps its sessions per destination asks take_due for each, so a destination at its cap (a stalling
+// MX with a backlog) does not hide the ones behind it the way "the earliest due" would.
+common::Result<std::vector<DueDestination>> due_destinations(const Txn&, const Dbs&, UnixMs now, size_t limit);
 
 // Administration; an empty id means every message. Counts are of recipients changed.
 common::Result<size_t> hold(Txn&, const Dbs&, std::string_view id);

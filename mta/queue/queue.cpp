@@ -210,6 +210,12 @@ Result<Counters> Queue::counters() const {
   return queue::counters(*txn, shared_->dbs);
 }
 
+Result<std::vector<DueDestination>> Queue::due_destinations(UnixMs now, size_t limit) const {
+  auto txn = Txn::begin(shared_->env.get(), false);
+  if (!txn) return tl::unexpected(txn.error());
+  return queue::due_destinations(*txn, shared_->dbs, now, limit);
+}
+
 void Queue::register_metrics() {
   std::weak_ptr<Shared> weak = shared_;
   // Read from the stored counters at scrape time (one short read transaction each), so the figures

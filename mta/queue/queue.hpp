@@ -67,6 +67,8 @@ class Queue {
   common::Result<std::optional<MessageInfo>> show(std::string_view id) const;
   common::Result<std::string> message_bytes(std::string_view id) const;
   common::Result<Counters> counters() const;
+  // ops.hpp due_destinations, in a read transaction on the calling thread (cheap: a seek per destination).
+  common::Result<std::vector<DueDestination>> due_destinations(UnixMs now, size_t limit = 10000) const;
 
   UnixMs now() const;
   const Policy& policy() const { return options_.policy; }
