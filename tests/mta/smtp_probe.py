@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # smtp_probe.py: python clients for the mta's tests. "inject": the STARTTLS command-injection probe
 # (CVE-2011-0411): a command pipelined behind STARTTLS in plaintext must not run after the handshake.
-# "submit": smtplib's own submission (STARTTLS or implicit TLS, login, sendmail), printing each step.
+# "submit": smtplib's own submission (STARTTLS or implicit TLS, login, sendmail), printing each step;
+# with --cert and --key it logs in with SASL EXTERNAL (RFC 4422 App. A) on its client certificate.
 import argparse
 import smtplib
 import socket
@@ -45,6 +46,8 @@ def inject(args):
 def submit(args):
     ctx = ssl.create_default_context(cafile=args.ca)
     ctx.check_hostname = False
+    if args.cert:
+        ctx.load_cert_chain(args.cert, args.key)
     if args.implicit:
         c = smtplib.SMTP_SSL("127.0.0.1", args.port, context=ctx, timeout=20)
     else:
@@ -53,7 +56,11 @@ def submit(args):
         print("starttls", c.starttls(context=ctx)[0])
     c.ehlo("smtplib.example.org")
     print("auth", " ".join(sorted(c.esmtp_features.get("auth", "").split())))
-    print("login", c.login(args.user, args.password)[0])
+    if args.cert:
+        # An empty authorization identity: the one the certificate maps to.
+        print("login", c.auth("EXTERNAL", lambda challenge=None: "")[0])
+    else:
+        print("login", c.login(args.user, args.password)[0])
     msg = "From: %s\r\nTo: %s\r\nSubject: smtplib\r\n\r\nsent by smtplib\r\n" % (args.sender, ", ".join(args.rcpt))
     refused = c.sendmail(args.sender, args.rcpt, msg)
     print("refused", sorted(refused.keys()))
@@ -68,6 +75,8 @@ def main():
     p.add_argument("--ca")
     p.add_argument("--user")
     p.add_argument("--password")
+    p.add_argument("--cert")
+    p.add_argument("--key")
     p.add_argument("--sender")
     p.add_argument("--rcpt", action="append", default=[])
     args = p.parse_args()

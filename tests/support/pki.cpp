@@ -38,7 +38,7 @@ fs::path build_cache() {
   if (lock.fd < 0 || ::flock(lock.fd, LOCK_EX) != 0) throw std::runtime_error("cannot lock " + dir.string());
   std::error_code ec;
   // Bump the recipe when the list below changes.
-  constexpr std::string_view kRecipe = "pki recipe 4\n";
+  constexpr std::string_view kRecipe = "pki recipe 5\n";
   const bool fresh = fs::exists(stamp, ec) && read_file(stamp) == kRecipe &&
                      fs::last_write_time(stamp, ec) > fs::last_write_time(script, ec) &&
                      fs::last_write_time(stamp, ec) > fs::file_time_type::clock::now() - std::chrono::days(7);
@@ -57,6 +57,9 @@ fs::path build_cache() {
   for (auto [ca, client] : {std::pair{"ca", "mta1"}, {"ca", "mta3"}, {"other-ca", "stranger"}}) {
     must(certs({"client", "--ca", d(ca), "--name", client}), std::string("deploy/certs client ") + client);
   }
+  // A user's certificate (E=alice@example.com), for SASL EXTERNAL through certmap's e=mail.
+  must(certs({"client", "--ca", d("ca"), "--name", "alice", "--email", "alice@example.com"}),
+       "deploy/certs client alice");
   // Revocation as an operator does it: revoke, rewrite the CRL, import it on the host.
   must(certs({"revoke", "--ca", d("ca"), "--name", "mta2"}), "deploy/certs revoke");
   must(certs({"crl", "--ca", d("ca")}), "deploy/certs crl");

@@ -2,7 +2,8 @@
 // call takes a second or more, too slow to repeat in every test process) and copied into each
 // test's own directory:
 //   ca (the deployment CA): hosts store1, mta1, mta2; mta2 revoked, store1 holds the CRL;
-//     client certificates (PEM, for openssl, swaks and python) mta1 and mta3
+//     client certificates (PEM, for openssl, swaks and python) mta1 and mta3, and alice
+//     (E=alice@example.com, a user's)
 //   other-ca ("Other Org CA"): host intruder, client certificate stranger
 //   impostor-ca (a second CA with exactly our CA's name, another key): host impostor
 #pragma once

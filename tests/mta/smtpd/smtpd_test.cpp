@@ -322,3 +322,25 @@ TEST_CASE("python smtplib submits on 587 and 465", "[integration][mta]") {
   }
   CHECK(mta.count("phase=commit event=queued") == 2);
 }
+
+TEST_CASE("EXTERNAL: a user's client certificate on 465 is offered EXTERNAL and logs in with it", "[integration][mta]") {
+  test::StoreDaemon store;
+  test::MtaDaemon mta(store, {.listener_extra = "client_certs = \"optional\"\n"});
+  mta.start();
+  const std::string cert = test::Pki::file("ca/clients/alice.pem").string();
+  const std::string key = test::Pki::file("ca/clients/alice.key").string();
+  // swaks has no EXTERNAL; python's smtplib sends it.
+  auto r = test::run({"python3", test::source_path("tests/mta/smtp_probe.py"), "submit", "--implicit", "--port",
+                      std::to_string(mta.submissions_port()), "--ca", test::Pki::file("ca/ca.pem").string(), "--cert",
+                      cert, "--key", key, "--sender", "alice@example.com", "--rcpt", "friend@remote.example"},
+                     60s);
+  INFO(r.output << mta.log());
+  CHECK(contains(r.output, "auth EXTERNAL"));
+  CHECK(contains(r.output, "login 235"));
+  CHECK(contains(r.output, "refused []"));
+  CHECK(mta.count("mechanism=EXTERNAL") == 1);
+  // Without a certificate EXTERNAL is not offered.
+  r = swaks(mta.submissions_port(), "implicit", {"--quit-after", "EHLO"});
+  CHECK_FALSE(contains(r.output, "EXTERNAL"));
+  CHECK(contains(r.output, "PLAIN"));
+}
