@@ -74,7 +74,9 @@ std::string received_header(const ReceivedFacts& f) {
   if (!f.tls_version.empty()) {
     words.insert(words.end(), {"(" + clean(f.tls_version, 16), "with", "cipher", clean(f.tls_cipher, 64) + ")"});
   }
-  words.insert(words.end(), {"id", clean(f.queue_id, 64)});
+  // The id clause is optional (RFC 5321 §4.4); the session writes the header before the queue has
+  // named the message, and the log line "queued" joins the session to its queue id.
+  if (!f.queue_id.empty()) words.insert(words.end(), {"id", clean(f.queue_id, 64)});
   if (!f.recipient.empty()) {
     words.push_back("for");
     words.push_back("<" + clean(f.recipient, 256) + ">");

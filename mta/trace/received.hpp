@@ -14,7 +14,7 @@ struct ReceivedFacts {
   std::string client_name;  // forward-confirmed reverse name, empty when none
   std::string client_ip;    // "192.0.2.7" or "2001:db8::7"
   std::string by;           // our host name
-  std::string queue_id;
+  std::string queue_id;     // empty: no id clause
   std::string recipient;    // named only when the message has one recipient (RFC 5321 §7.6)
   bool esmtp = true;        // EHLO rather than HELO
   bool lmtp = false;

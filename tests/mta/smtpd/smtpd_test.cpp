@@ -9,6 +9,7 @@
 #include "mta/queue/queue.hpp"
 #include "tests/mta/support/mta_daemon.hpp"
 #include "tests/store/support/store_daemon.hpp"
+#include "tests/support/dnsmasq.hpp"
 #include "tests/support/line_client.hpp"
 #include "tests/support/process.hpp"
 
@@ -343,4 +344,35 @@ TEST_CASE("EXTERNAL: a user's client certificate on 465 is offered EXTERNAL and 
   r = swaks(mta.submissions_port(), "implicit", {"--quit-after", "EHLO"});
   CHECK_FALSE(contains(r.output, "EXTERNAL"));
   CHECK(contains(r.output, "PLAIN"));
+}
+
+TEST_CASE("the Received: header names the client's verified name and address, the HELO as given", "[integration][mta]") {
+  // 127.0.0.9 has a PTR and a matching A record; 127.0.0.10 only a PTR whose name does not resolve back.
+  test::Dnsmasq dns({"--host-record=client.test,127.0.0.9", "--ptr-record=10.0.0.127.in-addr.arpa,forged.test",
+                     "--local=/test/", "--local=/127.in-addr.arpa/"});
+  test::StoreDaemon store;
+  test::MtaDaemon mta(store, {.mta_extra = "reverse_lookup = true\n",
+                              .tables = "[dns]\nservers = [\"" + dns.server() + "\"]\n"});
+  mta.start();
+  for (const std::string source : {"127.0.0.9", "127.0.0.10"}) {
+    auto r = swaks(mta.smtp_port(), "", {"--local-interface", source, "--helo", "liar.example.net", "--from",
+                                         "a@example.org", "--to", "alice@example.com"});
+    INFO(r.output);
+    REQUIRE(contains(r.output, "250 2.0.0 Ok: queued as"));
+  }
+  const std::string list = queue_tool(mta, {"list"});
+  std::string shown;
+  for (size_t start = 0; start < list.size();) {
+    const size_t end = list.find('\n', start);
+    const std::string line = list.substr(start, end - start);
+    if (line.size() > 14 && line[14] == ' ') shown += queue_tool(mta, {"show", line.substr(0, 14)});
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  INFO(shown << mta.log());
+  CHECK(contains(shown, "Received: from liar.example.net (client.test [127.0.0.9])"));
+  // A PTR alone is whatever the address's owner wrote: not in the header.
+  CHECK(contains(shown, "Received: from liar.example.net ([127.0.0.10])"));
+  CHECK_FALSE(contains(shown, "forged.test"));
+  CHECK(mta.count("client_name=client.test") == 1);
 }

@@ -21,7 +21,8 @@ MtaDaemon::MtaDaemon(StoreDaemon& store, MtaDaemonOptions options)
   auto port = [](int p) { return "\"127.0.0.1:" + std::to_string(p) + "\"\n"; };
   std::string cfg = "[daemon]\nallow_root = true\n[log]\nlevel = \"info\"\n[metrics]\nlisten = \"\"\n"
                     "[tls]\ndb_dir = \"" + nss_.string() + "\"\n"
-                    "[mta]\nhost_name = \"mta1.test\"\nlocal_domains = [\"example.com\"]\nreverse_lookup = false\n" +
+                    "[mta]\nhost_name = \"mta1.test\"\nlocal_domains = [\"example.com\"]\n" +
+                    (options_.mta_extra.find("reverse_lookup") == std::string::npos ? "reverse_lookup = false\n" : "") +
                     options_.mta_extra +
                     "[queue]\ndir = \"" + queue_dir_ + "\"\n" + options_.queue_extra +
                     "[authserv]\ntargets = [\"" + store.auth().target() + "\"]\nplaintext = true\n" +

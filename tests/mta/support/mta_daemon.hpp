@@ -15,7 +15,7 @@
 namespace test {
 
 struct MtaDaemonOptions {
-  std::string mta_extra;       // lines for [mta]
+  std::string mta_extra;       // lines for [mta] (reverse_lookup is off unless set here)
   std::string queue_extra;     // lines for [queue]
   std::string listener_extra;  // lines for every [[listener]]
   std::string tables;          // further tables, appended as given

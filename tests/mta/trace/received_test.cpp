@@ -58,3 +58,11 @@ TEST_CASE("client words cannot end the comment or the field, and lines stay with
   }
   CHECK(h.substr(h.size() - 2) == "\r\n");
 }
+
+TEST_CASE("Received without a queue id has no id clause", "[mta]") {
+  auto f = facts();
+  f.queue_id.clear();
+  CHECK(received_header(f) ==
+        "Received: from client.example.org (mail.example.org [192.0.2.7]) by\r\n"
+        "\tmx1.example.net (Postern) with ESMTP; Mon, 07 Dec 2026 01:00:00 +0000\r\n");
+}
