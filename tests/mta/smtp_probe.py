@@ -43,6 +43,40 @@ def inject(args):
     print("quit", read_reply(tf)[-1])
 
 
+def tls_session(args):
+    s = socket.create_connection(("127.0.0.1", args.port), timeout=10)
+    f = s.makefile("rb")
+    read_reply(f)
+    s.sendall(b"EHLO probe.example.org\r\n")
+    read_reply(f)
+    s.sendall(b"STARTTLS\r\n")
+    read_reply(f)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    t = ctx.wrap_socket(s, server_hostname="mta1")
+    tf = t.makefile("rb")
+    t.sendall(b"EHLO probe.example.org\r\n")
+    read_reply(tf)
+    return t, tf
+
+
+def auth_garbage(args):
+    t, tf = tls_session(args)
+    for label, lines in [("garbage", [b"AUTH PLAIN !!!not-base64!!!"]),
+                         ("unknown", [b"AUTH NOSUCH-MECH"]),
+                         ("badname", [b"AUTH PL@IN"]),
+                         ("abort", [b"AUTH LOGIN", b"*"]),
+                         ("long", [b"AUTH LOGIN", b"A" * 20000]),
+                         ("good", [b"AUTH PLAIN " + args.good.encode()])]:
+        for line in lines:
+            t.sendall(line + b"\r\n")
+            last = read_reply(tf)[-1]
+        print(label, last)
+    t.sendall(b"QUIT\r\n")
+    print("quit", read_reply(tf)[-1])
+
+
 def submit(args):
     ctx = ssl.create_default_context(cafile=args.ca)
     ctx.check_hostname = False
@@ -69,7 +103,8 @@ def submit(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["inject", "submit"])
+    p.add_argument("mode", choices=["inject", "submit", "auth-garbage"])
+    p.add_argument("--good", help="auth-garbage: a valid PLAIN initial response, tried last")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--implicit", action="store_true")
     p.add_argument("--ca")
@@ -81,7 +116,7 @@ def main():
     p.add_argument("--rcpt", action="append", default=[])
     args = p.parse_args()
     try:
-        inject(args) if args.mode == "inject" else submit(args)
+        {"inject": inject, "submit": submit, "auth-garbage": auth_garbage}[args.mode](args)
     except (smtplib.SMTPException, OSError) as e:
         print("error", type(e).__name__, e)
         sys.exit(1)

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "mta/queue/queue.hpp"
@@ -375,4 +376,44 @@ TEST_CASE("the Received: header names the client's verified name and address, th
   CHECK(contains(shown, "Received: from liar.example.net ([127.0.0.10])"));
   CHECK_FALSE(contains(shown, "forged.test"));
   CHECK(mta.count("client_name=client.test") == 1);
+}
+
+TEST_CASE("AUTH with garbage gets a clear reply each time and a good AUTH still works", "[integration][mta]") {
+  test::StoreDaemon store;
+  test::MtaDaemon mta(store, {.listener_extra = "max_errors = 20\n"});
+  mta.start();
+  auto r = test::run({"python3", test::source_path("tests/mta/smtp_probe.py"), "auth-garbage", "--port",
+                      std::to_string(mta.submission_port()), "--good", plain("alice@example.com", "secret-alice")},
+                     60s);
+  INFO(r.output << mta.log());
+  REQUIRE(r.exit_code == 0);
+  CHECK(contains(r.output, "garbage 501 5.5.2 Cannot decode response"));
+  CHECK(contains(r.output, "unknown 504 5.5.4 Unrecognized authentication type"));
+  CHECK(contains(r.output, "badname 501 5.5.4 Syntax error in mechanism name"));
+  CHECK(contains(r.output, "abort 501 5.0.0 Authentication aborted"));
+  CHECK(contains(r.output, "long 50"));
+  CHECK(contains(r.output, "good 235 2.7.0 Authentication successful"));
+  CHECK(contains(r.output, "quit 221"));
+}
+
+TEST_CASE("a DATA that never ends is cut off at data_timeout and nothing is queued", "[integration][mta]") {
+  test::StoreDaemon store;
+  test::MtaDaemon mta(store, {.mta_extra = "data_timeout = \"2s\"\n"});
+  mta.start();
+  // Short reads, so the client trickles a line every ~300 ms: the idle timeout (10 s) never fires.
+  test::LineClient c("127.0.0.1", mta.smtp_port(), 200ms);
+  REQUIRE(contains(reply(c), "220 "));
+  REQUIRE(contains(say(c, "EHLO client.example.org"), "250 "));
+  REQUIRE(say(c, "MAIL FROM:<a@example.org>") == "250 2.1.0 Sender OK");
+  REQUIRE(say(c, "RCPT TO:<alice@example.com>") == "250 2.1.5 alice@example.com OK");
+  REQUIRE(contains(say(c, "DATA"), "354 "));
+  std::string got;
+  for (int i = 0; i < 40 && got.empty(); ++i) {
+    c.send("a line now and then, never the end\r\n");
+    std::this_thread::sleep_for(100ms);
+    got = reply(c);
+  }
+  CHECK(contains(got, "421 4.4.2"));
+  CHECK(mta.count("event=data_timeout") == 1);
+  CHECK(contains(queue_tool(mta, {"list"}), "0 messages"));
 }
