@@ -123,6 +123,9 @@ struct WakeState {
 struct DestinationState {
   size_t runs = 0;
   bool taking = false;
+  // Reports that say the destination failed as a whole, not yet committed: until they are, a read of
+  // the queue does not show its backoff, and a new run would try the dead destination again.
+  size_t failing = 0;
   bool dry = false;  // nothing came back for it: not asked again before the next poll
 };
 
@@ -133,7 +136,12 @@ struct Deliverer::Impl : std::enable_shared_from_this<Deliverer::Impl> {
   std::shared_ptr<WakeState> wake_state = std::make_shared<WakeState>();
   std::unique_ptr<Timer> poll;
   std::unique_ptr<Timer> report_retry;
-  std::deque<std::pair<std::vector<queue::DeliveryResult>, size_t>> deferred_reports;  // results, tries
+  struct WaitingReport {
+    std::vector<queue::DeliveryResult> results;
+    size_t tries = 0;
+    std::string failing;
+  };
+  std::deque<WaitingReport> deferred_reports;  // the queue's writer was full
   std::shared_ptr<common::tls::ClientContext> lmtp_tls, smtp_opportunistic, smtp_ca, smtp_system;
   std::map<std::string, std::unique_ptr<sc::DestinationPool>> pools;
   std::map<std::string, DestinationState> destinations;
@@ -175,7 +183,8 @@ struct Deliverer::Impl : std::enable_shared_from_this<Deliverer::Impl> {
   void finish(const std::shared_ptr<Run>& run);
   void report(const std::shared_ptr<Run>& run, std::vector<size_t> rcpts, const std::vector<Verdict>& verdicts,
               const std::vector<bool>& destination_failed, const std::string& remote);
-  void submit_report(std::vector<queue::DeliveryResult> results, size_t tries);
+  void submit_report(std::vector<queue::DeliveryResult> results, size_t tries, std::string failing);
+  void reported(const std::string& failing);
   void check_stopped();
   void stop(std::function<void()> done);
 
@@ -245,7 +254,8 @@ Result<void> Deliverer::Impl::start() {
         for (auto& [name, d] : self->destinations) d.dry = false;
         // Destinations no run uses any more are forgotten, with their idle pools past their time.
         for (auto it = self->destinations.begin(); it != self->destinations.end();) {
-          it = it->second.runs == 0 && !it->second.taking ? self->destinations.erase(it) : std::next(it);
+          const bool idle = it->second.runs == 0 && !it->second.taking && it->second.failing == 0;
+          it = idle ? self->destinations.erase(it) : std::next(it);
         }
         self->fill();
       },
@@ -334,7 +344,7 @@ void Deliverer::Impl::fill() {
   for (const auto& d : *due) {
     if (started >= cfg.max_sessions) break;
     auto& state = destinations[d.destination];
-    if (state.taking || state.dry || state.runs >= cfg.max_per_destination) continue;
+    if (state.taking || state.dry || state.failing > 0 || state.runs >= cfg.max_per_destination) continue;
     take(d.destination);
     if (!state.taking) break;  // the queue's writer is full: the next poll tries again
     ++started;
@@ -893,6 +903,7 @@ void Deliverer::Impl::report(const std::shared_ptr<Run>& run, std::vector<size_t
                              const std::vector<Verdict>& verdicts, const std::vector<bool>& destination_failed,
                              const std::string& remote) {
   std::vector<queue::DeliveryResult> results;
+  bool any_failing = false;
   for (size_t k = 0; k < rcpts.size(); ++k) {
     const size_t i = rcpts[k];
     if (run->reported[i]) continue;
@@ -918,21 +929,31 @@ void Deliverer::Impl::report(const std::shared_ptr<Run>& run, std::vector<size_t
         .kv("code", static_cast<uint64_t>(v.code)).kv("status", v.status).client_text("reply", v.reply)
         .kv("attempt", static_cast<uint64_t>(d.recipient.attempts));
     if (r.destination_failed) line.kv("destination_failed", "yes");
+    any_failing = any_failing || r.destination_failed;
     results.push_back(std::move(r));
   }
-  if (!results.empty()) submit_report(std::move(results), 0);
+  if (results.empty()) return;
+  if (any_failing) destinations[run->destination].failing += 1;
+  submit_report(std::move(results), 0, any_failing ? run->destination : std::string());
 }
 
-void Deliverer::Impl::submit_report(std::vector<queue::DeliveryResult> results, size_t tries) {
+void Deliverer::Impl::reported(const std::string& failing) {
+  if (failing.empty()) return;
+  auto found = destinations.find(failing);
+  if (found != destinations.end() && found->second.failing > 0) found->second.failing -= 1;
+}
+
+void Deliverer::Impl::submit_report(std::vector<queue::DeliveryResult> results, size_t tries, std::string failing) {
   std::weak_ptr<Impl> w = weak();
   const size_t n = results.size();
   auto copy = std::make_shared<std::vector<queue::DeliveryResult>>(results);  // kept for a retry
   ++reporting;
   const bool submitted = ctx.queue->report(
-      *ctx.loop, alive(), ctx.queue->now(), std::move(results), [w, n](Result<queue::ReportSummary> summary) {
+      *ctx.loop, alive(), ctx.queue->now(), std::move(results), [w, n, failing](Result<queue::ReportSummary> summary) {
         auto self = w.lock();
         if (!self) return;
         --self->reporting;
+        self->reported(failing);
         if (!summary) {
           // The results are lost with the write; the leases run out and the queue hands them out again.
           common::log::error("delivery").phase("report").event("report_failed").kv("results", static_cast<uint64_t>(n))
@@ -948,21 +969,22 @@ void Deliverer::Impl::submit_report(std::vector<queue::DeliveryResult> results, 
   if (tries + 1 >= kMaxReportRetries) {
     common::log::error("delivery").phase("report").event("report_dropped").kv("results", static_cast<uint64_t>(n))
         .kv("queue_id", copy->front().queue_id).kv("reason", "the queue's writer stayed full; the leases will run out");
+    reported(failing);
     check_stopped();
     return;
   }
   // Counted while it waits, so the drain waits for it too.
   ++reporting;
-  deferred_reports.emplace_back(std::move(*copy), tries + 1);
+  deferred_reports.push_back(WaitingReport{std::move(*copy), tries + 1, std::move(failing)});
   if (report_retry && !report_retry->active()) {
     report_retry->start(kReportRetry, [w] {
       auto self = w.lock();
       if (!self) return;
       auto waiting = std::move(self->deferred_reports);
       self->deferred_reports.clear();
-      for (auto& [results, tries] : waiting) {
+      for (auto& waiting_report : waiting) {
         --self->reporting;
-        self->submit_report(std::move(results), tries);
+        self->submit_report(std::move(waiting_report.results), waiting_report.tries, std::move(waiting_report.failing));
       }
     });
   }

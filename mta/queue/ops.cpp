@@ -521,8 +521,14 @@ Result<std::vector<DueDestination>> due_destinations(const Txn& txn, const Dbs& 
     // The first key of a destination holds its earliest attempt; the next destination starts at or
     // after "destination \x01" (no destination holds a NUL, so nothing between belongs to another).
     if (s.when <= now) {
-      out.push_back(DueDestination{std::string(destination), s.when});
-      if (out.size() >= limit) break;
+      // A destination that failed as a whole waits out its backoff with all its mail, not only with
+      // the recipients of the run that found it dead (flush clears the backoff).
+      auto record = get_destination(txn, dbs, destination);
+      if (!record) return tl::unexpected(record.error());
+      if (record->retry_after <= now) {
+        out.push_back(DueDestination{std::string(destination), s.when});
+        if (out.size() >= limit) break;
+      }
     }
     next.assign(destination);
     next.push_back('\x01');

@@ -120,8 +120,10 @@ common::Result<DueBatch> take_due(Txn&, const Dbs&, const Policy&, UnixMs now, s
                                   std::string_view destination);
 common::Result<ReportSummary> report(Txn&, const Dbs&, const Policy&, UnixMs now,
                                      std::span<const DeliveryResult> results);
-// The destinations with a recipient due at `now`, earliest first, at most `limit` of them (the first
-// `limit` in destination order when more are due). A read, one seek per destination: a deliverer that
+// The destinations with a recipient due at `now` and no backoff of their own running (a destination
+// that failed as a whole waits until its retry after with every recipient), earliest first, at most
+// `limit` of them (the first `limit` in destination order when more are due). A read, one seek per
+// destination: a deliverer that
 // caps its sessions per destination asks take_due for each, so a destination at its cap (a stalling
 // MX with a backlog) does not hide the ones behind it the way "the earliest due" would.
 common::Result<std::vector<DueDestination>> due_destinations(const Txn&, const Dbs&, UnixMs now, size_t limit);

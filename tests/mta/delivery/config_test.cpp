@@ -353,4 +353,24 @@ TEST_CASE("due_destinations: each destination with due mail once, earliest first
   REQUIRE(due->size() == 2);
   CHECK((*due)[0].destination == "a.example");
   CHECK((*due)[1].destination == "store:store1");
+  // b.example failed as a whole: its other due mail waits out the backoff too, until a flush.
+  const std::string later = enqueue({{"c@b.example", "b.example"}});
+  DeliveryResult failed;
+  failed.queue_id = leased->recipients[0].queue_id;
+  failed.index = leased->recipients[0].index;
+  failed.lease = leased->recipients[0].recipient.lease;
+  failed.outcome = Outcome::TempFail;
+  failed.status = "4.4.1";
+  failed.destination_failed = true;
+  REQUIRE((*q)->report_and_wait(clock->load(), {failed}));
+  auto names_now = [&] {
+    std::vector<std::string> out;
+    auto now_due = (*q)->due_destinations(clock->load());
+    REQUIRE(now_due);
+    for (auto& d : *now_due) out.push_back(d.destination);
+    return out;
+  };
+  CHECK(names_now() == std::vector<std::string>{"a.example", "store:store1"});
+  REQUIRE((*q)->flush(later, clock->load()));
+  CHECK(names_now() == std::vector<std::string>{"a.example", "store:store1", "b.example"});
 }

@@ -511,10 +511,15 @@ TEST_CASE("a stalling MX times out and is deferred, and other destinations are d
   Stub stub;
   Config c = base_config();
   c.timeouts.greeting = 3s;
+  c.batch_recipients = 1;  // a run per message
+  c.max_per_destination = 1;
   c.routes.push_back(route("stall.test", silent.port));
   c.routes.push_back(route("fine.test", stub.port));
   Harness h(c);
+  // A backlog for the stalling MX, queued first.
   const std::string stalled = h.enqueue("sender@example.org", {{"a@stall.test", "stall.test"}}, "stalled");
+  const std::string stalled2 = h.enqueue("sender@example.org", {{"c@stall.test", "stall.test"}}, "stalled-2");
+  const std::string stalled3 = h.enqueue("sender@example.org", {{"d@stall.test", "stall.test"}}, "stalled-3");
   const std::string fine = h.enqueue("sender@example.org", {{"b@fine.test", "fine.test"}}, "fine");
   const auto started = std::chrono::steady_clock::now();
   h.start();
@@ -528,6 +533,13 @@ TEST_CASE("a stalling MX times out and is deferred, and other destinations are d
   CHECK(std::chrono::steady_clock::now() - started >= 2900ms);
   CHECK(h.recipient(stalled, 0)->last_status == "4.4.2");
   CHECK(logs.wait_for({"comp=delivery", "event=server_failed", "queue_id=" + stalled, "kind=timeout"}));
+  // One session at a time to it, and once it failed as a whole the rest of its backlog waits out the
+  // destination's backoff instead of each message sitting out its own timeout.
+  size_t attempts = 0;
+  for (const auto& line : logs.matching("event=attempt")) attempts += has(line, "destination=stall.test") ? 1 : 0;
+  CHECK(attempts == 1);
+  CHECK(h.recipient(stalled2, 0)->attempts == 0);
+  CHECK(h.recipient(stalled3, 0)->attempts == 0);
 }
 
 TEST_CASE("MX from DNS: preference order with the next MX after a refusal, the A fallback, null MX and NXDOMAIN "
