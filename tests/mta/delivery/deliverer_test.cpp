@@ -429,8 +429,9 @@ TEST_CASE("SMTP to remote MXs: opportunistic STARTTLS where offered, plaintext w
                                                           {"ok2@tls.test", "tls.test"}},
                                     "remote-tls");
   const std::string two = h.enqueue("sender@plain.test", {{"ok@plain.test", "plain.test"}}, "remote-plain");
+  const std::string three = h.enqueue("other@plain.test", {{"ok3@tls.test", "tls.test"}}, "remote-tls-2");
   h.start();
-  REQUIRE(eventually([&] { return h.gone(one) && h.gone(two); }));
+  REQUIRE(eventually([&] { return h.gone(one) && h.gone(two) && h.gone(three); }));
   REQUIRE(plain_stub.wait_for("RCPT TO:<sender@plain.test>"));  // the DSN for bad@tls.test
   const std::string tr = tls_stub.transcript();
   INFO(tr);
@@ -441,6 +442,8 @@ TEST_CASE("SMTP to remote MXs: opportunistic STARTTLS where offered, plaintext w
   CHECK(has(tr, "tls: RCPT TO:<ok2@tls.test>"));
   CHECK(!has(tr, "plain: MAIL"));
   CHECK(!has(tr, "XID="));
+  CHECK(has(tr, "tls: MAIL FROM:<other@plain.test>"));
+  CHECK(count(tr, "* connect") == 1);  // both messages on one connection
   const std::string pt = plain_stub.transcript();
   CHECK(has(pt, "plain: MAIL FROM:<sender@plain.test>"));
   CHECK(has(pt, "plain: MAIL FROM:<>"));
