@@ -1,5 +1,6 @@
 // app.cpp: the mta's DaemonApp (app.hpp): reads [mta], [queue], [authserv] and the listener keys,
-// opens the queue after the privilege drop, and gives each SMTP listener its sessions.
+// opens the queue after the privilege drop, runs the deliverer on loop 0 and gives each SMTP
+// listener its sessions.
 #include "mta/app.hpp"
 
 #include <map>
@@ -8,6 +9,7 @@
 #include "common/log/log.hpp"
 #include "common/metrics/metrics.hpp"
 #include "mta/config.hpp"
+#include "mta/delivery/deliverer.hpp"
 #include "mta/queue/queue.hpp"
 #include "mta/smtpd/session.hpp"
 
@@ -55,6 +57,7 @@ class MtaApp final : public common::daemon::DaemonApp {
     options.policy.delay_warning = config_.queue.delay_warning;
     if (!config_.queue.retry_schedule.empty()) options.policy.retry_schedule = config_.queue.retry_schedule;
     options.policy.reporting_mta = config_.mta.host_name;
+    options.policy.dsn_destination = delivery::dsn_destination(config_.mta.local_domains);
     options.registry = &common::metrics::default_registry();
     auto opened = queue::Queue::open(std::move(options));
     if (!opened) return tl::unexpected(opened.error());
@@ -63,6 +66,26 @@ class MtaApp final : public common::daemon::DaemonApp {
     if (!auth) return tl::unexpected(auth.error());
     auth_ = std::move(*auth);
     common::log::info("mta").phase("start").event("queue_open").kv("dir", config_.queue.dir);
+    return {};
+  }
+
+  // The deliverer runs on loop 0; sessions on every loop wake it after a commit.
+  common::Result<void> start_loop(common::daemon::LoopContext& ctx) override {
+    if (ctx.index != 0) return {};
+    delivery::Context d;
+    d.loop = ctx.loop;
+    d.connections = ctx.connections;
+    d.resolver = ctx.resolver;
+    d.queue = queue_.get();
+    d.auth = auth_.get();
+    d.config = &config_.delivery;
+    d.local_domains = config_.mta.local_domains;
+    d.host_name = config_.mta.host_name;
+    d.nss = ctx.nss;
+    auto deliverer = delivery::Deliverer::create(std::move(d));
+    if (!deliverer) return tl::unexpected(deliverer.error());
+    deliverer_ = std::move(*deliverer);
+    wake_ = deliverer_->waker();
     return {};
   }
 
@@ -76,12 +99,20 @@ class MtaApp final : public common::daemon::DaemonApp {
     context.loop = ctx.loop;
     context.resolver = ctx.resolver;
     if (listener.tls_mode == TlsMode::StartTls) context.starttls = listener.tls;
+    context.on_queued = wake_;
     return std::make_unique<smtpd::SmtpFactory>(std::move(context));
   }
 
+  void drain(std::function<void()> drained) override {
+    if (!deliverer_) return drained();
+    deliverer_->stop(std::move(drained));
+  }
+
   void stop() override {
-    // The sessions are gone; authserv's client goes before the loops it posts to, then the queue
+    // The sessions are gone and the loops no longer run: the deliverer first (its sessions and
+    // timers belong to loop 0), authserv's client before the loops it posts to, then the queue
     // finishes what its writer holds.
+    deliverer_.reset();
     auth_.reset();
     queue_.reset();
   }
@@ -91,6 +122,8 @@ class MtaApp final : public common::daemon::DaemonApp {
   std::map<std::string, ListenerOverrides> overrides_;
   std::unique_ptr<queue::Queue> queue_;
   std::unique_ptr<common::authclient::AuthClient> auth_;
+  std::unique_ptr<delivery::Deliverer> deliverer_;
+  std::function<void()> wake_;
 };
 
 }  // namespace

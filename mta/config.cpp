@@ -79,6 +79,7 @@ void read_config(common::config::Section root, Config& out) {
   }
 
   common::authclient::read_auth_client_config(root.section("authserv"), out.authserv);
+  delivery::read_config(root, out.delivery);
 }
 
 void read_listener_overrides(common::config::Section& s, ListenerOverrides& out) {

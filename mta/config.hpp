@@ -1,5 +1,6 @@
 // config.hpp: the mta's own configuration: [mta] (names, local domains, INTERNAL_IP, session
-// limits), [queue], [authserv], and the per-listener keys (AUTH, limits) of each [[listener]].
+// limits), [queue], [authserv], the delivery tables (mta/delivery/config.hpp), and the per-listener
+// keys (AUTH, limits) of each [[listener]].
 #pragma once
 
 #include <chrono>
@@ -13,6 +14,7 @@
 #include "common/config/config.hpp"
 #include "common/daemon/daemon.hpp"
 #include "common/net/address.hpp"
+#include "mta/delivery/config.hpp"
 
 namespace mta {
 
@@ -67,6 +69,7 @@ struct Config {
   MtaConfig mta;
   QueueConfig queue;
   common::authclient::AuthClientOptions authserv;
+  delivery::Config delivery;  // [delivery], [[store_host]], [[route]], [[tls_policy]]
 };
 
 void read_config(common::config::Section root, Config& out);

@@ -337,6 +337,7 @@ class Daemon {
   bool draining_ = false;
   size_t loops_drained_ = 0;
   bool grpc_drained_ = false;  // on loop 0
+  bool app_drained_ = false;   // on loop 0: the app's own outbound work (DaemonApp::drain) is done
   // Last, so they go first: the server uses loop 0's access check and the app's services.
   std::unique_ptr<rpc::GrpcRegistry> grpc_registry_;
   std::unique_ptr<rpc::GrpcServer> grpc_;
@@ -407,7 +408,8 @@ int Daemon::run() {
     }
     ls->admission = std::make_unique<AccessAdmission>(*policy, ls->resolver.get());
     ls->connections = std::make_unique<ConnectionSet>(ls->loop.get());
-    ls->context = LoopContext{i, &ls->loop, ls->connections.get(), ls->resolver.get(), workers_.get()};
+    ls->context = LoopContext{i, &ls->loop, ls->connections.get(), ls->resolver.get(), workers_.get(), nss_.get()};
+    if (auto rc = loaded_.app->start_loop(ls->context); !rc) return fail_start(rc.error().detail);
     for (size_t li = 0; li < c.listeners.size(); ++li) {
       const ListenerConfig& lc = c.listeners[li];
       auto factory = loaded_.app->make_factory(lc, ls->context);
@@ -523,6 +525,15 @@ void Daemon::begin_drain() {
     log::warning("daemon").phase("drain").event("drain_deadline");
     for (auto& ls : loops_) ls->loop.post([ls = ls.get()] { ls->connections->abort_all(); });
     if (grpc_) grpc_->cancel_all();
+    app_drained_ = true;  // what the app has not finished by now is given up
+    maybe_stop();
+  });
+  // The app stops starting outbound work first, so the connections below can run out.
+  loaded_.app->drain([this] {
+    loops_[0]->loop.post([this] {
+      app_drained_ = true;
+      maybe_stop();
+    });
   });
   if (grpc_) {
     // The loops keep running until gRPC is done: its handlers may still post onto them.
@@ -556,7 +567,7 @@ void Daemon::on_loop_drained() {
 }
 
 void Daemon::maybe_stop() {
-  if (loops_drained_ < loops_.size() || (grpc_ && !grpc_drained_)) return;
+  if (loops_drained_ < loops_.size() || (grpc_ && !grpc_drained_) || !app_drained_) return;
   stop_all_loops();
 }
 

@@ -117,6 +117,9 @@ struct LoopContext {
   runtime::ConnectionSet* connections = nullptr;
   dns::Resolver* resolver = nullptr;  // null when DNS could not start (logged)
   runtime::WorkerPool* workers = nullptr;      // shared by all loops
+  // The process's NSS (null when no TLS is configured and the daemon did not ask for it): for a
+  // daemon's outbound TLS client contexts (the mta's delivery).
+  const tls::Nss* nss = nullptr;
 };
 
 // The part of a daemon that differs from the others.
@@ -141,11 +144,18 @@ class DaemonApp {
   virtual void register_grpc(rpc::GrpcRegistry&) {}
   // After binding and the privilege drop, before any loop runs: open stores, connect clients.
   virtual Result<void> start(const CommonConfig&) { return {}; }
+  // Once per loop, before its factories and before it runs: per-loop work that is
+  // not a listener's (the mta's deliverer on loop 0). An error stops the start-up.
+  virtual Result<void> start_loop(LoopContext&) { return {}; }
   // One factory per listener per loop; called on that loop's thread before it runs.
   virtual std::unique_ptr<runtime::SessionFactory> make_factory(const ListenerConfig& listener, LoopContext& ctx) = 0;
   // SIGHUP: the file was read again into a fresh app object through read_config(); adopt what can
   // change live from it. Called on loop 0.
   virtual void reload(DaemonApp&) {}
+  // SIGTERM, on loop 0, before every connection is told to drain: stop starting outbound work (the
+  // mta's deliveries), and call `drained` (any thread) once what is in flight has finished. The
+  // loops stop only after it, or at the drain deadline.
+  virtual void drain(std::function<void()> drained) { drained(); }
   // After the drain, before the loops close.
   virtual void stop() {}
 };

@@ -26,7 +26,9 @@ MtaDaemon::MtaDaemon(StoreDaemon& store, MtaDaemonOptions options)
                     options_.mta_extra +
                     "[queue]\ndir = \"" + queue_dir_ + "\"\n" + options_.queue_extra +
                     "[authserv]\ntargets = [\"" + store.auth().target() + "\"]\nplaintext = true\n" +
-                    options_.tables +
+                    "[delivery]\npoll_interval = \"200ms\"\nconnect_timeout = \"5s\"\n" + options_.delivery_extra +
+                    "[[store_host]]\nname = \"store1\"\naddress = \"127.0.0.1:" + std::to_string(store.implicit_port()) +
+                    "\"\ntls = \"implicit\"\n" + options_.tables +
                     "[[listener]]\nname = \"smtp\"\nservice = \"smtp\"\naddress = " + port(smtp_port_) +
                     "tls = \"starttls\"\n" + listener +
                     "[[listener]]\nname = \"submission\"\nservice = \"submission\"\naddress = " + port(submission_port_) +

@@ -1,7 +1,8 @@
 // mta_daemon.hpp: a real postern-mta for tests: listeners for transfer (25, STARTTLS), submission
 // (587, STARTTLS, AUTH required) and submissions (465, implicit TLS) on free loopback ports, mta1's
 // host database, the queue in a temp dir, recipients and AUTH through the authserv of a
-// test::StoreDaemon (users alice, bob ... @example.com, password "secret-<uid>").
+// test::StoreDaemon (users alice, bob ... @example.com, password "secret-<uid>"), and delivery to
+// that store (mailHost store1) by LMTP over mutual TLS.
 #pragma once
 
 #include <filesystem>
@@ -17,6 +18,7 @@ namespace test {
 struct MtaDaemonOptions {
   std::string mta_extra;       // lines for [mta] (reverse_lookup is off unless set here)
   std::string queue_extra;     // lines for [queue]
+  std::string delivery_extra;  // lines for [delivery]
   std::string listener_extra;  // lines for every [[listener]]
   std::string tables;          // further tables, appended as given
 };
