@@ -143,7 +143,11 @@ struct Deliverer::Impl : std::enable_shared_from_this<Deliverer::Impl> {
   };
   std::deque<WaitingReport> deferred_reports;  // the queue's writer was full
   std::shared_ptr<common::tls::ClientContext> lmtp_tls, smtp_opportunistic, smtp_ca, smtp_system;
-  std::map<std::string, std::unique_ptr<sc::DestinationPool>> pools;
+  struct PoolSlot {
+    std::unique_ptr<sc::DestinationPool> pool;
+    size_t busy = 0;  // transactions in flight through it
+  };
+  std::map<std::string, PoolSlot> pools;  // by Candidate::pool_key; forgotten once idle and empty
   std::map<std::string, DestinationState> destinations;
   std::set<std::shared_ptr<Run>> runs;
   size_t taking = 0, reporting = 0;
@@ -252,7 +256,11 @@ Result<void> Deliverer::Impl::start() {
         auto self = w.lock();
         if (!self) return;
         for (auto& [name, d] : self->destinations) d.dry = false;
-        // Destinations no run uses any more are forgotten, with their idle pools past their time.
+        // Destinations and pools nothing uses any more are forgotten (a pool once its idle sessions
+        // timed out), so a long-running mta does not keep one per domain it ever mailed.
+        for (auto it = self->pools.begin(); it != self->pools.end();) {
+          it = it->second.busy == 0 && it->second.pool->idle() == 0 ? self->pools.erase(it) : std::next(it);
+        }
         for (auto it = self->destinations.begin(); it != self->destinations.end();) {
           const bool idle = it->second.runs == 0 && !it->second.taking && it->second.failing == 0;
           it = idle ? self->destinations.erase(it) : std::next(it);
@@ -301,13 +309,13 @@ void Deliverer::Impl::stop(std::function<void()> done) {
       proceed(run);
     }
   }
-  for (auto& [key, pool] : pools) pool->close_idle();
+  for (auto& [key, slot] : pools) slot.pool->close_idle();
   check_stopped();
 }
 
 void Deliverer::Impl::check_stopped() {
   if (!stopping || stopped_told || !runs.empty() || taking != 0 || reporting != 0) return;
-  for (auto& [key, pool] : pools) pool->close_idle();
+  for (auto& [key, slot] : pools) slot.pool->close_idle();
   stopped_told = true;
   common::log::info("delivery").phase("stop").event("delivery_stopped").kv("reported", reported_count);
   if (stopped) {
@@ -490,8 +498,8 @@ Candidate Deliverer::Impl::smtp_candidate(const std::string& host, const common:
 
 sc::DestinationPool& Deliverer::Impl::pool_for(const Candidate& c) {
   auto& slot = pools[c.pool_key];
-  if (!slot) slot = std::make_unique<sc::DestinationPool>(*ctx.connections, c.where, c.client, cfg.pool);
-  return *slot;
+  if (!slot.pool) slot.pool = std::make_unique<sc::DestinationPool>(*ctx.connections, c.where, c.client, cfg.pool);
+  return *slot.pool;
 }
 
 void Deliverer::Impl::prepare_store(const std::shared_ptr<Run>& run) {
@@ -788,10 +796,14 @@ void Deliverer::Impl::proceed(const std::shared_ptr<Run>& run) {
     run->in_flight = true;
     std::weak_ptr<Impl> w = weak();
     std::weak_ptr<Run> wr = run;
-    pool_for(c).deliver(std::move(*message), [w, wr, index](sc::DeliveryResult r) {
+    sc::DestinationPool& pool = pool_for(c);
+    pools[c.pool_key].busy += 1;
+    pool.deliver(std::move(*message), [w, wr, index, key = c.pool_key](sc::DeliveryResult r) {
       auto self = w.lock();
+      if (!self) return;
+      if (auto slot = self->pools.find(key); slot != self->pools.end() && slot->second.busy > 0) slot->second.busy -= 1;
       auto run = wr.lock();
-      if (!self || !run) return;
+      if (!run) return;
       self->on_delivered(run, index, std::move(r));
     });
   }
@@ -858,7 +870,7 @@ void Deliverer::Impl::on_delivered(const std::shared_ptr<Run>& run, size_t index
   }
   report(run, t.rcpts, vs, std::vector<bool>(t.rcpts.size(), destination_failed), remote);
   if (run->stopping) {
-    for (auto& [key, pool] : pools) pool->close_idle();
+    for (auto& [key, slot] : pools) slot.pool->close_idle();
   }
   proceed(run);
 }
