@@ -59,6 +59,7 @@ class MtaApp final : public common::daemon::DaemonApp {
     options.policy.reporting_mta = config_.mta.host_name;
     options.policy.dsn_destination = delivery::dsn_destination(config_.mta.local_domains);
     options.registry = &common::metrics::default_registry();
+    options.recover_leases = true;  // one mta per queue directory: a lease still held is a killed predecessor's
     auto opened = queue::Queue::open(std::move(options));
     if (!opened) return tl::unexpected(opened.error());
     queue_ = std::move(*opened);

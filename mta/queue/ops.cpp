@@ -759,6 +759,27 @@ Result<size_t> flush(Txn& txn, const Dbs& dbs, std::string_view id, UnixMs now) 
   return *n;
 }
 
+Result<size_t> recover_leases(Txn& txn, const Dbs& dbs, UnixMs now) {
+  return for_messages(txn, dbs, "", [&](const std::string& qid) -> Result<size_t> {
+    auto rcpts = recipients_of(txn, dbs, qid);
+    if (!rcpts) return tl::unexpected(rcpts.error());
+    size_t changed = 0;
+    for (uint32_t i = 0; i < rcpts->size(); ++i) {
+      Recipient& r = (*rcpts)[i];
+      if (!active(r.state) || r.lease_until == 0) continue;
+      TRY_VOID(unschedule(txn, dbs, qid, i, r));
+      // The attempt the lease counted may never have reached a server; it stays counted.
+      r.next_attempt = now;
+      r.lease_until = 0;
+      r.lease = 0;  // a report of the dead worker's lease cannot come, and would be stale
+      TRY_VOID(schedule(txn, dbs, qid, i, r));
+      TRY_VOID(put_recipient(txn, dbs, qid, i, r));
+      ++changed;
+    }
+    return changed;
+  });
+}
+
 Result<std::optional<MessageInfo>> show(const Txn& txn, const Dbs& dbs, std::string_view id) {
   auto e = get_envelope(txn, dbs, id);
   if (!e) return tl::unexpected(e.error());

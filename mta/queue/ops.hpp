@@ -133,6 +133,9 @@ common::Result<size_t> hold(Txn&, const Dbs&, std::string_view id);
 common::Result<size_t> release(Txn&, const Dbs&, std::string_view id, UnixMs now);
 common::Result<bool> remove(Txn&, const Dbs&, std::string_view id);  // no DSN: the operator decided
 common::Result<size_t> flush(Txn&, const Dbs&, std::string_view id, UnixMs now);
+// At the start of the queue's only deliverer: every lease still held was a previous process's (it
+// was killed mid-delivery), so its recipients are due now instead of when the lease runs out.
+common::Result<size_t> recover_leases(Txn&, const Dbs&, UnixMs now);
 
 common::Result<std::vector<MessageInfo>> list(const Txn&, const Dbs&, const ListFilter&);
 common::Result<std::optional<MessageInfo>> show(const Txn&, const Dbs&, std::string_view id);

@@ -52,8 +52,17 @@ Result<std::unique_ptr<Queue>> Queue::open(QueueOptions options) {
     if (!txn) return tl::unexpected(txn.error());
     auto dbs = Dbs::open(*txn, true);
     if (!dbs) return tl::unexpected(dbs.error());
+    size_t recovered = 0;
+    if (q->options_.recover_leases) {
+      auto n = recover_leases(*txn, *dbs, q->now());
+      if (!n) return tl::unexpected(n.error());
+      recovered = *n;
+    }
     if (auto committed = txn->commit(); !committed) return tl::unexpected(committed.error());
     q->shared_->dbs = *dbs;
+    if (recovered > 0) {
+      common::log::notice("queue").phase("open").event("leases_recovered").kv("recipients", static_cast<uint64_t>(recovered));
+    }
   }
   common::lmdb::GroupCommitOptions writer_options;
   writer_options.name = "queue";

@@ -32,6 +32,10 @@ struct QueueOptions {
   Policy policy;
   std::function<UnixMs()> clock;           // empty: the system clock; tests inject one
   common::metrics::Registry* registry = nullptr;  // where the mta_queue_* gauges go; nullptr: none
+  // This process is the directory's only deliverer (the mta): leases left by a killed predecessor
+  // are taken back at open (ops.hpp recover_leases) instead of running out. postern-queue and tests
+  // that open a second Queue leave it off.
+  bool recover_leases = false;
 };
 
 class Queue {

@@ -28,6 +28,7 @@ struct Fixture {
   std::unique_ptr<Queue> queue;
 
   explicit Fixture(Policy policy = no_jitter()) { open(std::move(policy)); }
+  bool recover_leases = false;
   static Policy no_jitter() {
     Policy p;
     p.jitter = 0;
@@ -40,6 +41,7 @@ struct Fixture {
     options.dir = (tmp / "queue").string();
     options.map_size = size_t{256} << 20;
     options.policy = std::move(policy);
+    options.recover_leases = recover_leases;
     auto c = clock;
     options.clock = [c] { return c->load(); };
     auto q = Queue::open(std::move(options));
@@ -243,6 +245,33 @@ TEST_CASE("take_due leases one destination's due recipients; two takers never ge
   auto three = f.queue->take_due_and_wait(f.now(), 10, "many.test");
   REQUIRE(three);
   CHECK(three->recipients.size() == 3);
+}
+
+TEST_CASE("the only deliverer takes back a killed predecessor's leases at open", "[queue][lease]") {
+  Fixture f;
+  auto id = f.queue->enqueue_and_wait(message("s@example.org", {{"x@example.net", "example.net"}}));
+  REQUIRE(id);
+  auto leased = f.queue->take_due_and_wait(f.now(), 10);
+  REQUIRE(leased);
+  REQUIRE(leased->recipients.size() == 1);
+  // Reopened as postern-queue would: the lease stands.
+  f.open();
+  auto none = f.queue->take_due_and_wait(f.now(), 10);
+  REQUIRE(none);
+  CHECK(none->recipients.empty());
+  // Reopened as the mta: due at once, and the dead lease's report is stale.
+  f.recover_leases = true;
+  f.open();
+  auto again = f.queue->take_due_and_wait(f.now(), 10);
+  REQUIRE(again);
+  REQUIRE(again->recipients.size() == 1);
+  CHECK(again->recipients[0].recipient.attempts == 2);
+  auto stale = f.queue->report_and_wait(f.now(), {result(leased->recipients[0], Outcome::Delivered, 250, "2.0.0", "ok")});
+  REQUIRE(stale);
+  CHECK(stale->stale == 1);
+  auto applied = f.queue->report_and_wait(f.now(), {result(again->recipients[0], Outcome::Delivered, 250, "2.0.0", "ok")});
+  REQUIRE(applied);
+  CHECK(applied->applied == 1);
 }
 
 TEST_CASE("an expired lease is handed out again, and the old lease's report is ignored", "[queue][lease]") {
