@@ -60,6 +60,10 @@ class MtaApp final : public common::daemon::DaemonApp {
     options.policy.dsn_destination = delivery::dsn_destination(config_.mta.local_domains);
     options.registry = &common::metrics::default_registry();
     options.recover_leases = true;  // one mta per queue directory: a lease still held is a killed predecessor's
+    // With leases recovered at start, a lease only has to outlast the slowest transaction the SMTP
+    // client allows (RFC 5321's timeouts add up to over 20 minutes); a result reported after it ran
+    // out would be dropped and the message sent twice.
+    options.policy.lease = std::chrono::hours(1);
     auto opened = queue::Queue::open(std::move(options));
     if (!opened) return tl::unexpected(opened.error());
     queue_ = std::move(*opened);
