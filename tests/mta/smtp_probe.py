@@ -4,6 +4,10 @@
 # "submit": smtplib's own submission (STARTTLS or implicit TLS, login, sendmail), printing each step;
 # with --cert and --key it logs in with SASL EXTERNAL (RFC 4422 App. A) on its client certificate.
 import argparse
+import base64
+import hashlib
+import hmac
+import os
 import smtplib
 import socket
 import ssl
@@ -77,6 +81,39 @@ def auth_garbage(args):
     print("quit", read_reply(tf)[-1])
 
 
+def scram(args):
+    """SCRAM-SHA-256 (RFC 5802, RFC 7677) over AUTH, the client side written out: smtplib has none."""
+    t, tf = tls_session(args)
+    nonce = base64.b64encode(os.urandom(18)).decode()
+    first_bare = "n=%s,r=%s" % (args.user.replace("=", "=3D").replace(",", "=2C"), nonce)
+    t.sendall(b"AUTH SCRAM-SHA-256 " + base64.b64encode(("n,," + first_bare).encode()) + b"\r\n")
+    reply = read_reply(tf)[-1]
+    if not reply.startswith("334 "):
+        print("scram-first", reply)
+        return
+    server_first = base64.b64decode(reply[4:]).decode()
+    fields = dict(f.split("=", 1) for f in server_first.split(","))
+    salted = hashlib.pbkdf2_hmac("sha256", args.password.encode(), base64.b64decode(fields["s"]), int(fields["i"]))
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    final_bare = "c=biws,r=" + fields["r"]
+    auth_message = ",".join([first_bare, server_first, final_bare]).encode()
+    signature = hmac.new(stored_key, auth_message, "sha256").digest()
+    proof = bytes(a ^ b for a, b in zip(client_key, signature))
+    t.sendall(base64.b64encode((final_bare + ",p=" + base64.b64encode(proof).decode()).encode()) + b"\r\n")
+    reply = read_reply(tf)[-1]
+    if reply.startswith("334 "):
+        server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+        expected = base64.b64encode(hmac.new(server_key, auth_message, "sha256").digest()).decode()
+        verified = base64.b64decode(reply[4:]).decode() == "v=" + expected
+        print("server-signature", "ok" if verified else "wrong")
+        t.sendall(b"\r\n" if verified else b"*\r\n")
+        reply = read_reply(tf)[-1]
+    print("scram", reply)
+    t.sendall(b"QUIT\r\n")
+    read_reply(tf)
+
+
 def submit(args):
     ctx = ssl.create_default_context(cafile=args.ca)
     ctx.check_hostname = False
@@ -103,7 +140,7 @@ def submit(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["inject", "submit", "auth-garbage"])
+    p.add_argument("mode", choices=["inject", "submit", "auth-garbage", "scram"])
     p.add_argument("--good", help="auth-garbage: a valid PLAIN initial response, tried last")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--implicit", action="store_true")
@@ -116,7 +153,7 @@ def main():
     p.add_argument("--rcpt", action="append", default=[])
     args = p.parse_args()
     try:
-        {"inject": inject, "submit": submit, "auth-garbage": auth_garbage}[args.mode](args)
+        {"inject": inject, "submit": submit, "auth-garbage": auth_garbage, "scram": scram}[args.mode](args)
     except (smtplib.SMTPException, OSError) as e:
         print("error", type(e).__name__, e)
         sys.exit(1)

@@ -1,10 +1,13 @@
-// postfix_test.cpp: Debian's Postfix as an Internet peer of postern-mta: Postfix relays to our port 25
-// (its relayhost) in plaintext and over STARTTLS with our certificate verified; what we answered 250 is
-// in our queue with Postfix's and our Received: lines; an unknown local user is refused at RCPT, so
-// Postfix bounces it and we queue nothing.
+// postfix_test.cpp: Debian's Postfix as an Internet peer of postern-mta, both ways. Postfix relays to
+// our port 25 (its relayhost) in plaintext and over STARTTLS with our certificate verified: what we
+// answered 250 is in our queue with Postfix's and our Received: lines, and arrives in the store; an
+// unknown local user is refused at RCPT, so Postfix bounces it and we queue nothing. Our outbound mail
+// reaches Postfix's port by a [[route]]: plaintext, opportunistic STARTTLS, required STARTTLS with its
+// certificate checked; a certificate without the required name or no STARTTLS keeps it queued.
 #include <catch2/catch.hpp>
 
 #include <regex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -16,6 +19,7 @@
 
 using namespace std::chrono_literals;
 using test::PostfixInstance;
+using test::PostfixMessage;
 using test::PostfixOptions;
 using test::peer::has;
 using test::peer::send_mail;
@@ -36,6 +40,17 @@ std::vector<std::string> our_queue_ids(const PostfixInstance& postfix) {
   const std::string log = postfix.log();
   for (std::sregex_iterator it(log.begin(), log.end(), kSent), end; it != end; ++it) ids.push_back((*it)[1]);
   return ids;
+}
+
+// Every message of the queue delivered (or bounced): postern-queue lists none.
+bool queue_drains(const test::MtaDaemon& mta, std::chrono::seconds limit = 30s) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    const std::string list = queue_tool(mta, {"list"});
+    if (has(list, "\n0 messages") || list.rfind("0 messages", 0) == 0) return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return false;
 }
 
 }  // namespace
@@ -103,5 +118,140 @@ TEST_CASE("an unknown local user is refused at RCPT: Postfix bounces, we queue n
   CHECK(postfix.wait_for_log("said: 550 5.1.1", 5s));
   CHECK(has(postfix.log(), "status=bounced"));
   CHECK(mta.count("event=queued") == 0);
-  CHECK(has(queue_tool(mta, {"list"}), "0 messages"));
+  CHECK(queue_drains(mta, 1s));
+}
+
+TEST_CASE("mail from Postfix to a local user arrives in the store", "[postfix][peer][mta][delivery]") {
+  test::StoreDaemon store;
+  store.start();
+  test::MtaDaemon mta(store);
+  mta.start();
+  PostfixOptions o;
+  o.relay_port = mta.smtp_port();
+  bool tls = false;
+  SECTION("plaintext") {}
+  SECTION("over STARTTLS") {
+    o.relay_tls = PostfixOptions::RelayTls::Encrypt;
+    tls = true;
+  }
+  PostfixInstance postfix(o);
+  REQUIRE(has(send_mail(postfix.port(), "someone@example.org", {"alice@example.com"}, "to the store").output, "sent"));
+  INFO("maillog:\n" << postfix.log() << "\nmta log:\n" << mta.log());
+  REQUIRE(postfix.wait_for_empty_queue(30s));
+  // Delivered by LMTP: the message leaves our queue once the store said 250.
+  REQUIRE(queue_drains(mta));
+  mta.stop();
+  store.stop();
+  const auto inbox = store.messages("alice@example.com");
+  REQUIRE(inbox.size() == 1);
+  const std::string& m = inbox[0];
+  INFO(m);
+  CHECK(has(m, "Subject: to the store"));
+  CHECK(has(m, "by postfix.test (Postfix)"));
+  CHECK(has(m, "by mta1.test (Postern)"));
+  CHECK(has(m, "ESMTPS") == tls);
+  CHECK(has(m, "\r\n.a line that starts with a dot\r\n"));
+}
+
+namespace {
+
+// Our mta relays for 127.0.0.1 (INTERNAL_IP) and routes peer.example to Postfix's port.
+test::MtaDaemonOptions outbound_to(const PostfixInstance& postfix, const std::string& tls_policy = "") {
+  test::MtaDaemonOptions o;
+  o.mta_extra = "internal_networks = [\"127.0.0.1/32\"]\n";
+  o.delivery_extra = "helo_name = \"mta1.test\"\n";
+  o.tables = "[[route]]\ndomain = \"peer.example\"\nhost = \"127.0.0.1:" + std::to_string(postfix.port()) + "\"\n" +
+             tls_policy;
+  return o;
+}
+
+std::string policy(const std::string& keys) { return "[[tls_policy]]\ndomain = \"peer.example\"\n" + keys; }
+
+}  // namespace
+
+TEST_CASE("our outbound mail reaches Postfix by a route", "[postfix][peer][mta][delivery]") {
+  test::StoreDaemon store;
+  PostfixOptions po;
+  std::string tls_policy;
+  std::string expect_tls;  // what Postfix's Received: line says about TLS; "" for none
+  SECTION("Postfix without STARTTLS: plaintext") {}
+  SECTION("STARTTLS offered: opportunistic TLS by default") {
+    po.server_tls = PostfixOptions::ServerTls::Offer;
+    expect_tls = "using TLSv1.3";
+  }
+  SECTION("STARTTLS required, Postfix's certificate checked against the deployment CA") {
+    po.server_tls = PostfixOptions::ServerTls::Require;
+    tls_policy = policy("starttls = \"required\"\nverify = \"ca\"\nserver_name = \"mta1\"\n");
+    expect_tls = "using TLSv1.3";
+  }
+  PostfixInstance postfix(po);
+  test::MtaDaemon mta(store, outbound_to(postfix, tls_policy));
+  mta.start();
+
+  auto r = send_mail(mta.smtp_port(), "alice@example.com", {"bob@peer.example", "carol@peer.example"}, "outbound");
+  INFO(r.output << "\nmta log:\n" << mta.log());
+  REQUIRE(has(r.output, "sent"));
+  const auto got = postfix.wait_for_messages(2, 30s);
+  INFO("maillog:\n" << postfix.log());
+  REQUIRE(got.size() == 2);
+  const auto bob = postfix.messages_for("bob@peer.example");
+  REQUIRE(bob.size() == 1);
+  CHECK(postfix.messages_for("carol@peer.example").size() == 1);
+  const PostfixMessage& m = bob[0];
+  INFO(m.content);
+  CHECK(m.return_path == "alice@example.com");
+  CHECK(m.header("Subject") == "outbound");
+  // Postfix's trace line names our EHLO and says whether TLS was used; ours is below it.
+  const std::string theirs = m.header("Received");
+  CHECK(has(theirs, "from mta1.test (localhost [127.0.0.1])"));
+  CHECK(has(theirs, "by postfix.test (Postfix) with ESMTP"));
+  if (expect_tls.empty()) {
+    CHECK_FALSE(has(theirs, "using TLS"));
+  } else {
+    CHECK(has(theirs, expect_tls));
+  }
+  CHECK(has(m.content, "by mta1.test (Postern)"));
+  CHECK(has(m.body(), "\n.a line that starts with a dot"));
+  // Both recipients went in one transaction.
+  CHECK(postfix.wait_for_log("nrcpt=2", 5s));
+  CHECK(queue_drains(mta));
+}
+
+TEST_CASE("required TLS toward Postfix keeps the mail queued when it cannot be had", "[postfix][peer][mta][delivery]") {
+  test::StoreDaemon store;
+  PostfixOptions po;
+  std::string tls_policy;
+  std::string reason;  // what our log gives as the cause of the deferral
+  SECTION("Postfix offers no STARTTLS") {
+    tls_policy = policy("starttls = \"required\"\n");
+    reason = "TLS is required and the server does not offer STARTTLS";
+  }
+  SECTION("its certificate does not carry the required name") {
+    po.server_tls = PostfixOptions::ServerTls::Offer;
+    tls_policy = policy("starttls = \"required\"\nverify = \"ca\"\nserver_name = \"other.example\"\n");
+    reason = "the certificate does not name other.example";
+  }
+  PostfixInstance postfix(po);
+  test::MtaDaemon mta(store, outbound_to(postfix, tls_policy));
+  mta.start();
+  REQUIRE(has(send_mail(mta.smtp_port(), "alice@example.com", {"bob@peer.example"}, "must be private").output, "sent"));
+  INFO("mta log:\n" << mta.log() << "\nmaillog:\n" << postfix.log());
+  // Tried (Postfix saw our EHLO) and deferred: still ours, never in Postfix's mailbox.
+  REQUIRE(postfix.wait_for_log("ehlo=1", 30s));
+  std::string listed;
+  for (int i = 0; i < 100; ++i) {
+    listed = queue_tool(mta, {"list", "--state", "deferred"});
+    if (has(listed, "\n1 message")) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  INFO(listed);
+  CHECK(has(listed, "\n1 message"));
+  CHECK(postfix.messages().empty());
+  CHECK_FALSE(has(postfix.log(), "status=sent"));
+  const std::string log = mta.log();
+  INFO("mta log at the end:\n" << log);
+  CHECK(has(log, "event=deferred queue_id="));
+  CHECK(has(log, "recipient=bob@peer.example destination=peer.example"));
+  CHECK(has(log, "status=4.7.5"));
+  CHECK(has(log, reason));
 }

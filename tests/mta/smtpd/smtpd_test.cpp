@@ -429,3 +429,20 @@ TEST_CASE("a DATA that never ends is cut off at data_timeout and nothing is queu
   CHECK(mta.count("event=data_timeout") == 1);
   CHECK(contains(queue_tool(mta, {"list"}), "0 messages"));
 }
+
+TEST_CASE("SCRAM-SHA-256 through the mta: authserv's challenge, our proof, its signature", "[integration][mta]") {
+  test::StoreDaemon store;
+  test::MtaDaemon mta(store);
+  mta.start();
+  auto scram = [&](const std::string& password) {
+    return test::run({"python3", test::source_path("tests/mta/smtp_probe.py"), "scram", "--port",
+                      std::to_string(mta.submission_port()), "--user", "alice@example.com", "--password", password},
+                     60s);
+  };
+  auto r = scram("secret-alice");
+  INFO(r.output << mta.log());
+  CHECK(contains(r.output, "server-signature ok"));
+  CHECK(contains(r.output, "scram 235 2.7.0 Authentication successful"));
+  r = scram("wrong");
+  CHECK(contains(r.output, "scram 535 5.7.8 Authentication credentials invalid"));
+}
