@@ -17,15 +17,10 @@ namespace {
 
 using common::line::CommandFlag;
 using common::line::in_states;
-using common::line::Outcome;
 using common::line::Request;
-using common::runtime::LineFrame;
 namespace smtp = common::smtp;
 
 constexpr std::string_view kComponent = "lmtp";
-// Longest text line in DATA. RFC 5321 §4.5.3.1.6 allows 1000 octets, but our mta passes on what the
-// Internet sent and real mail has longer lines; beyond this the message is refused, not cut.
-constexpr size_t kMaxDataLine = 64 * 1024;
 
 common::metrics::Family<common::metrics::Counter>& deliveries() {
   static auto& family = common::metrics::default_registry().counter_family(
@@ -38,8 +33,6 @@ common::metrics::Family<common::metrics::Counter>& rejects() {
       "postern_store_lmtp_rejects_total", "LMTP commands and messages refused, by reason", {"reason"});
   return family;
 }
-
-void count_reject(std::string_view reason) { rejects().with({reason}).inc(); }
 
 std::string render(int code, smtp::EnhancedCode enh, std::string_view text) {
   return smtp::render_reply(code, enh, text);
@@ -78,18 +71,21 @@ const common::line::LineSession::Entry LmtpSession::kCommands[] = {
 };
 
 LmtpSession::LmtpSession(common::runtime::Connection& connection, const LmtpContext& context)
-    : LineSession(connection, kCommands,
-                  [&] {
-                    common::line::LineSessionOptions o;
-                    o.component = std::string(kComponent);
-                    o.max_line = kMaxDataLine;
-                    o.max_command_line = 998;  // RFC 5321 §4.5.3.1.4 is 512; paths with parameters run longer
-                    o.tls_required = context.tls_required;
-                    o.errors.max_errors = static_cast<unsigned>(context.config->lmtp.max_errors);
-                    o.errors.junk_allowance = 100;
-                    return o;
-                  }()),
+    : ServerSession(connection, kCommands,
+                    [&] {
+                      common::line::LineSessionOptions o;
+                      o.component = std::string(kComponent);
+                      o.max_line = common::smtpd::kMaxDataLine;
+                      o.max_command_line = 998;  // RFC 5321 §4.5.3.1.4 is 512; paths with parameters run longer
+                      o.tls_required = context.tls_required;
+                      o.errors.max_errors = static_cast<unsigned>(context.config->lmtp.max_errors);
+                      o.errors.junk_allowance = 100;
+                      return o;
+                    }(),
+                    {context.host_name, context.starttls}),
       context_(context) {}
+
+void LmtpSession::count_reject(std::string_view reason) { rejects().with({reason}).inc(); }
 
 void LmtpSession::on_open() {
   set_phase("greeting");
@@ -125,12 +121,7 @@ void LmtpSession::lhlo(const Request& r) {
     if (!client_allowed()) return;
   }
   auto helo = smtp::parse_helo(r.args, true, limits());
-  if (!helo) {
-    count_error();
-    count_reject(helo.error().reason);
-    reply(smtp::render_reply(helo.error()));
-    return;
-  }
+  if (!helo) return refuse(helo.error());
   reset_transaction();
   lhlo_done_ = true;
   smtp::Capabilities caps;
@@ -151,17 +142,7 @@ void LmtpSession::helo(const Request&) {
   reply(render(500, {5, 5, 1}, "This is LMTP: use LHLO (RFC 2033)"));
 }
 
-void LmtpSession::starttls(const Request&) {
-  if (!context_.starttls || tls_on()) {
-    count_error();
-    reply(render(503, {5, 5, 1}, tls_on() ? "TLS already active" : "STARTTLS not offered here"));
-    return;
-  }
-  set_phase("starttls");
-  if (!start_tls(render(220, {2, 0, 0}, "Ready to start TLS"), context_.starttls->accept(connection().info().id))) {
-    reply(render(454, {4, 7, 0}, "TLS not available"));
-  }
-}
+void LmtpSession::starttls(const Request&) { starttls_command(); }
 
 smtp::CommandLimits LmtpSession::limits() const {
   smtp::CommandLimits l;
@@ -175,12 +156,7 @@ smtp::CommandLimits LmtpSession::limits() const {
 void LmtpSession::mail(const Request& r) {
   set_phase("mail");
   auto args = smtp::parse_mail(r.args, limits());
-  if (!args) {
-    count_error();
-    count_reject(args.error().reason);
-    reply(smtp::render_reply(args.error()));
-    return;
-  }
+  if (!args) return refuse(args.error());
   from_ = args->path.null ? std::string() : args->path.mailbox.address();
   delivery_id_ = args->params.xid.value_or("");
   smtputf8_ = args->params.smtputf8;
@@ -197,12 +173,7 @@ common::authclient::ConnectionFacts LmtpSession::facts() {
 void LmtpSession::rcpt(const Request& r) {
   set_phase("rcpt");
   auto args = smtp::parse_rcpt(r.args, smtputf8_, limits());
-  if (!args) {
-    count_error();
-    count_reject(args.error().reason);
-    reply(smtp::render_reply(args.error()));
-    return;
-  }
+  if (!args) return refuse(args.error());
   if (recipients_.size() >= context_.config->lmtp.max_recipients) {
     count_reject("too_many_recipients");
     reply(render(452, {4, 5, 3}, "Too many recipients"));
@@ -290,115 +261,50 @@ void LmtpSession::accept_recipient(std::string address, const common::authclient
 }
 
 void LmtpSession::begin_message() {
-  line_too_long_ = false;
   body_ = "Return-Path: <" + from_ + ">\r\n";
   mime_.reset();
   mime_.feed(body_);
 }
 
-void LmtpSession::take_content(std::string_view content) {
-  if (content.empty() || reader_.report().too_big) return;
-  body_.append(content);
-  mime_.feed(content);
+void LmtpSession::on_content(std::string_view piece) {
+  body_.append(piece);
+  mime_.feed(piece);
 }
 
 void LmtpSession::data(const Request&) {
-  set_phase("data");
   smtp::DataOptions o;
   o.max_size = context_.config->lmtp.max_message_size;
   o.max_line = 998;
   o.bare = smtp::BarePolicy::Refuse;
   o.nul = smtp::NulPolicy::Refuse;
-  reader_ = smtp::DataReader(o);
   begin_message();
   set_state(State::Data);
-  set_raw(true);
-  reply(render(354, {}, "Start mail input; end with <CRLF>.<CRLF>"));
-}
-
-void LmtpSession::on_raw_line(const LineFrame& line) {
-  // The framer took the line ending off; the DATA reader needs it back to see how the line ended.
-  content_.clear();
-  line_.assign(line.text);
-  line_ += line.bare_lf ? "\n" : "\r\n";
-  reader_.feed(line_, content_);
-  take_content(content_);
-  if (reader_.done()) {
-    set_raw(false);
-    end_message();
-  }
-}
-
-void LmtpSession::on_line_too_long(size_t length) {
-  if (raw()) {
-    line_too_long_ = true;  // refused at the final dot, once, as a message
-    return;
-  }
-  count_reject("line_too_long");
-  log_line(common::log::info(kComponent)).event("line_too_long").kv("length", static_cast<uint64_t>(length));
-  reply(render(500, {5, 5, 2}, "Line too long"));
+  begin_data(o);
 }
 
 void LmtpSession::bdat(const Request& r) {
-  set_phase("bdat");
   auto args = smtp::parse_bdat(r.args, limits());
-  if (!args) {
-    count_error();
-    count_reject(args.error().reason);
-    reply(smtp::render_reply(args.error()));
-    if (args.error().close) close_session();
-    return;
-  }
-  if (state<State>() == State::Rcpt) {
-    smtp::DataOptions o;
-    o.max_size = context_.config->lmtp.max_message_size;
-    o.bare = smtp::BarePolicy::Keep;  // BDAT is binary-safe (RFC 3030 §2): the bytes are the message
-    o.nul = smtp::NulPolicy::Keep;
-    o.framing = smtp::Framing::Counted;
-    reader_ = smtp::DataReader(o);
+  if (!args) return refuse(args.error());
+  const bool first = state<State>() == State::Rcpt;
+  if (first) {
     begin_message();
     set_state(State::Bdat);
   }
-  bdat_last_ = args->last;
-  bdat_chunk_ = args->size;
-  expect_bytes(args->size);
-}
-
-void LmtpSession::on_bytes(std::string_view chunk, bool last) {
-  content_.clear();
-  reader_.feed(chunk, content_);
-  take_content(content_);
-  if (!last) return;
-  if (bdat_last_) {
-    content_.clear();
-    reader_.finish(content_);
-    take_content(content_);
-    end_message();
-  } else {
-    reply(render(250, {2, 0, 0}, std::to_string(bdat_chunk_) + " octets received"));
-  }
+  smtp::DataOptions o;
+  o.max_size = context_.config->lmtp.max_message_size;
+  o.bare = smtp::BarePolicy::Keep;  // BDAT is binary-safe (RFC 3030 §2): the bytes are the message
+  o.nul = smtp::NulPolicy::Keep;
+  begin_bdat(*args, first, o);
 }
 
 void LmtpSession::reply_all(std::string_view line) {
   for (size_t i = 0; i < recipients_.size(); ++i) reply(line);
 }
 
-void LmtpSession::end_message() {
-  set_phase("commit");
-  const auto& report = reader_.report();
-  std::optional<smtp::SmtpError> verdict = reader_.verdict();
-  if (!verdict && line_too_long_) {
-    verdict = smtp::SmtpError{554, {5, 6, 0}, "Message has a line over " + std::to_string(kMaxDataLine) + " octets",
-                              "data_line_too_long"};
-  }
-  if (verdict) {
-    count_reject(verdict->reason);
-    log_line(common::log::info(kComponent))
-        .event("message_refused")
-        .kv("reason", verdict->reason)
-        .kv("size", report.size);
+void LmtpSession::on_message_end(std::optional<smtp::SmtpError> refusal) {
+  if (refusal) {
     for (size_t i = 0; i < recipients_.size(); ++i) deliveries().with({"refused"}).inc();
-    reply_all(smtp::render_reply(*verdict));
+    reply_all(smtp::render_reply(*refusal));
     reset_transaction();
     return;
   }
@@ -472,7 +378,7 @@ void LmtpSession::delivered(const common::Result<std::vector<RecipientResult>>& 
       .kv("xid", delivery_id_)
       .kv("recipients", static_cast<uint64_t>(recipients_.size()))
       .kv("stored", stored)
-      .kv("size", static_cast<uint64_t>(reader_.report().size))
+      .kv("size", static_cast<uint64_t>(data_report().size))
       .kv("ms", static_cast<int64_t>(ms.count()));
   reset_transaction();
 }
@@ -502,46 +408,10 @@ void LmtpSession::reset_transaction() {
   if (state<State>() != State::Closing) set_state(lhlo_done_ ? State::Ready : State::Greeting);
 }
 
-void LmtpSession::on_refused(Outcome outcome, const Request&) {
-  count_reject(common::line::outcome_name(outcome));
-  switch (outcome) {
-    case Outcome::TlsRequired: reply(render(530, {5, 7, 0}, "Must issue a STARTTLS command first")); break;
-    case Outcome::WrongState: reply(render(503, {5, 5, 1}, "Bad sequence of commands")); break;
-    case Outcome::BadArguments: reply(render(501, {5, 5, 4}, "Syntax error in parameters or arguments")); break;
-    case Outcome::Empty:
-    case Outcome::Unknown:
-    case Outcome::Run: reply(render(500, {5, 5, 2}, "Command not recognized")); break;
-  }
-}
-
-void LmtpSession::on_too_many_errors() {
-  count_reject("too_many_errors");
-  reply(render(421, {4, 7, 0}, "Too many errors, closing connection"));
-}
-
-std::string LmtpSession::timeout_reply(common::runtime::TimeoutKind) {
-  return render(421, {4, 4, 2}, context_.host_name + " timeout, closing connection");
-}
-
-std::string LmtpSession::drain_reply() {
-  return render(421, {4, 3, 2}, context_.host_name + " shutting down, try again later");
-}
-
 void LmtpSession::on_forget_plaintext() {
   lhlo_done_ = false;
   reset_transaction();
   set_state(State::Greeting);
-}
-
-void LmtpSession::on_closed(common::runtime::CloseReason reason) {
-  if (state<State>() == State::Data || state<State>() == State::Bdat) {
-    // A message cut short is never stored (a truncated TLS stream above all: anyone on the path can
-    // send the FIN).
-    log_line(common::log::info(kComponent))
-        .event("message_abandoned")
-        .kv("reason", common::runtime::close_reason_name(reason))
-        .kv("received", static_cast<uint64_t>(body_.size()));
-  }
 }
 
 }  // namespace store

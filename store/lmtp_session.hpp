@@ -9,9 +9,8 @@
 
 #include "common/authclient/authclient.hpp"
 #include "common/daemon/daemon.hpp"
-#include "common/line/line_session.hpp"
 #include "common/smtp/command.hpp"
-#include "common/smtp/data_reader.hpp"
+#include "common/smtpd/server_session.hpp"
 #include "store/config.hpp"
 #include "store/mime/parser.hpp"
 #include "store/storage/message_store.hpp"
@@ -30,7 +29,7 @@ struct LmtpContext {
   std::string host_name;      // for the greeting and LHLO
 };
 
-class LmtpSession final : public common::line::LineSession {
+class LmtpSession final : public common::smtpd::ServerSession {
  public:
   LmtpSession(common::runtime::Connection& connection, const LmtpContext& context);
   void on_open() override;
@@ -56,23 +55,16 @@ class LmtpSession final : public common::line::LineSession {
   void noop(const common::line::Request& r);
   void quit(const common::line::Request& r);
 
-  void on_refused(common::line::Outcome outcome, const common::line::Request& request) override;
-  void on_line_too_long(size_t length) override;
-  void on_too_many_errors() override;
-  void on_raw_line(const common::runtime::LineFrame& line) override;
-  void on_bytes(std::string_view chunk, bool last) override;
-  std::string timeout_reply(common::runtime::TimeoutKind kind) override;
-  std::string drain_reply() override;
+  void count_reject(std::string_view reason) override;
+  void on_content(std::string_view piece) override;
+  void on_message_end(std::optional<common::smtp::SmtpError> refusal) override;
   void on_forget_plaintext() override;
-  void on_closed(common::runtime::CloseReason reason) override;
 
   // The client's certificate names an allowed mta (always true with [lmtp] plaintext).
   bool client_allowed();
   void lookup(std::string address, std::string asked, std::string detail, bool base_tried);
   void accept_recipient(std::string address, const common::authclient::RecipientInfo& info, std::string detail);
   void begin_message();
-  void take_content(std::string_view content);
-  void end_message();
   void reply_all(std::string_view line);
   void delivered(const common::Result<std::vector<RecipientResult>>& result, std::chrono::steady_clock::time_point started);
   void reset_transaction();
@@ -88,15 +80,8 @@ class LmtpSession final : public common::line::LineSession {
   std::string delivery_id_;
   bool smtputf8_ = false;
   std::vector<Recipient> recipients_;
-  common::smtp::DataReader reader_;
   std::string body_;
-  std::string content_;
-  std::string line_;  // a DATA line with its ending, reused from line to line
   mime::Parser mime_;
-  bool line_too_long_ = false;
-  bool bdat_last_ = false;
-  bool bdat_failed_ = false;
-  uint64_t bdat_chunk_ = 0;
   uint64_t messages_ = 0;
 };
 

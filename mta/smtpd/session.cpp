@@ -17,16 +17,12 @@ namespace {
 
 using common::line::CommandFlag;
 using common::line::in_states;
-using common::line::Outcome;
 using common::line::Request;
 using common::runtime::LineFrame;
 namespace smtp = common::smtp;
 namespace authclient = common::authclient;
 
 constexpr std::string_view kComponent = "smtpd";
-// DATA lines longer than RFC 5321's 1000 octets are common in real mail and are passed on; beyond
-// this the message is refused at its end rather than cut.
-constexpr size_t kMaxDataLine = 64 * 1024;
 // RFC 5321 §4.5.3.1.4 says 512 with the CRLF; an AUTH initial response (RFC 4954 §4) and ESMTP
 // parameters need more, and Postfix reads 2048.
 constexpr size_t kMaxCommandLine = 2048;
@@ -114,16 +110,17 @@ const common::line::LineSession::Entry SmtpSession::kCommands[] = {
 };
 
 SmtpSession::SmtpSession(common::runtime::Connection& connection, const SessionContext& context)
-    : LineSession(connection, kCommands,
-                  [&] {
-                    common::line::LineSessionOptions o;
-                    o.component = std::string(kComponent);
-                    o.max_line = kMaxDataLine;
-                    o.max_command_line = kMaxCommandLine;
-                    o.errors.max_errors = static_cast<unsigned>(context.policy.max_errors);
-                    o.errors.junk_allowance = 20;
-                    return o;
-                  }()),
+    : ServerSession(connection, kCommands,
+                    [&] {
+                      common::line::LineSessionOptions o;
+                      o.component = std::string(kComponent);
+                      o.max_line = common::smtpd::kMaxDataLine;
+                      o.max_command_line = kMaxCommandLine;
+                      o.errors.max_errors = static_cast<unsigned>(context.policy.max_errors);
+                      o.errors.junk_allowance = 20;
+                      return o;
+                    }(),
+                    {context.config->host_name, context.starttls}),
       context_(context),
       data_timer_(context.loop->get()),
       name_timer_(context.loop->get()) {}
@@ -181,16 +178,6 @@ authclient::ConnectionFacts SmtpSession::facts() {
 }
 
 void SmtpSession::count_reject(std::string_view reason) { rejects().with({reason}).inc(); }
-
-void SmtpSession::refuse(const smtp::SmtpError& error) {
-  count_error();
-  count_reject(error.reason);
-  reply(smtp::render_reply(error));
-  if (error.close) {
-    set_state(State::Closing);
-    close_session();
-  }
-}
 
 void SmtpSession::ehlo(const Request& r) {
   auto args = smtp::parse_helo(r.args, true, limits());
@@ -255,17 +242,7 @@ void SmtpSession::send_ehlo(const std::vector<std::string>& mechanisms) {
   reply(smtp::render_ehlo(caps));
 }
 
-void SmtpSession::starttls(const Request&) {
-  if (!context_.starttls || tls_on()) {
-    count_error();
-    reply(render(503, {5, 5, 1}, tls_on() ? "TLS already active" : "STARTTLS not offered here"));
-    return;
-  }
-  set_phase("starttls");
-  if (!start_tls(render(220, {2, 0, 0}, "Ready to start TLS"), context_.starttls->accept(connection().info().id))) {
-    reply(render(454, {4, 7, 0}, "TLS not available due to temporary reason"));
-  }
-}
+void SmtpSession::starttls(const Request&) { starttls_command(); }
 
 void SmtpSession::auth(const Request& r) {
   set_phase("auth");
@@ -563,74 +540,48 @@ void SmtpSession::add_recipient(std::string address, std::string destination, co
   set_state(State::Rcpt);
 }
 
-void SmtpSession::begin_message(bool bdat) {
-  line_too_long_ = false;
-  content_.clear();
-  smtp::DataOptions o;
-  o.max_size = context_.policy.max_message_size;
-  o.max_line = 998;
-  if (bdat) {
-    // BDAT is counted (RFC 3030 §2): its bytes are the message, line endings included.
-    o.framing = smtp::Framing::Counted;
-    o.bare = smtp::BarePolicy::Keep;
-    o.nul = smtp::NulPolicy::Refuse;
-  } else {
-    // A bare LF or CR is made a line end in the stored message but never ends the data: the data
-    // ends only at CRLF.CRLF, so nothing can be smuggled past a relay that reads it another way.
-    o.bare = smtp::BarePolicy::Convert;
-    o.nul = smtp::NulPolicy::Refuse;
-  }
-  reader_ = smtp::DataReader(o);
-  data_started_ = std::chrono::steady_clock::now();
+// A DATA or BDAT message as a whole may take data_timeout, however slowly it trickles in.
+void SmtpSession::start_data_timer() {
   data_timer_.start(context_.policy.data_timeout, [this] {
     count_reject("data_timeout");
     log_line(common::log::notice(kComponent))
         .event("data_timeout")
-        .kv("received", static_cast<uint64_t>(reader_.report().size));
+        .kv("received", static_cast<uint64_t>(data_report().size));
     set_state(State::Closing);
     reply(render(421, {4, 4, 2}, context_.config->host_name + " timeout reading the message, closing connection"));
     close_session(common::runtime::CloseReason::Local);
   });
 }
 
-void SmtpSession::take_content(std::string_view content) {
-  if (content.empty() || reader_.report().too_big) return;
-  content_.append(content);
+void SmtpSession::on_content(std::string_view piece) {
+  if (!bdat_refusal_) content_.append(piece);
 }
 
 void SmtpSession::data(const Request&) {
-  set_phase("data");
   if (recipients_.empty()) {
     // RFC 2920 §3.1: with every RCPT refused, a pipelined DATA is refused too.
     count_error();
     refuse_recipient(554, {5, 5, 1}, "No valid recipients", "no_valid_recipients");
     return;
   }
-  begin_message(false);
+  smtp::DataOptions o;
+  o.max_size = context_.policy.max_message_size;
+  o.max_line = 998;
+  // A bare LF or CR is made a line end in the stored message but never ends the data: the data
+  // ends only at CRLF.CRLF, so nothing can be smuggled past a relay that reads it another way.
+  o.bare = smtp::BarePolicy::Convert;
+  o.nul = smtp::NulPolicy::Refuse;
+  content_.clear();
   set_state(State::Data);
-  set_raw(true);
-  reply(render(354, {}, "End data with <CR><LF>.<CR><LF>"));
+  start_data_timer();
+  begin_data(o);
 }
 
-void SmtpSession::on_raw_line(const LineFrame& line) {
-  if (state<State>() == State::Auth) return auth_line(line.text);
-  // The framer took the line ending off; the DATA reader needs it back to see how the line ended.
-  piece_.clear();
-  line_.assign(line.text);
-  line_ += line.bare_lf ? "\n" : "\r\n";
-  reader_.feed(line_, piece_);
-  take_content(piece_);
-  if (reader_.done()) {
-    set_raw(false);
-    end_message();
-  }
+void SmtpSession::on_other_raw_line(const LineFrame& line) {
+  if (state<State>() == State::Auth) auth_line(line.text);
 }
 
-void SmtpSession::on_line_too_long(size_t length) {
-  if (raw() && state<State>() == State::Data) {
-    line_too_long_ = true;  // refused at the final dot, once, as a message
-    return;
-  }
+void SmtpSession::on_command_line_too_long(size_t length) {
   if (state<State>() == State::Auth) {
     // A SASL response over the limit: the exchange ends (RFC 4954 §4 allows 12288 octets).
     auth_final_ack_ = false;
@@ -639,68 +590,54 @@ void SmtpSession::on_line_too_long(size_t length) {
     set_state(State::Ready);
     count_error();
   }
-  count_reject("line_too_long");
-  log_line(common::log::info(kComponent)).event("line_too_long").kv("length", static_cast<uint64_t>(length));
-  reply(render(500, {5, 5, 2}, "Line too long"));
+  ServerSession::on_command_line_too_long(length);
+}
+
+std::string_view SmtpSession::wrong_state_text() const {
+  return state<State>() == State::Greeting ? "Send HELO or EHLO first" : "Bad sequence of commands";
 }
 
 void SmtpSession::bdat(const Request& r) {
-  set_phase("bdat");
   auto args = smtp::parse_bdat(r.args, limits());
   if (!args) return refuse(args.error());
-  if (state<State>() != State::Bdat) {
-    begin_message(true);
+  const bool first = state<State>() != State::Bdat;
+  if (first) {
+    content_.clear();
     bdat_refusal_.reset();
     if (recipients_.empty()) {
       // The chunk is read all the same (its size is known), then refused, like DATA's 554.
       bdat_refusal_ = smtp::SmtpError{554, {5, 5, 1}, "No valid recipients", "no_valid_recipients"};
     }
     set_state(State::Bdat);
+    start_data_timer();
   }
-  bdat_last_ = args->last;
-  bdat_chunk_ = args->size;
-  expect_bytes(args->size);
+  smtp::DataOptions o;
+  o.max_size = context_.policy.max_message_size;
+  o.max_line = 998;
+  // BDAT is counted (RFC 3030 §2): its bytes are the message, line endings included.
+  o.bare = smtp::BarePolicy::Keep;
+  o.nul = smtp::NulPolicy::Refuse;
+  begin_bdat(*args, first, o);
 }
 
-void SmtpSession::on_bytes(std::string_view chunk, bool last) {
-  piece_.clear();
-  reader_.feed(chunk, piece_);
-  take_content(piece_);
-  if (!last) return;
-  if (bdat_refusal_) {
-    // RFC 3030 §2: a failed BDAT fails the transaction; the client sends RSET or MAIL again.
-    const auto refusal = *bdat_refusal_;
-    if (bdat_last_) reset_transaction();
-    count_error();
-    count_reject(refusal.reason);
-    reply(smtp::render_reply(refusal));
-    return;
-  }
-  if (bdat_last_) {
-    piece_.clear();
-    reader_.finish(piece_);
-    take_content(piece_);
-    end_message();
-  } else {
-    reply(render(250, {2, 0, 0}, std::to_string(bdat_chunk_) + " octets received"));
-  }
+void SmtpSession::on_chunk_done(uint64_t size) {
+  if (!bdat_refusal_) return ServerSession::on_chunk_done(size);
+  // RFC 3030 §2: a failed BDAT fails the transaction; the client sends RSET or MAIL again.
+  count_error();
+  count_reject(bdat_refusal_->reason);
+  reply(smtp::render_reply(*bdat_refusal_));
 }
 
-void SmtpSession::end_message() {
+void SmtpSession::on_message_end(std::optional<smtp::SmtpError> refusal) {
   data_timer_.stop();
-  set_phase("commit");
-  std::optional<smtp::SmtpError> verdict = reader_.verdict();
-  if (!verdict && line_too_long_) {
-    verdict = smtp::SmtpError{554, {5, 6, 0}, "Message has a line over " + std::to_string(kMaxDataLine) + " octets",
-                              "data_line_too_long"};
+  if (bdat_refusal_) {
+    // The transaction had failed before its content: that is the answer, whatever the content was.
+    count_error();
+    count_reject(bdat_refusal_->reason);
+    refusal = bdat_refusal_;
   }
-  if (verdict) {
-    count_reject(verdict->reason);
-    log_line(common::log::info(kComponent))
-        .event("message_refused")
-        .kv("reason", verdict->reason)
-        .kv("size", reader_.report().size);
-    reply(smtp::render_reply(*verdict));
+  if (refusal) {
+    reply(smtp::render_reply(*refusal));
     reset_transaction();
     return;
   }
@@ -793,7 +730,7 @@ void SmtpSession::queued(const common::Result<std::string>& id, std::chrono::ste
       .kv("queue_id", *id)
       .client_text("from", mail_.path.null ? "<>" : mail_.path.mailbox.address())
       .kv("recipients", static_cast<uint64_t>(recipients_.size()))
-      .kv("size", reader_.report().size)
+      .kv("size", data_report().size)
       .kv("channel", policy::channel_name(channel()))
       .kv("client_name", client_name_.empty() ? "unknown" : client_name_)
       .kv("user", user_ ? user_->canonical : "-")
@@ -841,35 +778,6 @@ void SmtpSession::reset_transaction() {
   if (s != State::Closing && s != State::Auth) set_state(greeted_ ? State::Ready : State::Greeting);
 }
 
-void SmtpSession::on_refused(Outcome outcome, const Request&) {
-  count_reject(common::line::outcome_name(outcome));
-  switch (outcome) {
-    case Outcome::TlsRequired: reply(render(530, {5, 7, 0}, "Must issue a STARTTLS command first")); break;
-    case Outcome::WrongState:
-      reply(render(503, {5, 5, 1}, state<State>() == State::Greeting ? "Send HELO or EHLO first"
-                                                                      : "Bad sequence of commands"));
-      break;
-    case Outcome::BadArguments: reply(render(501, {5, 5, 4}, "Syntax error in parameters or arguments")); break;
-    case Outcome::Empty:
-    case Outcome::Unknown:
-    case Outcome::Run: reply(render(500, {5, 5, 2}, "Command not recognized")); break;
-  }
-}
-
-void SmtpSession::on_too_many_errors() {
-  count_reject("too_many_errors");
-  log_line(common::log::notice(kComponent)).event("too_many_errors").kv("errors", static_cast<uint64_t>(errors().count()));
-  reply(render(421, {4, 7, 0}, context_.config->host_name + " too many errors, closing connection"));
-}
-
-std::string SmtpSession::timeout_reply(common::runtime::TimeoutKind) {
-  return render(421, {4, 4, 2}, context_.config->host_name + " timeout exceeded, closing connection");
-}
-
-std::string SmtpSession::drain_reply() {
-  return render(421, {4, 3, 2}, context_.config->host_name + " shutting down, try again later");
-}
-
 // RFC 3207 §4.2: after TLS the client greets again and everything learnt before is forgotten.
 void SmtpSession::on_forget_plaintext() {
   set_state(State::Greeting);
@@ -881,18 +789,6 @@ void SmtpSession::on_forget_plaintext() {
   relay_.reset();
   auth_final_ack_ = false;
   set_state(State::Greeting);
-}
-
-void SmtpSession::on_closed(common::runtime::CloseReason reason) {
-  const auto s = state<State>();
-  if (s == State::Data || s == State::Bdat) {
-    // A message cut short is never queued (a truncated TLS stream above all: anyone on the path can
-    // send the FIN).
-    log_line(common::log::info(kComponent))
-        .event("message_abandoned")
-        .kv("reason", common::runtime::close_reason_name(reason))
-        .kv("received", static_cast<uint64_t>(reader_.report().size));
-  }
 }
 
 }  // namespace mta::smtpd

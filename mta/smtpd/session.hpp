@@ -14,10 +14,9 @@
 #include "common/authclient/authclient.hpp"
 #include "common/daemon/daemon.hpp"
 #include "common/dns/resolver.hpp"
-#include "common/line/line_session.hpp"
 #include "common/runtime/timer.hpp"
 #include "common/smtp/command.hpp"
-#include "common/smtp/data_reader.hpp"
+#include "common/smtpd/server_session.hpp"
 #include "mta/config.hpp"
 #include "mta/policy/policy.hpp"
 #include "mta/queue/queue.hpp"
@@ -36,7 +35,7 @@ struct SessionContext {
   std::function<void()> on_queued;  // a message was committed: the deliverer looks now
 };
 
-class SmtpSession final : public common::line::LineSession {
+class SmtpSession final : public common::smtpd::ServerSession {
  public:
   SmtpSession(common::runtime::Connection& connection, const SessionContext& context);
   ~SmtpSession() override;
@@ -60,15 +59,14 @@ class SmtpSession final : public common::line::LineSession {
   void help(const common::line::Request& r);
   void quit(const common::line::Request& r);
 
-  void on_refused(common::line::Outcome outcome, const common::line::Request& request) override;
-  void on_line_too_long(size_t length) override;
-  void on_too_many_errors() override;
-  void on_raw_line(const common::runtime::LineFrame& line) override;
-  void on_bytes(std::string_view chunk, bool last) override;
-  std::string timeout_reply(common::runtime::TimeoutKind kind) override;
-  std::string drain_reply() override;
+  void count_reject(std::string_view reason) override;
+  void on_content(std::string_view piece) override;
+  void on_message_end(std::optional<common::smtp::SmtpError> refusal) override;
+  void on_chunk_done(uint64_t size) override;
+  void on_other_raw_line(const common::runtime::LineFrame& line) override;
+  void on_command_line_too_long(size_t length) override;
+  std::string_view wrong_state_text() const override;
   void on_forget_plaintext() override;
-  void on_closed(common::runtime::CloseReason reason) override;
 
   void greet(const common::smtp::HeloArgs& helo, bool extended);
   void send_ehlo(const std::vector<std::string>& mechanisms);
@@ -80,14 +78,10 @@ class SmtpSession final : public common::line::LineSession {
   void add_recipient(std::string address, std::string destination, const common::smtp::RcptArgs& rcpt,
                      std::string orcpt = {});
   void refuse_recipient(int code, common::smtp::EnhancedCode enh, std::string text, const char* reason);
-  void begin_message(bool bdat);
-  void take_content(std::string_view content);
-  void end_message();
+  void start_data_timer();
   void commit();
   void queued(const common::Result<std::string>& id, std::chrono::steady_clock::time_point started);
   void reset_transaction();
-  void refuse(const common::smtp::SmtpError& error);
-  void count_reject(std::string_view reason);
   void start_reverse_lookup();
   std::string received_header() const;
   policy::Channel channel() const;
@@ -118,15 +112,8 @@ class SmtpSession final : public common::line::LineSession {
   size_t client_recipients_ = 0;  // RCPTs accepted in this transaction (aliases count once)
   size_t session_recipients_ = 0;
   size_t messages_ = 0;
-  common::smtp::DataReader reader_;
   std::string content_;
-  std::string piece_;
-  std::string line_;
-  bool line_too_long_ = false;
-  bool bdat_last_ = false;
   std::optional<common::smtp::SmtpError> bdat_refusal_;  // the transaction cannot succeed; chunks are still read
-  uint64_t bdat_chunk_ = 0;
-  std::chrono::steady_clock::time_point data_started_;
   common::runtime::Timer data_timer_;
   common::runtime::Timer name_timer_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for the resolver's callbacks
