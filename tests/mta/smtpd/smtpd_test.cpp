@@ -30,23 +30,6 @@ test::CommandResult swaks(int port, const std::string& tls, std::vector<std::str
   return test::run(argv, 60s);
 }
 
-std::string queue_tool(const test::MtaDaemon& mta, std::vector<std::string> args) {
-  std::vector<std::string> argv{test::binary_path("mta/queue/postern-queue"), "--dir", mta.queue_dir()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return test::run(argv, 30s).output;
-}
-
-// Waits until the deliverer has emptied the queue (every message delivered or failed).
-bool queue_drains(const test::MtaDaemon& mta, std::chrono::seconds limit = 30s) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < until) {
-    if (contains(queue_tool(mta, {"list"}), "\n0 messages") || queue_tool(mta, {"list"}).rfind("0 messages", 0) == 0) {
-      return true;
-    }
-    std::this_thread::sleep_for(100ms);
-  }
-  return false;
-}
 
 }  // namespace
 
@@ -67,7 +50,7 @@ TEST_CASE("port 25 takes mail for a local user from anyone, after the queue's co
   CHECK(mta.count("comp=smtpd") > 0);
   CHECK(mta.count("phase=commit event=queued") == 1);
   // The deliverer takes it to alice's store by LMTP over mutual TLS.
-  REQUIRE(queue_drains(mta));
+  REQUIRE(mta.queue_drains());
   store.stop();
   const auto inbox = store.messages("alice@example.com");
   REQUIRE(inbox.size() == 1);
@@ -378,7 +361,7 @@ TEST_CASE("the Received: header names the client's verified name and address, th
     INFO(r.output);
     REQUIRE(contains(r.output, "250 2.0.0 Ok: queued as"));
   }
-  REQUIRE(queue_drains(mta));
+  REQUIRE(mta.queue_drains());
   store.stop();
   std::string shown;
   for (const auto& m : store.messages("alice@example.com")) shown += m;
@@ -427,7 +410,7 @@ TEST_CASE("a DATA that never ends is cut off at data_timeout and nothing is queu
   }
   CHECK(contains(got, "421 4.4.2"));
   CHECK(mta.count("event=data_timeout") == 1);
-  CHECK(contains(queue_tool(mta, {"list"}), "0 messages"));
+  CHECK(contains(mta.queue_tool({"list"}), "0 messages"));
 }
 
 TEST_CASE("SCRAM-SHA-256 through the mta: authserv's challenge, our proof, its signature", "[integration][mta]") {

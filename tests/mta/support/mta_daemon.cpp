@@ -64,6 +64,22 @@ void MtaDaemon::kill9() {
 
 bool MtaDaemon::running() { return process_ && process_->running(); }
 
+std::string MtaDaemon::queue_tool(const std::vector<std::string>& args) const {
+  std::vector<std::string> argv{binary_path("mta/queue/postern-queue"), "--dir", queue_dir_};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run(argv, 30s).output;
+}
+
+bool MtaDaemon::queue_drains(std::chrono::seconds limit) const {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    const std::string list = queue_tool({"list"});
+    if (list.rfind("0 messages", 0) == 0 || list.find("\n0 messages") != std::string::npos) return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return false;
+}
+
 std::string MtaDaemon::log() const { return read_file(dir_ / "mta.log"); }
 
 size_t MtaDaemon::count(const std::string& needle) const {

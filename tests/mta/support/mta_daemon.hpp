@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "tests/store/support/store_daemon.hpp"
 #include "tests/support/pki.hpp"
@@ -41,6 +42,10 @@ class MtaDaemon {
   int submissions_port() const { return submissions_port_; }
   const std::string& queue_dir() const { return queue_dir_; }
   const std::string& config() const { return config_; }
+  // postern-queue on this mta's queue directory (it reads beside the running mta): its output.
+  std::string queue_tool(const std::vector<std::string>& args) const;
+  // Waits until the queue holds no message (every one delivered or failed).
+  bool queue_drains(std::chrono::seconds limit = std::chrono::seconds(30)) const;
   std::string log() const;
   size_t count(const std::string& needle) const;  // occurrences in the log
   const TempDir& dir() const { return dir_; }
