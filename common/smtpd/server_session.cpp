@@ -16,6 +16,8 @@ void ServerSession::answer(int code, smtp::EnhancedCode enhanced, std::string_vi
 void ServerSession::refuse(const smtp::SmtpError& error) {
   count_error();
   count_reject(error.reason);
+  // Bounded by the error limit, which every refusal here counts towards.
+  log_line(log::info(options().component)).event("refused").kv("reason", error.reason).kv("code", error.code);
   reply(smtp::render_reply(error));
   if (error.close) close_session();
 }

@@ -371,7 +371,8 @@ void SmtpSession::mail(const Request& r) {
   }
   if (messages_ >= context_.policy.max_messages) {
     count_reject("too_many_messages");
-    log_line(common::log::notice(kComponent)).event("limit").kv("limit", "max_messages");
+    log_line(common::log::notice(kComponent)).event("limit").kv("limit", "max_messages")
+        .kv("value", static_cast<uint64_t>(context_.policy.max_messages));
     reply(render(421, {4, 7, 0}, context_.config->host_name + " too many messages in one session, closing"));
     set_state(State::Closing);
     close_session();
@@ -408,12 +409,19 @@ void SmtpSession::rcpt(const Request& r) {
   // RFC 5321 §4.5.3.1.10: 452 for too many recipients; the client sends the rest later.
   if (client_recipients_ >= context_.policy.max_recipients) {
     count_reject("too_many_recipients");
+    if (!recipient_limit_logged_) {  // once per transaction: a client may send thousands more
+      recipient_limit_logged_ = true;
+      log_line(common::log::notice(kComponent)).event("limit").kv("limit", "max_recipients")
+          .kv("value", static_cast<uint64_t>(context_.policy.max_recipients));
+    }
     reply(render(452, {4, 5, 3}, "Too many recipients"));
     return;
   }
   if (session_recipients_ >= context_.policy.max_session_recipients) {
     count_error();
     count_reject("too_many_session_recipients");
+    log_line(common::log::notice(kComponent)).event("limit").kv("limit", "max_session_recipients")
+        .kv("value", static_cast<uint64_t>(context_.policy.max_session_recipients));
     reply(render(452, {4, 5, 3}, "Too many recipients in this session"));
     return;
   }
@@ -769,6 +777,7 @@ void SmtpSession::reset_transaction() {
   mail_ = {};
   recipients_.clear();
   client_recipients_ = 0;
+  recipient_limit_logged_ = false;
   content_.clear();
   content_.shrink_to_fit();
   bdat_refusal_.reset();

@@ -110,6 +110,7 @@ class SmtpSession final : public common::smtpd::ServerSession {
   common::smtp::MailArgs mail_;
   std::vector<queue::Recipient> recipients_;
   size_t client_recipients_ = 0;  // RCPTs accepted in this transaction (aliases count once)
+  bool recipient_limit_logged_ = false;
   size_t session_recipients_ = 0;
   size_t messages_ = 0;
   std::string content_;

@@ -212,11 +212,14 @@ TEST_CASE("limits: recipients, size, messages per session, errors, idle clients"
     CHECK(say(c, "RCPT TO:<alice@example.com>") == "250 2.1.5 alice@example.com OK");
     CHECK(say(c, "RCPT TO:<bob@example.com>") == "250 2.1.5 bob@example.com OK");
     CHECK(say(c, "RCPT TO:<user0@example.com>") == "452 4.5.3 Too many recipients");
+    CHECK(say(c, "RCPT TO:<user1@example.com>") == "452 4.5.3 Too many recipients");
+    CHECK(mta.count("event=limit limit=max_recipients value=2") == 1);
     CHECK(contains(say(c, "DATA"), "354 "));
     CHECK(contains(say(c, "Subject: two\r\n\r\nbody\r\n."), "250 2.0.0 Ok: queued as"));
   }
   SECTION("message size: SIZE= over the limit at MAIL, and a DATA that grows past it at the end") {
     CHECK(say(c, "MAIL FROM:<a@example.org> SIZE=100000") == "552 5.3.4 Message size exceeds fixed maximum message size");
+    CHECK(mta.count("event=refused reason=") == 1);
     CHECK(say(c, "MAIL FROM:<a@example.org>") == "250 2.1.0 Sender OK");
     CHECK(say(c, "RCPT TO:<alice@example.com>") == "250 2.1.5 alice@example.com OK");
     CHECK(contains(say(c, "DATA"), "354 "));
@@ -235,6 +238,7 @@ TEST_CASE("limits: recipients, size, messages per session, errors, idle clients"
     }
     CHECK(contains(say(c, "MAIL FROM:<a@example.org>"), "421 4.7.0"));
     CHECK(c.closed_by_peer());
+    CHECK(mta.count("event=limit limit=max_messages value=2") == 1);
   }
   SECTION("errors per session: 421 and close") {
     for (int i = 0; i < 4; ++i) CHECK(say(c, "BOGUS") == "500 5.5.2 Command not recognized");
