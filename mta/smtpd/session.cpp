@@ -153,9 +153,8 @@ void SmtpSession::start_reverse_lookup() {
                                     });
 }
 
-policy::Channel SmtpSession::channel() const {
-  return policy::classify(const_cast<SmtpSession*>(this)->connection().info().peer.address,
-                          context_.config->internal_networks, user_.has_value());
+policy::Channel SmtpSession::channel() {
+  return policy::classify(connection().info().peer.address, context_.config->internal_networks, user_.has_value());
 }
 
 smtp::CommandLimits SmtpSession::limits() const {
@@ -662,16 +661,15 @@ void SmtpSession::on_message_end(std::optional<smtp::SmtpError> refusal) {
   commit();
 }
 
-std::string SmtpSession::received_header() const {
-  auto& self = const_cast<SmtpSession&>(*this);
+std::string SmtpSession::received_header() {
   trace::ReceivedFacts f;
   f.helo = helo_;
   f.client_name = client_name_;
-  f.client_ip = self.connection().info().peer.address.to_string();
+  f.client_ip = connection().info().peer.address.to_string();
   f.by = context_.config->host_name;
   if (recipients_.size() == 1) f.recipient = recipients_.front().address;
   f.esmtp = esmtp_;
-  if (const auto* t = self.connection().transform(); t && t->facts() && t->facts()->handshake_done) {
+  if (const auto* t = connection().transform(); t && t->facts() && t->facts()->handshake_done) {
     f.tls_version = t->facts()->protocol;
     f.tls_cipher = t->facts()->cipher;
   }

@@ -83,8 +83,8 @@ class SmtpSession final : public common::smtpd::ServerSession {
   void queued(const common::Result<std::string>& id, std::chrono::steady_clock::time_point started);
   void reset_transaction();
   void start_reverse_lookup();
-  std::string received_header() const;
-  policy::Channel channel() const;
+  std::string received_header();
+  policy::Channel channel();
   common::smtp::CommandLimits limits() const;
   common::authclient::ConnectionFacts facts();
 
