@@ -7,8 +7,8 @@
 #include <catch2/catch.hpp>
 
 #include <regex>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/mta/peer/peer_support.hpp"
@@ -26,12 +26,6 @@ using test::peer::send_mail;
 
 namespace {
 
-std::string queue_tool(const test::MtaDaemon& mta, std::vector<std::string> args) {
-  std::vector<std::string> argv{test::binary_path("mta/queue/postern-queue"), "--dir", mta.queue_dir()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return test::run(argv, 30s).output;
-}
-
 // The queue ids our mta gave in its 250 replies, as Postfix logged them ("status=sent (250 ...
 // queued as ID)").
 std::vector<std::string> our_queue_ids(const PostfixInstance& postfix) {
@@ -40,17 +34,6 @@ std::vector<std::string> our_queue_ids(const PostfixInstance& postfix) {
   const std::string log = postfix.log();
   for (std::sregex_iterator it(log.begin(), log.end(), kSent), end; it != end; ++it) ids.push_back((*it)[1]);
   return ids;
-}
-
-// Every message of the queue delivered (or bounced): postern-queue lists none.
-bool queue_drains(const test::MtaDaemon& mta, std::chrono::seconds limit = 30s) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < until) {
-    const std::string list = queue_tool(mta, {"list"});
-    if (has(list, "\n0 messages") || list.rfind("0 messages", 0) == 0) return true;
-    std::this_thread::sleep_for(100ms);
-  }
-  return false;
 }
 
 }  // namespace
@@ -88,7 +71,7 @@ TEST_CASE("Postfix relays to our port 25, in plaintext and over STARTTLS", "[pos
   }
   CHECK(mta.count("phase=commit event=queued") == 1);
 
-  const std::string shown = queue_tool(mta, {"show", ids[0]});
+  const std::string shown = mta.queue_tool({"show", ids[0]});
   INFO(shown);
   CHECK(has(shown, "from:      <someone@example.org>"));
   CHECK(has(shown, "<alice@example.com>"));
@@ -118,7 +101,7 @@ TEST_CASE("an unknown local user is refused at RCPT: Postfix bounces, we queue n
   CHECK(postfix.wait_for_log("said: 550 5.1.1", 5s));
   CHECK(has(postfix.log(), "status=bounced"));
   CHECK(mta.count("event=queued") == 0);
-  CHECK(queue_drains(mta, 1s));
+  CHECK(mta.queue_drains(1s));
 }
 
 TEST_CASE("mail from Postfix to a local user arrives in the store", "[postfix][peer][mta][delivery]") {
@@ -139,7 +122,7 @@ TEST_CASE("mail from Postfix to a local user arrives in the store", "[postfix][p
   INFO("maillog:\n" << postfix.log() << "\nmta log:\n" << mta.log());
   REQUIRE(postfix.wait_for_empty_queue(30s));
   // Delivered by LMTP: the message leaves our queue once the store said 250.
-  REQUIRE(queue_drains(mta));
+  REQUIRE(mta.queue_drains());
   mta.stop();
   store.stop();
   const auto inbox = store.messages("alice@example.com");
@@ -214,7 +197,7 @@ TEST_CASE("our outbound mail reaches Postfix by a route", "[postfix][peer][mta][
   CHECK(has(m.body(), "\n.a line that starts with a dot"));
   // Both recipients went in one transaction.
   CHECK(postfix.wait_for_log("nrcpt=2", 5s));
-  CHECK(queue_drains(mta));
+  CHECK(mta.queue_drains());
 }
 
 TEST_CASE("required TLS toward Postfix keeps the mail queued when it cannot be had", "[postfix][peer][mta][delivery]") {
@@ -240,7 +223,7 @@ TEST_CASE("required TLS toward Postfix keeps the mail queued when it cannot be h
   REQUIRE(postfix.wait_for_log("ehlo=1", 30s));
   std::string listed;
   for (int i = 0; i < 100; ++i) {
-    listed = queue_tool(mta, {"list", "--state", "deferred"});
+    listed = mta.queue_tool({"list", "--state", "deferred"});
     if (has(listed, "\n1 message")) break;
     std::this_thread::sleep_for(100ms);
   }
