@@ -61,7 +61,8 @@ s.quit()
   return test::run(argv, 60s);
 }
 
-// A python SMTP sink (smtp_sink.py) on a port it picked; what it kept, message by message.
+// A python SMTP sink (smtp_sink.py) on a port it picked (or the one given); what it kept, message by
+// message.
 struct Kept {
   std::string data;
   std::string helo, tls, mail;
