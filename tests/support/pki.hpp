@@ -30,4 +30,8 @@ class Pki {
   TempDir tmp_;
 };
 
+// The NSS database's Server-Cert of a pki host as PEM: DIR/NAME.crt (certificate) and DIR/NAME.key
+// (unencrypted PKCS#8), for peers that read PEM files (Postfix, python stubs).
+void export_host_pem(const std::filesystem::path& nss_db, const std::filesystem::path& dir, const std::string& name);
+
 }  // namespace test

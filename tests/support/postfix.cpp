@@ -141,23 +141,6 @@ pid_t start_watchdog(pid_t master, int& write_end) {
 
 }  // namespace
 
-void export_host_pem(const fs::path& nss_db, const fs::path& dir, const std::string& name) {
-  fs::create_directories(dir);
-  const std::string work = (dir / ("." + name + ".export")).string();
-  const std::string script =
-      "set -e; umask 077; mkdir -p '" + work + "'; cd '" + work + "'; cut -d: -f2- '" + (nss_db / "password").string() +
-      "' | tr -d '\\n' > pw; printf p12secret > p12; "
-      "pk12util -o a.p12 -n Server-Cert -d 'sql:" + nss_db.string() + "' -k pw -w p12 >/dev/null; "
-      "openssl pkcs12 -in a.p12 -passin file:p12 -clcerts -nokeys | sed -n '/BEGIN CERT/,/END CERT/p' > '" +
-      (dir / (name + ".crt")).string() + "'; "
-      "openssl pkcs12 -in a.p12 -passin file:p12 -nocerts -nodes | sed -n '/BEGIN PRIVATE KEY/,/END PRIVATE KEY/p' > '" +
-      (dir / (name + ".key")).string() + "'; cd /; rm -rf '" + work + "'";
-  auto r = run({"sh", "-c", script}, 60s);
-  if (r.exit_code != 0 || fs::file_size(dir / (name + ".key")) == 0) {
-    FAIL("exporting " << name << "'s certificate to PEM: " << r.output);
-  }
-}
-
 std::string PostfixMessage::header(const std::string& name) const {
   const std::string want = lower(name) + ":";
   std::istringstream in(content);

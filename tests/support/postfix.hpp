@@ -119,8 +119,4 @@ class PostfixInstance {
   int watchdog_fd_ = -1;
 };
 
-// The NSS database's Server-Cert of a pki host as PEM: DIR/NAME.crt (certificate) and DIR/NAME.key
-// (unencrypted PKCS#8), for peers that read PEM files (Postfix, python).
-void export_host_pem(const std::filesystem::path& nss_db, const std::filesystem::path& dir, const std::string& name);
-
 }  // namespace test

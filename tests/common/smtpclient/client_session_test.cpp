@@ -37,16 +37,9 @@ struct World {
   World() {
     db = pki.host("mta1");
     const fs::path work = pki.tmp() / "pem";
-    fs::create_directories(work);
+    test::export_host_pem(db, work, "mta1");
     cert_pem = work / "mta1.crt";
     key_pem = work / "mta1.key";
-    const std::string script =
-        "set -e; cd '" + work.string() + "'; cut -d: -f2- '" + db.string() + "/password' | tr -d '\\n' > pw; "
-        "printf p12secret > p12; pk12util -o a.p12 -n Server-Cert -d 'sql:" + db.string() + "' -k pw -w p12; "
-        "openssl pkcs12 -in a.p12 -passin file:p12 -clcerts -nokeys -out mta1.crt; "
-        "openssl pkcs12 -in a.p12 -passin file:p12 -nocerts -nodes -out mta1.key";
-    auto r = test::run({"sh", "-c", script}, 60s);
-    if (r.exit_code != 0) FAIL("preparing the certificates: " << r.output);
     common::tls::NssOptions o;
     o.db_dir = db.string();
     o.password_file = (db / "password").string();
