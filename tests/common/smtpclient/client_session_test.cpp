@@ -17,6 +17,7 @@
 #include "common/tls/nss.hpp"
 #include "tests/store/support/store_daemon.hpp"
 #include "tests/support/loop_thread.hpp"
+#include "tests/support/nss_host.hpp"
 #include "tests/support/pki.hpp"
 #include "tests/support/process.hpp"
 
@@ -27,32 +28,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// NSS for the process on mta1's database (the mta's host certificate, the deployment CA), and
-// mta1's certificate and key as PEM for the python stub.
-struct World {
-  test::Pki pki;
-  fs::path db;
-  fs::path cert_pem, key_pem;
-  std::unique_ptr<common::tls::Nss> nss;
-  World() {
-    db = pki.host("mta1");
-    const fs::path work = pki.tmp() / "pem";
-    test::export_host_pem(db, work, "mta1");
-    cert_pem = work / "mta1.crt";
-    key_pem = work / "mta1.key";
-    common::tls::NssOptions o;
-    o.db_dir = db.string();
-    o.password_file = (db / "password").string();
-    auto opened = common::tls::Nss::init(o);
-    if (!opened) FAIL(opened.error().detail);
-    nss = std::move(*opened);
-  }
-};
-
-World& world() {
-  static World w;
-  return w;
-}
+test::NssHost& world() { return test::nss_host(); }
 
 std::shared_ptr<common::tls::ClientContext> tls_context(common::tls::Verify verify, const std::string& cert = "") {
   common::tls::ClientOptions o;

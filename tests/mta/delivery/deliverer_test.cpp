@@ -26,6 +26,7 @@
 #include "tests/support/dnsmasq.hpp"
 #include "tests/support/log_capture.hpp"
 #include "tests/support/loop_thread.hpp"
+#include "tests/support/nss_host.hpp"
 #include "tests/support/pki.hpp"
 #include "tests/support/process.hpp"
 
@@ -37,31 +38,7 @@ namespace sc = common::smtpclient;
 
 namespace {
 
-// NSS for the process on mta1's database (this host's certificate, the deployment CA), and mta1's
-// certificate and key as PEM for the python stub, which then shows a certificate of our CA.
-struct World {
-  test::Pki pki;
-  fs::path db, cert_pem, key_pem;
-  std::unique_ptr<common::tls::Nss> nss;
-  World() {
-    db = pki.host("mta1");
-    const fs::path work = pki.tmp() / "pem";
-    test::export_host_pem(db, work, "mta1");
-    cert_pem = work / "mta1.crt";
-    key_pem = work / "mta1.key";
-    common::tls::NssOptions o;
-    o.db_dir = db.string();
-    o.password_file = (db / "password").string();
-    auto opened = common::tls::Nss::init(o);
-    if (!opened) FAIL(opened.error().detail);
-    nss = std::move(*opened);
-  }
-};
-
-World& world() {
-  static World w;
-  return w;
-}
+test::NssHost& world() { return test::nss_host(); }
 
 bool has(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
 
