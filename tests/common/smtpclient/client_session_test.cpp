@@ -101,7 +101,7 @@ Message message(std::vector<std::string> rcpts, const std::string& subject, cons
 class Stub {
  public:
   explicit Stub(std::vector<std::string> args) {
-    std::vector<std::string> argv{"python3", test::source_path("tests/common/smtpclient/smtp_stub.py"),
+    std::vector<std::string> argv{"python3", test::source_path("tests/support/smtp_peer.py"),
                                   "--port-file", (dir_ / "port").string(), "--transcript",
                                   (dir_ / "transcript").string(), "--cert", world().cert_pem.string(), "--key",
                                   world().key_pem.string()};
@@ -304,7 +304,7 @@ TEST_CASE("a reply injected behind the server's 220 to STARTTLS is dropped", "[i
   auto o = open(t, stub.port, smtp_config(StartTls::Required));
   REQUIRE(o.session != nullptr);
   t.on_loop([&] {
-    CHECK(o.session->server().domain == "stub.test");  // from the EHLO under TLS, not "injected"
+    CHECK(o.session->server().domain == "peer.test");  // from the EHLO under TLS, not "injected"
     CHECK(o.session->tls_facts() != nullptr);
   });
   auto r = send(t, o.session, message({"ok@example.net"}, "after injection"));

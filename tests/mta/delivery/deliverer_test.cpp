@@ -58,11 +58,11 @@ bool eventually(Pred pred, std::chrono::milliseconds deadline = 15s) {
   return pred();
 }
 
-// tests/common/smtpclient's python stub: 550 for recipients starting "bad", 450 for "tmp".
+// tests/support/smtp_peer.py: 550 for recipients starting "bad", 450 for "tmp".
 class Stub {
  public:
   explicit Stub(std::vector<std::string> args = {}) {
-    std::vector<std::string> argv{"python3", test::source_path("tests/common/smtpclient/smtp_stub.py"),
+    std::vector<std::string> argv{"python3", test::source_path("tests/support/smtp_peer.py"),
                                   "--port-file", (dir_ / "port").string(), "--transcript",
                                   (dir_ / "transcript").string(), "--cert", world().cert_pem.string(), "--key",
                                   world().key_pem.string()};
@@ -445,7 +445,7 @@ TEST_CASE("required TLS per destination: no STARTTLS defers, a certificate of ou
     p.server_name = std::move(name);
     return p;
   };
-  c.pool.idle_timeout = 200ms;  // the stub serves one connection at a time
+  c.pool.idle_timeout = 200ms;  // idle sessions go soon, so each policy opens its own connection
   c.tls_policies.push_back(policy("partner.test", common::tls::Verify::DeploymentCa, "mta1"));
   c.tls_policies.push_back(policy("noplain.test", common::tls::Verify::DeploymentCa, ""));
   c.tls_policies.push_back(policy("public.test", common::tls::Verify::SystemRoots, "mta1"));
@@ -524,7 +524,7 @@ TEST_CASE("MX from DNS: preference order with the next MX after a refusal, the A
                      "--host-record=amx.test,127.0.0.1", "--dns-rr=null.test,15,000000"});
   Config c = base_config();
   c.smtp_port = static_cast<uint16_t>(stub.port);  // every MX is the stub's port
-  c.pool.idle_timeout = 200ms;  // the stub serves one connection at a time
+  c.pool.idle_timeout = 200ms;  // idle sessions go soon, so each policy opens its own connection
   Harness h(c);
   const std::string mx = h.enqueue("", {{"a@mx.test", "mx.test"}}, "via-mx");
   const std::string a = h.enqueue("", {{"b@amx.test", "amx.test"}}, "via-a");

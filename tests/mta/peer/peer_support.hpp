@@ -1,5 +1,5 @@
 // peer_support.hpp: what the Postfix peer tests share: a message through python's smtplib and a
-// python SMTP sink (smtp_sink.py) that keeps what it receives.
+// python SMTP peer (tests/support/smtp_peer.py) that keeps what it receives.
 #pragma once
 
 #include <algorithm>
@@ -61,7 +61,7 @@ s.quit()
   return test::run(argv, 60s);
 }
 
-// A python SMTP sink (smtp_sink.py) on a port it picked (or the one given); what it kept, message by
+// A python SMTP peer (tests/support/smtp_peer.py) on a port it picked (or the one given); what it kept, message by
 // message.
 struct Kept {
   std::string data;
@@ -72,12 +72,12 @@ struct Kept {
 class Sink {
  public:
   explicit Sink(bool starttls, int fixed_port = 0) {
-    std::vector<std::string> argv{"python3", test::source_path("tests/mta/peer/smtp_sink.py"), "--port-file",
+    std::vector<std::string> argv{"python3", test::source_path("tests/support/smtp_peer.py"), "--port-file",
                                   (dir_ / "port").string(), "--out", (dir_ / "kept").string(), "--lifetime", "300",
                                   "--port", std::to_string(fixed_port)};
     if (starttls) {
       test::export_host_pem(pki_.host("mta1"), dir_ / "tls", "sink");
-      argv.insert(argv.end(), {"--starttls", "--cert", (dir_ / "tls" / "sink.crt").string(), "--key",
+      argv.insert(argv.end(), {"--starttls", "yes", "--cert", (dir_ / "tls" / "sink.crt").string(), "--key",
                                (dir_ / "tls" / "sink.key").string()});
     }
     process_ = std::make_unique<test::ChildProcess>(argv, (dir_ / "sink.log").string());
