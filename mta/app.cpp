@@ -70,6 +70,8 @@ class MtaApp final : public common::daemon::DaemonApp {
     auto auth = common::authclient::AuthClient::create(config_.authserv);
     if (!auth) return tl::unexpected(auth.error());
     auth_ = std::move(*auth);
+    settings_ = std::make_shared<smtpd::SettingsSlot>(
+        std::make_shared<const smtpd::Settings>(smtpd::Settings{config_.mta, overrides_}));
     common::log::info("mta").phase("start").event("queue_open").kv("dir", config_.queue.dir);
     return {};
   }
@@ -97,8 +99,9 @@ class MtaApp final : public common::daemon::DaemonApp {
   std::unique_ptr<common::runtime::SessionFactory> make_factory(const ListenerConfig& listener,
                                                                 common::daemon::LoopContext& ctx) override {
     smtpd::SessionContext context;
-    context.config = &config_.mta;
-    context.policy = session_policy(config_.mta, listener.service, overrides_[listener.name]);
+    context.settings = settings_;
+    context.listener = listener.name;
+    context.service = listener.service;
     context.queue = queue_.get();
     context.auth = auth_.get();
     context.loop = ctx.loop;
@@ -106,6 +109,18 @@ class MtaApp final : public common::daemon::DaemonApp {
     if (listener.tls_mode == TlsMode::StartTls) context.starttls = listener.tls;
     context.on_queued = wake_;
     return std::make_unique<smtpd::SmtpFactory>(std::move(context));
+  }
+
+  // SIGHUP: [mta] (local domains, INTERNAL_IP, limits, sender rules) and the listeners' own keys
+  // apply to the sessions that start from now on. [queue], [authserv] and the delivery tables are
+  // read at start only.
+  void reload(common::daemon::DaemonApp& fresh) override {
+    auto* app = dynamic_cast<MtaApp*>(&fresh);
+    if (app == nullptr || !settings_) return;
+    settings_->replace(std::make_shared<const smtpd::Settings>(smtpd::Settings{app->config_.mta, app->overrides_}));
+    common::log::info("mta").phase("reload").event("settings_reloaded")
+        .kv("local_domains", static_cast<uint64_t>(app->config_.mta.local_domains.size()))
+        .kv("internal_networks", static_cast<uint64_t>(app->config_.mta.internal_networks.size()));
   }
 
   void drain(std::function<void()> drained) override {
@@ -125,6 +140,7 @@ class MtaApp final : public common::daemon::DaemonApp {
  private:
   Config config_;
   std::map<std::string, ListenerOverrides> overrides_;
+  std::shared_ptr<smtpd::SettingsSlot> settings_;
   std::unique_ptr<queue::Queue> queue_;
   std::unique_ptr<common::authclient::AuthClient> auth_;
   std::unique_ptr<delivery::Deliverer> deliverer_;

@@ -77,6 +77,12 @@ bool valid_mechanism(std::string_view m) {
   });
 }
 
+const ListenerOverrides& overrides_of(const Settings& s, const std::string& listener) {
+  static const ListenerOverrides kNone;
+  const auto found = s.overrides.find(listener);
+  return found == s.overrides.end() ? kNone : found->second;
+}
+
 int64_t now_unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
@@ -110,18 +116,27 @@ const common::line::LineSession::Entry SmtpSession::kCommands[] = {
 };
 
 SmtpSession::SmtpSession(common::runtime::Connection& connection, const SessionContext& context)
+    : SmtpSession(connection, context, context.settings->current()) {}
+
+SmtpSession::SmtpSession(common::runtime::Connection& connection, const SessionContext& context,
+                         std::shared_ptr<const Settings> settings)
     : ServerSession(connection, kCommands,
                     [&] {
                       common::line::LineSessionOptions o;
                       o.component = std::string(kComponent);
                       o.max_line = common::smtpd::kMaxDataLine;
                       o.max_command_line = kMaxCommandLine;
-                      o.errors.max_errors = static_cast<unsigned>(context.policy.max_errors);
+                      o.errors.max_errors = static_cast<unsigned>(
+                          session_policy(settings->mta, context.service, overrides_of(*settings, context.listener))
+                              .max_errors);
                       o.errors.junk_allowance = 20;
                       return o;
                     }(),
-                    {context.config->host_name, context.starttls}),
+                    {settings->mta.host_name, context.starttls}),
       context_(context),
+      settings_(std::move(settings)),
+      config_(&settings_->mta),
+      policy_(session_policy(settings_->mta, context.service, overrides_of(*settings_, context.listener))),
       data_timer_(context.loop->get()),
       name_timer_(context.loop->get()) {}
 
@@ -130,12 +145,12 @@ SmtpSession::~SmtpSession() { *alive_ = false; }
 void SmtpSession::on_open() {
   set_phase("greeting");
   start_reverse_lookup();
-  reply(render(220, {}, context_.config->host_name + " ESMTP Postern"));
+  reply(render(220, {}, config_->host_name + " ESMTP Postern"));
 }
 
 void SmtpSession::start_reverse_lookup() {
   client_name_ = connection().info().client_name;  // the access check may have looked it up already
-  if (!client_name_.empty() || !context_.config->reverse_lookup || context_.resolver == nullptr) return;
+  if (!client_name_.empty() || !config_->reverse_lookup || context_.resolver == nullptr) return;
   reverse_pending_ = true;
   context_.resolver->verify_reverse(connection().info().peer.address,
                                     [this, alive = std::weak_ptr<bool>(alive_)](common::dns::ReverseResult r) {
@@ -154,15 +169,15 @@ void SmtpSession::start_reverse_lookup() {
 }
 
 policy::Channel SmtpSession::channel() {
-  return policy::classify(connection().info().peer.address, context_.config->internal_networks, user_.has_value());
+  return policy::classify(connection().info().peer.address, config_->internal_networks, user_.has_value());
 }
 
 smtp::CommandLimits SmtpSession::limits() const {
   smtp::CommandLimits l;
-  l.max_message = context_.policy.max_message_size;
+  l.max_message = policy_.max_message_size;
   l.smtputf8 = true;
   l.dsn = true;
-  l.auth = context_.policy.auth;
+  l.auth = policy_.auth;
   l.strict_helo = false;  // Internet clients send bare words and underscores; the name is only logged
   return l;
 }
@@ -199,12 +214,12 @@ void SmtpSession::greet(const smtp::HeloArgs& helo, bool extended) {
   greeted_ = true;
   set_state(State::Ready);
   if (!extended) {
-    reply(render(250, {}, context_.config->host_name));
+    reply(render(250, {}, config_->host_name));
     return;
   }
   // AUTH is never offered before TLS: every mechanism authserv has would then cross in clear text
   // or could be stripped by anyone on the path (RFC 3207 §6).
-  if (!context_.policy.auth || !tls_on() || context_.auth == nullptr) return send_ehlo({});
+  if (!policy_.auth || !tls_on() || context_.auth == nullptr) return send_ehlo({});
   suspend();
   auto resume = resumer();
   context_.auth->mechanisms(*context_.loop, connection().alive(), facts(),
@@ -224,9 +239,9 @@ void SmtpSession::greet(const smtp::HeloArgs& helo, bool extended) {
 
 void SmtpSession::send_ehlo(const std::vector<std::string>& mechanisms) {
   smtp::Capabilities caps;
-  caps.domain = context_.config->host_name;
+  caps.domain = config_->host_name;
   caps.greeting = "Hello " + smtp::sanitize(helo_, 64);
-  caps.size = context_.policy.max_message_size;
+  caps.size = policy_.max_message_size;
   caps.smtputf8 = true;
   caps.chunking = true;
   caps.dsn = true;
@@ -245,7 +260,7 @@ void SmtpSession::starttls(const Request&) { starttls_command(); }
 
 void SmtpSession::auth(const Request& r) {
   set_phase("auth");
-  if (!context_.policy.auth || context_.auth == nullptr) {
+  if (!policy_.auth || context_.auth == nullptr) {
     count_error();
     count_reject("auth_not_enabled");
     reply(render(503, {5, 5, 1}, "Authentication not enabled on this port"));
@@ -362,17 +377,17 @@ void SmtpSession::auth_line(std::string_view line) {
 
 void SmtpSession::mail(const Request& r) {
   set_phase("mail");
-  if (context_.policy.require_auth && !user_) {
+  if (policy_.require_auth && !user_) {
     count_error();
     count_reject("auth_required");
     reply(render(530, {5, 7, 0}, "Authentication required"));
     return;
   }
-  if (messages_ >= context_.policy.max_messages) {
+  if (messages_ >= policy_.max_messages) {
     count_reject("too_many_messages");
     log_line(common::log::notice(kComponent)).event("limit").kv("limit", "max_messages")
-        .kv("value", static_cast<uint64_t>(context_.policy.max_messages));
-    reply(render(421, {4, 7, 0}, context_.config->host_name + " too many messages in one session, closing"));
+        .kv("value", static_cast<uint64_t>(policy_.max_messages));
+    reply(render(421, {4, 7, 0}, config_->host_name + " too many messages in one session, closing"));
     set_state(State::Closing);
     close_session();
     return;
@@ -384,7 +399,7 @@ void SmtpSession::mail(const Request& r) {
     return refuse(smtp::SmtpError{555, {5, 5, 4}, "BODY=BINARYMIME not supported", "binarymime"});
   }
   if (user_ && !policy::sender_allowed(args->path.null ? "" : args->path.mailbox.address(), user_->addresses,
-                                       context_.config->any_sender)) {
+                                       config_->any_sender)) {
     // MTA-13 VerifyIdentity: a stolen password must not send as anyone else.
     count_error();
     count_reject("sender_not_owned");
@@ -406,21 +421,21 @@ void SmtpSession::rcpt(const Request& r) {
   auto args = smtp::parse_rcpt(r.args, mail_.params.smtputf8, limits());
   if (!args) return refuse(args.error());
   // RFC 5321 §4.5.3.1.10: 452 for too many recipients; the client sends the rest later.
-  if (client_recipients_ >= context_.policy.max_recipients) {
+  if (client_recipients_ >= policy_.max_recipients) {
     count_reject("too_many_recipients");
     if (!recipient_limit_logged_) {  // once per transaction: a client may send thousands more
       recipient_limit_logged_ = true;
       log_line(common::log::notice(kComponent)).event("limit").kv("limit", "max_recipients")
-          .kv("value", static_cast<uint64_t>(context_.policy.max_recipients));
+          .kv("value", static_cast<uint64_t>(policy_.max_recipients));
     }
     reply(render(452, {4, 5, 3}, "Too many recipients"));
     return;
   }
-  if (session_recipients_ >= context_.policy.max_session_recipients) {
+  if (session_recipients_ >= policy_.max_session_recipients) {
     count_error();
     count_reject("too_many_session_recipients");
     log_line(common::log::notice(kComponent)).event("limit").kv("limit", "max_session_recipients")
-        .kv("value", static_cast<uint64_t>(context_.policy.max_session_recipients));
+        .kv("value", static_cast<uint64_t>(policy_.max_session_recipients));
     reply(render(452, {4, 5, 3}, "Too many recipients in this session"));
     return;
   }
@@ -428,13 +443,13 @@ void SmtpSession::rcpt(const Request& r) {
   std::string domain;
   if (args->path.postmaster) {
     // RFC 5321 §4.5.1: <Postmaster> without a domain must be accepted; it is our first domain's.
-    domain = context_.config->local_domains.front();
+    domain = config_->local_domains.front();
     address = "postmaster@" + domain;
   } else {
     address = args->path.mailbox.address();
     domain = common::ascii::lowered(args->path.mailbox.domain);
   }
-  if (args->path.mailbox.kind == smtp::DomainKind::Name && policy::is_local_domain(domain, context_.config->local_domains)) {
+  if (args->path.mailbox.kind == smtp::DomainKind::Name && policy::is_local_domain(domain, config_->local_domains)) {
     if (context_.auth == nullptr) {
       return refuse_recipient(451, {4, 3, 0}, "Directory unavailable, try again later", "directory_unavailable");
     }
@@ -477,7 +492,7 @@ void SmtpSession::look_up(std::string address, std::string asked, smtp::RcptArgs
           }
           return resume();
         }
-        const auto& sep = context_.config->subaddress_separator;
+        const auto& sep = config_->subaddress_separator;
         if (info->kind == authclient::RecipientKind::Unknown && !base_tried && !sep.empty() && !rcpt.path.mailbox.quoted) {
           const auto at = address.rfind('@');
           const auto cut = address.find(sep[0]);
@@ -519,7 +534,7 @@ void SmtpSession::recipient_found(const std::string& address, const authclient::
       // an alias expands without a lookup per target here. ORCPT keeps the address the sender used.
       for (const auto& target : info.targets) {
         const std::string domain = domain_of(target);
-        const bool local = policy::is_local_domain(domain, context_.config->local_domains);
+        const bool local = policy::is_local_domain(domain, config_->local_domains);
         add_recipient(target, local ? "local:" + domain : domain, rcpt, address);
       }
       break;
@@ -549,13 +564,13 @@ void SmtpSession::add_recipient(std::string address, std::string destination, co
 
 // A DATA or BDAT message as a whole may take data_timeout, however slowly it trickles in.
 void SmtpSession::start_data_timer() {
-  data_timer_.start(context_.policy.data_timeout, [this] {
+  data_timer_.start(policy_.data_timeout, [this] {
     count_reject("data_timeout");
     log_line(common::log::notice(kComponent))
         .event("data_timeout")
         .kv("received", static_cast<uint64_t>(data_report().size));
     set_state(State::Closing);
-    reply(render(421, {4, 4, 2}, context_.config->host_name + " timeout reading the message, closing connection"));
+    reply(render(421, {4, 4, 2}, config_->host_name + " timeout reading the message, closing connection"));
     close_session(common::runtime::CloseReason::Local);
   });
 }
@@ -572,7 +587,7 @@ void SmtpSession::data(const Request&) {
     return;
   }
   smtp::DataOptions o;
-  o.max_size = context_.policy.max_message_size;
+  o.max_size = policy_.max_message_size;
   o.max_line = 998;
   // A bare LF or CR is made a line end in the stored message but never ends the data: the data
   // ends only at CRLF.CRLF, so nothing can be smuggled past a relay that reads it another way.
@@ -619,7 +634,7 @@ void SmtpSession::bdat(const Request& r) {
     start_data_timer();
   }
   smtp::DataOptions o;
-  o.max_size = context_.policy.max_message_size;
+  o.max_size = policy_.max_message_size;
   o.max_line = 998;
   // BDAT is counted (RFC 3030 §2): its bytes are the message, line endings included.
   o.bare = smtp::BarePolicy::Keep;
@@ -652,7 +667,7 @@ void SmtpSession::on_message_end(std::optional<smtp::SmtpError> refusal) {
   if (reverse_pending_) {
     // The client's name belongs in the trace header; wait for it a little, then go on without it.
     waiting_for_name_ = true;
-    name_timer_.start(context_.config->reverse_lookup_wait, [this] {
+    name_timer_.start(config_->reverse_lookup_wait, [this] {
       waiting_for_name_ = false;
       commit();
     });
@@ -666,7 +681,7 @@ std::string SmtpSession::received_header() {
   f.helo = helo_;
   f.client_name = client_name_;
   f.client_ip = connection().info().peer.address.to_string();
-  f.by = context_.config->host_name;
+  f.by = config_->host_name;
   if (recipients_.size() == 1) f.recipient = recipients_.front().address;
   f.esmtp = esmtp_;
   if (const auto* t = connection().transform(); t && t->facts() && t->facts()->handshake_done) {
@@ -766,7 +781,7 @@ void SmtpSession::help(const Request&) {
 
 void SmtpSession::quit(const Request&) {
   set_state(State::Closing);
-  reply(render(221, {2, 0, 0}, context_.config->host_name + " closing connection"));
+  reply(render(221, {2, 0, 0}, config_->host_name + " closing connection"));
   close_session();
 }
 

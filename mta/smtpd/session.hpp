@@ -6,7 +6,9 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,10 +25,35 @@
 
 namespace mta::smtpd {
 
+// What SIGHUP can change without a restart: [mta] and the listeners' own keys, replaced as a whole.
+// A session keeps the snapshot it started with, so one transaction never sees two policies.
+struct Settings {
+  MtaConfig mta;
+  std::map<std::string, ListenerOverrides> overrides;  // by listener name
+};
+
+class SettingsSlot {
+ public:
+  explicit SettingsSlot(std::shared_ptr<const Settings> settings) : settings_(std::move(settings)) {}
+  std::shared_ptr<const Settings> current() const {
+    std::lock_guard lock(mutex_);
+    return settings_;
+  }
+  void replace(std::shared_ptr<const Settings> settings) {
+    std::lock_guard lock(mutex_);
+    settings_ = std::move(settings);
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::shared_ptr<const Settings> settings_;
+};
+
 // What every session of one listener on one loop shares.
 struct SessionContext {
-  const MtaConfig* config = nullptr;
-  SessionPolicy policy;
+  std::shared_ptr<SettingsSlot> settings;
+  std::string listener;  // the [[listener]] name, for its overrides
+  std::string service;   // smtp, submission, submissions
   queue::Queue* queue = nullptr;
   common::authclient::AuthClient* auth = nullptr;
   common::runtime::Loop* loop = nullptr;
@@ -39,6 +66,12 @@ class SmtpSession final : public common::smtpd::ServerSession {
  public:
   SmtpSession(common::runtime::Connection& connection, const SessionContext& context);
   ~SmtpSession() override;
+
+ private:
+  SmtpSession(common::runtime::Connection& connection, const SessionContext& context,
+              std::shared_ptr<const Settings> settings);
+
+ public:
   void on_open() override;
 
  private:
@@ -91,6 +124,9 @@ class SmtpSession final : public common::smtpd::ServerSession {
   static const common::line::LineSession::Entry kCommands[];
 
   const SessionContext& context_;
+  const std::shared_ptr<const Settings> settings_;
+  const MtaConfig* const config_;
+  const SessionPolicy policy_;
   std::string helo_;
   bool esmtp_ = false;
   bool greeted_ = false;

@@ -433,3 +433,26 @@ TEST_CASE("SCRAM-SHA-256 through the mta: authserv's challenge, our proof, its s
   r = scram("wrong");
   CHECK(contains(r.output, "scram 535 5.7.8 Authentication credentials invalid"));
 }
+
+TEST_CASE("SIGHUP: a new INTERNAL_IP and new limits apply to the next session, the open one keeps its own", "[integration][mta]") {
+  test::StoreDaemon store;
+  test::MtaDaemon mta(store);
+  mta.start();
+  test::LineClient before("127.0.0.1", mta.smtp_port());
+  REQUIRE(contains(reply(before), "220 "));
+  REQUIRE(contains(say(before, "EHLO client.example.org"), "250 "));
+  mta.reload({.mta_extra = "internal_networks = [\"127.0.0.1/32\"]\n", .listener_extra = "max_recipients = 1\n"});
+  CHECK(mta.count("event=settings_reloaded") == 1);
+  // The session opened before the reload still relays nothing and takes two recipients.
+  CHECK(say(before, "MAIL FROM:<a@example.org>") == "250 2.1.0 Sender OK");
+  CHECK(contains(say(before, "RCPT TO:<friend@remote.example>"), "554 5.7.1"));
+  CHECK(say(before, "RCPT TO:<alice@example.com>") == "250 2.1.5 alice@example.com OK");
+  CHECK(say(before, "RCPT TO:<bob@example.com>") == "250 2.1.5 bob@example.com OK");
+  // A new one is tcp_intranet now, with the new limit.
+  test::LineClient after("127.0.0.1", mta.smtp_port());
+  REQUIRE(contains(reply(after), "220 "));
+  REQUIRE(contains(say(after, "EHLO client.example.org"), "250 "));
+  CHECK(say(after, "MAIL FROM:<a@example.org>") == "250 2.1.0 Sender OK");
+  CHECK(say(after, "RCPT TO:<friend@remote.example>") == "250 2.1.5 friend@remote.example OK");
+  CHECK(say(after, "RCPT TO:<alice@example.com>") == "452 4.5.3 Too many recipients");
+}

@@ -12,9 +12,13 @@ using namespace std::chrono_literals;
 
 MtaDaemon::MtaDaemon(StoreDaemon& store, MtaDaemonOptions options)
     : options_(std::move(options)), smtp_port_(free_port()), submission_port_(free_port()),
-      submissions_port_(free_port()) {
+      submissions_port_(free_port()), authserv_(store.auth().target()), store_port_(store.implicit_port()) {
   nss_ = pki_.host("mta1");
   queue_dir_ = (dir_ / "queue").string();
+  write_config();
+}
+
+void MtaDaemon::write_config() {
   const std::string listener =
       (options_.listener_extra.find("idle_timeout") == std::string::npos ? "idle_timeout = \"10s\"\n" : "") +
       options_.listener_extra;
@@ -25,9 +29,9 @@ MtaDaemon::MtaDaemon(StoreDaemon& store, MtaDaemonOptions options)
                     (options_.mta_extra.find("reverse_lookup") == std::string::npos ? "reverse_lookup = false\n" : "") +
                     options_.mta_extra +
                     "[queue]\ndir = \"" + queue_dir_ + "\"\n" + options_.queue_extra +
-                    "[authserv]\ntargets = [\"" + store.auth().target() + "\"]\nplaintext = true\n" +
+                    "[authserv]\ntargets = [\"" + authserv_ + "\"]\nplaintext = true\n" +
                     "[delivery]\npoll_interval = \"200ms\"\nconnect_timeout = \"5s\"\n" + options_.delivery_extra +
-                    "[[store_host]]\nname = \"store1\"\naddress = \"127.0.0.1:" + std::to_string(store.implicit_port()) +
+                    "[[store_host]]\nname = \"store1\"\naddress = \"127.0.0.1:" + std::to_string(store_port_) +
                     "\"\ntls = \"implicit\"\n" + options_.tables +
                     "[[listener]]\nname = \"smtp\"\nservice = \"smtp\"\naddress = " + port(smtp_port_) +
                     "tls = \"starttls\"\n" + listener +
@@ -39,6 +43,18 @@ MtaDaemon::MtaDaemon(StoreDaemon& store, MtaDaemonOptions options)
 }
 
 MtaDaemon::~MtaDaemon() { stop(); }
+
+void MtaDaemon::reload(MtaDaemonOptions options) {
+  options_ = std::move(options);
+  write_config();
+  const size_t before = count("event=reloaded");
+  process_->signal(SIGHUP);
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  while (count("event=reloaded") <= before) {
+    if (!process_->running() || std::chrono::steady_clock::now() > until) FAIL("mta did not reload: " << log());
+    std::this_thread::sleep_for(20ms);
+  }
+}
 
 void MtaDaemon::start() {
   const size_t before = count("event=started");

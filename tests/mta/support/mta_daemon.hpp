@@ -34,6 +34,8 @@ class MtaDaemon {
   // Starts it and waits for its "started" line (a restart waits for a new one).
   void start();
   int stop();  // SIGTERM; the exit code
+  // Writes the config again with `options` (same ports) and sends SIGHUP; waits for "reloaded".
+  void reload(MtaDaemonOptions options);
   void kill9();
   bool running();
 
@@ -51,11 +53,15 @@ class MtaDaemon {
   const TempDir& dir() const { return dir_; }
 
  private:
+  void write_config();
+
   MtaDaemonOptions options_;
   TempDir dir_;
   Pki pki_;
   std::filesystem::path nss_;
   int smtp_port_, submission_port_, submissions_port_;
+  std::string authserv_;
+  int store_port_;
   std::string queue_dir_, config_;
   std::unique_ptr<ChildProcess> process_;
 };
