@@ -49,7 +49,7 @@ struct Config {
   size_t max_per_destination = 4;    // of those, to one destination (a store, a domain)
   size_t batch_recipients = 100;     // recipients leased from the queue per delivery run
   size_t max_transaction_recipients = 100;  // RCPTs per transaction (RFC 5321 §4.5.3.1.8: at least 100)
-  uint16_t smtp_port = 25;           // of remote MX hosts; tests point it at a stub
+  uint16_t smtp_port = 25;           // of remote MX hosts; tests point it at a peer
   std::string helo_name;             // EHLO/LHLO name; default: [mta] host_name
   std::string certificate = "Server-Cert";  // our certificate (NSS nickname) for mutual TLS to the stores
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(30)};

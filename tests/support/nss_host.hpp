@@ -1,6 +1,6 @@
 // nss_host.hpp: for tests that run TLS clients in the test process itself (smtpclient, delivery):
 // NSS for the process on mta1's database (this host's certificate, the deployment CA), and mta1's
-// certificate and key as PEM for python stubs, which then show a certificate of our CA. Made once
+// certificate and key as PEM for python peers, which then show a certificate of our CA. Made once
 // per test process; header-only, so only the tests that link common_tls use it.
 #pragma once
 

@@ -31,7 +31,7 @@ class Pki {
 };
 
 // The NSS database's Server-Cert of a pki host as PEM: DIR/NAME.crt (certificate) and DIR/NAME.key
-// (unencrypted PKCS#8), for peers that read PEM files (Postfix, python stubs).
+// (unencrypted PKCS#8), for peers that read PEM files (Postfix, python peers).
 void export_host_pem(const std::filesystem::path& nss_db, const std::filesystem::path& dir, const std::string& name);
 
 }  // namespace test

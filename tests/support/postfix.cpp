@@ -141,7 +141,7 @@ pid_t start_watchdog(pid_t master, int& write_end) {
 
 }  // namespace
 
-std::string PostfixMessage::header(const std::string& name) const {
+std::string PostfixMail::header(const std::string& name) const {
   const std::string want = lower(name) + ":";
   std::istringstream in(content);
   std::string line, value;
@@ -164,7 +164,7 @@ std::string PostfixMessage::header(const std::string& name) const {
   return found ? value : "";
 }
 
-std::string PostfixMessage::body() const {
+std::string PostfixMail::body() const {
   auto at = content.find("\n\n");
   if (at == std::string::npos) {
     at = content.find("\r\n\r\n");
@@ -422,7 +422,7 @@ bool PostfixInstance::wait_for_log(const std::string& needle, std::chrono::milli
   return false;
 }
 
-std::vector<PostfixMessage> PostfixInstance::messages() const {
+std::vector<PostfixMail> PostfixInstance::messages() const {
   std::vector<std::pair<fs::file_time_type, fs::path>> files;
   std::error_code ec;
   for (const char* sub : {"new", "cur"}) {
@@ -433,9 +433,9 @@ std::vector<PostfixMessage> PostfixInstance::messages() const {
     }
   }
   std::sort(files.begin(), files.end());
-  std::vector<PostfixMessage> out;
+  std::vector<PostfixMail> out;
   for (const auto& [when, path] : files) {
-    PostfixMessage msg;
+    PostfixMail msg;
     msg.file = path;
     msg.content = read_file(path);
     msg.return_path = strip_angles(msg.header("Return-Path"));
@@ -445,15 +445,15 @@ std::vector<PostfixMessage> PostfixInstance::messages() const {
   return out;
 }
 
-std::vector<PostfixMessage> PostfixInstance::messages_for(const std::string& recipient) const {
-  std::vector<PostfixMessage> out;
+std::vector<PostfixMail> PostfixInstance::messages_for(const std::string& recipient) const {
+  std::vector<PostfixMail> out;
   for (auto& m : messages()) {
     if (lower(m.delivered_to) == lower(recipient)) out.push_back(std::move(m));
   }
   return out;
 }
 
-std::vector<PostfixMessage> PostfixInstance::wait_for_messages(size_t n, std::chrono::milliseconds deadline) const {
+std::vector<PostfixMail> PostfixInstance::wait_for_messages(size_t n, std::chrono::milliseconds deadline) const {
   const auto until = std::chrono::steady_clock::now() + deadline;
   auto got = messages();
   while (got.size() < n && std::chrono::steady_clock::now() < until) {

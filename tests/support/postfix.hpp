@@ -50,7 +50,7 @@ struct PostfixOptions {
 
 // One message as the virtual(8) agent filed it: it prepends Return-Path:, X-Original-To: and
 // Delivered-To: (one file per recipient).
-struct PostfixMessage {
+struct PostfixMail {
   std::filesystem::path file;
   std::string content;       // the whole file, LF line ends as Maildir stores them
   std::string return_path;   // without <>
@@ -82,11 +82,11 @@ class PostfixInstance {
   bool wait_for_log(const std::string& needle, std::chrono::milliseconds deadline) const;
 
   // Every message in the Maildir, oldest first.
-  std::vector<PostfixMessage> messages() const;
+  std::vector<PostfixMail> messages() const;
   // Those whose Delivered-To is `recipient` (compared without case).
-  std::vector<PostfixMessage> messages_for(const std::string& recipient) const;
+  std::vector<PostfixMail> messages_for(const std::string& recipient) const;
   // Waits until at least n messages are filed; returns what is there at the deadline.
-  std::vector<PostfixMessage> wait_for_messages(size_t n, std::chrono::milliseconds deadline) const;
+  std::vector<PostfixMail> wait_for_messages(size_t n, std::chrono::milliseconds deadline) const;
 
   // Queue files in incoming/, active/, deferred/ and hold/: mail it accepted and has not finished.
   size_t queued() const;

@@ -1,6 +1,6 @@
 // deliverer_test.cpp: the deliverer on a real queue: LMTP over mutual TLS to the real postern-store
 // (a retried XID stored once, a 550 failed with a DSN, the store down and back, postern-queue flush),
-// SMTP to a python stub (opportunistic and required STARTTLS, certificate checks), a stalling MX
+// SMTP to a python peer (opportunistic and required STARTTLS, certificate checks), a stalling MX
 // beside a healthy one, MX order, A fallback and null MX from dnsmasq, DSNs to our own senders found
 // through a real authserv, the lease deadline, wake() from another thread and the drain.
 #include <catch2/catch.hpp>
@@ -59,17 +59,17 @@ bool eventually(Pred pred, std::chrono::milliseconds deadline = 15s) {
 }
 
 // tests/support/smtp_peer.py: 550 for recipients starting "bad", 450 for "tmp".
-class Stub {
+class Peer {
  public:
-  explicit Stub(std::vector<std::string> args = {}) {
+  explicit Peer(std::vector<std::string> args = {}) {
     std::vector<std::string> argv{"python3", test::source_path("tests/support/smtp_peer.py"),
                                   "--port-file", (dir_ / "port").string(), "--transcript",
                                   (dir_ / "transcript").string(), "--cert", world().cert_pem.string(), "--key",
                                   world().key_pem.string()};
     argv.insert(argv.end(), args.begin(), args.end());
-    process_ = std::make_unique<test::ChildProcess>(argv, (dir_ / "stub.log").string());
+    process_ = std::make_unique<test::ChildProcess>(argv, (dir_ / "peer.log").string());
     if (!eventually([&] { return fs::exists(dir_ / "port"); }, 10s)) {
-      FAIL("the stub did not start: " << test::read_file(dir_ / "stub.log"));
+      FAIL("the peer did not start: " << test::read_file(dir_ / "peer.log"));
     }
     port = std::stoi(test::read_file(dir_ / "port"));
   }
@@ -279,10 +279,10 @@ TEST_CASE("LMTP to the store over mutual TLS: a retried delivery id is stored on
   test::LogCapture logs;
   test::StoreDaemon store;
   store.start();
-  Stub stub;  // remote.test's MX, where the DSN to the sender goes
+  Peer peer;  // remote.test's MX, where the DSN to the sender goes
   Config c = base_config();
   c.store_hosts.push_back(store_host("store1", store.implicit_port()));
-  c.routes.push_back(route("remote.test", stub.port));
+  c.routes.push_back(route("remote.test", peer.port));
   Harness h(c);
   const std::string id = h.enqueue("sender@remote.test",
                                    {{"alice@example.com", "store:store1"},
@@ -324,8 +324,8 @@ TEST_CASE("LMTP to the store over mutual TLS: a retried delivery id is stored on
   h.start();
   REQUIRE(eventually([&] { return h.gone(id); }));
   // The DSN for nobody@ went to the sender's MX.
-  REQUIRE(stub.wait_for("RCPT TO:<sender@remote.test>"));
-  CHECK(has(stub.transcript(), "MAIL FROM:<>"));
+  REQUIRE(peer.wait_for("RCPT TO:<sender@remote.test>"));
+  CHECK(has(peer.transcript(), "MAIL FROM:<>"));
   CHECK(eventually([&] { return h.queue->list()->empty(); }));
   CHECK(logs.wait_for({"comp=delivery", "event=delivered", "queue_id=" + id, "recipient=alice@example.com",
                        "remote=store1"}));
@@ -389,11 +389,11 @@ TEST_CASE("a store that is down: the mail stays queued, and drains when it is ba
 TEST_CASE("SMTP to remote MXs: opportunistic STARTTLS where offered, plaintext where not, a 550 with a DSN",
           "[integration][delivery]") {
   test::LogCapture logs;
-  Stub tls_stub({"--starttls", "yes"});
-  Stub plain_stub;
+  Peer tls_peer({"--starttls", "yes"});
+  Peer plain_peer;
   Config c = base_config();
-  c.routes.push_back(route("tls.test", tls_stub.port));
-  c.routes.push_back(route("plain.test", plain_stub.port));
+  c.routes.push_back(route("tls.test", tls_peer.port));
+  c.routes.push_back(route("plain.test", plain_peer.port));
   Harness h(c);
   const std::string one = h.enqueue("sender@plain.test", {{"ok@tls.test", "tls.test"}, {"bad@tls.test", "tls.test"},
                                                           {"ok2@tls.test", "tls.test"}},
@@ -402,8 +402,8 @@ TEST_CASE("SMTP to remote MXs: opportunistic STARTTLS where offered, plaintext w
   const std::string three = h.enqueue("other@plain.test", {{"ok3@tls.test", "tls.test"}}, "remote-tls-2");
   h.start();
   REQUIRE(eventually([&] { return h.gone(one) && h.gone(two) && h.gone(three); }));
-  REQUIRE(plain_stub.wait_for("RCPT TO:<sender@plain.test>"));  // the DSN for bad@tls.test
-  const std::string tr = tls_stub.transcript();
+  REQUIRE(plain_peer.wait_for("RCPT TO:<sender@plain.test>"));  // the DSN for bad@tls.test
+  const std::string tr = tls_peer.transcript();
   INFO(tr);
   CHECK(has(tr, "plain: STARTTLS"));
   CHECK(has(tr, "tls: EHLO mta1.test"));
@@ -414,7 +414,7 @@ TEST_CASE("SMTP to remote MXs: opportunistic STARTTLS where offered, plaintext w
   CHECK(!has(tr, "XID="));
   CHECK(has(tr, "tls: MAIL FROM:<other@plain.test>"));
   CHECK(count(tr, "* connect") == 1);  // both messages on one connection
-  const std::string pt = plain_stub.transcript();
+  const std::string pt = plain_peer.transcript();
   CHECK(has(pt, "plain: MAIL FROM:<sender@plain.test>"));
   CHECK(has(pt, "plain: MAIL FROM:<>"));
   CHECK(logs.wait_for({"comp=delivery", "event=relayed", "queue_id=" + one, "recipient=ok@tls.test",
@@ -430,13 +430,13 @@ TEST_CASE("SMTP to remote MXs: opportunistic STARTTLS where offered, plaintext w
 TEST_CASE("required TLS per destination: no STARTTLS defers, a certificate of our CA passes the CA check and "
           "fails the public roots check", "[integration][delivery]") {
   test::LogCapture logs;
-  Stub tls_stub({"--starttls", "yes"});
-  Stub plain_stub;
+  Peer tls_peer({"--starttls", "yes"});
+  Peer plain_peer;
   Config c = base_config();
-  c.routes.push_back(route("partner.test", tls_stub.port));
-  c.routes.push_back(route("noplain.test", plain_stub.port));
-  c.routes.push_back(route("public.test", tls_stub.port));
-  c.routes.push_back(route("wrongname.test", tls_stub.port));
+  c.routes.push_back(route("partner.test", tls_peer.port));
+  c.routes.push_back(route("noplain.test", plain_peer.port));
+  c.routes.push_back(route("public.test", tls_peer.port));
+  c.routes.push_back(route("wrongname.test", tls_peer.port));
   auto policy = [](std::string domain, common::tls::Verify verify, std::string name) {
     TlsPolicy p;
     p.domain = std::move(domain);
@@ -470,8 +470,8 @@ TEST_CASE("required TLS per destination: no STARTTLS defers, a certificate of ou
   CHECK(has(h.recipient(noplain, 0)->last_reply, "does not offer STARTTLS"));
   CHECK(h.recipient(pub, 0)->last_status == "4.7.5");
   CHECK(has(h.recipient(wrong, 0)->last_reply, "mx.wrongname.test"));
-  CHECK(!has(plain_stub.transcript(), "MAIL FROM"));  // nothing in plaintext where TLS is required
-  const std::string tr = tls_stub.transcript();
+  CHECK(!has(plain_peer.transcript(), "MAIL FROM"));  // nothing in plaintext where TLS is required
+  const std::string tr = tls_peer.transcript();
   CHECK(count(tr, "MAIL FROM:<sender@example.org>") == 1);  // partner.test only
   CHECK(logs.wait_for({"comp=delivery", "event=transaction", "queue_id=" + partner, "tls=TLSv1.3", "verified=yes"}));
   CHECK(h.dsns_queued() == 0);  // deferred, not failed
@@ -481,13 +481,13 @@ TEST_CASE("a stalling MX times out and is deferred, and other destinations are d
           "[integration][delivery]") {
   test::LogCapture logs;
   SilentServer silent;
-  Stub stub;
+  Peer peer;
   Config c = base_config();
   c.timeouts.greeting = 3s;
   c.batch_recipients = 1;  // a run per message
   c.max_per_destination = 1;
   c.routes.push_back(route("stall.test", silent.port));
-  c.routes.push_back(route("fine.test", stub.port));
+  c.routes.push_back(route("fine.test", peer.port));
   Harness h(c);
   // A backlog for the stalling MX, queued first.
   const std::string stalled = h.enqueue("sender@example.org", {{"a@stall.test", "stall.test"}}, "stalled");
@@ -518,12 +518,12 @@ TEST_CASE("a stalling MX times out and is deferred, and other destinations are d
 TEST_CASE("MX from DNS: preference order with the next MX after a refusal, the A fallback, null MX and NXDOMAIN "
           "fail without a connection", "[integration][delivery]") {
   test::LogCapture logs;
-  Stub stub;
+  Peer peer;
   test::Dnsmasq dns({"--local=/test/", "--mx-host=mx.test,mx1.mx.test,10", "--mx-host=mx.test,mx2.mx.test,20",
                      "--host-record=mx1.mx.test,127.0.0.2", "--host-record=mx2.mx.test,127.0.0.1",
                      "--host-record=amx.test,127.0.0.1", "--dns-rr=null.test,15,000000"});
   Config c = base_config();
-  c.smtp_port = static_cast<uint16_t>(stub.port);  // every MX is the stub's port
+  c.smtp_port = static_cast<uint16_t>(peer.port);  // every MX is the peer's port
   c.pool.idle_timeout = 200ms;  // idle sessions go soon, so each policy opens its own connection
   Harness h(c);
   const std::string mx = h.enqueue("", {{"a@mx.test", "mx.test"}}, "via-mx");
@@ -539,7 +539,7 @@ TEST_CASE("MX from DNS: preference order with the next MX after a refusal, the A
   CHECK(logs.wait_for({"comp=delivery", "event=failed", "queue_id=" + null, "code=556", "status=5.1.10"}));
   CHECK(logs.wait_for({"comp=delivery", "event=failed", "queue_id=" + nx, "status=5.1.2"}));
   CHECK(logs.wait_for({"comp=queue", "event=dsn_dropped", "queue_id=" + null, "reason=\"null sender\""}));
-  const std::string tr = stub.transcript();
+  const std::string tr = peer.transcript();
   CHECK(count(tr, "RCPT TO:") == 2);
   CHECK(has(tr, "RCPT TO:<a@mx.test>"));
   CHECK(has(tr, "RCPT TO:<b@amx.test>"));
@@ -561,10 +561,10 @@ TEST_CASE("DSNs to our own senders: looked up at delivery and stored in their ma
   ao.tls.plaintext = true;
   auto client = common::authclient::AuthClient::create(ao);
   REQUIRE(client);
-  Stub stub;
+  Peer peer;
   Config c = base_config();
   c.store_hosts.push_back(store_host("store1", store.implicit_port()));
-  c.routes.push_back(route("remote.test", stub.port));
+  c.routes.push_back(route("remote.test", peer.port));
   c.routes.push_back(route("dead.test", test::free_port()));
   q::Policy policy = test_policy();
   policy.max_queue_lifetime = std::chrono::seconds(3);
@@ -634,12 +634,12 @@ TEST_CASE("a delivery still hanging at the lease deadline is reported deferred b
 TEST_CASE("wake() from another thread starts a delivery at once, and stop() drains, QUITs idle sessions and "
           "leases nothing more", "[integration][delivery]") {
   test::LogCapture logs;
-  Stub stub;
+  Peer peer;
   SilentServer silent;
   Config c = base_config();
   c.poll_interval = 1h;  // only wake() looks
   c.timeouts.greeting = 20s;
-  c.routes.push_back(route("fine.test", stub.port));
+  c.routes.push_back(route("fine.test", peer.port));
   c.routes.push_back(route("stall.test", silent.port));
   Harness h(c);
   h.start();
@@ -657,7 +657,7 @@ TEST_CASE("wake() from another thread starts a delivery at once, and stop() drai
   REQUIRE(logs.wait_for({"comp=delivery", "event=attempt", "queue_id=" + stalled}));
   std::atomic<bool> stopped{false};
   h.on_loop([&] { h.deliverer->stop([&] { stopped = true; }); });
-  REQUIRE(stub.wait_for("* quit"));  // the idle pooled session to fine.test
+  REQUIRE(peer.wait_for("* quit"));  // the idle pooled session to fine.test
   std::this_thread::sleep_for(300ms);
   CHECK(!stopped);
   h.on_loop([&] { h.loop().connections.drain_all(); });

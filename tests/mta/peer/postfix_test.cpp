@@ -19,7 +19,7 @@
 
 using namespace std::chrono_literals;
 using test::PostfixInstance;
-using test::PostfixMessage;
+using test::PostfixMail;
 using test::PostfixOptions;
 using test::peer::has;
 using test::peer::send_mail;
@@ -180,7 +180,7 @@ TEST_CASE("our outbound mail reaches Postfix by a route", "[postfix][peer][mta][
   const auto bob = postfix.messages_for("bob@peer.example");
   REQUIRE(bob.size() == 1);
   CHECK(postfix.messages_for("carol@peer.example").size() == 1);
-  const PostfixMessage& m = bob[0];
+  const PostfixMail& m = bob[0];
   INFO(m.content);
   CHECK(m.return_path == "alice@example.com");
   CHECK(m.header("Subject") == "outbound");
