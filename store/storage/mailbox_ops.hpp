@@ -249,7 +249,11 @@ struct SectionData {
 // (its 7bit/8bit/binary/base64/quoted-printable content; a multipart, a message/rfc822 part or the
 // whole message come as stored), only with SectionText::Full, else InvalidArgument; an unknown
 // encoding is FailedPrecondition "unknown content-transfer-encoding" (IMAP [UNKNOWN-CTE]).
-// `size_only`: total only (BINARY.SIZE), no data read past what decoding needs.
+// `size_only`: total only (BINARY.SIZE), no data read past what decoding needs. BINARY of a
+// base64 or quoted-printable part decodes the whole part on every call, so stream such a section
+// by reading it once (with the client's partial) and splitting the result.
+// A missing part is `missing`, not an error; errors are FailedPrecondition (above), InvalidArgument
+// (above) and Internal (a damaged body or structure).
 OpResult<SectionData> read_section(const common::lmdb::Txn&, const Dbs&, const MessageRecord& message,
                                    const mime::MessageStructure& structure, const Section& section,
                                    std::optional<Partial> partial = std::nullopt, bool size_only = false);
@@ -294,7 +298,8 @@ struct AppendResult {
   uint64_t modseq = 0;
 };
 // The message's structure is parsed here (store/mime, as at delivery); an appended message has no
-// Delivered-To prefix. NotFound for a missing mailbox (IMAP [TRYCREATE]); ResourceExhausted
+// Delivered-To prefix; `internal_date` is stored as given (the caller puts "now" for a missing
+// one). NotFound for a missing mailbox (IMAP [TRYCREATE]); ResourceExhausted
 // "over quota: ..." when the user record's quota (bytes or messages) would be passed.
 OpResult<AppendResult> append_message(common::lmdb::Txn&, const Dbs&, std::string_view user,
                                       std::string_view mailbox, std::string_view bytes, const FlagSet& flags,

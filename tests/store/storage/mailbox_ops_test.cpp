@@ -1453,3 +1453,67 @@ TEST_CASE("a message whose body is gone is reported, not repaired, and can still
   REQUIRE(after);
   CHECK(after->problems == 0);
 }
+
+TEST_CASE("sections inside an attached message/rfc822: HEADER, TEXT, HEADER.FIELDS, its parts", "[ops]") {
+  Store s;
+  s.user(kAlice);
+  const std::string inner =
+      "Subject: inner\r\n"
+      "Content-Type: multipart/alternative; boundary=YY\r\n"
+      "\r\n"
+      "--YY\r\n"
+      "Content-Type: text/plain\r\n"
+      "\r\n"
+      "plain\r\n"
+      "--YY--\r\n";
+  const std::string outer =
+      "Subject: outer\r\n"
+      "Content-Type: multipart/mixed; boundary=XX\r\n"
+      "\r\n"
+      "--XX\r\n"
+      "Content-Type: text/plain\r\n"
+      "\r\n"
+      "first\r\n"
+      "--XX\r\n"
+      "Content-Type: message/rfc822\r\n"
+      "\r\n" +
+      inner +
+      "\r\n"
+      "--XX--\r\n";
+  s.append("INBOX", outer);
+  const Fetched f = fetch_one(s, "INBOX", 1);
+  CHECK(section(s, f, {{2}, SectionText::Header}).data == "Subject: inner\r\nContent-Type: multipart/alternative; boundary=YY\r\n\r\n");
+  CHECK(section(s, f, {{2}, SectionText::HeaderFields, {"SUBJECT"}}).data == "Subject: inner\r\n\r\n");
+  CHECK(section(s, f, {{2}, SectionText::Text}).data.starts_with("--YY\r\n"));
+  CHECK(section(s, f, {{2, 1}}).data == "plain");
+  CHECK(section(s, f, {{2}, SectionText::Mime}).data == "Content-Type: message/rfc822\r\n\r\n");
+  CHECK(section(s, f, {{1}}).data == "first");
+  CHECK(section(s, f, {{2, 2}}).missing);
+}
+
+TEST_CASE("a user's mailboxes and subscriptions are bounded", "[ops]") {
+  Store s;
+  s.user(kAlice);
+  s.raw([&](Txn& t, const Dbs& d) {
+    auto u = store::find_user(t, d, kAlice);
+    REQUIRE(u);
+    for (size_t i = 6; i < kMaxMailboxesPerUser; ++i) {
+      REQUIRE(store::create_mailbox(t, d, (*u)->id, "f" + std::to_string(i), 0, 1700000000));
+    }
+    for (size_t i = 6; i < kMaxSubscriptionsPerUser; ++i) {
+      REQUIRE(t.put(d.subscriptions, store::mailbox_key((*u)->id, "s" + std::to_string(i)), ""));
+    }
+  });
+  auto more = s.write([](Txn& t, const Dbs& d) { return create_mailbox(t, d, kAlice, "one-more", 0, 1700000000); });
+  REQUIRE_FALSE(more);
+  CHECK(more.error().code == OpCode::ResourceExhausted);
+  auto inbox = s.write([](Txn& t, const Dbs& d) { return rename_mailbox(t, d, kAlice, "INBOX", "old-inbox", 1700000000); });
+  REQUIRE_FALSE(inbox);
+  CHECK(inbox.error().code == OpCode::ResourceExhausted);
+  auto sub = s.write([](Txn& t, const Dbs& d) { return subscribe(t, d, kAlice, "one-more", true); });
+  REQUIRE_FALSE(sub);
+  CHECK(sub.error().code == OpCode::ResourceExhausted);
+  REQUIRE(s.write([](Txn& t, const Dbs& d) { return subscribe(t, d, kAlice, "s7", true); }));  // already there
+  REQUIRE(s.write([](Txn& t, const Dbs& d) { return delete_mailbox(t, d, kAlice, "f7"); }));
+  REQUIRE(s.write([](Txn& t, const Dbs& d) { return create_mailbox(t, d, kAlice, "one-more", 0, 1700000000); }));
+}
