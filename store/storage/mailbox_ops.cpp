@@ -1276,7 +1276,10 @@ OpResult<StoreResult> store_flags(Txn& txn, const Dbs& dbs, std::string_view use
       switch (mode) {
         case StoreMode::Replace:
           new_flags = flags.flags;
-          new_keywords = flags.keywords;
+          new_keywords.clear();
+          for (const auto& k : flags.keywords) {
+            if (!has_keyword(new_keywords, k)) new_keywords.push_back(k);
+          }
           break;
         case StoreMode::Add:
           new_flags |= flags.flags;
