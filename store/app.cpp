@@ -1,13 +1,19 @@
-// app.cpp: the store's DaemonApp (app.hpp): reads [store], [lmtp] and [authserv], opens the LMDB
-// environment after the privilege drop, and gives each LMTP listener its sessions.
+// app.cpp: the store's DaemonApp (app.hpp): reads [store], [lmtp], [mailstore] and [authserv], opens
+// the LMDB environment after the privilege drop, gives each LMTP listener its sessions and serves
+// the MailStore API on the gRPC port.
 #include "store/app.hpp"
 
 #include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "common/authclient/authclient.hpp"
 #include "common/log/log.hpp"
 #include "store/config.hpp"
 #include "store/lmtp_session.hpp"
+#include "store/service/grpc_service.hpp"
 #include "store/storage/message_store.hpp"
 
 namespace store {
@@ -20,6 +26,9 @@ using common::daemon::TlsMode;
 class StoreApp final : public common::daemon::DaemonApp {
  public:
   std::vector<std::string> services() const override { return {"lmtp"}; }
+  std::optional<common::daemon::GrpcPort> grpc_port() const override {
+    return common::daemon::GrpcPort{"mailstore", "127.0.0.1:7570"};
+  }
 
   void read_config(common::config::Section root) override { store::read_config(root, config_); }
 
@@ -49,6 +58,13 @@ class StoreApp final : public common::daemon::DaemonApp {
       common::log::warning("lmtp").phase("start").event("plaintext_lmtp")
           .kv("detail", "[lmtp] plaintext = true: deliveries are accepted without TLS or client certificates");
     }
+    auto verifier = token_verifier();
+    if (!verifier) return tl::unexpected(verifier.error());
+    const bool grpc_plaintext = common.grpc && common.grpc->mtls.plaintext;
+    if (!grpc_plaintext && config_.mailstore.allowed_clients.empty()) {
+      return common::fail(common::ErrorKind::Config, "[mailstore] allowed_clients: the certificate names of the mmp "
+                                                     "hosts that may open mailboxes");
+    }
     MessageStoreOptions options;
     options.dir = config_.store.dir;
     options.map_size = config_.store.map_size;
@@ -60,6 +76,12 @@ class StoreApp final : public common::daemon::DaemonApp {
     auto auth = common::authclient::AuthClient::create(config_.authserv);
     if (!auth) return tl::unexpected(auth.error());
     auth_ = std::move(*auth);
+    service::ServiceOptions service_options;
+    service_options.access.allowed_clients = config_.mailstore.allowed_clients;
+    service_options.access.admins = config_.mailstore.admins;
+    service_options.access.plaintext = grpc_plaintext;
+    service_options.limits = config_.mailstore;
+    grpc_ = std::make_unique<service::MailStoreGrpc>(*store_, std::move(*verifier), std::move(service_options));
     char host[256] = {};
     host_name_ = gethostname(host, sizeof host - 1) == 0 && host[0] ? host : "store";
     common::log::info("store").phase("start").event("store_open").kv("dir", config_.store.dir)
@@ -70,6 +92,8 @@ class StoreApp final : public common::daemon::DaemonApp {
         }());
     return {};
   }
+
+  void register_grpc(common::rpc::GrpcRegistry& registry) override { grpc_->register_with(registry); }
 
   std::unique_ptr<common::runtime::SessionFactory> make_factory(const ListenerConfig& listener,
                                                                 common::daemon::LoopContext& ctx) override {
@@ -89,6 +113,7 @@ class StoreApp final : public common::daemon::DaemonApp {
   void stop() override {
     // The sessions are gone; authserv's client goes before the loops it posts to, then the store
     // finishes what its writer holds.
+    grpc_.reset();
     auth_.reset();
     store_.reset();
   }
@@ -98,6 +123,35 @@ class StoreApp final : public common::daemon::DaemonApp {
   std::string host_name_;
   std::unique_ptr<MessageStore> store_;
   std::unique_ptr<common::authclient::AuthClient> auth_;
+  std::unique_ptr<service::MailStoreGrpc> grpc_;
+
+  // [mailstore] token_keys: each an "ed25519:..." text or a file holding one (authserv's
+  // <key_file>.pub).
+  common::Result<common::authtoken::Verifier> token_verifier() const {
+    if (config_.mailstore.token_keys.empty()) {
+      return common::fail(common::ErrorKind::Config, "[mailstore] token_keys: authserv's public key (the .pub file "
+                                                     "beside its [tokens] key_file), to verify access tokens");
+    }
+    std::vector<std::string> texts;
+    for (const auto& key : config_.mailstore.token_keys) {
+      if (key.starts_with("ed25519:")) {
+        texts.push_back(key);
+        continue;
+      }
+      std::ifstream in(key);
+      std::stringstream text;
+      text << in.rdbuf();
+      if (!in) return common::fail(common::ErrorKind::Config, "[mailstore] token_keys: cannot read " + key);
+      std::string value = text.str();
+      while (!value.empty() && (value.back() == '\n' || value.back() == '\r' || value.back() == ' ')) value.pop_back();
+      texts.push_back(std::move(value));
+    }
+    common::authtoken::VerifierOptions options;
+    options.clock_skew = config_.mailstore.token_clock_skew;
+    auto verifier = common::authtoken::Verifier::from_public_keys(texts, options);
+    if (!verifier) return common::fail(common::ErrorKind::Config, "[mailstore] token_keys: " + verifier.error().detail);
+    return verifier;
+  }
 };
 
 }  // namespace

@@ -1,4 +1,4 @@
-// config.cpp: reading [store], [lmtp] and [authserv] (config.hpp).
+// config.cpp: reading [store], [lmtp], [mailstore] and [authserv] (config.hpp).
 #include "store/config.hpp"
 
 #include <unistd.h>
@@ -34,6 +34,16 @@ void read_config(common::config::Section root, Config& out) {
     l.error("allowed_clients", "missing: the certificate names of the mta hosts that may deliver "
                                "(or plaintext = true where no TLS is wanted)");
   }
+
+  auto m = root.section("mailstore");
+  m.get("allowed_clients", out.mailstore.allowed_clients);
+  m.get("admins", out.mailstore.admins);
+  m.get("token_keys", out.mailstore.token_keys);
+  m.get_duration("token_clock_skew", out.mailstore.token_clock_skew, std::chrono::seconds(0), std::chrono::seconds(600s));
+  m.get_size("max_append_size", out.mailstore.max_append_size, 1024, 1ull << 32);
+  m.get("max_uid_ranges", out.mailstore.max_uid_ranges, size_t{16}, size_t{10000000});
+  m.get("max_watch_backlog", out.mailstore.max_watch_backlog, size_t{16}, size_t{10000000});
+  m.get("max_fetch_messages", out.mailstore.max_fetch_messages, size_t{1}, size_t{10000000});
 
   common::authclient::read_auth_client_config(root.section("authserv"), out.authserv);
 }

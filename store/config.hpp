@@ -1,4 +1,4 @@
-// config.hpp: the store's own tables, [store] and [lmtp], with their defaults; [authserv] is the
+// config.hpp: the store's own tables, [store], [lmtp] and [mailstore], with their defaults; [authserv] is the
 // common client table (common/authclient/config.hpp).
 #pragma once
 
@@ -30,9 +30,24 @@ struct LmtpConfig {
   std::string subaddress_separator = "+";  // "" turns +detail folders off
 };
 
+// [mailstore]: the gRPC MailStore API the mmp hosts use ([grpc] has its address and TLS).
+struct MailStoreConfig {
+  std::vector<std::string> allowed_clients;  // certificate CNs of the mmp hosts
+  std::vector<std::string> admins;           // users whose tokens may open any user's mailboxes
+  // authserv's public keys: "ed25519:..." texts or files holding one (authserv writes
+  // <key_file>.pub); several while a key is rotated.
+  std::vector<std::string> token_keys;
+  std::chrono::seconds token_clock_skew{30};
+  uint64_t max_append_size = 50ull << 20;
+  size_t max_uid_ranges = 100000;     // ranges in one UID set
+  size_t max_watch_backlog = 10000;   // events queued for a Watch client that does not read
+  size_t max_fetch_messages = 100000; // messages one Fetch call may name
+};
+
 struct Config {
   StoreConfig store;
   LmtpConfig lmtp;
+  MailStoreConfig mailstore;
   common::authclient::AuthClientOptions authserv;
 };
 

@@ -97,6 +97,8 @@ Result<std::vector<RecipientResult>> file_delivery(Txn& txn, const Dbs& dbs, con
     if (!filed) return tl::unexpected(filed.error());
     result.uid = filed->uid;
     result.uidvalidity = filed->mailbox.uidvalidity;
+    result.mailbox_id = filed->mailbox.id;
+    result.modseq = filed->mailbox.highestmodseq;
     if (!retry_key.empty()) {
       const std::string value = Encoder().i64(now).u64(filed->mailbox.id).u32(result.uid).str();
       if (auto put = txn.put(dbs.deliveries, retry_key, value); !put) return tl::unexpected(put.error());

@@ -37,6 +37,8 @@ struct RecipientResult {
   std::string mailbox;
   uint32_t uid = 0;
   uint32_t uidvalidity = 0;
+  uint64_t mailbox_id = 0;  // Delivered: where it went, and its MODSEQ there (for the watchers)
+  uint64_t modseq = 0;
 };
 
 // One result per recipient, in order. An error rolls the whole delivery back (the caller's nested

@@ -54,14 +54,46 @@ GroupCommitWriter::Write MessageStore::delivery_write(std::shared_ptr<const Deli
   };
 }
 
+void MessageStore::publish_delivery(const std::vector<RecipientResult>& results) {
+  std::vector<MailboxChange> changes;
+  for (const RecipientResult& r : results) {
+    if (r.outcome != RecipientOutcome::Delivered) continue;
+    MailboxChange c;
+    c.kind = MailboxChange::Kind::Added;
+    c.mailbox_id = r.mailbox_id;
+    c.modseq = r.modseq;
+    c.uid = r.uid;
+    changes.push_back(std::move(c));
+  }
+  hub_.publish(changes);
+}
+
 bool MessageStore::deliver(common::runtime::Loop& loop, std::weak_ptr<void> alive,
                            std::shared_ptr<const Delivery> delivery, DeliveryDone done) {
   auto results = std::make_shared<std::vector<RecipientResult>>();
-  return writer_->submit(loop, std::move(alive), delivery_write(std::move(delivery), results),
-                         [results, done = std::move(done)](Result<void> committed) {
+  return writer_->submit(loop, alive_, delivery_write(std::move(delivery), results),
+                         [this, results, alive = std::move(alive), done = std::move(done)](Result<void> committed) {
+                           if (committed) publish_delivery(*results);
+                           if (!alive.lock()) return;
                            if (!committed) return done(tl::unexpected(committed.error()));
                            done(std::move(*results));
                          });
+}
+
+bool MessageStore::write(common::runtime::Loop& loop, std::weak_ptr<void> alive, Write fn,
+                         std::function<void(Result<void>)> done) {
+  auto changes = std::make_shared<std::vector<MailboxChange>>();
+  return writer_->submit(
+      loop, alive_,
+      [this, fn = std::move(fn), changes](Txn& txn) -> Result<void> {
+        changes->clear();
+        return fn(txn, dbs_, *changes);
+      },
+      [this, changes, alive = std::move(alive), done = std::move(done)](Result<void> committed) {
+        if (committed) hub_.publish(*changes);
+        if (!alive.lock()) return;
+        done(std::move(committed));
+      });
 }
 
 Result<std::vector<RecipientResult>> MessageStore::deliver_and_wait(std::shared_ptr<const Delivery> delivery) {
@@ -69,6 +101,7 @@ Result<std::vector<RecipientResult>> MessageStore::deliver_and_wait(std::shared_
   if (auto committed = writer_->submit_and_wait(delivery_write(std::move(delivery), results)); !committed) {
     return tl::unexpected(committed.error());
   }
+  publish_delivery(*results);
   return std::move(*results);
 }
 
@@ -76,6 +109,27 @@ Result<void> MessageStore::read(const std::function<Result<void>(const Txn&, con
   auto txn = Txn::begin(env_.get(), false);
   if (!txn) return tl::unexpected(txn.error());
   return fn(*txn, dbs_);
+}
+
+Result<UserRecord> MessageStore::ensure_user(std::string_view canonical) {
+  auto known = user(canonical);
+  if (!known) return tl::unexpected(known.error());
+  if (*known) return **known;
+  auto user = std::make_shared<UserRecord>();
+  auto written = writer_->submit_and_wait([this, name = std::string(canonical), user](Txn& txn) -> Result<void> {
+    auto found = find_user(txn, dbs_, name);
+    if (!found) return tl::unexpected(found.error());
+    if (*found) {
+      *user = **found;
+      return {};
+    }
+    auto created = create_user(txn, dbs_, name, static_cast<int64_t>(std::time(nullptr)));
+    if (!created) return tl::unexpected(created.error());
+    *user = *created;
+    return {};
+  });
+  if (!written) return tl::unexpected(written.error());
+  return *user;
 }
 
 Result<std::optional<UserRecord>> MessageStore::user(std::string_view canonical) const {

@@ -11,6 +11,7 @@
 #include "common/lmdb/group_commit.hpp"
 #include "common/lmdb/lmdb.hpp"
 #include "common/result.hpp"
+#include "store/storage/change_hub.hpp"
 #include "store/storage/delivery.hpp"
 #include "store/storage/schema.hpp"
 
@@ -46,8 +47,19 @@ class MessageStore {
   // The same, blocking, off any loop (tests, tools).
   common::Result<std::vector<RecipientResult>> deliver_and_wait(std::shared_ptr<const Delivery> delivery);
 
+  // Any other write (the MailStore API's): `fn` runs on the writer in its own nested transaction
+  // and lists what it changed; once the commit is on disk those changes go to the watchers, then
+  // `done` runs on `loop` while `alive` can be locked. False when the writer's queue is full.
+  using Write = std::function<common::Result<void>(common::lmdb::Txn&, const Dbs&, std::vector<MailboxChange>&)>;
+  bool write(common::runtime::Loop& loop, std::weak_ptr<void> alive, Write fn,
+             std::function<void(common::Result<void>)> done);
+  ChangeHub& hub() { return hub_; }
+
   // Runs `fn` in a read transaction on the calling thread. Views it takes die with the transaction.
   common::Result<void> read(const std::function<common::Result<void>(const common::lmdb::Txn&, const Dbs&)>& fn) const;
+  // The user's record, created (with INBOX and the special-use set) if this is their first
+  // access: blocks on the writer, once per new user.
+  common::Result<UserRecord> ensure_user(std::string_view canonical);
   // A user's record, or nullopt before their first delivery.
   common::Result<std::optional<UserRecord>> user(std::string_view canonical) const;
 
@@ -58,10 +70,15 @@ class MessageStore {
   MessageStore() = default;
   common::lmdb::GroupCommitWriter::Write delivery_write(std::shared_ptr<const Delivery> delivery,
                                      std::shared_ptr<std::vector<RecipientResult>> results) const;
+  void publish_delivery(const std::vector<RecipientResult>& results);
 
   MessageStoreOptions options_;
   common::lmdb::Env env_;
   Dbs dbs_;
+  ChangeHub hub_;
+  // The writer's completions must run even when the caller went away, since they publish to the
+  // watchers; the caller's own liveness is checked after that.
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   std::unique_ptr<common::lmdb::GroupCommitWriter> writer_;
 };
 

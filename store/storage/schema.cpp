@@ -304,23 +304,33 @@ Result<std::vector<MailboxInfo>> list_mailboxes(const Txn& txn, const Dbs& dbs, 
   return tl::unexpected(Error{ErrorKind::Internal, "mailbox scan failed"});
 }
 
-Result<std::vector<MessageInfo>> list_messages(const Txn& txn, const Dbs& dbs, uint64_t mailbox_id, uint32_t first,
-                                               uint32_t last) {
-  std::vector<MessageInfo> out;
+Result<void> for_each_message(const Txn& txn, const Dbs& dbs, uint64_t mailbox_id, uint32_t first, uint32_t last,
+                              const std::function<bool(uint32_t, const MessageRecord&)>& fn) {
   const std::string prefix = Encoder().u64(mailbox_id).str();
   auto cursor = Cursor::open(txn, dbs.messages);
   if (!cursor) return tl::unexpected(cursor.error());
   for (auto entry = cursor->seek(message_key(mailbox_id, first)); entry; entry = cursor->next()) {
-    if (!*entry || !(*entry)->first.starts_with(prefix) || (*entry)->first.size() != prefix.size() + 4) return out;
+    if (!*entry || !(*entry)->first.starts_with(prefix) || (*entry)->first.size() != prefix.size() + 4) return {};
     Decoder key((*entry)->first.substr(prefix.size()));
     uint32_t uid = 0;
     key.u32(uid);
-    if (uid > last) return out;
+    if (uid > last) return {};
     auto record = decode_message((*entry)->second);
     if (!record) return tl::unexpected(record.error());
-    out.push_back(MessageInfo{uid, std::move(*record)});
+    if (!fn(uid, *record)) return {};
   }
   return tl::unexpected(Error{ErrorKind::Internal, "message scan failed"});
+}
+
+Result<std::vector<MessageInfo>> list_messages(const Txn& txn, const Dbs& dbs, uint64_t mailbox_id, uint32_t first,
+                                               uint32_t last) {
+  std::vector<MessageInfo> out;
+  auto scanned = for_each_message(txn, dbs, mailbox_id, first, last, [&](uint32_t uid, const MessageRecord& r) {
+    out.push_back(MessageInfo{uid, r});
+    return true;
+  });
+  if (!scanned) return tl::unexpected(scanned.error());
+  return out;
 }
 
 Result<std::optional<BodyRecord>> find_body(const Txn& txn, const Dbs& dbs, uint64_t body_id) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -112,6 +113,9 @@ common::Result<std::vector<MailboxInfo>> list_mailboxes(const common::lmdb::Txn&
 // Messages with first <= UID <= last, in UID order.
 common::Result<std::vector<MessageInfo>> list_messages(const common::lmdb::Txn&, const Dbs&, uint64_t mailbox_id,
                                                        uint32_t first = 1, uint32_t last = UINT32_MAX);
+// The same without holding them all: `fn(uid, record)` for each, in UID order, until it returns false.
+common::Result<void> for_each_message(const common::lmdb::Txn&, const Dbs&, uint64_t mailbox_id, uint32_t first,
+                                      uint32_t last, const std::function<bool(uint32_t, const MessageRecord&)>& fn);
 common::Result<std::optional<BodyRecord>> find_body(const common::lmdb::Txn&, const Dbs&, uint64_t body_id);
 // The bytes a client reads: the message's prefix, then its body.
 common::Result<std::string> message_bytes(const common::lmdb::Txn&, const Dbs&, const MessageRecord&);

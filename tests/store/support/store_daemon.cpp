@@ -1,7 +1,9 @@
 // store_daemon.cpp: the postern-store fixture (store_daemon.hpp).
 #include "tests/store/support/store_daemon.hpp"
 
+#include <array>
 #include <csignal>
+#include <ctime>
 #include <thread>
 
 #include <catch2/catch.hpp>
@@ -13,8 +15,34 @@ namespace test {
 
 using namespace std::chrono_literals;
 
+const common::authtoken::Signer& token_signer() {
+  static const common::authtoken::Signer signer = [] {
+    std::array<std::byte, 32> seed{};
+    for (size_t i = 0; i < seed.size(); ++i) seed[i] = std::byte(0x40 + i);
+    auto made = common::authtoken::Signer::from_seed(seed);
+    if (!made) FAIL(made.error().detail);
+    return std::move(*made);
+  }();
+  return signer;
+}
+
+std::string access_token(const std::string& user, const std::string& front_end, std::chrono::seconds ttl,
+                         std::vector<std::string> services) {
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  auto claims = common::authtoken::new_claims(user, std::move(services), front_end, now, ttl);
+  if (ttl.count() < 0) {
+    // Issued in the past so that it has expired (and is not merely issued in the future).
+    claims.issued_at = now - 2 * 3600;
+    claims.session_started_at = claims.issued_at;
+    claims.expires_at = now + ttl.count();
+  }
+  auto token = token_signer().sign(claims);
+  if (!token) FAIL(token.error().detail);
+  return *token;
+}
+
 StoreDaemon::StoreDaemon(StoreDaemonOptions options)
-    : options_(std::move(options)), implicit_port_(free_port()), starttls_port_(free_port()) {
+    : options_(std::move(options)), implicit_port_(free_port()), starttls_port_(free_port()), grpc_port_(free_port()) {
   nss_ = pki_.host("store1");
   auth_.add_user("alice@example.com", "store1");
   auth_.add_user("bob@example.com", "store1");
@@ -33,6 +61,11 @@ StoreDaemon::StoreDaemon(StoreDaemonOptions options)
                                                                                         : "") +
                     options_.lmtp_extra +
                     "[authserv]\ntargets = [\"" + auth_.target() + "\"]\nplaintext = true\n"
+                    "[grpc]\nlisten = \"127.0.0.1:" + std::to_string(grpc_port_) + "\"\n"
+                    "[mailstore]\n" +
+                    (options_.mailstore_extra.find("allowed_clients") == std::string::npos ? "allowed_clients = [\"mta1\"]\n" : "") +
+                    "admins = [\"admin@example.com\"]\n"
+                    "token_keys = [\"" + token_signer().public_key_text() + "\"]\n" + options_.mailstore_extra +
                     "[[listener]]\nname = \"lmtps\"\nservice = \"lmtp\"\naddress = \"127.0.0.1:" +
                     std::to_string(implicit_port_) + "\"\ntls = \"implicit\"\nidle_timeout = \"5s\"\n"
                     "[[listener]]\nname = \"lmtp\"\nservice = \"lmtp\"\naddress = \"127.0.0.1:" +
@@ -41,6 +74,16 @@ StoreDaemon::StoreDaemon(StoreDaemonOptions options)
 }
 
 StoreDaemon::~StoreDaemon() { stop(); }
+
+CommandResult StoreDaemon::deliver(const std::vector<std::string>& recipients, const std::vector<std::string>& extra) {
+  std::vector<std::string> argv{"python3", source_path("tests/store/lmtp_client.py"), "send", "--port",
+                                std::to_string(implicit_port_), "--tls", "implicit", "--ca", Pki::file("ca/ca.pem").string(),
+                                "--cert", Pki::file("ca/clients/mta1.pem").string(), "--key",
+                                Pki::file("ca/clients/mta1.key").string()};
+  for (const auto& r : recipients) argv.insert(argv.end(), {"--rcpt", r});
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return run(argv, std::chrono::seconds(120));
+}
 
 void StoreDaemon::start() {
   const size_t before = count("event=started");

@@ -4,11 +4,13 @@
 // it stored, from the environment, while it is stopped.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "common/authtoken/authtoken.hpp"
 #include "tests/support/authserv_daemon.hpp"
 #include "tests/support/pki.hpp"
 #include "tests/support/process.hpp"
@@ -18,8 +20,17 @@ namespace test {
 struct StoreDaemonOptions {
   std::string lmtp_extra;   // lines for [lmtp]
   std::string store_extra;  // lines for [store]
+  std::string mailstore_extra;  // lines for [mailstore]
   std::string data_dir;     // default: under the fixture's directory
 };
+
+// The key the fixture's store trusts for access tokens, as authserv's would be: tests mint tokens
+// with it (fixed seed, so every test process agrees).
+const common::authtoken::Signer& token_signer();
+// A token for `user` issued to front end `front_end`, valid for `ttl` from now (negative: expired).
+std::string access_token(const std::string& user, const std::string& front_end = "mta1",
+                         std::chrono::seconds ttl = std::chrono::hours(1),
+                         std::vector<std::string> services = {"imap"});
 
 class StoreDaemon {
  public:
@@ -40,10 +51,17 @@ class StoreDaemon {
   // Every stored body's structure (ENVELOPE, BODYSTRUCTURE, offsets) decodes.
   bool structures_decode();
 
+  // One message to `recipients` over LMTP (implicit TLS, mta1's certificate) with
+  // tests/store/lmtp_client.py; `extra`: its options (--size, --data FILE, --xid...).
+  CommandResult deliver(const std::vector<std::string>& recipients, const std::vector<std::string>& extra = {});
+
   std::string log() const;
   size_t count(const std::string& needle) const;  // occurrences in the log
   int implicit_port() const { return implicit_port_; }
   int starttls_port() const { return starttls_port_; }
+  // The MailStore gRPC port (mutual TLS: clients with mta1's certificate are allowed, and tokens of
+  // test::token_signer(); admin@example.com is a store administrator).
+  int grpc_port() const { return grpc_port_; }
   const TempDir& dir() const { return dir_; }
   // The authserv the store asks (the mta's tests share it).
   AuthservDaemon& auth() { return auth_; }
@@ -54,7 +72,7 @@ class StoreDaemon {
   Pki pki_;
   AuthservDaemon auth_;
   std::filesystem::path nss_;
-  int implicit_port_, starttls_port_;
+  int implicit_port_, starttls_port_, grpc_port_;
   std::string data_dir_, config_;
   std::unique_ptr<ChildProcess> process_;
 };

@@ -1,0 +1,711 @@
+// grpc_service.cpp: the MailStore service over gRPC's callback API (grpc_service.hpp): the access
+// check, then store::ops in read transactions (on the calling gRPC thread) or on the group-commit
+// writer (answered from a loop once on disk), and the Watch streams fed by the store's ChangeHub.
+#include "store/service/grpc_service.hpp"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <ctime>
+#include <deque>
+#include <mutex>
+
+#include "common/grpc/credentials.hpp"
+#include "common/grpc/server.hpp"
+#include "common/log/log.hpp"
+#include "proto/mailstore.grpc.pb.h"
+#include "store/service/convert.hpp"
+#include "store/storage/message_store.hpp"
+
+namespace store::service {
+namespace {
+
+using common::Result;
+using common::lmdb::Txn;
+using ChangeList = std::vector<MailboxChange>;
+
+int64_t now_unix() { return static_cast<int64_t>(std::time(nullptr)); }
+
+grpc::Status refused(const AccessRefused& r) {
+  return grpc::Status(r.code == Denial::Unauthenticated ? grpc::StatusCode::UNAUTHENTICATED
+                                                        : grpc::StatusCode::PERMISSION_DENIED,
+                      r.detail);
+}
+
+}  // namespace
+
+struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService {
+  Impl(MessageStore& s, common::authtoken::Verifier v, ServiceOptions o)
+      : store(s), verifier(std::move(v)), options(std::move(o)) {}
+
+  MessageStore& store;
+  common::authtoken::Verifier verifier;
+  ServiceOptions options;
+  common::rpc::GrpcRegistry* registry = nullptr;
+  std::atomic<size_t> next_loop{0};
+  std::shared_ptr<int> alive = std::make_shared<int>(0);
+
+  // The access check; then the user's record exists (created on the first call of a user the
+  // token vouches for, as a first delivery would: the mmp routes a user here because the directory
+  // says this store holds them).
+  Checked<Caller> open(grpc::CallbackServerContext* context, std::string_view method) {
+    const auto& metadata = context->client_metadata();
+    auto value = [&](const char* key) -> std::string_view {
+      auto it = metadata.find(key);
+      return it == metadata.end() ? std::string_view() : std::string_view(it->second.data(), it->second.size());
+    };
+    const std::string peer = common::rpc::peer_identity(*context).common_name;
+    auto caller = check_access(verifier, options.access, peer, value("postern-token"), value("postern-user"), now_unix());
+    if (!caller) {
+      common::log::warning("mailstore").event("refused").kv("method", method).kv("client", peer)
+          .kv("peer", context->peer()).kv("reason", caller.error().detail);
+      return tl::unexpected(refused(caller.error()));
+    }
+    auto user = store.ensure_user(caller->user);
+    if (!user) return tl::unexpected(to_status(user.error()));
+    return std::move(*caller);
+  }
+
+  // A write: `fn(txn, dbs, changes)` runs on the writer and returns the call's status; the reactor
+  // finishes once the commit is on disk (and the watchers have the changes).
+  template <class Fn>
+  void write(grpc::ServerUnaryReactor* reactor, Fn fn) {
+    auto outcome = std::make_shared<grpc::Status>();
+    const size_t index = next_loop.fetch_add(1) % registry->loops();
+    const bool queued = store.write(
+        registry->loop(index), alive,
+        [fn = std::move(fn), outcome](Txn& txn, const Dbs& dbs, ChangeList& changes) -> Result<void> {
+          *outcome = fn(txn, dbs, changes);
+          if (outcome->ok()) return {};
+          changes.clear();
+          return common::fail(common::ErrorKind::Protocol, "refused");
+        },
+        [reactor, outcome](Result<void> committed) {
+          if (!outcome->ok()) return reactor->Finish(*outcome);
+          if (!committed) return reactor->Finish(to_status(committed.error()));
+          reactor->Finish(grpc::Status::OK);
+        });
+    if (!queued) reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "store writer busy"));
+  }
+
+  template <class Fn>
+  grpc::Status read(Fn fn) {
+    grpc::Status out;
+    auto r = store.read([&](const Txn& txn, const Dbs& dbs) -> Result<void> {
+      out = fn(txn, dbs);
+      return {};
+    });
+    if (!r) return to_status(r.error());
+    return out;
+  }
+
+  // The common shape of a unary call: access, then `body(caller, reactor)`.
+  template <class Body>
+  grpc::ServerUnaryReactor* unary(grpc::CallbackServerContext* context, std::string_view method, Body body) {
+    auto* reactor = context->DefaultReactor();
+    auto caller = open(context, method);
+    if (!caller) {
+      reactor->Finish(caller.error());
+      return reactor;
+    }
+    body(*caller, reactor);
+    return reactor;
+  }
+  template <class Fn>
+  grpc::ServerUnaryReactor* unary_read(grpc::CallbackServerContext* context, std::string_view method, Fn fn) {
+    return unary(context, method, [&](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
+      reactor->Finish(read([&](const Txn& txn, const Dbs& dbs) { return fn(caller, txn, dbs); }));
+    });
+  }
+
+  // ---- mailboxes ----
+
+  grpc::ServerUnaryReactor* ListMailboxes(grpc::CallbackServerContext* context, const pb::ListMailboxesRequest* request,
+                                          pb::ListMailboxesResponse* response) override {
+    return unary_read(context, "ListMailboxes", [&](const Caller& caller, const Txn& txn, const Dbs& dbs) {
+      std::vector<std::string> patterns(request->patterns().begin(), request->patterns().end());
+      ops::ListOptions o{request->subscribed_only(), request->special_use_only()};
+      auto list = ops::list_mailboxes_matching(txn, dbs, caller.user, patterns, o);
+      if (!list) return to_status(list.error());
+      for (const auto& e : *list) {
+        auto* out = response->add_mailboxes();
+        to_proto(e, *out);
+        if (request->with_status() && e.exists) to_proto(e.record, *out->mutable_status());
+      }
+      return grpc::Status::OK;
+    });
+  }
+
+  grpc::ServerUnaryReactor* CreateMailbox(grpc::CallbackServerContext* context, const pb::CreateMailboxRequest* request,
+                                          pb::MailboxChanged* response) override {
+    return unary(context, "CreateMailbox", [&](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
+      std::vector<std::string> uses(request->special_use().begin(), request->special_use().end());
+      auto special_use = ops::parse_special_use(uses);
+      if (!special_use) return reactor->Finish(to_status(special_use.error()));
+      write(reactor, [user = caller.user, name = request->name(), bits = *special_use, response](
+                         Txn& txn, const Dbs& dbs, ChangeList&) {
+        auto created = ops::create_mailbox(txn, dbs, user, name, bits, now_unix());
+        if (!created) return to_status(created.error());
+        auto* m = response->mutable_mailbox();
+        m->set_name(created->name);
+        m->set_exists(true);
+        m->set_id(created->record.id);
+        for (auto& u : ops::special_use_names(created->record.special_use)) m->add_special_use(std::move(u));
+        to_proto(created->record, *m->mutable_status());
+        return grpc::Status::OK;
+      });
+    });
+  }
+
+  grpc::ServerUnaryReactor* DeleteMailbox(grpc::CallbackServerContext* context, const pb::DeleteMailboxRequest* request,
+                                          pb::MailboxChanged*) override {
+    return unary(context, "DeleteMailbox", [&](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
+      write(reactor, [user = caller.user, name = request->name()](Txn& txn, const Dbs& dbs, ChangeList& changes) {
+        auto deleted = ops::delete_mailbox(txn, dbs, user, name);
+        if (!deleted) return to_status(deleted.error());
+        changes.push_back(gone(deleted->record.id));
+        return grpc::Status::OK;
+      });
+    });
+  }
+
+  grpc::ServerUnaryReactor* RenameMailbox(grpc::CallbackServerContext* context, const pb::RenameMailboxRequest* request,
+                                          pb::MailboxChanged* response) override {
+    return unary(context, "RenameMailbox", [&](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
+      write(reactor, [user = caller.user, from = request->from(), to = request->to(), response](
+                         Txn& txn, const Dbs& dbs, ChangeList& changes) {
+        auto renamed = ops::rename_mailbox(txn, dbs, user, from, to, now_unix());
+        if (!renamed) return to_status(renamed.error());
+        // A renamed mailbox keeps its id, so its watchers go on; RENAME INBOX empties INBOX.
+        if (!renamed->inbox_expunged.empty()) {
+          auto inbox = ops::find_mailbox_named(txn, dbs, user, "INBOX");
+          if (!inbox) return to_status(inbox.error());
+          changes.push_back(expunged(inbox->record.id, renamed->inbox_expunged, renamed->inbox_highest_modseq));
+        }
+        auto now_named = ops::find_mailbox_named(txn, dbs, user, to);
+        if (!now_named) return to_status(now_named.error());
+        auto* m = response->mutable_mailbox();
+        m->set_name(now_named->name);
+        m->set_exists(true);
+        m->set_id(now_named->record.id);
+        to_proto(now_named->record, *m->mutable_status());
+        return grpc::Status::OK;
+      });
+    });
+  }
+
+  grpc::ServerUnaryReactor* Subscribe(grpc::CallbackServerContext* context, const pb::SubscribeRequest* request,
+                                      pb::MailboxChanged* response) override {
+    return unary(context, "Subscribe", [&](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
+      write(reactor, [user = caller.user, name = request->name(), on = request->subscribe(), response](
+                         Txn& txn, const Dbs& dbs, ChangeList&) {
+        auto done = ops::subscribe(txn, dbs, user, name, on);
+        if (!done) return to_status(done.error());
+        response->mutable_mailbox()->set_name(*done);
+        response->mutable_mailbox()->set_subscribed(on);
+        return grpc::Status::OK;
+      });
+    });
+  }
+
+  grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* context, const pb::StatusRequest* request,
+                                   pb::MailboxEntry* response) override {
+    return unary_read(context, "Status", [&](const Caller& caller, const Txn& txn, const Dbs& dbs) {
+      auto status = ops::status_mailbox(txn, dbs, caller.user, request->name(), request->deleted());
+      if (!status) return to_status(status.error());
+      response->set_name(status->name);
+      response->set_exists(true);
+      response->set_id(status->ref.id);
+      for (auto& u : ops::special_use_names(status->record.special_use)) response->add_special_use(std::move(u));
+      to_proto(status->record, *response->mutable_status());
+      response->mutable_status()->set_deleted(status->deleted);
+      return grpc::Status::OK;
+    });
+  }
+
+  grpc::ServerUnaryReactor* Select(grpc::CallbackServerContext* context, const pb::SelectRequest* request,
+                                   pb::SelectResponse* response) override {
+    return unary_read(context, "Select", [&](const Caller& caller, const Txn& txn, const Dbs& dbs) {
+      auto selected = ops::select_mailbox(txn, dbs, caller.user, request->name());
+      if (!selected) return to_status(selected.error());
+      response->set_name(selected->name);
+      response->mutable_mailbox()->set_id(selected->ref.id);
+      response->mutable_mailbox()->set_uidvalidity(selected->ref.uidvalidity);
+      to_proto(selected->record, *response->mutable_status());
+      response->mutable_status()->set_deleted(selected->deleted);
+      add_flags(kSeen | kAnswered | kFlagged | kDeleted | kDraft, selected->keywords, *response->mutable_flags());
+      response->set_keywords_allowed(true);
+      response->set_first_unseen_uid(selected->first_unseen);
+      add_ranges(selected->uids, *response->mutable_uids());
+      return grpc::Status::OK;
+    });
+  }
+
+  // ---- messages ----
+
+  grpc::ServerUnaryReactor* StoreFlags(grpc::CallbackServerContext* context, const pb::StoreFlagsRequest* request,
+                                       pb::StoreFlagsResponse* response) override {
+    return unary(context, "StoreFlags", [&](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
+      auto uids = to_uid_set(request->uids(), options.limits.max_uid_ranges);
+      if (!uids) return reactor->Finish(uids.error());
+      auto flags = to_flag_set(request->flags());
+      if (!flags) return reactor->Finish(flags.error());
+      ops::StoreMode mode = request->mode() == pb::StoreFlagsRequest::ADD      ? ops::StoreMode::Add
+                            : request->mode() == pb::StoreFlagsRequest::REMOVE ? ops::StoreMode::Remove
+                                                                               : ops::StoreMode::Replace;
+      std::optional<uint64_t> unchanged_since;
+      if (request->has_unchanged_since()) unchanged_since = request->unchanged_since();
+      write(reactor, [user = caller.user, ref = to_ref(request->mailbox()), uids = std::move(*uids),
+                      flags = std::move(*flags), mode, unchanged_since, response](Txn& txn, const Dbs& dbs,
+                                                                                  ChangeList& changes) {
+        auto stored = ops::store_flags(txn, dbs, user, ref, uids, mode, flags, unchanged_since);
+        if (!stored) return to_status(stored.error());
+        for (const auto& m : stored->updated) {
+          to_proto(m, *response->add_updated());
+          changes.push_back(flags_changed(ref.id, m));
+        }
+        add_ranges(stored->modified, *response->mutable_modified());
+        response->set_highest_modseq(stored->highest_modseq);
+        return grpc::Status::OK;
+      });
+    });
+  }
+
+  grpc::ServerUnaryReactor* Copy(grpc::CallbackServerContext* context, const pb::CopyRequest* request,
+                                 pb::CopyResponse* response) override {
+    return unary(context, request->move() ? "Move" : "Copy", [&](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
+      auto uids = to_uid_set(request->uids(), options.limits.max_uid_ranges);
+      if (!uids) return reactor->Finish(uids.error());
+      write(reactor, [user = caller.user, ref = to_ref(request->mailbox()), uids = std::move(*uids),
+                      target = request->target(), move = request->move(), response](Txn& txn, const Dbs& dbs,
+                                                                                    ChangeList& changes) {
+        auto copied = ops::copy_messages(txn, dbs, user, ref, uids, target, move);
+        if (!copied) return to_status(copied.error());
+        response->set_target_uidvalidity(copied->target.uidvalidity);
+        response->mutable_source_uids()->Add(copied->source_uids.begin(), copied->source_uids.end());
+        response->mutable_target_uids()->Add(copied->target_uids.begin(), copied->target_uids.end());
+        for (const auto& m : copied->added) changes.push_back(added(copied->target.id, m));
+        if (!copied->expunged.empty()) {
+          add_ranges(copied->expunged, *response->mutable_expunged());
+          changes.push_back(expunged(ref.id, copied->expunged, copied->source_highest_modseq));
+        }
+        response->set_highest_modseq(copied->source_highest_modseq);
+        return grpc::Status::OK;
+      });
+    });
+  }
+
+  grpc::ServerUnaryReactor* Expunge(grpc::CallbackServerContext* context, const pb::ExpungeRequest* request,
+                                    pb::ExpungeResponse* response) override {
+    return unary(context, "Expunge", [&](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
+      std::optional<ops::UidSet> only;
+      if (request->restrict_to_uids() || request->uids_size() > 0) {
+        auto uids = to_uid_set(request->uids(), options.limits.max_uid_ranges);
+        if (!uids) return reactor->Finish(uids.error());
+        only = std::move(*uids);
+      }
+      write(reactor, [user = caller.user, ref = to_ref(request->mailbox()), only = std::move(only), response](
+                         Txn& txn, const Dbs& dbs, ChangeList& changes) {
+        auto done = ops::expunge(txn, dbs, user, ref, only);
+        if (!done) return to_status(done.error());
+        add_ranges(done->expunged, *response->mutable_expunged());
+        response->set_highest_modseq(done->highest_modseq);
+        if (!done->expunged.empty()) changes.push_back(expunged(ref.id, done->expunged, done->highest_modseq));
+        return grpc::Status::OK;
+      });
+    });
+  }
+
+  grpc::ServerUnaryReactor* Changes(grpc::CallbackServerContext* context, const pb::ChangesRequest* request,
+                                    pb::ChangesResponse* response) override {
+    return unary_read(context, "Changes", [&](const Caller& caller, const Txn& txn, const Dbs& dbs) {
+      std::optional<ops::UidSet> only;
+      if (request->uids_size() > 0) {
+        auto uids = to_uid_set(request->uids(), options.limits.max_uid_ranges);
+        if (!uids) return uids.error();
+        only = std::move(*uids);
+      }
+      auto changes = ops::changes_since(txn, dbs, caller.user, to_ref(request->mailbox()), request->since_modseq(), only);
+      if (!changes) return to_status(changes.error());
+      for (const auto& m : changes->changed) to_proto(m, *response->add_changed());
+      add_ranges(changes->vanished, *response->mutable_vanished());
+      response->set_highest_modseq(changes->highest_modseq);
+      return grpc::Status::OK;
+    });
+  }
+
+  grpc::ServerUnaryReactor* GetQuota(grpc::CallbackServerContext* context, const pb::QuotaRequest*,
+                                     pb::QuotaResponse* response) override {
+    return unary_read(context, "GetQuota", [&](const Caller& caller, const Txn& txn, const Dbs& dbs) {
+      auto q = ops::quota(txn, dbs, caller.user);
+      if (!q) return to_status(q.error());
+      response->set_bytes_used(q->bytes_used);
+      response->set_bytes_limit(q->bytes_limit);
+      response->set_messages_used(q->messages_used);
+      response->set_messages_limit(q->messages_limit);
+      return grpc::Status::OK;
+    });
+  }
+
+  grpc::ServerReadReactor<pb::AppendRequest>* Append(grpc::CallbackServerContext* context,
+                                                     pb::AppendResponse* response) override;
+  grpc::ServerWriteReactor<pb::FetchResponse>* Fetch(grpc::CallbackServerContext* context,
+                                                    const pb::FetchRequest* request) override;
+  grpc::ServerWriteReactor<pb::WatchEvent>* Watch(grpc::CallbackServerContext* context,
+                                                 const pb::WatchRequest* request) override;
+};
+
+namespace {
+
+using Impl = MailStoreGrpc::Impl;
+
+// APPEND: the Start, then the bytes; the size declared at Start is checked against the limit before
+// any byte is taken, and what arrives must match it.
+class AppendReactor final : public grpc::ServerReadReactor<pb::AppendRequest> {
+ public:
+  AppendReactor(Impl& impl, grpc::CallbackServerContext* context, pb::AppendResponse* response)
+      : impl_(impl), response_(response) {
+    auto caller = impl_.open(context, "Append");
+    if (!caller) {
+      Finish(caller.error());
+      return;
+    }
+    user_ = caller->user;
+    StartRead(&in_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return commit();
+    if (in_.has_start()) {
+      if (started_) return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "second Start in one append"));
+      started_ = true;
+      start_ = in_.start();
+      if (start_.size() > impl_.options.limits.max_append_size) {
+        return Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                   "message of " + std::to_string(start_.size()) + " bytes is over the limit of " +
+                                       std::to_string(impl_.options.limits.max_append_size)));
+      }
+      bytes_.reserve(start_.size());
+    } else {
+      if (!started_) return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "append data before Start"));
+      if (bytes_.size() + in_.data().size() > start_.size()) {
+        return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "more bytes than the declared size"));
+      }
+      bytes_ += in_.data();
+    }
+    StartRead(&in_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void commit() {
+    if (!started_) return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "append without Start"));
+    if (bytes_.size() != start_.size()) {
+      return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 "got " + std::to_string(bytes_.size()) + " of the " + std::to_string(start_.size()) +
+                                     " bytes declared"));
+    }
+    auto flags = to_flag_set(start_.flags());
+    if (!flags) return Finish(flags.error());
+    const int64_t date = start_.internal_date() != 0 ? start_.internal_date() : now_unix();
+    auto outcome = std::make_shared<grpc::Status>();
+    const size_t index = impl_.next_loop.fetch_add(1) % impl_.registry->loops();
+    auto bytes = std::make_shared<std::string>(std::move(bytes_));
+    const bool queued = impl_.store.write(
+        impl_.registry->loop(index), impl_.alive,
+        [user = user_, mailbox = start_.mailbox(), bytes, flags = std::move(*flags), date, outcome,
+         response = response_](Txn& txn, const Dbs& dbs, ChangeList& changes) -> Result<void> {
+          auto appended = ops::append_message(txn, dbs, user, mailbox, *bytes, flags, date);
+          if (!appended) {
+            *outcome = to_status(appended.error());
+            return common::fail(common::ErrorKind::Protocol, "refused");
+          }
+          response->set_uidvalidity(appended->uidvalidity);
+          response->set_uid(appended->uid);
+          response->set_modseq(appended->modseq);
+          changes.push_back(added(appended->mailbox_id, ops::MessageState{appended->uid, flags.flags, flags.keywords,
+                                                                          appended->modseq}));
+          return {};
+        },
+        [this, outcome](Result<void> committed) {
+          if (!outcome->ok()) return Finish(*outcome);
+          if (!committed) return Finish(to_status(committed.error()));
+          Finish(grpc::Status::OK);
+        });
+    if (!queued) Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "store writer busy"));
+  }
+
+  Impl& impl_;
+  pb::AppendResponse* response_;
+  std::string user_;
+  pb::AppendRequest in_;
+  pb::AppendRequest::Start start_;
+  bool started_ = false;
+  std::string bytes_;
+};
+
+// Streams one message at a time, each read in its own short read transaction so a Fetch of a
+// whole mailbox never pins an old snapshot (and the map's free pages) for its whole length.
+class FetchReactor final : public grpc::ServerWriteReactor<pb::FetchResponse> {
+ public:
+  FetchReactor(Impl& impl, grpc::CallbackServerContext* context, const pb::FetchRequest& request)
+      : impl_(impl), request_(request) {
+    auto caller = impl_.open(context, "Fetch");
+    if (!caller) {
+      Finish(caller.error());
+      return;
+    }
+    user_ = caller->user;
+    auto set = to_uid_set(request_.uids(), impl_.options.limits.max_uid_ranges);
+    if (!set) {
+      Finish(set.error());
+      return;
+    }
+    const size_t limit = impl_.options.limits.max_fetch_messages;
+    grpc::Status s = impl_.read([&](const Txn& txn, const Dbs& dbs) -> grpc::Status {
+      auto scanned = ops::for_each_message(
+          txn, dbs, user_, to_ref(request_.mailbox()), *set,
+          [&](const MessageInfo& m) {
+            uids_.push_back(m.uid);
+            return uids_.size() <= limit;
+          },
+          request_.changed_since());
+      if (!scanned) return to_status(scanned.error());
+      if (uids_.size() > limit) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "fetch names more than " + std::to_string(limit) + " messages");
+      }
+      return grpc::Status::OK;
+    });
+    if (!s.ok()) {
+      Finish(s);
+      return;
+    }
+    next();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+    next();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void next() {
+    while (pending_.empty()) {
+      if (position_ >= uids_.size()) return Finish(grpc::Status::OK);
+      const uint32_t uid = uids_[position_++];
+      grpc::Status s = impl_.read([&](const Txn& txn, const Dbs& dbs) -> grpc::Status {
+        grpc::Status built = grpc::Status::OK;
+        auto scanned = ops::for_each_message(txn, dbs, user_, to_ref(request_.mailbox()), {{uid, uid}},
+                                             [&](const MessageInfo& m) {
+                                               auto r = fetch_message(txn, dbs, m, request_, pending_);
+                                               if (!r) built = r.error();
+                                               return false;
+                                             });
+        if (!scanned) return to_status(scanned.error());
+        return built;
+      });
+      if (!s.ok()) {
+      Finish(s);
+      return;
+    }
+    }
+    out_ = std::move(pending_.front());
+    pending_.pop_front();
+    StartWrite(&out_);
+  }
+
+  Impl& impl_;
+  pb::FetchRequest request_;
+  std::string user_;
+  std::vector<uint32_t> uids_;
+  size_t position_ = 0;
+  std::deque<pb::FetchResponse> pending_;
+  pb::FetchResponse out_;
+};
+
+// What a Watch stream shares with the hub: a bounded queue of events and the one write in flight.
+// The reactor goes away in OnDone; the hub holds this weakly.
+class WatchState final : public ChangeHub::Watcher {
+ public:
+  WatchState(grpc::ServerWriteReactor<pb::WatchEvent>* reactor, size_t max_backlog)
+      : reactor_(reactor), max_backlog_(max_backlog) {}
+
+  void changed(const std::vector<const MailboxChange*>& changes) override {
+    std::lock_guard lock(mu_);
+    if (finished_) return;
+    for (const MailboxChange* c : changes) {
+      if (started_ && c->modseq != 0 && c->modseq <= ready_modseq_) continue;  // the catch-up had it
+      events_.push_back(to_event(*c));
+    }
+    pump();
+  }
+
+  // The catch-up read's events, then Ready; live changes at or below `modseq` were in the catch-up.
+  void start(std::vector<pb::WatchEvent> catch_up, uint64_t modseq) {
+    std::lock_guard lock(mu_);
+    ready_modseq_ = modseq;
+    std::deque<pb::WatchEvent> live;
+    live.swap(events_);
+    for (auto& e : catch_up) events_.push_back(std::move(e));
+    pb::WatchEvent ready;
+    ready.mutable_ready()->set_highest_modseq(modseq);
+    events_.push_back(std::move(ready));
+    for (auto& e : live) {
+      if (event_modseq(e) == 0 || event_modseq(e) > modseq) events_.push_back(std::move(e));
+    }
+    started_ = true;
+    pump();
+  }
+
+  void write_done(bool ok) {
+    std::lock_guard lock(mu_);
+    writing_ = false;
+    if (!ok) return finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+    if (ending_) return finish(grpc::Status::OK);
+    pump();
+  }
+
+  void cancelled() {
+    std::lock_guard lock(mu_);
+    ending_ = true;
+    if (!writing_) finish(grpc::Status::CANCELLED);
+  }
+
+  void done() {
+    std::lock_guard lock(mu_);
+    reactor_ = nullptr;
+  }
+
+  void fail(grpc::Status s) {
+    std::lock_guard lock(mu_);
+    finish(std::move(s));
+  }
+
+ private:
+  static uint64_t event_modseq(const pb::WatchEvent& e) {
+    if (e.has_added()) return e.added().modseq();
+    if (e.has_flags()) return e.flags().modseq();
+    if (e.has_expunged()) return e.expunged().modseq();
+    return 0;
+  }
+
+  void pump() {
+    if (finished_ || !reactor_) return;
+    // The backlog counts whatever waits while the client is not reading, before and after Ready.
+    if (events_.size() > max_backlog_) {
+      common::log::warning("mailstore").event("watch_cut_off").kv("backlog", events_.size());
+      return finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                 "watch client is not reading: " + std::to_string(events_.size()) + " events pending"));
+    }
+    if (!started_ || writing_ || events_.empty()) return;
+    out_ = std::move(events_.front());
+    events_.pop_front();
+    if (out_.has_gone()) ending_ = true;
+    writing_ = true;
+    reactor_->StartWrite(&out_);
+  }
+
+  void finish(grpc::Status s) {
+    if (finished_ || !reactor_) return;
+    finished_ = true;
+    events_.clear();
+    reactor_->Finish(std::move(s));
+  }
+
+  std::mutex mu_;
+  grpc::ServerWriteReactor<pb::WatchEvent>* reactor_;
+  size_t max_backlog_;
+  std::deque<pb::WatchEvent> events_;
+  pb::WatchEvent out_;
+  uint64_t ready_modseq_ = 0;
+  bool started_ = false, writing_ = false, ending_ = false, finished_ = false;
+};
+
+class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchEvent> {
+ public:
+  WatchReactor(Impl& impl, grpc::CallbackServerContext* context, const pb::WatchRequest& request)
+      : impl_(impl), state_(std::make_shared<WatchState>(this, impl.options.limits.max_watch_backlog)) {
+    auto caller = impl_.open(context, "Watch");
+    if (!caller) {
+      state_->fail(caller.error());
+      return;
+    }
+    std::vector<pb::WatchEvent> catch_up;
+    uint64_t highest = 0;
+    const ops::MailboxRef ref = to_ref(request.mailbox());
+    grpc::Status s = impl_.read([&](const Txn& txn, const Dbs& dbs) -> grpc::Status {
+      auto mailbox = ops::resolve_mailbox(txn, dbs, caller->user, ref);
+      if (!mailbox) return to_status(mailbox.error());
+      // Subscribed while this snapshot lives: whatever commits after it began is published later,
+      // and what both the snapshot and the hub carry is dropped by MODSEQ.
+      mailbox_id_ = mailbox->record.id;
+      subscription_ = impl_.store.hub().subscribe(mailbox_id_, state_);
+      highest = mailbox->record.highestmodseq;
+      auto changes = ops::changes_since(txn, dbs, caller->user, ref, request.since_modseq());
+      if (!changes) return to_status(changes.error());
+      if (changes->changed.size() > impl_.options.limits.max_watch_backlog) {
+        return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                            std::to_string(changes->changed.size()) + " changes since MODSEQ " +
+                                std::to_string(request.since_modseq()) + ": select the mailbox again");
+      }
+      to_events(*changes, catch_up);
+      return grpc::Status::OK;
+    });
+    if (!s.ok()) {
+      state_->fail(s);
+      return;
+    }
+    state_->start(std::move(catch_up), highest);
+  }
+
+  void OnWriteDone(bool ok) override { state_->write_done(ok); }
+  void OnCancel() override { state_->cancelled(); }
+  void OnDone() override {
+    state_->done();
+    if (subscription_) impl_.store.hub().unsubscribe(mailbox_id_, subscription_);
+    delete this;
+  }
+
+ private:
+  Impl& impl_;
+  std::shared_ptr<WatchState> state_;
+  uint64_t mailbox_id_ = 0;
+  uint64_t subscription_ = 0;
+};
+
+}  // namespace
+
+grpc::ServerReadReactor<pb::AppendRequest>* MailStoreGrpc::Impl::Append(grpc::CallbackServerContext* context,
+                                                                       pb::AppendResponse* response) {
+  return new AppendReactor(*this, context, response);
+}
+
+grpc::ServerWriteReactor<pb::FetchResponse>* MailStoreGrpc::Impl::Fetch(grpc::CallbackServerContext* context,
+                                                                       const pb::FetchRequest* request) {
+  return new FetchReactor(*this, context, *request);
+}
+
+grpc::ServerWriteReactor<pb::WatchEvent>* MailStoreGrpc::Impl::Watch(grpc::CallbackServerContext* context,
+                                                                    const pb::WatchRequest* request) {
+  return new WatchReactor(*this, context, *request);
+}
+
+MailStoreGrpc::MailStoreGrpc(MessageStore& store, common::authtoken::Verifier verifier, ServiceOptions options)
+    : impl_(std::make_unique<Impl>(store, std::move(verifier), std::move(options))) {}
+
+MailStoreGrpc::~MailStoreGrpc() = default;
+
+void MailStoreGrpc::register_with(common::rpc::GrpcRegistry& registry) {
+  impl_->registry = &registry;
+  registry.add<pb::MailStore>(*impl_);
+  // The largest UID set allowed (max_uid_ranges ranges of up to 12 bytes each) must fit a request;
+  // appends come in chunks and fetch replies in pieces of convert.hpp's kSectionPiece.
+  const size_t receive = std::max<size_t>(4u << 20, impl_->options.limits.max_uid_ranges * 12 + 4096);
+  registry.set_message_limits(receive, 8u << 20);
+}
+
+}  // namespace store::service

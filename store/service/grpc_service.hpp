@@ -1,0 +1,43 @@
+// grpc_service.hpp: the MailStore gRPC service (proto/mailstore.proto) the mmp serves IMAP and
+// POP3 from, on the store's gRPC port (run_daemon's skeleton owns the address, mutual TLS, access
+// filters and limits). Every call passes store::service::check_access first. Reads run in LMDB
+// read transactions on the calling gRPC thread, so they never wait for the writer; writes go
+// through the message store's group-commit writer and are answered once on disk.
+#pragma once
+
+#include <memory>
+
+#include "common/authtoken/authtoken.hpp"
+#include "store/config.hpp"
+#include "store/service/access.hpp"
+
+namespace common::rpc {
+class GrpcRegistry;
+}  // namespace common::rpc
+
+namespace store {
+class MessageStore;
+}
+
+namespace store::service {
+
+struct ServiceOptions {
+  AccessPolicy access;
+  MailStoreConfig limits;
+};
+
+class MailStoreGrpc {
+ public:
+  MailStoreGrpc(MessageStore& store, common::authtoken::Verifier verifier, ServiceOptions options);
+  ~MailStoreGrpc();
+  MailStoreGrpc(const MailStoreGrpc&) = delete;
+  MailStoreGrpc& operator=(const MailStoreGrpc&) = delete;
+  void register_with(common::rpc::GrpcRegistry& registry);
+
+  struct Impl;  // the generated service's subclass, in grpc_service.cpp
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace store::service
