@@ -7,7 +7,8 @@ POSTERN_BUILD_PACKAGES=(cmake g++ ninja-build pkg-config ccache
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libsodium-dev libcrypt-dev libidn-dev liblmdb-dev libldap-dev)
 POSTERN_TEST_PACKAGES=(catch2 dnsmasq socat curl python3 procps iproute2
-  openssl gnutls-bin sslscan libssl-dev slapd ldap-utils gsasl libgmime-3.0-dev postfix)
+  openssl gnutls-bin sslscan libssl-dev slapd ldap-utils gsasl libgmime-3.0-dev postfix
+  dovecot-core dovecot-imapd dovecot-lmtpd)
 POSTERN_BENCH_PACKAGES=(socat libwrap0-dev nginx-light libnginx-mod-stream dovecot-core dovecot-lmtpd)
 
 postern_ensure_packages() {
@@ -39,5 +40,10 @@ postern_ensure_packages() {
   local rc=0
   { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } || rc=$?
   [ -n "$own_policy" ] && rm -f "$policy"
+  # Dovecot (a peer in tests and bench, always started with its own config) must not come up as a
+  # system service at the next boot and take the IMAP and POP3 ports from our mmp.
+  if [[ " ${missing[*]} " == *" dovecot-core "* ]] && command -v systemctl >/dev/null; then
+    systemctl disable dovecot.service dovecot.socket >/dev/null 2>&1 || true
+  fi
   return $rc
 }

@@ -24,108 +24,23 @@
 #include "store/tools/mbox.hpp"
 #include "store/tools/offline.hpp"
 #include "store/tools/storectl.hpp"
+#include "tests/store/storectl/store_snapshot.hpp"
 #include "tests/support/process.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using common::lmdb::Txn;
+using test::Box;
+using test::Msg;
+using test::RawEnv;
+using test::snapshot;
+using test::verify_problems;
 using namespace std::chrono_literals;
 using store::tools::OfflineOptions;
 using store::tools::OfflineTarget;
 
 constexpr const char* kAlice = "alice@example.com";
-
-// The environment opened directly, to build a source store and read results. Never open while an
-// OfflineTarget of the same directory is open (one environment per process and directory).
-struct RawEnv {
-  common::lmdb::Env env;
-  store::Dbs dbs;
-  explicit RawEnv(const fs::path& dir) {
-    common::lmdb::OpenOptions o;
-    o.map_size = size_t{1} << 30;
-    o.max_dbs = store::Dbs::kCount + 4;
-    auto e = common::lmdb::open_env(dir, o);
-    REQUIRE(e);
-    env = std::move(*e);
-    auto txn = Txn::begin(env.get(), true);
-    REQUIRE(txn);
-    auto d = store::Dbs::open(*txn);
-    REQUIRE(d);
-    dbs = *d;
-    REQUIRE(txn->commit());
-  }
-  template <class F>
-  void write(F&& fn) {
-    auto txn = Txn::begin(env.get(), true);
-    REQUIRE(txn);
-    fn(*txn);
-    REQUIRE(txn->commit());
-  }
-  template <class F>
-  void read(F&& fn) {
-    auto txn = Txn::begin(env.get(), false);
-    REQUIRE(txn);
-    fn(*txn);
-  }
-};
-
-struct Msg {
-  uint32_t uid = 0;
-  uint32_t flags = 0;
-  std::vector<std::string> keywords;  // sorted: IMAP keeps a set
-  int64_t date = 0;
-  std::string bytes;
-  bool operator==(const Msg&) const = default;
-};
-struct Box {
-  bool exists = false;
-  store::MailboxRecord record;
-  bool subscribed = false;
-  std::vector<Msg> messages;
-};
-
-Box snapshot(const fs::path& dir, const std::string& user, const std::string& mailbox) {
-  Box out;
-  RawEnv e(dir);
-  e.read([&](const Txn& txn) {
-    auto u = store::find_user(txn, e.dbs, user);
-    REQUIRE(u);
-    if (!*u) return;
-    auto boxes = store::list_mailboxes(txn, e.dbs, (*u)->id);
-    REQUIRE(boxes);
-    for (const auto& b : *boxes) {
-      if (b.name == mailbox) {
-        out.exists = true;
-        out.record = b.record;
-        out.subscribed = b.subscribed;
-      }
-    }
-    if (!out.exists) return;
-    auto list = store::list_messages(txn, e.dbs, out.record.id);
-    REQUIRE(list);
-    for (const auto& m : *list) {
-      auto bytes = store::message_bytes(txn, e.dbs, m.record);
-      REQUIRE(bytes);
-      Msg msg{m.uid, m.record.flags, m.record.keywords, m.record.internal_date, *bytes};
-      std::sort(msg.keywords.begin(), msg.keywords.end());
-      out.messages.push_back(std::move(msg));
-    }
-  });
-  return out;
-}
-
-uint64_t verify_problems(const fs::path& dir) {
-  RawEnv e(dir);
-  uint64_t problems = ~uint64_t{0};
-  e.read([&](const Txn& txn) {
-    auto report = store::ops::verify_refcounts(txn, e.dbs);
-    REQUIRE(report);
-    for (const auto& d : report->details) UNSCOPED_INFO(d);
-    problems = report->problems;
-  });
-  return problems;
-}
 
 std::unique_ptr<OfflineTarget> offline(const fs::path& dir, bool read_only = false) {
   OfflineOptions o;
