@@ -80,6 +80,24 @@ void add_flags(uint32_t bits, const std::vector<std::string>& keywords, Strings&
 
 ops::MailboxRef to_ref(const pb::MailboxRef& ref) { return ops::MailboxRef{ref.id(), ref.uidvalidity()}; }
 
+search::Program to_program(const google::protobuf::RepeatedPtrField<pb::SearchKey>& keys) {
+  search::Program out;
+  out.reserve(keys.size());
+  for (const auto& k : keys) {
+    search::SearchKey key;
+    key.kind = static_cast<search::Kind>(k.kind());
+    key.field = k.field();
+    key.text = k.text();
+    key.number = k.number();
+    key.day = k.day();
+    key.uids.reserve(k.uids_size());
+    for (const auto& r : k.uids()) key.uids.push_back({r.first(), r.last()});
+    key.operands = k.operands();
+    out.push_back(std::move(key));
+  }
+  return out;
+}
+
 void to_proto(const MailboxRecord& m, pb::MailboxStatus& out) {
   out.set_messages(m.messages);
   out.set_uidnext(m.uidnext);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "proto/mailstore.pb.h"
+#include "store/search/program.hpp"
 #include "store/storage/change_hub.hpp"
 #include "store/storage/mailbox_ops.hpp"
 
@@ -34,6 +35,10 @@ void add_ranges(const ops::UidSet& set, Ranges& out);
 Checked<ops::FlagSet> to_flag_set(const Strings& names);
 void add_flags(uint32_t bits, const std::vector<std::string>& keywords, Strings& out);
 ops::MailboxRef to_ref(const pb::MailboxRef& ref);
+
+// A search program as the proto carries it (the kinds share their numbers); store::search::validate
+// checks it before anything runs.
+search::Program to_program(const google::protobuf::RepeatedPtrField<pb::SearchKey>& keys);
 
 void to_proto(const MailboxRecord& m, pb::MailboxStatus& out);
 void to_proto(const ops::ListEntry& e, pb::MailboxEntry& out);

@@ -15,6 +15,7 @@
 #include "common/grpc/server.hpp"
 #include "common/log/log.hpp"
 #include "proto/mailstore.grpc.pb.h"
+#include "store/search/evaluate.hpp"
 #include "store/service/convert.hpp"
 #include "store/storage/message_store.hpp"
 
@@ -331,6 +332,29 @@ struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService {
       for (const auto& m : changes->changed) to_proto(m, *response->add_changed());
       add_ranges(changes->vanished, *response->mutable_vanished());
       response->set_highest_modseq(changes->highest_modseq);
+      return grpc::Status::OK;
+    });
+  }
+
+  grpc::ServerUnaryReactor* Search(grpc::CallbackServerContext* context, const pb::SearchRequest* request,
+                                   pb::SearchResponse* response) override {
+    return unary_read(context, "Search", [&](const Caller& caller, const Txn& txn, const Dbs& dbs) {
+      if (request->program_size() > static_cast<int>(search::kMaxKeys)) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "search of " + std::to_string(request->program_size()) +
+                                                                    " keys is over the limit of " +
+                                                                    std::to_string(search::kMaxKeys));
+      }
+      const search::Program program = to_program(request->program());
+      if (auto valid = search::validate(program); !valid) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, valid.error().detail);
+      }
+      auto mailbox = ops::resolve_mailbox(txn, dbs, caller.user, to_ref(request->mailbox()));
+      if (!mailbox) return to_status(mailbox.error());
+      auto found = search::evaluate(txn, dbs, mailbox->record.id, program, now_unix());
+      if (!found) return to_status(found.error());
+      add_ranges(ops::to_ranges(found->uids), *response->mutable_uids());
+      response->set_count(static_cast<uint32_t>(found->uids.size()));
+      response->set_highest_modseq(found->highest_modseq);
       return grpc::Status::OK;
     });
   }

@@ -499,6 +499,47 @@ TEST_CASE("Watch streams what other sessions and deliveries change, and cuts off
   again->Finish();
 }
 
+TEST_CASE("Search is evaluated in the store, and a search nested 10,000 levels deep is refused") {
+  Store store;
+  store.deliver_to(kAlice, 5);
+  auto c = store.client();
+  auto box = select(c);
+  pb::StoreFlagsResponse stored;
+  REQUIRE(store_flags(c, box.mailbox(), 2, 3, pb::StoreFlagsRequest::ADD, {"\\Seen"}, stored).ok());
+  auto search = [&](std::vector<pb::SearchKey> program, pb::SearchResponse& out) {
+    pb::SearchRequest r;
+    *r.mutable_mailbox() = box.mailbox();
+    for (auto& k : program) *r.add_program() = k;
+    auto ctx = c.context();
+    return c.stub().Search(ctx.get(), r, &out);
+  };
+  auto key = [](pb::SearchKey::Kind kind, std::string text = "") {
+    pb::SearchKey k;
+    k.set_kind(kind);
+    k.set_text(text);
+    return k;
+  };
+  pb::SearchResponse r;
+  REQUIRE(search({key(pb::SearchKey::UNSEEN)}, r).ok());
+  CHECK(uids_of(r.uids()) == std::vector<uint32_t>{1, 4, 5});
+  CHECK(r.count() == 3);
+  // Two expressions where one is wanted: the program is refused, not half run.
+  r.Clear();
+  CHECK(search({key(pb::SearchKey::SUBJECT, "TEST"), key(pb::SearchKey::SEEN)}, r).error_code() ==
+        grpc::StatusCode::INVALID_ARGUMENT);
+  std::vector<pb::SearchKey> deep(9999, key(pb::SearchKey::NOT));
+  deep.push_back(key(pb::SearchKey::SEEN));
+  r.Clear();
+  auto s = search(deep, r);
+  CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(s.error_message().find("deeper") != std::string::npos);
+  pb::SearchKey both = key(pb::SearchKey::AND);
+  both.set_operands(2);
+  r.Clear();
+  REQUIRE(search({both, key(pb::SearchKey::SUBJECT, "TEST"), key(pb::SearchKey::SEEN)}, r).ok());
+  CHECK(uids_of(r.uids()) == std::vector<uint32_t>{2, 3});
+}
+
 TEST_CASE("bad input gets a status naming the problem and the store stays healthy") {
   Store store;
   store.deliver_to(kAlice);
