@@ -275,6 +275,7 @@ Result<UidList> parse_uidlist(std::string_view text) {
       return fail(ErrorKind::Protocol, where + "bad file name");
     }
     entry.base = std::string(line.substr(0, line.find(':')));
+    if (entry.base.empty()) return fail(ErrorKind::Protocol, where + "bad file name");
     out.entries.push_back(std::move(entry));
   }
   return out;

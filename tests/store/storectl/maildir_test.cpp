@@ -138,6 +138,7 @@ TEST_CASE("maildir: dovecot-uidlist version 3 and 1", "[storectl][maildir]") {
     CHECK_FALSE(md::parse_uidlist("3 V1 N3\n1 a\n"));
     CHECK_FALSE(md::parse_uidlist("3 V1 N3\n1 :\n"));
     CHECK_FALSE(md::parse_uidlist("3 V1 N3\n1 :../x\n"));
+    CHECK_FALSE(md::parse_uidlist("3 V1 N3\n1 ::2,S\n"));  // no base before the info
     CHECK_FALSE(md::parse_uidlist("3 Vx N3\n"));
     CHECK_FALSE(md::parse_uidlist("3 V1 N3\n4294967295 :a\n"));
     CHECK_FALSE(md::parse_uidlist("1 5\n"));
