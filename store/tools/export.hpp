@@ -21,8 +21,8 @@ struct ExportSummary {
 };
 
 // `dir` must not exist or be empty; it becomes a Maildir (cur/ new/ tmp/, mode 0700). Each
-// message is a file in cur/ (written in tmp/, fsync'd, its mtime set to the internal date, then
-// renamed in, as a delivery would) named "<date>.M<uid>P<uidvalidity>.<host>,S=<size>,W=<size
+// message is a file in cur/ (written in tmp/, its mtime set to the internal date, then renamed in,
+// as a delivery would; all of them on disk, by one syncfs, before the uidlist is written) named "<date>.M<uid>P<uidvalidity>.<host>,S=<size>,W=<size
 // with CRLF>:2,<flags>" with the message's bytes as they are stored (CRLF line ends); then
 // dovecot-keywords (letters in order of first use; "$Forwarded" is a keyword like any other, as
 // Dovecot keeps it) and dovecot-uidlist (UIDVALIDITY, UIDNEXT, each file's UID), so an import
