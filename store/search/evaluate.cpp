@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "common/ascii.hpp"
 #include "store/mime/fields.hpp"
@@ -94,6 +95,7 @@ Compiled compile(std::span<const SearchKey> program) {
     uint32_t owed;
   };
   std::vector<Open> open;
+  std::unordered_map<std::string, uint32_t> slot_of;
   for (uint32_t i = 0; i < program.size(); ++i) {
     const SearchKey& key = program[i];
     Node& n = c.nodes[i];
@@ -121,9 +123,12 @@ Compiled compile(std::span<const SearchKey> program) {
         n.needle = fold(key.text);
         n.cost = n.needle.empty() ? kRecord : kBody;
         if (!n.needle.empty()) {
-          n.slot = static_cast<uint32_t>(c.slots.size());
-          c.slots.push_back(Slot{n.needle, key.kind == Kind::Text});
-          c.text_slots = c.text_slots || key.kind == Kind::Text;
+          // The same needle twice is looked for once.
+          const bool text = key.kind == Kind::Text;
+          auto [at, added] = slot_of.try_emplace((text ? "T" : "B") + n.needle, static_cast<uint32_t>(c.slots.size()));
+          n.slot = at->second;
+          if (added) c.slots.push_back(Slot{n.needle, text});
+          c.text_slots = c.text_slots || text;
         }
         break;
       case Kind::Keyword: case Kind::Unkeyword: n.needle = common::ascii::lowered(key.text); break;
@@ -432,7 +437,7 @@ class Search {
 }  // namespace
 
 Result<SearchResult> evaluate(const common::lmdb::Txn& txn, const Dbs& dbs, uint64_t mailbox_id,
-                              std::span<const SearchKey> program, int64_t now) {
+                              std::span<const SearchKey> program, int64_t now, const std::function<bool()>& stop) {
   if (auto ok = validate(program); !ok) return tl::unexpected(ok.error());
   const Compiled compiled = compile(program);
   SearchResult result;
@@ -441,6 +446,11 @@ Result<SearchResult> evaluate(const common::lmdb::Txn& txn, const Dbs& dbs, uint
   Search search(txn, dbs, compiled, now, result.stats);
   std::optional<common::Error> failed;
   auto scanned = for_each_message(txn, dbs, mailbox_id, lo, hi, [&](uint32_t uid, const MessageRecord& record) {
+    if (stop && stop()) {
+      failed = common::Error{ErrorKind::TempFail, "search stopped after " + std::to_string(result.stats.messages) +
+                                                      " messages (deadline or cancellation)"};
+      return false;
+    }
     ++result.stats.messages;
     auto r = search.matches(uid, record);
     if (!r) {

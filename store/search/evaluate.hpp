@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -47,7 +48,11 @@ struct SearchResult {
 // the first that decides, so "UNSEEN BODY x" reads the bodies of unseen messages only.
 // Errors: ErrorKind::Protocol from validate() (a detail for the client), Internal for a damaged
 // record, structure or body, and what LMDB returns.
+// `stop`, when set, is asked before each message: true ends the search with ErrorKind::TempFail
+// (the caller's deadline passed or its client went away; a search over a big mailbox with many
+// BODY keys can take long, and nothing else bounds it).
 common::Result<SearchResult> evaluate(const common::lmdb::Txn& txn, const Dbs& dbs, uint64_t mailbox_id,
-                                      std::span<const SearchKey> program, int64_t now);
+                                      std::span<const SearchKey> program, int64_t now,
+                                      const std::function<bool()>& stop = {});
 
 }  // namespace store::search

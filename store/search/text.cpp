@@ -261,6 +261,9 @@ struct Charsets::Converter {
   std::string name;
   iconv_t cd = reinterpret_cast<iconv_t>(-1);  // -1: iconv does not know it, the bytes pass through
   bool passthrough = false;
+  Converter() = default;
+  Converter(const Converter&) = delete;
+  Converter& operator=(const Converter&) = delete;
   ~Converter() {
     if (cd != reinterpret_cast<iconv_t>(-1)) iconv_close(cd);
   }
@@ -270,28 +273,24 @@ namespace {
 constexpr size_t kMaxCachedCharsets = 16;
 }
 
-Charsets::~Charsets() {
-  for (Converter* c : cache_) delete c;
-}
+Charsets::Charsets() = default;
+Charsets::~Charsets() = default;
 
 Charsets::Converter* Charsets::find(std::string_view charset) {
-  for (Converter* c : cache_) {
-    if (c->name == charset) return c;
+  for (const auto& c : cache_) {
+    if (c->name == charset) return c.get();
   }
-  if (cache_.size() >= kMaxCachedCharsets) {
-    // A message naming many charsets cannot grow the cache: the oldest converter goes.
-    delete cache_.front();
-    cache_.erase(cache_.begin());
-  }
-  auto* c = new Converter;
+  // A message naming many charsets cannot grow the cache: the oldest converter goes.
+  if (cache_.size() >= kMaxCachedCharsets) cache_.erase(cache_.begin());
+  auto c = std::make_unique<Converter>();
   c->name = std::string(charset);
   c->passthrough = passes_through(c->name);
   if (!c->passthrough) {
     c->cd = iconv_open("UTF-8", c->name.c_str());
     if (c->cd == reinterpret_cast<iconv_t>(-1)) c->passthrough = true;
   }
-  cache_.push_back(c);
-  return c;
+  cache_.push_back(std::move(c));
+  return cache_.back().get();
 }
 
 void Charsets::to_utf8(std::string_view charset, std::string_view bytes, std::string& out) {

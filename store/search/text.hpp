@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,7 +30,7 @@ void fold_append(std::string_view utf8, std::string& out);
 // U+FFFD. UTF-8, US-ASCII, no charset, and a charset iconv does not know pass the bytes through.
 class Charsets {
  public:
-  Charsets() = default;
+  Charsets();
   ~Charsets();
   Charsets(const Charsets&) = delete;
   Charsets& operator=(const Charsets&) = delete;
@@ -39,7 +40,7 @@ class Charsets {
  private:
   struct Converter;
   Converter* find(std::string_view charset);
-  std::vector<Converter*> cache_;  // owned; a few entries, searched in order
+  std::vector<std::unique_ptr<Converter>> cache_;  // a few entries, searched in order
 };
 
 // A header field value as SEARCH sees it: unfolded (RFC 5322 §2.2.3), trimmed, and RFC 2047

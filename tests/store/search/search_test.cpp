@@ -578,3 +578,33 @@ TEST_CASE("damaged bodies and structures are Internal errors, not crashes or sil
     CHECK(r.error().detail.find("message UID 1: its stored structure") == 0);
   }
 }
+
+TEST_CASE("a search can be stopped between messages; many string keys stay affordable", "[search]") {
+  Mailbox mb;
+  auto& e = mb.env;
+  auto txn = common::lmdb::Txn::begin(e.env(), false);
+  REQUIRE(txn);
+  int asked = 0;
+  auto stopped = store::search::evaluate(*txn, e.dbs(), e.mailbox_id(), Program{str(Kind::Body, "fox")}, 0,
+                                         [&] { return ++asked > 2; });
+  REQUIRE_FALSE(stopped);
+  CHECK(stopped.error().kind == common::ErrorKind::TempFail);
+  CHECK(stopped.error().detail == "search stopped after 2 messages (deadline or cancellation)");
+  auto going = store::search::evaluate(*txn, e.dbs(), e.mailbox_id(), Program{str(Kind::Body, "fox")}, 0,
+                                       [] { return false; });
+  REQUIRE(going);
+  CHECK(going->uids == U{mb.plain});
+
+  // 9,999 BODY and TEXT keys, many the same: one read of each message's parts, the right answer.
+  Program many{all_of(9999)};
+  for (int i = 0; i < 9999; ++i) {
+    many.push_back(str(i % 2 ? Kind::Body : Kind::Text, i % 3 ? "o" : "the quick brown fox " + std::to_string(i % 50)));
+  }
+  auto r = e.search(many);
+  REQUIRE(r);
+  CHECK(r->uids.empty());
+  CHECK(r->stats.bodies <= 5);
+  Program same{all_of(9999)};
+  for (int i = 0; i < 9999; ++i) same.push_back(str(i % 2 ? Kind::Body : Kind::Text, i % 2 ? "lazy" : "QUICK"));
+  CHECK(e.uids(same) == U{mb.plain});
+}
