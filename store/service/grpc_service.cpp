@@ -350,7 +350,9 @@ struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService {
       }
       auto mailbox = ops::resolve_mailbox(txn, dbs, caller.user, to_ref(request->mailbox()));
       if (!mailbox) return to_status(mailbox.error());
-      auto found = search::evaluate(txn, dbs, mailbox->record.id, program, now_unix());
+      // A long BODY search stops once its caller's deadline passed or its client went away.
+      auto found = search::evaluate(txn, dbs, mailbox->record.id, program, now_unix(),
+                                    [context] { return context->IsCancelled(); });
       if (!found) return to_status(found.error());
       add_ranges(ops::to_ranges(found->uids), *response->mutable_uids());
       response->set_count(static_cast<uint32_t>(found->uids.size()));
