@@ -57,9 +57,10 @@ constexpr const char* kUsage =
     "         its own HTTP/2 connection; search expectations are recomputed from --messages and --seed;\n"
     "         search-body is not timed but counted: every session makes --body-search-calls at once\n"
     "       mailstore_load watch --target ... --nss ... --token-key ... --user ... --front-end ...\n"
-    "                            --server-pid PID [--watches 10000] [--channels 10] [--lmtp-port P --rcpt ADDR]\n"
+    "                            --server-pid PID [--watches 10000] [--channels 10] [--rounds 2]\n"
+    "                            [--lmtp-port P --rcpt ADDR]\n"
     "         opens N Watch streams on INBOX (callback API), reads the store's smaps_rollup idle, with\n"
-    "         them open and after they are cancelled, twice; with --lmtp-port, times one delivery reaching all\n";
+    "         them open and after they are cancelled, --rounds times; with --lmtp-port, times one delivery reaching all\n";
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -78,6 +79,7 @@ struct Options {
   int server_pid = 0;
   int watches = 10000;
   int body_search_calls = 1;  // per session
+  int watch_rounds = 2;
 };
 
 template <class T>
@@ -118,6 +120,7 @@ bool parse_args(int argc, char** argv, Options& o, std::string& error) {
     else if (a == "--warmup") ok = (o.warmup = std::atof(std::string(v).c_str())) >= 0;
     else if (a == "--server-pid") ok = parse_number(v, o.server_pid) && o.server_pid > 0;
     else if (a == "--body-search-calls") ok = parse_number(v, o.body_search_calls) && o.body_search_calls >= 1;
+    else if (a == "--rounds") ok = parse_number(v, o.watch_rounds) && o.watch_rounds >= 1 && o.watch_rounds <= 100;
     else if (a == "--watches") ok = parse_number(v, o.watches) && o.watches >= 1 && o.watches <= 1000000;
     else {
       error = "unknown flag " + std::string(a);
@@ -1055,17 +1058,25 @@ int run_watch(const Options& o) {
 
   std::this_thread::sleep_for(std::chrono::seconds(1));
   const ProcMemory idle = read_memory(o.server_pid);
-  // Twice: memory that the first round leaves behind and the second does not add to is the
-  // allocator keeping freed pages, not a leak.
-  WatchRound first = watch_round(o, *client, s, tokens, o.messages + 1);
-  if (!select_inbox(*client, s, error)) {
-    std::fprintf(stderr, "mailstore_load: %s\n", error.c_str());
-    return 1;
+  // Several rounds: memory that the first round leaves behind and later ones do not add to is the
+  // allocator keeping freed pages; memory that grows with every round is held per stream.
+  std::vector<WatchRound> rounds;
+  for (int n = 0; n < o.watch_rounds; ++n) {
+    if (n > 0 && !select_inbox(*client, s, error)) {
+      std::fprintf(stderr, "mailstore_load: %s\n", error.c_str());
+      return 1;
+    }
+    rounds.push_back(watch_round(o, *client, s, tokens, o.messages + 1 + static_cast<uint64_t>(n)));
   }
-  WatchRound second = watch_round(o, *client, s, tokens, o.messages + 2);
+  const WatchRound& first = rounds.front();
+  const WatchRound& second = rounds.size() > 1 ? rounds[1] : rounds.front();
+  const WatchRound& last = rounds.back();
 
   bool good = true;
-  for (const WatchRound* r : {&first, &second}) {
+  std::string trend;  // anonymous KiB with the streams open / after the cancel, per round
+  for (const WatchRound& round : rounds) {
+    const WatchRound* r = &round;
+    trend += (trend.empty() ? "" : ",") + std::to_string(r->held.anon_kib) + "/" + std::to_string(r->after.anon_kib);
     good = good && r->all_ready && r->ready == o.watches && r->ended_early == 0 && r->all_done &&
            (o.lmtp_port == 0 || r->fanout_got >= r->ready);
     if (!r->first_status.empty()) {
@@ -1083,6 +1094,9 @@ int run_watch(const Options& o) {
   print_memory("after", first.after);
   print_memory("held2", second.held);
   print_memory("after2", second.after);
+  print_memory("held_last", last.held);
+  print_memory("after_last", last.after);
+  std::printf("rounds=%zu rounds_anon_kib=%s ", rounds.size(), trend.c_str());
   std::printf("per_watch_rss_b=%.0f per_watch_pss_b=%.0f per_watch_anon_b=%.0f fanout_events=%d lmtp_ms=%.1f "
               "fanout_ms=%.1f fanout2_ms=%.1f result=%s\n",
               ready > 0 ? (first.held.rss_kib - idle.rss_kib) * 1024.0 / ready : 0.0,
