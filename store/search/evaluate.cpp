@@ -406,7 +406,7 @@ class Search {
         auto raw = read(body, part.body_start, part.body_end);
         if (!raw) return tl::unexpected(raw.error());
         stats_.body_bytes += raw->size();
-        const std::string decoded = decode_transfer(*raw, part.encoding);
+        const std::string decoded = search::decode_transfer(*raw, part.encoding);
         std::string utf8;
         charsets_.to_utf8(part.charset, decoded, utf8);
         text.clear();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "store/mime/structure.hpp"
+#include "store/mime/transfer.hpp"
 
 namespace store::search {
 
@@ -51,8 +52,8 @@ std::string decode_header_value(std::string_view raw, Charsets& charsets);
 
 // A part's body without its Content-Transfer-Encoding (RFC 2045 §6.7, §6.8), leniently: bytes
 // outside the base64 alphabet are skipped, a malformed "=" escape stays as it is.
-std::string decode_base64(std::string_view in);
-std::string decode_quoted_printable(std::string_view in);
+using mime::decode_base64;  // store/mime/transfer.hpp
+using mime::decode_quoted_printable;
 std::string decode_transfer(std::string_view in, mime::Encoding encoding);
 
 // The fields of a header block (RFC 5322 §2.2): `fn(name, raw value)` for each, in order, the

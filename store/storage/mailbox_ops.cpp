@@ -1,6 +1,8 @@
 // mailbox_ops.cpp: the MailStore API's operations in one transaction (mailbox_ops.hpp).
 #include "store/storage/mailbox_ops.hpp"
 
+#include "store/mime/transfer.hpp"
+
 #include <algorithm>
 #include <array>
 #include <map>
@@ -513,71 +515,6 @@ std::string filter_header(std::string_view header, const std::vector<std::string
     if (keep) out += line;
   }
   out += "\r\n";
-  return out;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
-std::string decode_base64(std::string_view in) {
-  std::string out;
-  out.reserve(in.size() / 4 * 3);
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    int v = -1;
-    if (c >= 'A' && c <= 'Z') v = c - 'A';
-    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9') v = c - '0' + 52;
-    else if (c == '+') v = 62;
-    else if (c == '/') v = 63;
-    else if (c == '=') break;  // RFC 2045 §6.8: padding ends the data
-    if (v < 0) continue;       // line breaks, and what §6.8 says to ignore
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
-  return out;
-}
-
-std::string decode_quoted_printable(std::string_view in) {
-  std::string out;
-  out.reserve(in.size());
-  size_t pos = 0;
-  while (pos < in.size()) {
-    size_t nl = in.find('\n', pos);
-    const bool has_break = nl != std::string_view::npos;
-    std::string_view line = in.substr(pos, (has_break ? nl : in.size()) - pos);
-    pos = has_break ? nl + 1 : in.size();
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    // RFC 2045 §6.7 rule 3: trailing blanks were added in transport.
-    while (!line.empty() && (line.back() == ' ' || line.back() == '\t')) line.remove_suffix(1);
-    bool soft = false;
-    if (!line.empty() && line.back() == '=') {
-      soft = true;
-      line.remove_suffix(1);
-    }
-    for (size_t i = 0; i < line.size(); ++i) {
-      if (line[i] == '=' && i + 2 < line.size()) {
-        const int hi = hex_value(line[i + 1]);
-        const int lo = hex_value(line[i + 2]);
-        if (hi >= 0 && lo >= 0) {
-          out += static_cast<char>(hi * 16 + lo);
-          i += 2;
-          continue;
-        }
-      }
-      out += line[i];
-    }
-    if (has_break && !soft) out += "\r\n";
-  }
   return out;
 }
 
@@ -1149,15 +1086,9 @@ OpResult<std::string> read_bytes(const Txn& txn, const Dbs& dbs, const MessageRe
 }
 
 OpResult<std::string> decode_transfer_encoding(std::string_view content, mime::Encoding encoding) {
-  switch (encoding) {
-    case mime::Encoding::SevenBit:
-    case mime::Encoding::EightBit:
-    case mime::Encoding::Binary: return std::string(content);
-    case mime::Encoding::Base64: return decode_base64(content);
-    case mime::Encoding::QuotedPrintable: return decode_quoted_printable(content);
-    case mime::Encoding::Other: break;
-  }
-  return fail(OpCode::FailedPrecondition, "unknown content-transfer-encoding");
+  auto decoded = mime::decode_transfer(content, encoding);
+  if (!decoded) return fail(OpCode::FailedPrecondition, "unknown content-transfer-encoding");
+  return std::move(*decoded);
 }
 
 OpResult<SectionData> read_section(const Txn& txn, const Dbs& dbs, const MessageRecord& message,
