@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -38,19 +39,34 @@ std::filesystem::path TempDir::write(const std::string& name, const std::string&
   return p;
 }
 
-static int bound_port(int type) {
+static bool can_bind(int type, uint16_t port, int* chosen) {
   int fd = socket(AF_INET, type, 0);
   sockaddr_in sin{};
   sin.sin_family = AF_INET;
   sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0) {
-    close(fd);
-    throw std::runtime_error("bind to port 0 failed");
+  sin.sin_port = htons(port);
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) == 0;
+  if (ok) {
+    socklen_t len = sizeof sin;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &len);
+    *chosen = ntohs(sin.sin_port);
   }
-  socklen_t len = sizeof sin;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &len);
   close(fd);
-  return ntohs(sin.sin_port);
+  return ok;
+}
+
+// A port below Linux's ephemeral range (32768 and up): the kernel hands ports of that range to
+// the outgoing connections every test makes, and one of them could take a port a daemon was
+// about to bind ("Address already in use"). Random, so concurrent tests rarely pick the same.
+static int bound_port(int type) {
+  static std::mt19937 random(std::random_device{}() ^ static_cast<unsigned>(getpid()));
+  std::uniform_int_distribution<int> pick(20000, 32767);
+  int chosen = 0;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    if (can_bind(type, static_cast<uint16_t>(pick(random)), &chosen)) return chosen;
+  }
+  if (!can_bind(type, 0, &chosen)) throw std::runtime_error("bind to port 0 failed");
+  return chosen;
 }
 
 int free_port() { return bound_port(SOCK_STREAM); }
