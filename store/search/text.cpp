@@ -22,50 +22,7 @@ using common::ascii::lower;
 
 constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
 
-// The length of the valid UTF-8 sequence at s[0..n) and its code point; 0 when it is not one.
-size_t decode_one(const unsigned char* s, size_t n, uint32_t& cp) {
-  const unsigned char c = s[0];
-  if (c < 0x80) {
-    cp = c;
-    return 1;
-  }
-  size_t len;
-  uint32_t min;
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2, cp = c & 0x1F, min = 0x80;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3, cp = c & 0x0F, min = 0x800;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4, cp = c & 0x07, min = 0x10000;
-  } else {
-    return 0;
-  }
-  if (n < len) return 0;
-  for (size_t i = 1; i < len; ++i) {
-    if ((s[i] & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (s[i] & 0x3F);
-  }
-  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-  return len;
-}
 
-void encode_one(uint32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 
 // CaseFolding.txt (statuses C and S) for the ranges text.hpp names.
 uint32_t fold_cp(uint32_t c) {
@@ -208,21 +165,6 @@ unsigned days_in_month(int64_t year, unsigned month) {
 
 }  // namespace
 
-bool valid_utf8(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  size_t i = 0;
-  while (i < s.size()) {
-    if (p[i] < 0x80) {
-      ++i;
-      continue;
-    }
-    uint32_t cp;
-    const size_t n = decode_one(p + i, s.size() - i, cp);
-    if (n == 0) return false;
-    i += n;
-  }
-  return true;
-}
 
 void fold_append(std::string_view s, std::string& out) {
   out.reserve(out.size() + s.size());
@@ -235,7 +177,7 @@ void fold_append(std::string_view s, std::string& out) {
       continue;
     }
     uint32_t cp;
-    const size_t n = decode_one(p + i, s.size() - i, cp);
+    const size_t n = common::text::decode_utf8(s.substr(i), cp);
     if (n == 0) {
       out += s[i];
       ++i;
@@ -245,7 +187,7 @@ void fold_append(std::string_view s, std::string& out) {
     if (f == cp) {
       out.append(s.substr(i, n));
     } else {
-      encode_one(f, out);
+      common::text::append_utf8(out, f);
     }
     i += n;
   }

@@ -10,13 +10,14 @@
 #include <string_view>
 #include <vector>
 
+#include "common/text/utf8.hpp"
 #include "store/mime/structure.hpp"
 #include "store/mime/transfer.hpp"
 
 namespace store::search {
 
 // RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF.
-bool valid_utf8(std::string_view s);
+using common::text::valid_utf8;  // common/text/utf8.hpp
 
 // Simple case folding (Unicode CaseFolding.txt, statuses C and S: one code point to one) for the
 // scripts of most mail we carry, from a small table instead of a Unicode library: ASCII, Latin-1,

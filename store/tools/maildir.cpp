@@ -5,6 +5,7 @@
 #include <charconv>
 
 #include "common/ascii.hpp"
+#include "common/text/utf8.hpp"
 #include "store/storage/schema.hpp"
 
 namespace store::tools::maildir {
@@ -53,23 +54,6 @@ int base64_value(char c) {
   return -1;
 }
 
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xc0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xe0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-  } else {
-    out.push_back(static_cast<char>(0xf0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3f)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-  }
-}
 
 // One code point of valid UTF-8 at `i` (advanced past it); a malformed byte counts as itself.
 uint32_t next_code_point(std::string_view s, size_t& i) {
@@ -337,7 +321,7 @@ Result<std::string> mutf7_decode(std::string_view in) {
       } else if (printable(cp)) {
         return fail(ErrorKind::Protocol, "not modified UTF-7: printable ASCII encoded in a run");
       }
-      append_utf8(out, cp);
+      common::text::append_utf8(out, cp);
     }
     i = end + 1;
   }
