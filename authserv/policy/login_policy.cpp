@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "common/ascii.hpp"
@@ -78,13 +81,54 @@ AccessRequest access_request(const LoginFacts& facts, std::string_view user) {
   return req;
 }
 
+// Parsed compact filters by (source, text). Logins repeat the same few rule strings (most users
+// share their domain's), so each is parsed once instead of at every login; a changed attribute is
+// a new text and so a new parse, which keeps the memo exact without invalidation. Bounded: when
+// full it starts over, which costs one parse per string again, never a wrong answer.
+class FilterMemo {
+ public:
+  using Parsed = std::shared_ptr<const common::access::ParseResult<AccessFilter>>;
+  Parsed get(std::string_view text, const std::string& source) {
+    std::string key;
+    key.reserve(source.size() + 1 + text.size());
+    key.append(source).push_back('\0');
+    key.append(text);
+    {
+      std::lock_guard lock(mutex_);
+      if (auto it = memo_.find(key); it != memo_.end()) return it->second;
+    }
+    auto parsed = std::make_shared<const common::access::ParseResult<AccessFilter>>(AccessFilter::from_compact(text, source));
+    std::lock_guard lock(mutex_);
+    if (memo_.size() >= kMaxEntries || bytes_ + key.size() > kMaxBytes) {
+      memo_.clear();
+      bytes_ = 0;
+    }
+    bytes_ += key.size();
+    memo_.emplace(std::move(key), parsed);
+    return parsed;
+  }
+
+ private:
+  static constexpr size_t kMaxEntries = 50000;
+  static constexpr size_t kMaxBytes = size_t{32} << 20;
+  std::mutex mutex_;
+  std::unordered_map<std::string, Parsed> memo_;
+  size_t bytes_ = 0;
+};
+
+FilterMemo& filter_memo() {
+  static FilterMemo memo;
+  return memo;
+}
+
 LoginDecision check_service_filter(const directory::UserRecord& user, const LoginFacts& facts) {
   const bool own = !trim(user.allowed_services).empty();
   std::string_view text = own ? user.allowed_services : user.domain_allowed_services;
   if (trim(text).empty()) return decide(Outcome::Allow, "no service filter");
   std::string source = own ? "user " + user.canonical + " mailAllowedServiceAccess"
                            : "domain " + user.domain + " mailAllowedServiceAccess";
-  auto filter = AccessFilter::from_compact(text, source);
+  auto parsed = filter_memo().get(text, source);
+  const auto& filter = *parsed;
   if (!filter) {
     std::string why = filter.error().empty() ? "unparsable" : filter.error().front().to_string();
     return decide(Outcome::ServiceDenied, "service " + std::string(facts.service) + " denied: bad " + why);
