@@ -7,9 +7,11 @@
 #include <array>
 #include <map>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 
 #include "common/lmdb/codec.hpp"
+#include "common/text/utf8.hpp"
 #include "store/mime/parser.hpp"
 
 namespace store::ops {
@@ -51,40 +53,43 @@ bool iequals(std::string_view a, std::string_view b) {
 
 // ---- UTF-8 and names ----
 
-// nullptr when `s` is valid UTF-8 without control characters, else what is wrong with it.
+// nullptr when `s` is valid UTF-8 without control characters, else what is wrong with it. The
+// decoder (common/text) says only whether a sequence is valid; the reason is worked out here from
+// the bytes it refused, so a client learns which kind of sequence was wrong.
+const char* utf8_problem(std::string_view s) {
+  const auto c = static_cast<uint8_t>(s[0]);
+  size_t len = 0;
+  if ((c & 0xe0) == 0xc0) {
+    len = 2;
+  } else if ((c & 0xf0) == 0xe0) {
+    len = 3;
+  } else if ((c & 0xf8) == 0xf0) {
+    len = 4;
+  } else {
+    return "is not valid UTF-8";
+  }
+  if (len > s.size()) return "is not valid UTF-8 (a truncated sequence)";
+  uint32_t cp = c & (0x7f >> len);
+  for (size_t k = 1; k < len; ++k) {
+    const auto cc = static_cast<uint8_t>(s[k]);
+    if ((cc & 0xc0) != 0x80) return "is not valid UTF-8";
+    cp = (cp << 6) | (cc & 0x3f);
+  }
+  // An overlong form could smuggle "/" or NUL past a byte-wise check elsewhere.
+  if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) {
+    return "is not valid UTF-8 (an overlong form)";
+  }
+  if (cp >= 0xd800 && cp <= 0xdfff) return "is not valid UTF-8 (a surrogate)";
+  if (cp > 0x10ffff) return "is not valid UTF-8 (past U+10FFFF)";
+  return "is not valid UTF-8";
+}
+
 const char* text_problem(std::string_view s) {
   size_t i = 0;
   while (i < s.size()) {
-    const auto c = static_cast<uint8_t>(s[i]);
     uint32_t cp = 0;
-    size_t len = 0;
-    if (c < 0x80) {
-      cp = c;
-      len = 1;
-    } else if ((c & 0xe0) == 0xc0) {
-      cp = c & 0x1f;
-      len = 2;
-    } else if ((c & 0xf0) == 0xe0) {
-      cp = c & 0x0f;
-      len = 3;
-    } else if ((c & 0xf8) == 0xf0) {
-      cp = c & 0x07;
-      len = 4;
-    } else {
-      return "is not valid UTF-8";
-    }
-    if (len > s.size() - i) return "is not valid UTF-8 (a truncated sequence)";
-    for (size_t k = 1; k < len; ++k) {
-      const auto cc = static_cast<uint8_t>(s[i + k]);
-      if ((cc & 0xc0) != 0x80) return "is not valid UTF-8";
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    // An overlong form could smuggle "/" or NUL past a byte-wise check elsewhere.
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) {
-      return "is not valid UTF-8 (an overlong form)";
-    }
-    if (cp >= 0xd800 && cp <= 0xdfff) return "is not valid UTF-8 (a surrogate)";
-    if (cp > 0x10ffff) return "is not valid UTF-8 (past U+10FFFF)";
+    const size_t len = common::text::decode_utf8(s.substr(i), cp);
+    if (len == 0) return utf8_problem(s.substr(i));
     // RFC 5198 Net-Unicode: no C0 or C1 controls; CR and LF would also break IMAP's quoted strings.
     if (cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f)) return "has a control character";
     i += len;
@@ -262,7 +267,8 @@ OpResult<std::vector<MessageInfo>> next_batch(const Txn& txn, const Dbs& dbs, ui
 
 // One reference less; the body and its chunks go with the last. A missing body is left for
 // verify_refcounts to report rather than making the message impossible to expunge.
-OpResult<void> release_body(Txn& txn, const Dbs& dbs, uint64_t body_id) {
+// `chunks_deleted` (when given) counts the chunks removed, for the batches that free a mailbox.
+OpResult<void> release_body(Txn& txn, const Dbs& dbs, uint64_t body_id, size_t* chunks_deleted = nullptr) {
   auto body = find_body(txn, dbs, body_id);
   if (!body) return fail(body);
   if (!*body) return {};
@@ -273,6 +279,7 @@ OpResult<void> release_body(Txn& txn, const Dbs& dbs, uint64_t body_id) {
   for (uint32_t i = 0; i < (*body)->chunks; ++i) {
     if (auto r = del(txn, dbs.body_chunks, chunk_key(body_id, i)); !r) return r;
   }
+  if (chunks_deleted) *chunks_deleted += (*body)->chunks + 1;
   return del(txn, dbs.bodies, id_key(body_id));
 }
 
@@ -285,6 +292,7 @@ OpResult<void> remove_message(Txn& txn, const Dbs& dbs, MailboxRecord& mailbox, 
   if (tombstone) {
     const uint64_t modseq = ++mailbox.highestmodseq;
     if (auto r = put(txn, dbs.changes, change_key(mailbox.id, modseq), Encoder().u32(uid).u8(1).str()); !r) return r;
+    mailbox.tombstones += 1;
   }
   mailbox.messages -= std::min<uint32_t>(mailbox.messages, 1);
   if (!(message.flags & kSeen)) mailbox.unseen -= std::min<uint32_t>(mailbox.unseen, 1);
@@ -352,41 +360,34 @@ OpResult<MailboxRecord> make_mailbox(Txn& txn, const Dbs& dbs, uint64_t user_id,
   return *made;
 }
 
-// Deletes a mailbox with its messages and changes; the user record is updated in memory and written.
+// DELETE's part that takes effect at once: the name and the id go, the mailbox is listed in
+// `deleted_mailboxes` for free_deleted, and the user's counters drop by the mailbox's (they are
+// the sums of its messages), so quota and usage are right before a single message is freed. The
+// user record is updated in memory and written.
 OpResult<DeletedMailbox> remove_mailbox(Txn& txn, const Dbs& dbs, std::string_view user_name, UserRecord& user,
                                         std::string_view name, MailboxRecord mailbox) {
-  DeletedMailbox out{std::string(name), mailbox, 0};
-  for (uint64_t from = 1;;) {
-    auto batch = next_batch(txn, dbs, mailbox.id, nullptr, from);
-    if (!batch) return tl::unexpected(batch.error());
-    if (batch->empty()) break;
-    for (const MessageInfo& m : *batch) {
-      if (auto r = remove_message(txn, dbs, mailbox, user, m.uid, m.record, false); !r) return tl::unexpected(r.error());
-      out.expunged += 1;
-    }
-  }
-  // The kind-1 entries of earlier expunges go too: the mailbox id is never handed out again.
-  const std::string prefix = id_key(mailbox.id);
-  for (;;) {
-    std::vector<std::string> keys;
-    {
-      auto cursor = Cursor::open(txn, dbs.changes);
-      if (!cursor) return fail(cursor);
-      for (auto entry = cursor->seek(prefix); keys.size() < kBatch; entry = cursor->next()) {
-        if (!entry) return fail(entry);
-        if (!*entry || !(*entry)->first.starts_with(prefix)) break;
-        keys.emplace_back((*entry)->first);
-      }
-    }
-    if (keys.empty()) break;
-    for (const auto& k : keys) {
-      if (auto r = del(txn, dbs.changes, k); !r) return tl::unexpected(r.error());
-    }
-  }
+  DeletedMailbox out{std::string(name), mailbox, mailbox.messages};
+  const DeletedMailboxRecord pending{user.id, mailbox.messages, mailbox.bytes, std::string(name)};
+  if (auto r = put(txn, dbs.deleted_mailboxes, id_key(mailbox.id), encode(pending)); !r) return tl::unexpected(r.error());
   if (auto r = del(txn, dbs.mailboxes, mailbox_key(user.id, name)); !r) return tl::unexpected(r.error());
   if (auto r = del(txn, dbs.mailbox_ids, id_key(mailbox.id)); !r) return tl::unexpected(r.error());
+  user.messages -= std::min<uint64_t>(user.messages, mailbox.messages);
+  user.bytes_used -= std::min(user.bytes_used, mailbox.bytes);
   if (auto r = write_user(txn, dbs, user_name, user); !r) return tl::unexpected(r.error());
   return out;
+}
+
+// The first pending mailbox id at or after `from`.
+OpResult<std::optional<uint64_t>> next_pending(const Txn& txn, const Dbs& dbs, uint64_t from) {
+  auto cursor = Cursor::open(txn, dbs.deleted_mailboxes);
+  if (!cursor) return fail(cursor);
+  auto entry = cursor->seek(id_key(from));
+  if (!entry) return fail(entry);
+  if (!*entry) return std::optional<uint64_t>{};
+  Decoder k((*entry)->first);
+  uint64_t id = 0;
+  if (!k.u64(id) || !k.done()) return damaged("deleted_mailboxes key");
+  return std::optional<uint64_t>{id};
 }
 
 // ---- flags ----
@@ -515,6 +516,34 @@ std::string filter_header(std::string_view header, const std::vector<std::string
     if (keep) out += line;
   }
   out += "\r\n";
+  return out;
+}
+
+// The UIDs below UIDNEXT that no message has (expunged, or never used), within `set` when given,
+// as ranges: one pass over the live messages, so the answer is as long as they are fragmented.
+OpResult<UidSet> not_live(const Txn& txn, const Dbs& dbs, const MailboxRecord& box, const UidSet* set) {
+  UidSet gaps;
+  uint64_t next = 1;  // the lowest UID not yet accounted for
+  auto scan = MessageScan::open(txn, dbs, box.id, nullptr, 1);
+  if (!scan) return tl::unexpected(scan.error());
+  for (;;) {
+    auto item = scan->next();
+    if (!item) return tl::unexpected(item.error());
+    if (!*item || (*item)->first >= box.uidnext) break;
+    const uint32_t uid = (*item)->first;
+    if (uid > next) gaps.emplace_back(static_cast<uint32_t>(next), uid - 1);
+    next = uint64_t{uid} + 1;
+  }
+  if (next < box.uidnext) gaps.emplace_back(static_cast<uint32_t>(next), box.uidnext - 1);
+  if (!set) return gaps;
+  UidSet out;
+  size_t j = 0;
+  for (const UidRange& g : gaps) {
+    while (j < set->size() && (*set)[j].second < g.first) ++j;
+    for (size_t k = j; k < set->size() && (*set)[k].first <= g.second; ++k) {
+      out.emplace_back(std::max(g.first, (*set)[k].first), std::min(g.second, (*set)[k].second));
+    }
+  }
   return out;
 }
 
@@ -728,7 +757,160 @@ OpResult<DeletedMailbox> delete_mailbox(Txn& txn, const Dbs& dbs, std::string_vi
   auto mailbox = find_mailbox(txn, dbs, u->id, *canonical);
   if (!mailbox) return fail(mailbox);
   if (!*mailbox) return fail(OpCode::NotFound, "no mailbox " + in_quotes(*canonical));
-  return remove_mailbox(txn, dbs, user, *u, *canonical, **mailbox);
+  auto out = remove_mailbox(txn, dbs, user, *u, *canonical, **mailbox);
+  if (!out) return out;
+  // A small mailbox is freed right here; a large one goes on in the background (free_deleted).
+  auto freed = free_deleted(txn, dbs);
+  if (!freed) return tl::unexpected(freed.error());
+  auto pending = txn.get(dbs.deleted_mailboxes, id_key(out->record.id));
+  if (!pending) return fail(pending);
+  out->freed = !*pending;
+  return out;
+}
+
+OpResult<FreeProgress> free_deleted(Txn& txn, const Dbs& dbs, const FreeLimits& limits) {
+  FreeProgress out;
+  size_t chunks = 0;
+  auto spent = [&] { return out.messages + out.changes >= limits.messages || chunks >= limits.chunks; };
+  for (uint64_t from = 0;;) {
+    auto id = next_pending(txn, dbs, from);
+    if (!id) return tl::unexpected(id.error());
+    if (!*id) return out;
+    const uint64_t mailbox_id = **id;
+    from = mailbox_id + 1;
+    // Its messages: each one's kind-0 change and body reference go with it. No counter is
+    // touched: the mailbox record is gone and the user's counters dropped at the DELETE.
+    for (;;) {
+      if (spent()) {
+        out.more = true;
+        return out;
+      }
+      uint64_t first = 1;
+      auto batch = next_batch(txn, dbs, mailbox_id, nullptr, first);
+      if (!batch) return tl::unexpected(batch.error());
+      if (batch->empty()) break;
+      for (const MessageInfo& m : *batch) {
+        if (spent()) {
+          out.more = true;
+          return out;
+        }
+        if (auto r = del(txn, dbs.messages, message_key(mailbox_id, m.uid)); !r) return tl::unexpected(r.error());
+        if (auto r = del(txn, dbs.changes, change_key(mailbox_id, m.record.modseq)); !r) return tl::unexpected(r.error());
+        if (auto r = release_body(txn, dbs, m.record.body_id, &chunks); !r) return tl::unexpected(r.error());
+        out.messages += 1;
+      }
+    }
+    // Then what is left in `changes` (the kind-1 entries of earlier expunges): the id is never
+    // handed out again, so nothing else will read them.
+    const std::string prefix = id_key(mailbox_id);
+    for (;;) {
+      std::vector<std::string> keys;
+      {
+        auto cursor = Cursor::open(txn, dbs.changes);
+        if (!cursor) return fail(cursor);
+        for (auto entry = cursor->seek(prefix); keys.size() < kBatch; entry = cursor->next()) {
+          if (!entry) return fail(entry);
+          if (!*entry || !(*entry)->first.starts_with(prefix)) break;
+          keys.emplace_back((*entry)->first);
+        }
+      }
+      if (keys.empty()) break;
+      for (const auto& k : keys) {
+        if (spent()) {
+          out.more = true;
+          return out;
+        }
+        if (auto r = del(txn, dbs.changes, k); !r) return tl::unexpected(r.error());
+        out.changes += 1;
+      }
+    }
+    if (auto r = del(txn, dbs.deleted_mailboxes, prefix); !r) return tl::unexpected(r.error());
+    out.mailboxes_finished += 1;
+    out.chunks = chunks;
+  }
+}
+
+OpResult<uint64_t> pending_deletions(const Txn& txn, const Dbs& dbs) {
+  MDB_stat st{};
+  if (int rc = mdb_stat(txn.get(), dbs.deleted_mailboxes, &st); rc != 0) {
+    return tl::unexpected(to_op_error(common::lmdb::error("mdb_stat deleted_mailboxes", rc)));
+  }
+  return uint64_t{st.ms_entries};
+}
+
+OpResult<PruneProgress> prune_tombstones(Txn& txn, const Dbs& dbs, const PruneLimits& limits, std::string& cursor_key) {
+  PruneProgress out;
+  // The mailboxes over the limit among the next `limits.mailboxes` records (read first: a write
+  // would invalidate the cursor's views).
+  std::vector<std::tuple<std::string, MailboxRecord>> over;
+  std::string next_key;
+  {
+    auto cursor = Cursor::open(txn, dbs.mailboxes);
+    if (!cursor) return fail(cursor);
+    auto entry = cursor_key.empty() ? cursor->first() : cursor->seek(cursor_key);
+    for (;; entry = cursor->next()) {
+      if (!entry) return fail(entry);
+      if (!*entry) break;
+      if (out.mailboxes == limits.mailboxes) {
+        next_key.assign((*entry)->first);
+        break;
+      }
+      out.mailboxes += 1;
+      auto record = decode_mailbox((*entry)->second);
+      if (!record) return fail(record);
+      if (record->tombstones > limits.keep) over.emplace_back(std::string((*entry)->first), *record);
+    }
+  }
+  for (auto& [key, box] : over) {
+    // The oldest first, from the floor up; kind-0 entries on the way are left.
+    uint64_t need = box.tombstones - limits.keep;
+    std::vector<std::pair<std::string, uint8_t>> seen;  // key, kind
+    {
+      const std::string prefix = id_key(box.id);
+      auto cursor = Cursor::open(txn, dbs.changes);
+      if (!cursor) return fail(cursor);
+      const size_t room = limits.entries > out.entries ? limits.entries - out.entries : 0;
+      uint64_t kind1 = 0;
+      for (auto entry = cursor->seek(change_key(box.id, box.vanished_floor + 1)); seen.size() < room && kind1 < need;
+           entry = cursor->next()) {
+        if (!entry) return fail(entry);
+        if (!*entry || !(*entry)->first.starts_with(prefix)) break;
+        Decoder v((*entry)->second);
+        uint32_t uid = 0;
+        uint8_t kind = 0;
+        if (!v.u32(uid) || !v.u8(kind) || !v.done()) return damaged("changes entry");
+        seen.emplace_back(std::string((*entry)->first), kind);
+        if (kind == 1) kind1 += 1;
+      }
+    }
+    out.entries += seen.size();
+    if (seen.empty() && need > 0 && out.entries < limits.entries) {
+      // The count says more than there is (a record from before the count was kept): trust the table.
+      box.tombstones = limits.keep;
+    }
+    for (const auto& [k, kind] : seen) {
+      Decoder key(std::string_view(k).substr(8));
+      uint64_t modseq = 0;
+      key.u64(modseq);
+      // Past kind-0 entries too: every tombstone up to the next one pruned is at or below it, so the
+      // floor ends no higher than where this mailbox's pruning will end anyway.
+      box.vanished_floor = std::max(box.vanished_floor, modseq);
+      if (kind != 1) continue;
+      if (auto r = del(txn, dbs.changes, k); !r) return tl::unexpected(r.error());
+      box.tombstones -= 1;
+      out.pruned += 1;
+    }
+    if (auto r = put(txn, dbs.mailboxes, key, encode(box)); !r) return tl::unexpected(r.error());
+    if (box.tombstones > limits.keep) {
+      // Out of budget in this mailbox: the next batch starts with it again.
+      cursor_key = key;
+      out.more = true;
+      return out;
+    }
+  }
+  cursor_key = next_key;
+  out.more = !next_key.empty();
+  return out;
 }
 
 namespace {
@@ -1400,6 +1582,15 @@ OpResult<ChangesResult> changes_since(const Txn& txn, const Dbs& dbs, std::strin
   ChangesResult out;
   out.highest_modseq = mailbox->record.highestmodseq;
   if (since >= out.highest_modseq) return out;
+  // RFC 7162 §3.2.5.2: below the floor some expunges are no longer listed, so every UID under
+  // UIDNEXT that is not live is reported (within the client's set): a superset the client drops
+  // for UIDs it never had.
+  const bool history_complete = since >= mailbox->record.vanished_floor;
+  if (!history_complete) {
+    auto gone = not_live(txn, dbs, mailbox->record, set ? &*set : nullptr);
+    if (!gone) return tl::unexpected(gone.error());
+    out.vanished = std::move(*gone);
+  }
   std::vector<uint32_t> vanished;
   const std::string prefix = id_key(ref.id);
   auto cursor = Cursor::open(txn, dbs.changes);
@@ -1417,7 +1608,7 @@ OpResult<ChangesResult> changes_since(const Txn& txn, const Dbs& dbs, std::strin
     }
     if (set && !contains(*set, uid)) continue;
     if (kind == 1) {
-      vanished.push_back(uid);
+      if (history_complete) vanished.push_back(uid);
       continue;
     }
     auto message = txn.get(dbs.messages, message_key(ref.id, uid));
@@ -1427,9 +1618,11 @@ OpResult<ChangesResult> changes_since(const Txn& txn, const Dbs& dbs, std::strin
     if (!m) return fail(m);
     out.changed.push_back(MessageState{uid, m->flags, std::move(m->keywords), modseq});
   }
-  std::sort(vanished.begin(), vanished.end());
-  vanished.erase(std::unique(vanished.begin(), vanished.end()), vanished.end());
-  out.vanished = to_ranges(vanished);
+  if (history_complete) {
+    std::sort(vanished.begin(), vanished.end());
+    vanished.erase(std::unique(vanished.begin(), vanished.end()), vanished.end());
+    out.vanished = to_ranges(vanished);
+  }
   return out;
 }
 
@@ -1475,6 +1668,13 @@ OpResult<DeletedUser> delete_user(Txn& txn, const Dbs& dbs, std::string_view use
   }
   out.subscriptions = subs->size();
   if (auto d = del(txn, dbs.users, user_key(user)); !d) return tl::unexpected(d.error());
+  auto freed = free_deleted(txn, dbs);
+  if (!freed) return tl::unexpected(freed.error());
+  for (DeletedMailbox& m : out.mailboxes) {
+    auto pending = txn.get(dbs.deleted_mailboxes, id_key(m.record.id));
+    if (!pending) return fail(pending);
+    m.freed = !*pending;
+  }
   return out;
 }
 
@@ -1487,7 +1687,7 @@ class Verifier {
   Verifier(const Txn& txn, const Dbs& dbs, Txn* write) : txn_(txn), dbs_(dbs), write_(write) {}
 
   OpResult<VerifyReport> run() {
-    for (auto step : {&Verifier::scan_users, &Verifier::scan_mailboxes, &Verifier::scan_mailbox_ids,
+    for (auto step : {&Verifier::scan_users, &Verifier::scan_mailboxes, &Verifier::scan_deleted, &Verifier::scan_mailbox_ids,
                       &Verifier::scan_messages, &Verifier::scan_changes, &Verifier::scan_bodies,
                       &Verifier::scan_chunks, &Verifier::scan_subscriptions}) {
       if (auto r = (this->*step)(); !r) return tl::unexpected(r.error());
@@ -1514,6 +1714,7 @@ class Verifier {
     uint64_t bytes = 0;
     uint32_t max_uid = 0;
     uint64_t max_modseq = 0;
+    uint32_t tombstones = 0;
     bool indexed = false;  // its mailbox_ids entry is right
   };
   struct BodyCheck {
@@ -1591,6 +1792,22 @@ class Verifier {
     });
   }
 
+  // Mailboxes deleted and still being freed: their messages keep their bodies referenced and
+  // belong to no mailbox or user counter; their `changes` entries are not checked.
+  OpResult<void> scan_deleted() {
+    return scan(dbs_.deleted_mailboxes, [&](std::string_view key, std::string_view value) -> OpResult<void> {
+      Decoder k(key);
+      uint64_t id = 0;
+      if (!k.u64(id) || !k.done() || !decode_deleted_mailbox(value)) {
+        problem("deleted_mailboxes: a damaged entry", false);
+        return {};
+      }
+      if (boxes_.count(id)) problem("mailbox id " + std::to_string(id) + " is both live and deleted", false);
+      deleted_.insert(id);
+      return {};
+    });
+  }
+
   OpResult<void> scan_mailbox_ids() {
     auto r = scan(dbs_.mailbox_ids, [&](std::string_view key, std::string_view value) -> OpResult<void> {
       Decoder k(key), v(value);
@@ -1623,6 +1840,15 @@ class Verifier {
         return {};
       }
       auto it = boxes_.find(mailbox_id);
+      if (it == boxes_.end() && deleted_.count(mailbox_id)) {
+        if (decode_message(value)) {
+          report_.messages += 1;
+          body_refs_.push_back(decode_message(value)->body_id);
+        } else {
+          problem("deleted mailbox " + std::to_string(mailbox_id) + " message " + std::to_string(uid) + ": damaged record", false);
+        }
+        return {};
+      }
       if (it == boxes_.end()) {
         problem("message " + std::to_string(uid) + " of mailbox " + std::to_string(mailbox_id) + ": no such mailbox");
         orphan_messages_.emplace_back(key);
@@ -1680,6 +1906,7 @@ class Verifier {
         return {};
       }
       auto it = boxes_.find(mailbox_id);
+      if (it == boxes_.end() && deleted_.count(mailbox_id)) return {};
       if (it == boxes_.end()) {
         problem("changes entry of mailbox " + std::to_string(mailbox_id) + ": no such mailbox");
         stale_changes_.emplace_back(key);
@@ -1694,6 +1921,14 @@ class Verifier {
       if (kind == 1) {
         if (uid >= box.record.uidnext) {
           problem(box_name(mailbox_id) + ": expunged UID " + std::to_string(uid) + " is not below UIDNEXT");
+        }
+        if (modseq <= box.record.vanished_floor) {
+          // Pruning goes oldest first, so nothing at or below the floor is left: repair removes it.
+          problem(box_name(mailbox_id) + ": an expunge at MODSEQ " + std::to_string(modseq) +
+                  " is at or below the expunge history floor " + std::to_string(box.record.vanished_floor));
+          stale_changes_.emplace_back(key);
+        } else {
+          box.tombstones += 1;
         }
         box.max_uid = std::max(box.max_uid, uid);
         return {};
@@ -1815,6 +2050,13 @@ class Verifier {
   void check_counters() {
     for (auto& [id, box] : boxes_) {
       const MailboxRecord& r = box.record;
+      if (r.tombstones != box.tombstones) {
+        problem(box_name(id) + ": " + std::to_string(r.tombstones) + " expunges counted in the record, " +
+                std::to_string(box.tombstones) + " listed");
+      }
+      if (r.vanished_floor > r.highestmodseq) {
+        problem(box_name(id) + ": expunge history floor " + std::to_string(r.vanished_floor) + " above HIGHESTMODSEQ");
+      }
       if (r.messages != box.messages || r.unseen != box.unseen || r.bytes != box.bytes) {
         problem(box_name(id) + ": counters messages " + std::to_string(r.messages) + " unseen " +
                 std::to_string(r.unseen) + " bytes " + std::to_string(r.bytes) + ", counted " +
@@ -1860,6 +2102,7 @@ class Verifier {
       r.messages = box.messages;
       r.unseen = box.unseen;
       r.bytes = box.bytes;
+      r.tombstones = box.tombstones;
       r.uidnext = std::max<uint32_t>(r.uidnext, box.max_uid == UINT32_MAX ? UINT32_MAX : box.max_uid + 1);
       r.highestmodseq = std::max(r.highestmodseq, box.max_modseq);
     }
@@ -1896,6 +2139,7 @@ class Verifier {
   VerifyReport report_;
   std::unordered_map<uint64_t, UserAgg> users_;
   std::unordered_map<uint64_t, BoxAgg> boxes_;
+  std::set<uint64_t> deleted_;
   std::vector<uint64_t> body_refs_;
   std::vector<BodyCheck> bodies_;  // in id order
   std::vector<std::pair<uint64_t, BodyRecord>> body_fixes_;

@@ -129,12 +129,61 @@ OpResult<CreatedMailbox> create_mailbox(common::lmdb::Txn&, const Dbs&, std::str
 struct DeletedMailbox {
   std::string name;
   MailboxRecord record;    // as it was before the delete (its id for the watchers' "gone")
-  uint32_t expunged = 0;   // messages removed with it
+  uint32_t expunged = 0;   // messages removed with it (freed now or by later free_deleted batches)
+  bool freed = false;      // every one of them was freed in this transaction
 };
-// RFC 9051 §6.3.5: every message is expunged (bodies dereferenced, counters updated), its `changes`
-// entries and mailbox_ids entry removed; its inferior names stay; its subscription stays (§6.3.7:
-// the server does not unsubscribe by itself). INBOX cannot be deleted (InvalidArgument).
+// RFC 9051 §6.3.5. Takes effect at once, whatever the mailbox's size: the name and the mailbox_ids
+// entry go (a ref to it is NotFound, the name can be created again with a new id and
+// UIDVALIDITY), the user's bytes and messages drop by the mailbox's, and the id is listed in
+// `deleted_mailboxes`. Its messages (kind-0 changes, body references, bodies) and its kind-1
+// entries are freed by free_deleted: the first FreeLimits{} worth here, the rest in later
+// transactions. Its inferior names stay; its subscription stays (§6.3.7: the server does not
+// unsubscribe by itself). INBOX cannot be deleted (InvalidArgument).
 OpResult<DeletedMailbox> delete_mailbox(common::lmdb::Txn&, const Dbs&, std::string_view user, std::string_view name);
+
+// One bounded batch of the freeing that DELETE (and user deletion) left: pending mailboxes in id
+// order, each one's messages (the message, its kind-0 change, its body reference; the body and
+// its chunks with the last one), then its remaining `changes` entries, then its
+// `deleted_mailboxes` entry. A batch stops once it removed `messages` entries (messages and
+// changes entries together) or `chunks` (chunks and body records), checked before each message,
+// so one message with a large body may go past it. Safe to repeat after a crash: what a committed
+// batch freed is gone, the rest is still listed.
+struct FreeLimits {
+  size_t messages = 1000;
+  size_t chunks = 4096;  // 256 MiB of body chunks
+};
+struct FreeProgress {
+  uint64_t messages = 0;            // messages freed
+  uint64_t changes = 0;             // other `changes` entries removed
+  uint64_t chunks = 0;              // chunks and body records deleted
+  uint64_t mailboxes_finished = 0;  // `deleted_mailboxes` entries done and removed
+  bool more = false;                // stopped by the limits: another batch has work
+};
+OpResult<FreeProgress> free_deleted(common::lmdb::Txn&, const Dbs&, const FreeLimits& limits = {});
+// How many deleted mailboxes are still being freed.
+OpResult<uint64_t> pending_deletions(const common::lmdb::Txn&, const Dbs&);
+
+// Expunge history is bounded: a mailbox keeps its newest `keep` kind-1 entries; older ones are
+// removed, oldest first, and the mailbox's vanished_floor rises to the highest MODSEQ removed, so
+// changes_since from below it answers with every UID that is not live (RFC 7162 allows a superset).
+// Count, not age: VANISHED for a client older than the floor costs the mailbox's live-UID ranges,
+// not the number of expunges, so what must be bounded is the space, about 40 bytes per entry.
+struct PruneLimits {
+  uint32_t keep = 10000;     // kind-1 entries kept per mailbox
+  size_t mailboxes = 1000;   // mailbox records looked at per batch
+  size_t entries = 1000;     // `changes` entries read (and at most removed) per batch
+};
+struct PruneProgress {
+  uint64_t mailboxes = 0;  // records looked at
+  uint64_t pruned = 0;     // kind-1 entries removed
+  uint64_t entries = 0;    // `changes` entries read
+  bool more = false;       // the walk over the mailboxes goes on from `cursor`
+};
+// One batch of a walk over every mailbox; `cursor` is the `mailboxes` key to go on from ("" for the
+// first), left "" once the walk reached the end. The walk holds no state but the cursor, so a
+// restart simply begins a new one.
+OpResult<PruneProgress> prune_tombstones(common::lmdb::Txn&, const Dbs&, const PruneLimits& limits,
+                                         std::string& cursor);
 
 struct RenamedMailbox {
   uint64_t id = 0;
@@ -337,7 +386,9 @@ struct ChangesResult {
   UidSet vanished;                    // expunged after `since` (VANISHED (EARLIER))
   uint64_t highest_modseq = 0;
 };
-// A range scan of `changes` from (mailbox, since + 1); `uids` restricts both lists.
+// A range scan of `changes` from (mailbox, since + 1); `uids` restricts both lists. Below the
+// mailbox's vanished_floor (older expunges were pruned, prune_tombstones) `vanished` is every UID
+// under UIDNEXT that is not live, restricted to `uids` when given.
 OpResult<ChangesResult> changes_since(const common::lmdb::Txn&, const Dbs&, std::string_view user, MailboxRef ref,
                                       uint64_t since, const std::optional<UidSet>& uids = std::nullopt);
 
@@ -362,7 +413,8 @@ struct DeletedUser {
   std::vector<DeletedMailbox> mailboxes;
   uint64_t subscriptions = 0;
 };
-// Every mailbox deleted as delete_mailbox does (INBOX too), the subscriptions, then the record.
+// Every mailbox deleted as delete_mailbox does (INBOX too; the first FreeLimits{} of their messages
+// freed here, the rest by free_deleted), the subscriptions, then the record.
 OpResult<DeletedUser> delete_user(common::lmdb::Txn&, const Dbs&, std::string_view user);
 
 // A full consistency check of the environment against store/README.md "Invariants": messages per

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <ctime>
 
 #include "common/lmdb/codec.hpp"
 
@@ -18,6 +19,9 @@ using common::lmdb::Encoder;
 using common::lmdb::Txn;
 
 constexpr uint8_t kLayout = 1;
+// Mailbox records with expunge history (vanished_floor, tombstones) appended; a record with both
+// zero is still written as layout 1, so older builds read it.
+constexpr uint8_t kMailboxLayout2 = 2;
 
 tl::unexpected<Error> damaged(std::string_view what) {
   return tl::unexpected(Error{ErrorKind::Internal, "damaged " + std::string(what) + " record"});
@@ -83,6 +87,7 @@ Result<Dbs> Dbs::open(Txn& txn) {
       {"body_chunks", &dbs.body_chunks},
       {"deliveries", &dbs.deliveries},
       {"delivery_times", &dbs.delivery_times},
+      {"deleted_mailboxes", &dbs.deleted_mailboxes},
   };
   for (auto [name, dbi] : names) {
     if (int rc = mdb_dbi_open(txn.get(), name, MDB_CREATE, dbi); rc != 0) {
@@ -121,8 +126,9 @@ std::string encode(const UserRecord& r) {
 }
 
 std::string encode(const MailboxRecord& r) {
-  return Encoder()
-      .u8(kLayout)
+  const bool history = r.vanished_floor != 0 || r.tombstones != 0;
+  Encoder e;
+  e.u8(history ? kMailboxLayout2 : kLayout)
       .u64(r.id)
       .u32(r.uidvalidity)
       .u32(r.uidnext)
@@ -131,8 +137,9 @@ std::string encode(const MailboxRecord& r) {
       .u32(r.unseen)
       .u64(r.bytes)
       .u32(r.special_use)
-      .i64(r.created)
-      .str();
+      .i64(r.created);
+  if (history) e.u64(r.vanished_floor).u32(r.tombstones);
+  return std::move(e).str();
 }
 
 std::string encode(const MessageRecord& r) {
@@ -176,7 +183,32 @@ Result<MailboxRecord> decode_mailbox(std::string_view v) {
   d.u64(r.bytes);
   d.u32(r.special_use);
   d.i64(r.created);
-  if (!d.done() || layout != kLayout) return damaged("mailbox");
+  if (layout == kMailboxLayout2) {
+    d.u64(r.vanished_floor);
+    d.u32(r.tombstones);
+  } else if (layout != kLayout) {
+    return damaged("mailbox");
+  }
+  if (!d.done()) return damaged("mailbox");
+  return r;
+}
+
+std::string encode(const DeletedMailboxRecord& r) {
+  return Encoder().u8(kLayout).u64(r.user_id).u32(r.messages).u64(r.bytes).bytes(r.name).str();
+}
+
+Result<DeletedMailboxRecord> decode_deleted_mailbox(std::string_view v) {
+  Decoder d(v);
+  DeletedMailboxRecord r;
+  uint8_t layout = 0;
+  std::string_view name;
+  d.u8(layout);
+  d.u64(r.user_id);
+  d.u32(r.messages);
+  d.u64(r.bytes);
+  d.bytes(name);
+  if (!d.done() || layout != kLayout) return damaged("deleted mailbox");
+  r.name.assign(name);
   return r;
 }
 
@@ -377,12 +409,25 @@ Result<uint64_t> put_body(Txn& txn, const Dbs& dbs, std::string_view body, std::
   return *id;
 }
 
+std::string import_hold_key(uint64_t mailbox_id) { return Encoder().raw("import_hold/").u64(mailbox_id).str(); }
+
 Result<Filed> add_message(Txn& txn, const Dbs& dbs, const std::string& user_name, UserRecord& user,
                           std::string_view mailbox_name, uint64_t body_id, uint64_t body_size, MessageRecord message) {
   auto found = find_mailbox(txn, dbs, user.id, mailbox_name);
   if (!found) return tl::unexpected(found.error());
   if (!*found) return tl::unexpected(Error{ErrorKind::Internal, "no mailbox " + std::string(mailbox_name)});
   MailboxRecord mailbox = **found;
+  auto hold = txn.get(dbs.meta, import_hold_key(mailbox.id));
+  if (!hold) return tl::unexpected(hold.error());
+  if (*hold) {
+    Decoder d(**hold);
+    uint8_t v = 0;
+    int64_t deadline = 0;
+    if (d.u8(v) && d.i64(deadline) && deadline > static_cast<int64_t>(std::time(nullptr))) {
+      return tl::unexpected(Error{ErrorKind::TempFail, "mailbox " + std::string(mailbox_name) +
+                                                           " is being imported with its source's UIDs (postern-storectl): try again later"});
+    }
+  }
   if (mailbox.uidnext == UINT32_MAX) {
     return tl::unexpected(Error{ErrorKind::Internal, "mailbox " + std::string(mailbox_name) + " has used every UID"});
   }

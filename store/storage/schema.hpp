@@ -45,6 +45,18 @@ struct MailboxRecord {
   uint64_t bytes = 0;
   uint32_t special_use = 0;
   int64_t created = 0;
+  // Expunge history (RFC 7162 VANISHED): kind-1 `changes` entries at or below this MODSEQ may have
+  // been pruned, so a client resyncing from an older MODSEQ gets every UID that is not live.
+  uint64_t vanished_floor = 0;
+  uint32_t tombstones = 0;  // the mailbox's kind-1 `changes` entries
+};
+
+// A deleted mailbox whose messages are still being freed in batches (store/README.md "DELETE").
+struct DeletedMailboxRecord {
+  uint64_t user_id = 0;
+  uint32_t messages = 0;  // at the DELETE
+  uint64_t bytes = 0;
+  std::string name;       // for the logs
 };
 
 struct MessageRecord {
@@ -78,8 +90,8 @@ struct MessageInfo {
 // The named databases, opened once (write txn at start) and valid for the environment's life.
 struct Dbs {
   MDB_dbi meta = 0, users = 0, mailboxes = 0, mailbox_ids = 0, subscriptions = 0, messages = 0, changes = 0,
-          bodies = 0, body_chunks = 0, deliveries = 0, delivery_times = 0;
-  static constexpr unsigned kCount = 11;
+          bodies = 0, body_chunks = 0, deliveries = 0, delivery_times = 0, deleted_mailboxes = 0;
+  static constexpr unsigned kCount = 12;
   // Creates what is missing and checks the schema version.
   static common::Result<Dbs> open(common::lmdb::Txn& write_txn);
 };
@@ -89,10 +101,12 @@ std::string encode(const UserRecord&);
 std::string encode(const MailboxRecord&);
 std::string encode(const MessageRecord&);
 std::string encode(const BodyRecord&);
+std::string encode(const DeletedMailboxRecord&);
 common::Result<UserRecord> decode_user(std::string_view);
 common::Result<MailboxRecord> decode_mailbox(std::string_view);
 common::Result<MessageRecord> decode_message(std::string_view);
 common::Result<BodyRecord> decode_body(std::string_view);
+common::Result<DeletedMailboxRecord> decode_deleted_mailbox(std::string_view);
 
 std::string user_key(std::string_view canonical);
 std::string mailbox_key(uint64_t user_id, std::string_view name);
@@ -100,6 +114,11 @@ std::string message_key(uint64_t mailbox_id, uint32_t uid);
 std::string change_key(uint64_t mailbox_id, uint64_t modseq);
 std::string chunk_key(uint64_t body_id, uint32_t chunk);
 std::string delivery_key(std::string_view delivery_id, std::string_view recipient);
+// `meta` key of a mailbox held by an online import that keeps its source's UIDs (store/admin):
+// value u8 1, i64 deadline (unix s), u64 import id. Until the deadline add_message refuses to
+// give the mailbox a UID with TempFail, since a delivery taking UIDNEXT between two batches would
+// take a UID the source gave another message.
+std::string import_hold_key(uint64_t mailbox_id);
 
 // --- in a transaction ---
 common::Result<std::optional<UserRecord>> find_user(const common::lmdb::Txn&, const Dbs&, std::string_view canonical);

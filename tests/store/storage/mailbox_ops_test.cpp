@@ -55,10 +55,20 @@ void check_invariants(const Txn& txn, const Dbs& dbs) {
     uint64_t user = 0;
     std::string name;
     store::MailboxRecord r;
-    uint32_t messages = 0, unseen = 0, kind0 = 0;
+    uint32_t messages = 0, unseen = 0, kind0 = 0, kind1 = 0;
     uint64_t bytes = 0;
   };
   std::map<uint64_t, Box> boxes;
+  // Deleted mailboxes still being freed: no name, no mailbox_ids entry, their messages still hold
+  // their bodies' references and count for no mailbox or user.
+  std::set<uint64_t> deleted;
+  each(txn, dbs.deleted_mailboxes, [&](std::string_view k, std::string_view v) {
+    Decoder d(k);
+    uint64_t id = 0;
+    REQUIRE((d.u64(id) && d.done()));
+    REQUIRE(store::decode_deleted_mailbox(v));
+    deleted.insert(id);
+  });
   each(txn, dbs.mailboxes, [&](std::string_view k, std::string_view v) {
     Decoder d(k);
     uint64_t user = 0;
@@ -67,6 +77,8 @@ void check_invariants(const Txn& txn, const Dbs& dbs) {
     auto r = store::decode_mailbox(v);
     REQUIRE(r);
     REQUIRE(boxes.count(r->id) == 0);
+    CHECK(deleted.count(r->id) == 0);
+    CHECK(r->vanished_floor <= r->highestmodseq);
     boxes[r->id] = Box{user, std::string(d.rest()), *r};
     auto id = txn.get(dbs.mailbox_ids, common::lmdb::Encoder().u64(r->id).str());
     REQUIRE(id);
@@ -81,10 +93,14 @@ void check_invariants(const Txn& txn, const Dbs& dbs) {
     uint64_t mb = 0;
     uint32_t uid = 0;
     REQUIRE((d.u64(mb) && d.u32(uid) && d.done()));
-    REQUIRE(boxes.count(mb) == 1);
-    Box& box = boxes[mb];
     auto m = store::decode_message(v);
     REQUIRE(m);
+    if (deleted.count(mb)) {
+      refs[m->body_id] += 1;
+      return;
+    }
+    REQUIRE(boxes.count(mb) == 1);
+    Box& box = boxes[mb];
     CHECK(uid < box.r.uidnext);
     CHECK(m->modseq <= box.r.highestmodseq);
     auto change = txn.get(dbs.changes, store::change_key(mb, m->modseq));
@@ -113,6 +129,7 @@ void check_invariants(const Txn& txn, const Dbs& dbs) {
     uint32_t uid = 0;
     uint8_t kind = 9;
     REQUIRE((d.u64(mb) && d.u64(modseq) && d.done() && c.u32(uid) && c.u8(kind) && c.done()));
+    if (deleted.count(mb)) return;
     REQUIRE(boxes.count(mb) == 1);
     Box& box = boxes[mb];
     CHECK(modseq <= box.r.highestmodseq);
@@ -128,6 +145,8 @@ void check_invariants(const Txn& txn, const Dbs& dbs) {
       CHECK(kind == 1);
       CHECK(uid < box.r.uidnext);
       CHECK_FALSE(*message);  // UIDs are never reused
+      CHECK(modseq > box.r.vanished_floor);  // pruning goes oldest first, up to the floor
+      box.kind1 += 1;
     }
   });
   for (auto& [id, box] : boxes) {
@@ -136,6 +155,7 @@ void check_invariants(const Txn& txn, const Dbs& dbs) {
     CHECK(box.r.unseen == box.unseen);
     CHECK(box.r.bytes == box.bytes);
     CHECK(box.kind0 == box.messages);
+    CHECK(box.r.tombstones == box.kind1);
   }
   for (auto& [id, user] : users) {
     INFO("user " << user.first);
@@ -453,6 +473,7 @@ TEST_CASE("delete expunges the messages, keeps inferiors and the subscription, r
   auto gone = s.write([](Txn& t, const Dbs& d) { return delete_mailbox(t, d, kAlice, "Work"); });
   REQUIRE(gone);
   CHECK(gone->expunged == 2);
+  CHECK(gone->freed);  // small enough to be freed in DELETE's own transaction
   CHECK(gone->record.id == work.ref.id);
   CHECK(s.count(&Dbs::bodies) == 2);  // the copied body stays, the 100 KB one is gone
   CHECK(s.messages("INBOX").size() == 2);
@@ -1516,4 +1537,220 @@ TEST_CASE("a user's mailboxes and subscriptions are bounded", "[ops]") {
   REQUIRE(s.write([](Txn& t, const Dbs& d) { return subscribe(t, d, kAlice, "s7", true); }));  // already there
   REQUIRE(s.write([](Txn& t, const Dbs& d) { return delete_mailbox(t, d, kAlice, "f7"); }));
   REQUIRE(s.write([](Txn& t, const Dbs& d) { return create_mailbox(t, d, kAlice, "one-more", 0, 1700000000); }));
+}
+
+// ---------------------------------------------------------------- expunge history, big deletes
+
+TEST_CASE("mailbox names: each kind of bad UTF-8 is named", "[ops]") {
+  auto reason = [](std::string_view n) {
+    auto r = validate_mailbox_name(n);
+    REQUIRE_FALSE(r);
+    return r.error().detail;
+  };
+  CHECK(reason("a\xc0\xaf") == "mailbox name is not valid UTF-8 (an overlong form)");
+  CHECK(reason("\xe0\x80\xaf") == "mailbox name is not valid UTF-8 (an overlong form)");
+  CHECK(reason("\xed\xa0\x80") == "mailbox name is not valid UTF-8 (a surrogate)");
+  CHECK(reason("\xf4\x90\x80\x80") == "mailbox name is not valid UTF-8 (past U+10FFFF)");
+  CHECK(reason("\xf7\xbf\xbf\xbf") == "mailbox name is not valid UTF-8 (past U+10FFFF)");
+  CHECK(reason("ab\xe2\x82") == "mailbox name is not valid UTF-8 (a truncated sequence)");
+  CHECK(reason("\x80") == "mailbox name is not valid UTF-8");
+  CHECK(reason("\xff") == "mailbox name is not valid UTF-8");
+  CHECK(reason("\xc3(") == "mailbox name is not valid UTF-8");
+  CHECK(reason("\xc2\x85") == "mailbox name has a control character");
+  CHECK(reason("a\tb") == "mailbox name has a control character");
+  CHECK(validate_mailbox_name("\xf4\x8f\xbf\xbf"));  // U+10FFFF itself
+}
+
+TEST_CASE("mailbox records: layout 1 is still read, expunge history makes layout 2", "[ops]") {
+  store::MailboxRecord r;
+  r.id = 7;
+  r.uidvalidity = 99;
+  r.uidnext = 5;
+  r.highestmodseq = 12;
+  r.messages = 3;
+  const std::string plain = store::encode(r);
+  CHECK(plain[0] == 1);
+  // A record as written before the expunge history existed, built by hand.
+  const std::string old = common::lmdb::Encoder().u8(1).u64(7).u32(99).u32(5).u64(12).u32(3).u32(0).u64(0).u32(0).i64(0).str();
+  CHECK(plain == old);
+  auto back = store::decode_mailbox(old);
+  REQUIRE(back);
+  CHECK(back->vanished_floor == 0);
+  CHECK(back->tombstones == 0);
+  r.vanished_floor = 10;
+  r.tombstones = 4;
+  const std::string with = store::encode(r);
+  CHECK(with[0] == 2);
+  auto again = store::decode_mailbox(with);
+  REQUIRE(again);
+  CHECK(again->vanished_floor == 10);
+  CHECK(again->tombstones == 4);
+  CHECK(again->highestmodseq == 12);
+  CHECK_FALSE(store::decode_mailbox(with.substr(0, with.size() - 1)));
+  CHECK_FALSE(store::decode_mailbox(old + "x"));
+}
+
+TEST_CASE("expunge history is pruned oldest first, and below the floor VANISHED is every UID not live", "[ops]") {
+  Store s;
+  s.user(kAlice);
+  s.raw([&](Txn& t, const Dbs& d) {
+    for (int i = 0; i < 40; ++i) REQUIRE(append_message(t, d, kAlice, "INBOX", simple_message(std::to_string(i)), {}, 1700000100));
+  });
+  const SelectResult sel = s.select("INBOX");
+  // 30 expunges, each its own command, so each tombstone has its own MODSEQ: UIDs 1..30 in order,
+  // then the live ones are 31..40.
+  std::vector<uint64_t> expunged_at;  // MODSEQ of UID i + 1's tombstone
+  for (uint32_t uid = 1; uid <= 30; ++uid) {
+    REQUIRE(s.write([&](Txn& t, const Dbs& d) {
+      return store_flags(t, d, kAlice, sel.ref, {{uid, uid}}, StoreMode::Add, flags_of({"\\Deleted"}));
+    }));
+    auto e = s.write([&](Txn& t, const Dbs& d) { return expunge(t, d, kAlice, sel.ref, UidSet{{uid, uid}}); });
+    REQUIRE(e);
+    expunged_at.push_back(e->highest_modseq);
+  }
+  // A flag change after the expunges, which a resync must still see.
+  REQUIRE(s.write([&](Txn& t, const Dbs& d) {
+    return store_flags(t, d, kAlice, sel.ref, {{35, 35}}, StoreMode::Add, flags_of({"\\Flagged"}));
+  }));
+  CHECK(s.select("INBOX").record.tombstones == 30);
+
+  // Keep 10, reading at most 7 entries a batch: several batches, each leaving the invariants.
+  PruneLimits limits;
+  limits.keep = 10;
+  limits.entries = 7;
+  std::string cursor;
+  uint64_t pruned = 0;
+  int batches = 0;
+  for (;;) {
+    auto p = s.write([&](Txn& t, const Dbs& d) { return prune_tombstones(t, d, limits, cursor); });
+    REQUIRE(p);
+    pruned += p->pruned;
+    ++batches;
+    REQUIRE(batches < 100);
+    if (!p->more) break;
+  }
+  CHECK(batches > 2);
+  CHECK(pruned == 20);
+  CHECK(cursor.empty());
+  const SelectResult after = s.select("INBOX");
+  CHECK(after.record.tombstones == 10);
+  // The floor is the 20th tombstone's MODSEQ (at most: kind-0 entries are never pruned past).
+  CHECK(after.record.vanished_floor == expunged_at[19]);
+  // A second walk finds nothing to do.
+  auto idle = s.write([&](Txn& t, const Dbs& d) { return prune_tombstones(t, d, limits, cursor); });
+  REQUIRE(idle);
+  CHECK(idle->pruned == 0);
+
+  auto since = [&](uint64_t m, std::optional<UidSet> only = std::nullopt) {
+    auto c = s.read([&](const Txn& t, const Dbs& d) { return changes_since(t, d, kAlice, sel.ref, m, only); });
+    REQUIRE(c);
+    return *c;
+  };
+  // At or above the floor: exact, from the tombstones still there.
+  CHECK(since(expunged_at[19]).vanished == UidSet{{21, 30}});
+  CHECK(since(expunged_at[24]).vanished == UidSet{{26, 30}});
+  // Below it: every UID under UIDNEXT that is not live, a superset of what really vanished since.
+  const auto below = since(expunged_at[19] - 1);
+  CHECK(below.vanished == UidSet{{1, 30}});
+  CHECK(since(0).vanished == UidSet{{1, 30}});
+  CHECK(since(expunged_at[4]).vanished == UidSet{{1, 30}});
+  // The flag change is still reported below the floor (kind-0 entries are never pruned).
+  REQUIRE(below.changed.size() >= 1);
+  CHECK(below.changed.back().uid == 35);
+  // With the client's known UIDs: only those.
+  CHECK(since(0, UidSet{{3, 5}, {29, 33}, {38, 50}}).vanished == UidSet{{3, 5}, {29, 30}});
+  CHECK(since(expunged_at[24], UidSet{{3, 5}, {29, 33}}).vanished == UidSet{{29, 30}});
+  // An expunge after the pruning goes on being exact above the floor.
+  REQUIRE(s.write([&](Txn& t, const Dbs& d) {
+    return store_flags(t, d, kAlice, sel.ref, {{31, 31}}, StoreMode::Add, flags_of({"\\Deleted"}));
+  }));
+  auto last = s.write([&](Txn& t, const Dbs& d) { return expunge(t, d, kAlice, sel.ref, UidSet{{31, 31}}); });
+  REQUIRE(last);
+  CHECK(since(last->highest_modseq - 1).vanished == UidSet{{31, 31}});
+  CHECK(since(1).vanished == UidSet{{1, 31}});
+  CHECK(s.select("INBOX").record.tombstones == 11);
+}
+
+TEST_CASE("a mailbox too big for one transaction: DELETE takes effect at once, the rest is freed in batches",
+          "[ops]") {
+  Store s;
+  s.user(kAlice);
+  REQUIRE(s.write([](Txn& t, const Dbs& d) { return create_mailbox(t, d, kAlice, "Big", 0, 1700000000); }));
+  s.raw([&](Txn& t, const Dbs& d) {
+    for (int i = 0; i < 2500; ++i) {
+      REQUIRE(append_message(t, d, kAlice, "Big", simple_message(std::to_string(i), i % 100 == 0 ? 70000 : 10), {},
+                             1700000100));
+    }
+  });
+  const SelectResult big = s.select("Big");
+  // 200 of them copied to INBOX: those bodies must outlive the deleted mailbox.
+  REQUIRE(s.write([&](Txn& t, const Dbs& d) { return copy_messages(t, d, kAlice, big.ref, {{1, 200}}, "INBOX", false); }));
+  s.append("INBOX", simple_message("own"));
+  REQUIRE(s.write([&](Txn& t, const Dbs& d) {
+    return store_flags(t, d, kAlice, big.ref, {{2401, 2500}}, StoreMode::Add, flags_of({"\\Deleted"}));
+  }));
+  REQUIRE(s.write([&](Txn& t, const Dbs& d) { return expunge(t, d, kAlice, big.ref); }));  // 100 tombstones
+  const auto inbox_before = s.select("INBOX");
+
+  auto gone = s.write([](Txn& t, const Dbs& d) { return delete_mailbox(t, d, kAlice, "Big"); });
+  REQUIRE(gone);
+  CHECK(gone->expunged == 2400);
+  CHECK_FALSE(gone->freed);
+  // At once: the id does not resolve, the name is free, the user's counters are what is visible.
+  auto stale = s.read([&](const Txn& t, const Dbs& d) { return select_mailbox(t, d, kAlice, "Big"); });
+  REQUIRE_FALSE(stale);
+  CHECK(stale.error().code == OpCode::NotFound);
+  auto by_ref = s.read([&](const Txn& t, const Dbs& d) { return changes_since(t, d, kAlice, big.ref, 0); });
+  REQUIRE_FALSE(by_ref);
+  CHECK(by_ref.error().code == OpCode::NotFound);
+  auto quota_now = s.read([](const Txn& t, const Dbs& d) { return quota(t, d, kAlice); });
+  REQUIRE(quota_now);
+  CHECK(quota_now->messages_used == inbox_before.record.messages);
+  CHECK(quota_now->bytes_used == inbox_before.record.bytes);
+  auto made = s.write([](Txn& t, const Dbs& d) { return create_mailbox(t, d, kAlice, "Big", 0, 1700000000); });
+  REQUIRE(made);
+  CHECK(made->record.id != big.ref.id);
+  CHECK(made->record.uidvalidity > big.record.uidvalidity);
+  s.append("Big", simple_message("in the new Big"));
+  CHECK(s.read([](const Txn& t, const Dbs& d) { return pending_deletions(t, d); }).value() == 1);
+  // DELETE's own transaction freed the first FreeLimits{} worth.
+  CHECK(s.count(&Dbs::messages) == 2400 - 1000 + 200 + 1 + 1);
+
+  FreeLimits limits;
+  limits.messages = 300;
+  int batches = 0;
+  for (;;) {
+    auto f = s.write([&](Txn& t, const Dbs& d) { return free_deleted(t, d, limits); });  // invariants after each
+    REQUIRE(f);
+    CHECK(f->messages + f->changes <= limits.messages);
+    ++batches;
+    REQUIRE(batches < 100);
+    if (!f->more) {
+      CHECK(f->mailboxes_finished == 1);
+      break;
+    }
+  }
+  CHECK(batches >= 5);  // 1,400 messages and 100 tombstones at 300 a batch
+  CHECK(s.read([](const Txn& t, const Dbs& d) { return pending_deletions(t, d); }).value() == 0);
+  CHECK(s.count(&Dbs::messages) == 202);
+  CHECK(s.count(&Dbs::bodies) == 202);  // 200 shared with INBOX, INBOX's own, the new Big's
+  s.read([&](const Txn& t, const Dbs& d) {
+    auto cursor = Cursor::open(t, d.changes);
+    REQUIRE(cursor);
+    auto e = cursor->seek(common::lmdb::Encoder().u64(big.ref.id).str());
+    REQUIRE(e);
+    if (*e) CHECK_FALSE((*e)->first.starts_with(common::lmdb::Encoder().u64(big.ref.id).str()));
+    for (const auto& m : s.messages("INBOX")) {
+      auto b = store::find_body(t, d, m.record.body_id);
+      REQUIRE(b);
+      REQUIRE(*b);
+      CHECK((*b)->references == 1);
+    }
+    return 0;
+  });
+  // Nothing more to do is not an error.
+  auto none = s.write([&](Txn& t, const Dbs& d) { return free_deleted(t, d, limits); });
+  REQUIRE(none);
+  CHECK_FALSE(none->more);
+  CHECK(none->messages == 0);
 }
