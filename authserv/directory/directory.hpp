@@ -47,6 +47,9 @@ struct UserRecord {
   // Credentials. Never leave authserv, never logged.
   std::string password;  // stored userPassword: "{ARGON2}...", "{SSHA512}...", ...; "" = none
   std::string scram;     // "{SCRAM-SHA-256}i,salt,stored,server" (Dovecot); "" = none
+  // Changes whenever the entry does (LDAP modifyTimestamp); "" = the backend has none. Not stored
+  // by the embedded directory: its stored hash already changes with the password.
+  std::string change_stamp;
 };
 
 enum class RecipientKind : uint8_t { User, Alias, Unknown };

@@ -225,7 +225,12 @@ struct LdapDirectory::Impl {
     const auto& a = opts.attrs;
     user_attrs = {"objectClass", a.uid, a.mail, a.alternate_address, a.equivalent_address, a.mail_host,
                   a.user_status, a.mail_status, a.allowed_services, a.quota, a.message_quota, a.sieve,
-                  a.access_domains, a.group_member, a.group_status};
+                  a.access_domains, a.group_member, a.group_status,
+                  // Operational, so only sent when asked for: bind the password cache to the
+                  // entry's last change (a password changed by another tool ends the entry).
+                  // modifyTimestamp has one-second resolution; OpenLDAP's entryCSN changes with
+                  // every write, also twice within a second.
+                  "modifyTimestamp", "entryCSN"};
     if (opts.password_check == PasswordCheck::Hash) {
       user_attrs.push_back(a.password);
       if (!a.scram.empty()) user_attrs.push_back(a.scram);
@@ -406,6 +411,8 @@ struct LdapDirectory::Impl {
     u.quota_messages = *messages;
     // Sun allows the script in several values (one rule each); they concatenate in order.
     for (const auto& v : e.all(a.sieve)) u.sieve += (u.sieve.empty() ? "" : "\n") + v;
+    u.change_stamp = e.first("modifyTimestamp");
+    if (auto csn = e.first("entryCSN"); !csn.empty()) u.change_stamp += "|" + std::string(csn);
     if (opts.password_check == PasswordCheck::Hash) {
       u.password = e.first(a.password);
       if (!a.scram.empty()) u.scram = e.first(a.scram);

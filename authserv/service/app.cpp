@@ -98,6 +98,9 @@ class AuthservApp final : public common::daemon::DaemonApp {
     p.get("scram_iterations", c.settings.scram_iterations, password::kScramMinIterations, password::kScramMaxIterations);
     p.get("hash_threads", c.hash_threads, size_t{1}, size_t{256});
     p.get("hash_queue", c.hash_queue, size_t{1}, size_t{100000});
+    p.get_duration("cache_ttl", c.settings.password_cache_ttl, std::chrono::seconds(0), std::chrono::seconds(86400));
+    p.get("cache_size", c.settings.password_cache_entries, size_t{1}, size_t{10000000});
+    p.get("hash_queue_per_source", c.settings.hash_queue_per_source, size_t{0}, size_t{100000});
 
     auto s = root.section("sasl");
     // AUTH-08 mech_list: "SCRAM-SHA-256 PLAIN ..."; empty: every mechanism this connection supports.
@@ -185,6 +188,14 @@ class AuthservApp final : public common::daemon::DaemonApp {
     }
     core_ = std::make_unique<Core>(std::move(backend), c.settings, std::move(*signer), c.hash_threads, c.hash_queue,
                                    c.directory_threads, c.directory_queue);
+    // The cost every new hash (and the unknown-user dummy) is made with, so an operator sees what
+    // `postern-directory calibrate` proposed actually took effect.
+    common::log::info("authserv").phase("start").event("password_hashing")
+        .kv("argon2_ops", std::to_string(c.settings.argon2.ops))
+        .kv("argon2_memory_kib", std::to_string(c.settings.argon2.mem_bytes >> 10))
+        .kv("hash_threads", std::to_string(c.hash_threads)).kv("hash_queue", std::to_string(c.hash_queue))
+        .kv("cache_ttl_s", std::to_string(c.settings.password_cache_ttl.count()))
+        .kv("cache_size", std::to_string(c.settings.password_cache_entries));
     // [dns], as every daemon reads it: for mailAllowedServiceAccess and access-domain names.
     if (auto names = common::dns::ResolverThread::start(common_config.dns)) {
       core_->use_dns(std::move(*names));

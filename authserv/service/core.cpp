@@ -237,33 +237,69 @@ class ExchangeImpl final : public Exchange {
     handle(mechanism_->token_checked(ok), std::move(deliver));
   }
 
-  // PLAIN / LOGIN: directory lookup and hash check on the hashing pool.
+  // PLAIN / LOGIN: the directory lookup (inline for LMDB), then the verified-credential cache; only
+  // a miss goes to the hashing pool, so repeat logins never wait behind argon2id hashes.
   void check_password(sasl::Step step, Deliver deliver) {
     auto self = std::static_pointer_cast<ExchangeImpl>(shared_from_this());
     auto job = std::make_shared<sasl::Step>(std::move(step));
-    bool queued = core_.run_hashing([self, job, deliver] {
-      auto verdict = self->verify_password(*job);
-      if (!verdict) return self->finish(deliver, failure(FailureKind::Temporary, verdict.error().detail));
-      self->credential_failed_ = !*verdict;
-      self->handle(self->mechanism_->password_checked(*verdict), deliver);
+    bool queued = core_.run_directory([self, job, deliver] {
+      auto found = self->find_login_user(*job);
+      if (!found) return self->finish(deliver, failure(FailureKind::Temporary, found.error().detail));
+      auto user = std::make_shared<std::optional<UserRecord>>(std::move(*found));
+      if (*user && self->core_.password_cache().verified(cache_facts(**user, job->password))) {
+        self->reason_.clear();
+        self->cache_hit_ = true;
+        self->user_ = std::move(**user);
+        self->credential_failed_ = false;
+        return self->handle(self->mechanism_->password_checked(true), deliver);
+      }
+      const auto source = HashQueue::source_key(self->facts_.client_address);
+      auto refusal = self->core_.hash_pool_.submit(source, [self, job, user, deliver] {
+        auto verdict = self->verify_password(*job, std::move(*user));
+        if (!verdict) return self->finish(deliver, failure(FailureKind::Temporary, verdict.error().detail));
+        self->credential_failed_ = !*verdict;
+        self->handle(self->mechanism_->password_checked(*verdict), deliver);
+      });
+      // Refused at once rather than queued without a bound: the front end answers 454 4.7.0 /
+      // NO [UNAVAILABLE] and the client retries later.
+      if (refusal == HashQueue::Refusal::QueueFull) {
+        self->reason_ = "hashing_queue_full";
+        self->finish(deliver, failure(FailureKind::Temporary, "hashing queue full"));
+      } else if (refusal == HashQueue::Refusal::SourceFull) {
+        self->reason_ = "source_hash_share_full";
+        self->finish(deliver, failure(FailureKind::Temporary, "this address has its share of the hashing queue"));
+      }
     });
-    if (!queued) finish(deliver, failure(FailureKind::Temporary, "hashing queue full"));
+    if (!queued) finish(deliver, failure(FailureKind::Temporary, "directory queue full"));
+  }
+
+  // What the cache binds a verified password to. The stored hash changes with the password; the
+  // change stamp (LDAP modifyTimestamp) with anything else on the entry.
+  static CredentialFacts cache_facts(const UserRecord& user, std::string_view password) {
+    return CredentialFacts{user.canonical, password, user.password, user.change_stamp};
+  }
+
+  // Only what a later change would show: a bind-mode LDAP entry without a modifyTimestamp could
+  // change its password behind us, so it is never cached. Over-long passwords are refused by the
+  // verifier anyway; they are not worth a tag.
+  static bool cacheable(const UserRecord& user, std::string_view password) {
+    return (!user.password.empty() || !user.change_stamp.empty()) && !password.empty() &&
+           password.size() <= password::kMaxPassword;
+  }
+
+  common::Result<std::optional<UserRecord>> find_login_user(const sasl::Step& step) {
+    auto login = directory::split_login(step.authcid, core_.settings_.default_domain);
+    if (!login) return std::optional<UserRecord>();
+    return core_.backend().find_user(login->uid, login->domain, step.authcid);
   }
 
   // True: the password matches a known user (user_ is set). Errors: directory outages.
-  common::Result<bool> verify_password(const sasl::Step& step) {
+  common::Result<bool> verify_password(const sasl::Step& step, std::optional<UserRecord> user) {
     auto& backend = core_.backend();
-    auto login = directory::split_login(step.authcid, core_.settings_.default_domain);
-    std::optional<UserRecord> user;
-    if (login) {
-      auto found = backend.find_user(login->uid, login->domain, step.authcid);
-      if (!found) return tl::unexpected(found.error());
-      user = std::move(*found);
-    }
     if (!user) {
       // Same work as a real check, so response time does not reveal which names exist.
       (void)password::verify(step.password, core_.dummy_hash_);
-      reason_ = login ? "unknown_user" : "bad_login_name";
+      reason_ = directory::split_login(step.authcid, core_.settings_.default_domain) ? "unknown_user" : "bad_login_name";
       return false;
     }
     if (auto bound = backend.bind_as(*user, step.password)) {
@@ -279,25 +315,33 @@ class ExchangeImpl final : public Exchange {
         case password::Verdict::Unsupported: reason_ = "unsupported_password_scheme"; return false;
         case password::Verdict::Malformed: reason_ = "malformed_password_hash"; return false;
       }
-      maybe_rehash(*user, step.password);
+      if (auto rehashed = maybe_rehash(*user, step.password)) user->password = std::move(*rehashed);
     }
+    // Remembered before policy runs: status and service rules are read from the record at every
+    // login, cached or not, so a disabled account stays refused.
+    if (cacheable(*user, step.password)) core_.password_cache().remember(cache_facts(*user, step.password));
     user_ = std::move(user);
     return true;
   }
 
   // AUTH-10: after a good login, store the current scheme and a SCRAM verifier. Failures only log.
-  void maybe_rehash(const UserRecord& user, std::string_view password) {
+  // Returns the hash now stored, when it changed.
+  std::optional<std::string> maybe_rehash(const UserRecord& user, std::string_view password) {
     const auto& s = core_.settings_;
-    if (!s.rehash || (!password::needs_rehash(user.password, s.argon2) && !user.scram.empty())) return;
+    if (!s.rehash || (!password::needs_rehash(user.password, s.argon2) && !user.scram.empty())) return std::nullopt;
     auto hashed = password::needs_rehash(user.password, s.argon2) ? password::hash_argon2id(password, s.argon2)
                                                                    : common::Result<std::string>(user.password);
     auto scram = password::make_scram_sha256(password, s.scram_iterations);
-    if (!hashed || !scram) return;
+    if (!hashed || !scram) return std::nullopt;
     auto stored = core_.backend().store_password_hash(user, *hashed, password::format_scram(*scram));
     auto line = stored ? common::log::info("auth") : common::log::warning("auth");
     line.session(facts_.session_id).phase("rehash").event(stored ? "password_rehashed" : "rehash_failed")
         .kv("user", user.canonical);
-    if (!stored) line.kv("reason", stored.error().detail);
+    if (!stored) {
+      line.kv("reason", stored.error().detail);
+      return std::nullopt;
+    }
+    return std::move(*hashed);
   }
 
   // SCRAM: the stored verifier (never the password).
@@ -426,6 +470,7 @@ class ExchangeImpl final : public Exchange {
           .kv("service", facts_.service).kv("front_end", facts_.front_end).client_text("mechanism", mechanism_name_)
           .kv("result", result);
       if (user_) line.kv("user", user_->canonical);
+      if (cache_hit_) line.kv("password", "cached");
       if (!proxy_for_.empty()) line.kv("proxy_for", proxy_for_);
       if (r.kind == Reply::Kind::Failure) {
         // The mechanism's reason says what was malformed; ours says which credential check failed.
@@ -444,6 +489,7 @@ class ExchangeImpl final : public Exchange {
   std::string reason_;
   std::string proxy_for_;
   bool credential_failed_ = false;
+  bool cache_hit_ = false;  // the password was verified from the credential cache
   std::atomic<bool> done_{false};
 };
 
@@ -455,7 +501,8 @@ Core::Core(std::unique_ptr<directory::Backend> backend, Settings settings, commo
       own_tokens_(*common::authtoken::Verifier::from_public_keys(
           std::vector<std::string>{signer_.public_key_text()},
           common::authtoken::VerifierOptions{.binding = {.allow_unbound = settings_.allow_unbound_tokens}})),
-      hash_pool_(hash_threads, hash_queue),
+      password_cache_(settings_.password_cache_entries, settings_.password_cache_ttl),
+      hash_pool_(hash_threads, hash_queue, settings_.hash_queue_per_source),
       directory_pool_(backend_->nonblocking() ? 1 : directory_threads, directory_queue) {
   std::array<unsigned char, 24> random{};
   randombytes_buf(random.data(), random.size());
@@ -507,7 +554,9 @@ bool Core::run_directory(std::function<void()> work) {
   return directory_pool_.submit(std::move(work));
 }
 
-bool Core::run_hashing(std::function<void()> work) { return hash_pool_.submit(std::move(work)); }
+bool Core::run_hashing(std::function<void()> work, std::string_view source) {
+  return hash_pool_.submit(source, std::move(work)) == HashQueue::Refusal::None;
+}
 
 void Core::lookup_user(const Facts&, std::string login, UserDone done) {
   bool queued = run_directory([this, login = std::move(login), done] {

@@ -19,6 +19,8 @@
 #include "authserv/password/password.hpp"
 #include "authserv/policy/login_policy.hpp"
 #include "authserv/policy/mechanisms.hpp"
+#include "authserv/service/credential_cache.hpp"
+#include "authserv/service/hash_queue.hpp"
 #include "common/authclient/types.hpp"
 #include "common/authtoken/authtoken.hpp"
 #include "common/dns/resolver_thread.hpp"
@@ -73,6 +75,12 @@ struct Settings {
   password::Argon2Cost argon2;
   bool rehash = true;  // AUTH-10: re-store the password as {ARGON2} (and add a SCRAM verifier)
   uint32_t scram_iterations = password::kScramMinIterations;
+  // [password] cache_ttl / cache_size: the verified-credential cache (0 s: off).
+  std::chrono::seconds password_cache_ttl{std::chrono::hours(1)};
+  size_t password_cache_entries = 100000;
+  // [password] hash_queue_per_source: how many of the hash queue's places one client address (an
+  // IPv6 /64) may hold; 0: an eighth of hash_queue (at least 1).
+  size_t hash_queue_per_source = 0;
   // Keys SCRAM's fake salts for unknown users (stable per name); a sub-key of the token signing
   // seed (Signer::derive_key with kFakeSaltContext), never of anything public.
   std::array<uint8_t, 32> fake_salt_key{};
@@ -126,6 +134,7 @@ class Core {
   policy::MechanismPolicy mechanism_policy() const;
   std::string key_id() const { return signer_.key_id(); }
   directory::Backend& backend() { return *backend_; }
+  CredentialCache& password_cache() { return password_cache_; }
 
   std::vector<std::string> mechanisms(const Facts& facts) const;
   std::shared_ptr<Exchange> begin(Facts facts);
@@ -145,7 +154,8 @@ class Core {
   // Runs blocking work: on the directory pool for blocking backends, inline for LMDB. False when
   // the pool is full.
   bool run_directory(std::function<void()> work);
-  bool run_hashing(std::function<void()> work);
+  // `source` is the client address the fair share is counted by (HashQueue::source_key).
+  bool run_hashing(std::function<void()> work, std::string_view source = "");
   // Lets policy look up a client's name when a rule needs one the front end did not send.
   void use_dns(std::unique_ptr<common::dns::ResolverThread> names) { names_ = std::move(names); }
 
@@ -159,7 +169,8 @@ class Core {
   Settings settings_;
   common::authtoken::Signer signer_;
   common::authtoken::Verifier own_tokens_;
-  common::runtime::WorkerPool hash_pool_;
+  CredentialCache password_cache_;
+  HashQueue hash_pool_;
   common::runtime::WorkerPool directory_pool_;
   std::string dummy_hash_;  // verified for unknown users, so timing does not tell them apart
   mutable std::mutex live_mutex_;  // settings_.certmap, .token_issuers, .mechanisms (adopt())

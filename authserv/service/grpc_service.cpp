@@ -324,7 +324,7 @@ class AuthService final : public pb::Auth::CallbackService {
       if (!response->ParseFromString(answer)) response->set_error("internal: bad admin answer");
       common::log::info("admin").phase("admin").event("admin_call").kv("peer", peer).kv("ok", response->ok() ? "yes" : "no");
       reactor->Finish(grpc::Status::OK);
-    });
+    }, "admin:" + peer);
     if (!queued) reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "busy"));
     return reactor;
   }
