@@ -80,6 +80,7 @@ class StoreApp final : public common::daemon::DaemonApp {
     service_options.access.admins = config_.mailstore.admins;
     service_options.access.plaintext = grpc_plaintext;
     service_options.limits = config_.mailstore;
+    service_options.directory = auth_.get();
     grpc_ = std::make_unique<service::MailStoreGrpc>(*store_, std::move(*verifier), std::move(service_options));
     char host[256] = {};
     host_name_ = gethostname(host, sizeof host - 1) == 0 && host[0] ? host : "store";

@@ -34,6 +34,9 @@ struct LmtpConfig {
 struct MailStoreConfig {
   std::vector<std::string> allowed_clients;  // certificate CNs of the mmp hosts
   std::vector<std::string> admins;           // users whose tokens may open any user's mailboxes
+  // Certificate CNs of the operators' hosts that may call the StoreAdmin service (postern-storectl
+  // --online: every user's mail, no token); empty: nobody.
+  std::vector<std::string> admin_clients;
   // authserv's public keys: "ed25519:..." texts or files holding one (authserv writes
   // <key_file>.pub); several while a key is rotated.
   std::vector<std::string> token_keys;
@@ -42,6 +45,13 @@ struct MailStoreConfig {
   size_t max_uid_ranges = 100000;     // ranges in one UID set
   size_t max_watch_backlog = 10000;   // events queued for a Watch client that does not read
   size_t max_fetch_messages = 100000; // messages one Fetch call may name
+  // A user's quota is authserv's: asked at the user's first call, then again this often, so a
+  // user who never had a delivery is limited too and a changed quota is seen without one.
+  std::chrono::seconds quota_refresh{600};
+  // Searches and fetches run on this many threads, not gRPC's, so a BODY search over a large
+  // mailbox never holds up a STATUS behind it; 0: one per core.
+  unsigned read_threads = 0;
+  size_t max_queued_reads = 4096;  // beyond it a read is refused with UNAVAILABLE at once
 };
 
 struct Config {

@@ -47,6 +47,7 @@ tl::expected<Caller, AccessRefused> check_access(const common::authtoken::Verifi
   Caller caller;
   caller.token_user = claims->user;
   caller.token_id = claims->token_id;
+  caller.expires_at = claims->expires_at;
   caller.admin = listed(policy.admins, claims->user);
   caller.user = claims->user;
   if (!named_user.empty() && !common::ascii::iequals(named_user, claims->user)) {

@@ -31,6 +31,7 @@ struct Caller {
   std::string token_user;
   bool admin = false;
   std::string token_id;  // for the log
+  int64_t expires_at = 0;  // the token's end, Unix seconds: a Watch stream ends there
 };
 
 // `token` and `named_user` are the metadata values ("postern-token", "postern-user"; empty when

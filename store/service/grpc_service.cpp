@@ -1,8 +1,10 @@
 // grpc_service.cpp: the MailStore service over gRPC's callback API (grpc_service.hpp): the access
-// check, then store::ops in read transactions (on the calling gRPC thread) or on the group-commit
-// writer (answered from a loop once on disk), and the Watch streams fed by the store's ChangeHub.
+// check, then store::ops in read transactions (on the calling gRPC thread, or the read pool for
+// searches and fetches) or on the group-commit writer (answered from a loop once on disk), and the
+// Watch streams fed by the store's ChangeHub, each ended when its access token expires.
 #include "store/service/grpc_service.hpp"
 
+#include <grpcpp/alarm.h>
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -14,9 +16,11 @@
 #include "common/grpc/credentials.hpp"
 #include "common/grpc/server.hpp"
 #include "common/log/log.hpp"
+#include "common/runtime/worker_pool.hpp"
 #include "proto/mailstore.grpc.pb.h"
 #include "store/search/evaluate.hpp"
 #include "store/service/convert.hpp"
+#include "store/service/user_quota.hpp"
 #include "store/storage/message_store.hpp"
 
 namespace store::service {
@@ -38,7 +42,14 @@ grpc::Status refused(const AccessRefused& r) {
 
 struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService {
   Impl(MessageStore& s, common::authtoken::Verifier v, ServiceOptions o)
-      : store(s), verifier(std::move(v)), options(std::move(o)) {}
+      : store(s),
+        verifier(std::move(v)),
+        options(std::move(o)),
+        quotas(s, options.directory, options.limits.quota_refresh, [this]() -> common::runtime::Loop& { return loop(); },
+               [this](std::function<void()> work) { return pooled(std::move(work)); }),
+        readers(options.limits.read_threads != 0 ? options.limits.read_threads
+                                                 : std::max(1u, std::thread::hardware_concurrency()),
+                options.limits.max_queued_reads) {}
 
   MessageStore& store;
   common::authtoken::Verifier verifier;
@@ -46,11 +57,25 @@ struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService {
   common::rpc::GrpcRegistry* registry = nullptr;
   std::atomic<size_t> next_loop{0};
   std::shared_ptr<int> alive = std::make_shared<int>(0);
+  UserQuotas quotas;
+  // Last, so it stops (finishing the reads it runs) before what they use goes away.
+  common::runtime::WorkerPool readers;
+
+  common::runtime::Loop& loop() { return registry->loop(next_loop.fetch_add(1) % registry->loops()); }
+
+  // Runs `work` on the read pool; false (and the call answered UNAVAILABLE by the caller) when
+  // max_queued_reads reads already wait.
+  bool pooled(std::function<void()> work) { return readers.submit(std::move(work)); }
+  static grpc::Status reads_busy() {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "store busy: too many reads waiting, try again");
+  }
 
   // The access check; then the user's record exists (created on the first call of a user the
   // token vouches for, as a first delivery would: the mmp routes a user here because the directory
-  // says this store holds them).
-  Checked<Caller> open(grpc::CallbackServerContext* context, std::string_view method) {
+  // says this store holds them), with authserv's quota for them. `next` runs at once on this thread
+  // for a user the store knows, else later from the read pool, once authserv has answered.
+  using Opened = std::function<void(Checked<Caller>)>;
+  void open(grpc::CallbackServerContext* context, std::string_view method, Opened next) {
     const auto& metadata = context->client_metadata();
     auto value = [&](const char* key) -> std::string_view {
       auto it = metadata.find(key);
@@ -61,11 +86,22 @@ struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService {
     if (!caller) {
       common::log::warning("mailstore").event("refused").kv("method", method).kv("client", peer)
           .kv("peer", context->peer()).kv("reason", caller.error().detail);
-      return tl::unexpected(refused(caller.error()));
+      return next(tl::unexpected(refused(caller.error())));
     }
-    auto user = store.ensure_user(caller->user);
-    if (!user) return tl::unexpected(to_status(user.error()));
-    return std::move(*caller);
+    quotas.prepare(caller->user, [method = std::string(method), caller = *caller,
+                                  next = std::move(next)](tl::expected<void, QuotaRefused> prepared) {
+      if (prepared) return next(caller);
+      const auto& [why, detail] = prepared.error();
+      common::log::warning("mailstore").event(why == QuotaRefusal::UnknownUser ? "refused" : "user_unavailable")
+          .kv("method", method).kv("user", caller.user).kv("reason", detail);
+      switch (why) {
+        case QuotaRefusal::UnknownUser: return next(tl::unexpected(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, detail)));
+        case QuotaRefusal::DirectoryUnavailable:
+          return next(tl::unexpected(grpc::Status(grpc::StatusCode::UNAVAILABLE, detail + ": try again later")));
+        case QuotaRefusal::StoreError: break;
+      }
+      next(tl::unexpected(grpc::Status(grpc::StatusCode::INTERNAL, "store error")));
+    });
   }
 
   // A write: `fn(txn, dbs, changes)` runs on the writer and returns the call's status; the reactor
@@ -73,9 +109,8 @@ struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService {
   template <class Fn>
   void write(grpc::ServerUnaryReactor* reactor, Fn fn) {
     auto outcome = std::make_shared<grpc::Status>();
-    const size_t index = next_loop.fetch_add(1) % registry->loops();
     const bool queued = store.write(
-        registry->loop(index), alive,
+        loop(), alive,
         [fn = std::move(fn), outcome](Txn& txn, const Dbs& dbs, ChangeList& changes) -> Result<void> {
           *outcome = fn(txn, dbs, changes);
           if (outcome->ok()) return {};
@@ -101,22 +136,32 @@ struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService {
     return out;
   }
 
-  // The common shape of a unary call: access, then `body(caller, reactor)`.
+  // The common shape of a unary call: access, then `body(caller, reactor)`, maybe later (open), so
+  // `body` holds copies: the request and response live until the reactor finishes.
   template <class Body>
   grpc::ServerUnaryReactor* unary(grpc::CallbackServerContext* context, std::string_view method, Body body) {
     auto* reactor = context->DefaultReactor();
-    auto caller = open(context, method);
-    if (!caller) {
-      reactor->Finish(caller.error());
-      return reactor;
-    }
-    body(*caller, reactor);
+    open(context, method, [reactor, body = std::move(body)](Checked<Caller> caller) {
+      if (!caller) return reactor->Finish(caller.error());
+      body(*caller, reactor);
+    });
     return reactor;
   }
   template <class Fn>
   grpc::ServerUnaryReactor* unary_read(grpc::CallbackServerContext* context, std::string_view method, Fn fn) {
-    return unary(context, method, [&](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
+    return unary(context, method, [this, fn = std::move(fn)](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
       reactor->Finish(read([&](const Txn& txn, const Dbs& dbs) { return fn(caller, txn, dbs); }));
+    });
+  }
+  // The same on the read pool, for reads whose cost grows with the mailbox. `fn` may use the
+  // request and response, which live until the reactor finishes.
+  template <class Fn>
+  grpc::ServerUnaryReactor* pooled_read(grpc::CallbackServerContext* context, std::string_view method, Fn fn) {
+    return unary(context, method, [this, fn = std::move(fn)](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
+      const bool queued = pooled([this, caller, reactor, fn = std::move(fn)] {
+        reactor->Finish(read([&](const Txn& txn, const Dbs& dbs) { return fn(caller, txn, dbs); }));
+      });
+      if (!queued) reactor->Finish(reads_busy());
     });
   }
 
@@ -124,7 +169,7 @@ struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService {
 
   grpc::ServerUnaryReactor* ListMailboxes(grpc::CallbackServerContext* context, const pb::ListMailboxesRequest* request,
                                           pb::ListMailboxesResponse* response) override {
-    return unary_read(context, "ListMailboxes", [&](const Caller& caller, const Txn& txn, const Dbs& dbs) {
+    return unary_read(context, "ListMailboxes", [=, this](const Caller& caller, const Txn& txn, const Dbs& dbs) {
       std::vector<std::string> patterns(request->patterns().begin(), request->patterns().end());
       ops::ListOptions o{request->subscribed_only(), request->special_use_only()};
       auto list = ops::list_mailboxes_matching(txn, dbs, caller.user, patterns, o);
@@ -140,7 +185,7 @@ struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService {
 
   grpc::ServerUnaryReactor* CreateMailbox(grpc::CallbackServerContext* context, const pb::CreateMailboxRequest* request,
                                           pb::MailboxChanged* response) override {
-    return unary(context, "CreateMailbox", [&](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
+    return unary(context, "CreateMailbox", [=, this](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
       std::vector<std::string> uses(request->special_use().begin(), request->special_use().end());
       auto special_use = ops::parse_special_use(uses);
       if (!special_use) return reactor->Finish(to_status(special_use.error()));
@@ -161,7 +206,7 @@ struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService {
 
   grpc::ServerUnaryReactor* DeleteMailbox(grpc::CallbackServerContext* context, const pb::DeleteMailboxRequest* request,
                                           pb::MailboxChanged*) override {
-    return unary(context, "DeleteMailbox", [&](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
+    return unary(context, "DeleteMailbox", [=, this](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
       write(reactor, [user = caller.user, name = request->name()](Txn& txn, const Dbs& dbs, ChangeList& changes) {
         auto deleted = ops::delete_mailbox(txn, dbs, user, name);
         if (!deleted) return to_status(deleted.error());
@@ -173,7 +218,7 @@ struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService {
 
   grpc::ServerUnaryReactor* RenameMailbox(grpc::CallbackServerContext* context, const pb::RenameMailboxRequest* request,
                                           pb::MailboxChanged* response) override {
-    return unary(context, "RenameMailbox", [&](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
+    return unary(context, "RenameMailbox", [=, this](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
       write(reactor, [user = caller.user, from = request->from(), to = request->to(), response](
                          Txn& txn, const Dbs& dbs, ChangeList& changes) {
         auto renamed = ops::rename_mailbox(txn, dbs, user, from, to, now_unix());
@@ -198,7 +243,7 @@ struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService {
 
   grpc::ServerUnaryReactor* Subscribe(grpc::CallbackServerContext* context, const pb::SubscribeRequest* request,
                                       pb::MailboxChanged* response) override {
-    return unary(context, "Subscribe", [&](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
+    return unary(context, "Subscribe", [=, this](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
       write(reactor, [user = caller.user, name = request->name(), on = request->subscribe(), response](
                          Txn& txn, const Dbs& dbs, ChangeList&) {
         auto done = ops::subscribe(txn, dbs, user, name, on);
@@ -212,7 +257,7 @@ struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService {
 
   grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* context, const pb::StatusRequest* request,
                                    pb::MailboxEntry* response) override {
-    return unary_read(context, "Status", [&](const Caller& caller, const Txn& txn, const Dbs& dbs) {
+    return unary_read(context, "Status", [=, this](const Caller& caller, const Txn& txn, const Dbs& dbs) {
       auto status = ops::status_mailbox(txn, dbs, caller.user, request->name(), request->deleted());
       if (!status) return to_status(status.error());
       response->set_name(status->name);
@@ -227,7 +272,7 @@ struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService {
 
   grpc::ServerUnaryReactor* Select(grpc::CallbackServerContext* context, const pb::SelectRequest* request,
                                    pb::SelectResponse* response) override {
-    return unary_read(context, "Select", [&](const Caller& caller, const Txn& txn, const Dbs& dbs) {
+    return unary_read(context, "Select", [=, this](const Caller& caller, const Txn& txn, const Dbs& dbs) {
       auto selected = ops::select_mailbox(txn, dbs, caller.user, request->name());
       if (!selected) return to_status(selected.error());
       response->set_name(selected->name);
@@ -247,7 +292,7 @@ struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService {
 
   grpc::ServerUnaryReactor* StoreFlags(grpc::CallbackServerContext* context, const pb::StoreFlagsRequest* request,
                                        pb::StoreFlagsResponse* response) override {
-    return unary(context, "StoreFlags", [&](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
+    return unary(context, "StoreFlags", [=, this](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
       auto uids = to_uid_set(request->uids(), options.limits.max_uid_ranges);
       if (!uids) return reactor->Finish(uids.error());
       auto flags = to_flag_set(request->flags());
@@ -275,7 +320,7 @@ struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService {
 
   grpc::ServerUnaryReactor* Copy(grpc::CallbackServerContext* context, const pb::CopyRequest* request,
                                  pb::CopyResponse* response) override {
-    return unary(context, request->move() ? "Move" : "Copy", [&](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
+    return unary(context, request->move() ? "Move" : "Copy", [=, this](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
       auto uids = to_uid_set(request->uids(), options.limits.max_uid_ranges);
       if (!uids) return reactor->Finish(uids.error());
       write(reactor, [user = caller.user, ref = to_ref(request->mailbox()), uids = std::move(*uids),
@@ -299,7 +344,7 @@ struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService {
 
   grpc::ServerUnaryReactor* Expunge(grpc::CallbackServerContext* context, const pb::ExpungeRequest* request,
                                     pb::ExpungeResponse* response) override {
-    return unary(context, "Expunge", [&](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
+    return unary(context, "Expunge", [=, this](const Caller& caller, grpc::ServerUnaryReactor* reactor) {
       std::optional<ops::UidSet> only;
       if (request->restrict_to_uids() || request->uids_size() > 0) {
         auto uids = to_uid_set(request->uids(), options.limits.max_uid_ranges);
@@ -320,7 +365,7 @@ struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService {
 
   grpc::ServerUnaryReactor* Changes(grpc::CallbackServerContext* context, const pb::ChangesRequest* request,
                                     pb::ChangesResponse* response) override {
-    return unary_read(context, "Changes", [&](const Caller& caller, const Txn& txn, const Dbs& dbs) {
+    return unary_read(context, "Changes", [=, this](const Caller& caller, const Txn& txn, const Dbs& dbs) {
       std::optional<ops::UidSet> only;
       if (request->uids_size() > 0) {
         auto uids = to_uid_set(request->uids(), options.limits.max_uid_ranges);
@@ -338,7 +383,8 @@ struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService {
 
   grpc::ServerUnaryReactor* Search(grpc::CallbackServerContext* context, const pb::SearchRequest* request,
                                    pb::SearchResponse* response) override {
-    return unary_read(context, "Search", [&](const Caller& caller, const Txn& txn, const Dbs& dbs) {
+    return pooled_read(context, "Search", [this, context, request, response](const Caller& caller, const Txn& txn,
+                                                                             const Dbs& dbs) {
       if (request->program_size() > static_cast<int>(search::kMaxKeys)) {
         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "search of " + std::to_string(request->program_size()) +
                                                                     " keys is over the limit of " +
@@ -363,7 +409,7 @@ struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService {
 
   grpc::ServerUnaryReactor* GetQuota(grpc::CallbackServerContext* context, const pb::QuotaRequest*,
                                      pb::QuotaResponse* response) override {
-    return unary_read(context, "GetQuota", [&](const Caller& caller, const Txn& txn, const Dbs& dbs) {
+    return unary_read(context, "GetQuota", [=, this](const Caller& caller, const Txn& txn, const Dbs& dbs) {
       auto q = ops::quota(txn, dbs, caller.user);
       if (!q) return to_status(q.error());
       response->set_bytes_used(q->bytes_used);
@@ -392,13 +438,12 @@ class AppendReactor final : public grpc::ServerReadReactor<pb::AppendRequest> {
  public:
   AppendReactor(Impl& impl, grpc::CallbackServerContext* context, pb::AppendResponse* response)
       : impl_(impl), response_(response) {
-    auto caller = impl_.open(context, "Append");
-    if (!caller) {
-      Finish(caller.error());
-      return;
-    }
-    user_ = caller->user;
-    StartRead(&in_);
+    // Nothing finishes this reactor before `open` calls back, so `this` is alive there.
+    impl_.open(context, "Append", [this](Checked<Caller> caller) {
+      if (!caller) return Finish(caller.error());
+      user_ = caller->user;
+      StartRead(&in_);
+    });
   }
 
   void OnReadDone(bool ok) override {
@@ -437,10 +482,9 @@ class AppendReactor final : public grpc::ServerReadReactor<pb::AppendRequest> {
     if (!flags) return Finish(flags.error());
     const int64_t date = start_.internal_date() != 0 ? start_.internal_date() : now_unix();
     auto outcome = std::make_shared<grpc::Status>();
-    const size_t index = impl_.next_loop.fetch_add(1) % impl_.registry->loops();
     auto bytes = std::make_shared<std::string>(std::move(bytes_));
     const bool queued = impl_.store.write(
-        impl_.registry->loop(index), impl_.alive,
+        impl_.loop(), impl_.alive,
         [user = user_, mailbox = start_.mailbox(), bytes, flags = std::move(*flags), date, outcome,
          response = response_](Txn& txn, const Dbs& dbs, ChangeList& changes) -> Result<void> {
           auto appended = ops::append_message(txn, dbs, user, mailbox, *bytes, flags, date);
@@ -473,26 +517,36 @@ class AppendReactor final : public grpc::ServerReadReactor<pb::AppendRequest> {
 };
 
 // Streams one message at a time, each read in its own short read transaction so a Fetch of a
-// whole mailbox never pins an old snapshot (and the map's free pages) for its whole length.
+// whole mailbox never pins an old snapshot (and the map's free pages) for its whole length. The
+// reads run on the read pool, one step at a time between writes; small replies are written with
+// gRPC's buffer hint, so a hundred flag replies leave in a few packets rather than one each.
 class FetchReactor final : public grpc::ServerWriteReactor<pb::FetchResponse> {
  public:
   FetchReactor(Impl& impl, grpc::CallbackServerContext* context, const pb::FetchRequest& request)
       : impl_(impl), request_(request) {
-    auto caller = impl_.open(context, "Fetch");
-    if (!caller) {
-      Finish(caller.error());
-      return;
-    }
-    user_ = caller->user;
-    auto set = to_uid_set(request_.uids(), impl_.options.limits.max_uid_ranges);
-    if (!set) {
-      Finish(set.error());
-      return;
-    }
+    impl_.open(context, "Fetch", [this](Checked<Caller> caller) {
+      if (!caller) return Finish(caller.error());
+      user_ = caller->user;
+      auto set = to_uid_set(request_.uids(), impl_.options.limits.max_uid_ranges);
+      if (!set) return Finish(set.error());
+      if (!impl_.pooled([this, set = std::move(*set)] { scan(set); })) Finish(Impl::reads_busy());
+    });
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+    if (!impl_.pooled([this] { next(); })) Finish(Impl::reads_busy());
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  static constexpr size_t kBufferedReply = 16 * 1024;
+
+  void scan(const ops::UidSet& set) {
     const size_t limit = impl_.options.limits.max_fetch_messages;
     grpc::Status s = impl_.read([&](const Txn& txn, const Dbs& dbs) -> grpc::Status {
       auto scanned = ops::for_each_message(
-          txn, dbs, user_, to_ref(request_.mailbox()), *set,
+          txn, dbs, user_, to_ref(request_.mailbox()), set,
           [&](const MessageInfo& m) {
             uids_.push_back(m.uid);
             return uids_.size() <= limit;
@@ -505,20 +559,10 @@ class FetchReactor final : public grpc::ServerWriteReactor<pb::FetchResponse> {
       }
       return grpc::Status::OK;
     });
-    if (!s.ok()) {
-      Finish(s);
-      return;
-    }
+    if (!s.ok()) return Finish(s);
     next();
   }
 
-  void OnWriteDone(bool ok) override {
-    if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
-    next();
-  }
-  void OnDone() override { delete this; }
-
- private:
   void next() {
     while (pending_.empty()) {
       if (position_ >= uids_.size()) return Finish(grpc::Status::OK);
@@ -534,14 +578,14 @@ class FetchReactor final : public grpc::ServerWriteReactor<pb::FetchResponse> {
         if (!scanned) return to_status(scanned.error());
         return built;
       });
-      if (!s.ok()) {
-      Finish(s);
-      return;
-    }
+      if (!s.ok()) return Finish(s);
     }
     out_ = std::move(pending_.front());
     pending_.pop_front();
-    StartWrite(&out_);
+    const bool more = !pending_.empty() || position_ < uids_.size();
+    grpc::WriteOptions options;
+    if (more && out_.ByteSizeLong() <= kBufferedReply) options.set_buffer_hint();
+    StartWrite(&out_, options);
   }
 
   Impl& impl_;
@@ -584,6 +628,8 @@ class WatchState final : public ChangeHub::Watcher {
       if (event_modseq(e) == 0 || event_modseq(e) > modseq) events_.push_back(std::move(e));
     }
     started_ = true;
+    opened_ = true;
+    if (deferred_) return finish(*deferred_);
     pump();
   }
 
@@ -606,7 +652,15 @@ class WatchState final : public ChangeHub::Watcher {
     reactor_ = nullptr;
   }
 
+  // The open failed: the stream ends with `s` (or what ended it meanwhile).
   void fail(grpc::Status s) {
+    std::lock_guard lock(mu_);
+    opened_ = true;
+    finish(deferred_ ? *deferred_ : std::move(s));
+  }
+
+  // Ends a live stream (its token expired); before the open is done, once it is.
+  void end(grpc::Status s) {
     std::lock_guard lock(mu_);
     finish(std::move(s));
   }
@@ -637,6 +691,11 @@ class WatchState final : public ChangeHub::Watcher {
 
   void finish(grpc::Status s) {
     if (finished_ || !reactor_) return;
+    if (!opened_) {
+      // The reactor is still being opened on another thread, which uses it after this returns.
+      if (!deferred_) deferred_ = std::move(s);
+      return;
+    }
     finished_ = true;
     events_.clear();
     reactor_->Finish(std::move(s));
@@ -649,20 +708,35 @@ class WatchState final : public ChangeHub::Watcher {
   pb::WatchEvent out_;
   uint64_t ready_modseq_ = 0;
   bool started_ = false, writing_ = false, ending_ = false, finished_ = false;
+  bool opened_ = false;                   // start() or fail() ran: finishing may delete the reactor
+  std::optional<grpc::Status> deferred_;  // what ended the stream while it was being opened
 };
 
 class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchEvent> {
  public:
   WatchReactor(Impl& impl, grpc::CallbackServerContext* context, const pb::WatchRequest& request)
-      : impl_(impl), state_(std::make_shared<WatchState>(this, impl.options.limits.max_watch_backlog)) {
-    auto caller = impl_.open(context, "Watch");
-    if (!caller) {
-      state_->fail(caller.error());
-      return;
-    }
+      : impl_(impl),
+        request_(request),
+        state_(std::make_shared<WatchState>(this, impl.options.limits.max_watch_backlog)) {
+    impl_.open(context, "Watch", [this](Checked<Caller> caller) { opened(std::move(caller)); });
+  }
+
+  void OnWriteDone(bool ok) override { state_->write_done(ok); }
+  void OnCancel() override { state_->cancelled(); }
+  void OnDone() override {
+    state_->done();
+    expiry_.Cancel();
+    if (subscription_) impl_.store.hub().unsubscribe(mailbox_id_, subscription_);
+    delete this;
+  }
+
+ private:
+  // The state finishes nothing before start() or fail(), so each is the last use of `this` here.
+  void opened(Checked<Caller> caller) {
+    if (!caller) return state_->fail(caller.error());
     std::vector<pb::WatchEvent> catch_up;
     uint64_t highest = 0;
-    const ops::MailboxRef ref = to_ref(request.mailbox());
+    const ops::MailboxRef ref = to_ref(request_.mailbox());
     grpc::Status s = impl_.read([&](const Txn& txn, const Dbs& dbs) -> grpc::Status {
       auto mailbox = ops::resolve_mailbox(txn, dbs, caller->user, ref);
       if (!mailbox) return to_status(mailbox.error());
@@ -671,34 +745,35 @@ class WatchReactor final : public grpc::ServerWriteReactor<pb::WatchEvent> {
       mailbox_id_ = mailbox->record.id;
       subscription_ = impl_.store.hub().subscribe(mailbox_id_, state_);
       highest = mailbox->record.highestmodseq;
-      auto changes = ops::changes_since(txn, dbs, caller->user, ref, request.since_modseq());
+      auto changes = ops::changes_since(txn, dbs, caller->user, ref, request_.since_modseq());
       if (!changes) return to_status(changes.error());
       if (changes->changed.size() > impl_.options.limits.max_watch_backlog) {
         return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                             std::to_string(changes->changed.size()) + " changes since MODSEQ " +
-                                std::to_string(request.since_modseq()) + ": select the mailbox again");
+                                std::to_string(request_.since_modseq()) + ": select the mailbox again");
       }
       to_events(*changes, catch_up);
       return grpc::Status::OK;
     });
-    if (!s.ok()) {
-      state_->fail(s);
-      return;
-    }
+    if (!s.ok()) return state_->fail(s);
+    // A token is good until it expires, and a stream must not outlive it: the mmp renews the token
+    // and watches again, so a revoked login stops seeing mail at the latest here.
+    expiry_.Set(std::chrono::system_clock::from_time_t(static_cast<std::time_t>(caller->expires_at)),
+                [weak = std::weak_ptr<WatchState>(state_), user = caller->user](bool fired) {
+                  if (!fired) return;
+                  auto state = weak.lock();
+                  if (!state) return;
+                  common::log::info("mailstore").event("watch_token_expired").kv("user", user);
+                  state->end(grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                                          "access token expired: renew it and watch again"));
+                });
     state_->start(std::move(catch_up), highest);
   }
 
-  void OnWriteDone(bool ok) override { state_->write_done(ok); }
-  void OnCancel() override { state_->cancelled(); }
-  void OnDone() override {
-    state_->done();
-    if (subscription_) impl_.store.hub().unsubscribe(mailbox_id_, subscription_);
-    delete this;
-  }
-
- private:
   Impl& impl_;
+  pb::WatchRequest request_;
   std::shared_ptr<WatchState> state_;
+  grpc::Alarm expiry_;
   uint64_t mailbox_id_ = 0;
   uint64_t subscription_ = 0;
 };

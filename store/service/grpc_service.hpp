@@ -1,8 +1,9 @@
 // grpc_service.hpp: the MailStore gRPC service (proto/mailstore.proto) the mmp serves IMAP and
 // POP3 from, on the store's gRPC port (run_daemon's skeleton owns the address, mutual TLS, access
 // filters and limits). Every call passes store::service::check_access first. Reads run in LMDB
-// read transactions on the calling gRPC thread, so they never wait for the writer; writes go
-// through the message store's group-commit writer and are answered once on disk.
+// read transactions, so they never wait for the writer: the cheap ones on the calling gRPC thread,
+// searches and fetches on the service's read pool; writes go through the message store's
+// group-commit writer and are answered once on disk.
 #pragma once
 
 #include <memory>
@@ -11,6 +12,9 @@
 #include "store/config.hpp"
 #include "store/service/access.hpp"
 
+namespace common::authclient {
+class AuthClient;
+}
 namespace common::rpc {
 class GrpcRegistry;
 }  // namespace common::rpc
@@ -24,6 +28,8 @@ namespace store::service {
 struct ServiceOptions {
   AccessPolicy access;
   MailStoreConfig limits;
+  // Where users' quotas come from (user_quota.hpp); null: none asked for.
+  common::authclient::AuthClient* directory = nullptr;
 };
 
 class MailStoreGrpc {

@@ -65,7 +65,7 @@ void MessageStore::publish_delivery(const std::vector<RecipientResult>& results)
     c.uid = r.uid;
     changes.push_back(std::move(c));
   }
-  hub_.publish(changes);
+  hub_.publish(std::move(changes));
 }
 
 bool MessageStore::deliver(common::runtime::Loop& loop, std::weak_ptr<void> alive,
@@ -90,7 +90,7 @@ bool MessageStore::write(common::runtime::Loop& loop, std::weak_ptr<void> alive,
         return fn(txn, dbs_, *changes);
       },
       [this, changes, alive = std::move(alive), done = std::move(done)](Result<void> committed) {
-        if (committed) hub_.publish(*changes);
+        if (committed) hub_.publish(std::move(*changes));
         if (!alive.lock()) return;
         done(std::move(committed));
       });
@@ -102,6 +102,7 @@ Result<std::vector<RecipientResult>> MessageStore::deliver_and_wait(std::shared_
     return tl::unexpected(committed.error());
   }
   publish_delivery(*results);
+  hub_.flush();
   return std::move(*results);
 }
 
@@ -111,12 +112,12 @@ Result<void> MessageStore::read(const std::function<Result<void>(const Txn&, con
   return fn(*txn, dbs_);
 }
 
-Result<UserRecord> MessageStore::ensure_user(std::string_view canonical) {
+Result<UserRecord> MessageStore::ensure_user(std::string_view canonical, std::optional<UserQuota> quota) {
   auto known = user(canonical);
   if (!known) return tl::unexpected(known.error());
   if (*known) return **known;
   auto user = std::make_shared<UserRecord>();
-  auto written = writer_->submit_and_wait([this, name = std::string(canonical), user](Txn& txn) -> Result<void> {
+  auto written = writer_->submit_and_wait([this, name = std::string(canonical), quota, user](Txn& txn) -> Result<void> {
     auto found = find_user(txn, dbs_, name);
     if (!found) return tl::unexpected(found.error());
     if (*found) {
@@ -126,10 +127,30 @@ Result<UserRecord> MessageStore::ensure_user(std::string_view canonical) {
     auto created = create_user(txn, dbs_, name, static_cast<int64_t>(std::time(nullptr)));
     if (!created) return tl::unexpected(created.error());
     *user = *created;
+    if (quota) {
+      user->quota_bytes = quota->bytes;
+      user->quota_messages = quota->messages;
+      if (auto put = txn.put(dbs_.users, user_key(name), encode(*user)); !put) return tl::unexpected(put.error());
+    }
     return {};
   });
   if (!written) return tl::unexpected(written.error());
   return *user;
+}
+
+bool MessageStore::set_quota(common::runtime::Loop& loop, std::string canonical, UserQuota quota) {
+  return writer_->submit(
+      loop, alive_,
+      [this, name = std::move(canonical), quota](Txn& txn) -> Result<void> {
+        auto found = find_user(txn, dbs_, name);
+        if (!found) return tl::unexpected(found.error());
+        if (!*found || UserQuota{(*found)->quota_bytes, (*found)->quota_messages} == quota) return {};
+        UserRecord user = **found;
+        user.quota_bytes = quota.bytes;
+        user.quota_messages = quota.messages;
+        return txn.put(dbs_.users, user_key(name), encode(user));
+      },
+      [](Result<void>) {});
 }
 
 Result<std::optional<UserRecord>> MessageStore::user(std::string_view canonical) const {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/lmdb/group_commit.hpp"
@@ -20,6 +21,12 @@ class Loop;
 }
 
 namespace store {
+
+struct UserQuota {
+  uint64_t bytes = 0;     // 0: none
+  uint64_t messages = 0;  // 0: none
+  bool operator==(const UserQuota&) const = default;
+};
 
 struct MessageStoreOptions {
   std::string dir;
@@ -57,9 +64,12 @@ class MessageStore {
 
   // Runs `fn` in a read transaction on the calling thread. Views it takes die with the transaction.
   common::Result<void> read(const std::function<common::Result<void>(const common::lmdb::Txn&, const Dbs&)>& fn) const;
-  // The user's record, created (with INBOX and the special-use set) if this is their first
-  // access: blocks on the writer, once per new user.
-  common::Result<UserRecord> ensure_user(std::string_view canonical);
+  // The user's record, created (with INBOX and the special-use set, and `quota` when given) if this
+  // is their first access: blocks on the writer, once per new user.
+  common::Result<UserRecord> ensure_user(std::string_view canonical, std::optional<UserQuota> quota = {});
+  // Records the quota authserv now gives an existing user, on the writer; nothing waits for it
+  // (the next call sees it). False when the writer's queue is full.
+  bool set_quota(common::runtime::Loop& loop, std::string canonical, UserQuota quota);
   // A user's record, or nullopt before their first delivery.
   common::Result<std::optional<UserRecord>> user(std::string_view canonical) const;
 

@@ -212,7 +212,9 @@ TEST_CASE("mailboxes: create with parents, list, status, rename, subscribe, dele
   auto c = store.client();
   auto call = [&](auto method, const auto& request, auto& response) {
     auto ctx = c.context();
-    return (c.stub().*method)(ctx.get(), request, &response);
+    auto status = (c.stub().*method)(ctx.get(), request, &response);
+    if (!status.ok()) UNSCOPED_INFO("status: " << status.error_message() << "\n" << store.log());
+    return status;
   };
   pb::CreateMailboxRequest create;
   create.set_name("Work/Projects");
@@ -409,6 +411,52 @@ TEST_CASE("append is on disk before its reply, keeps flags and date, and is refu
     CHECK(got[0].internal_date() == 1700000000);
     CHECK(flags_of(got[0].flags().flags()) == std::vector<std::string>{"\\Seen", "\\Draft"});
   }
+}
+
+TEST_CASE("a user's quota comes from authserv before any delivery, and a user it does not know gets no mailbox") {
+  Store store;
+  // "small" (quota 10K in the fixture's directory) never had mail: the first call asks authserv.
+  auto c = store.client("small@example.com");
+  pb::AppendResponse r;
+  auto over = append(c, "INBOX", "Subject: big\r\n\r\n" + std::string(20000, 'x'), {}, 0, r);
+  CHECK(over.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+  CHECK(over.error_message().find("quota") != std::string::npos);
+  REQUIRE(append(c, "INBOX", "Subject: small\r\n\r\nhello\r\n", {}, 0, r).ok());
+  pb::QuotaResponse q;
+  auto ctx = c.context();
+  REQUIRE(c.stub().GetQuota(ctx.get(), pb::QuotaRequest(), &q).ok());
+  CHECK(q.bytes_limit() == 10 * 1024);
+
+  // A valid token for a user the directory does not have opens nothing (no record is made).
+  MailStoreClient ghost(store.grpc_port(), test::access_token("ghost@example.com"));
+  auto gctx = ghost.context();
+  auto refused = ghost.stub().GetQuota(gctx.get(), pb::QuotaRequest(), &q);
+  CHECK(refused.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(refused.error_message().find("not in the directory") != std::string::npos);
+}
+
+TEST_CASE("a Watch ends when its access token expires") {
+  Store store;
+  store.deliver_to(kAlice);
+  // Long enough for the select and the open on a loaded machine, short enough to wait for.
+  MailStoreClient c(store.grpc_port(), test::access_token(kAlice, "mta1", 10s));
+  auto box = select(c);
+  pb::WatchRequest w;
+  *w.mutable_mailbox() = box.mailbox();
+  w.set_since_modseq(box.status().highest_modseq());
+  auto ctx = c.context(60s);
+  const auto began = std::chrono::steady_clock::now();
+  auto stream = c.stub().Watch(ctx.get(), w);
+  pb::WatchEvent e;
+  bool ready = false;
+  while (stream->Read(&e)) ready = ready || e.has_ready();
+  auto ended = stream->Finish();
+  INFO("status: " << ended.error_message());
+  CHECK(ready);
+  CHECK(ended.error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(ended.error_message().find("expired") != std::string::npos);
+  CHECK(std::chrono::steady_clock::now() - began < 30s);
+  CHECK(store.log().find("event=watch_token_expired") != std::string::npos);
 }
 
 TEST_CASE("Watch streams what other sessions and deliveries change, and cuts off a client that never reads") {
