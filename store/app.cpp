@@ -12,6 +12,7 @@
 #include "common/log/log.hpp"
 #include "store/config.hpp"
 #include "store/lmtp_session.hpp"
+#include "store/admin/admin_service.hpp"
 #include "store/service/grpc_service.hpp"
 #include "store/storage/message_store.hpp"
 
@@ -82,6 +83,8 @@ class StoreApp final : public common::daemon::DaemonApp {
     service_options.limits = config_.mailstore;
     service_options.directory = auth_.get();
     grpc_ = std::make_unique<service::MailStoreGrpc>(*store_, std::move(*verifier), std::move(service_options));
+    admin_ = std::make_unique<admin::StoreAdminGrpc>(
+        *store_, admin::AdminOptions{config_.mailstore.admin_clients, grpc_plaintext});
     char host[256] = {};
     host_name_ = gethostname(host, sizeof host - 1) == 0 && host[0] ? host : "store";
     common::log::info("store").phase("start").event("store_open").kv("dir", config_.store.dir)
@@ -93,7 +96,10 @@ class StoreApp final : public common::daemon::DaemonApp {
     return {};
   }
 
-  void register_grpc(common::rpc::GrpcRegistry& registry) override { grpc_->register_with(registry); }
+  void register_grpc(common::rpc::GrpcRegistry& registry) override {
+    grpc_->register_with(registry);
+    admin_->register_with(registry);
+  }
 
   std::unique_ptr<common::runtime::SessionFactory> make_factory(const ListenerConfig& listener,
                                                                 common::daemon::LoopContext& ctx) override {
@@ -113,6 +119,7 @@ class StoreApp final : public common::daemon::DaemonApp {
   void stop() override {
     // The sessions are gone; authserv's client goes before the loops it posts to, then the store
     // finishes what its writer holds.
+    admin_.reset();
     grpc_.reset();
     auth_.reset();
     store_.reset();
@@ -124,6 +131,7 @@ class StoreApp final : public common::daemon::DaemonApp {
   std::unique_ptr<MessageStore> store_;
   std::unique_ptr<common::authclient::AuthClient> auth_;
   std::unique_ptr<service::MailStoreGrpc> grpc_;
+  std::unique_ptr<admin::StoreAdminGrpc> admin_;
 
   // [mailstore] token_keys: each an "ed25519:..." text or a file holding one (authserv's
   // <key_file>.pub).

@@ -152,4 +152,46 @@ OpResult<void> import_finish(Txn& txn, const Dbs& dbs, std::string_view user, co
   return put_mailbox(txn, dbs, u->id, start.mailbox, record);
 }
 
+OpResult<uint64_t> hold_import(Txn& txn, const Dbs& dbs, std::string_view user, const ImportStart& start,
+                               int64_t deadline, uint64_t import_id) {
+  auto u = need_user(txn, dbs, user);
+  if (!u) return tl::unexpected(u.error());
+  auto box = started_mailbox(txn, dbs, *u, start);
+  if (!box) return tl::unexpected(box.error());
+  const std::string value = Encoder().u8(1).i64(deadline).u64(import_id).str();
+  if (auto put = txn.put(dbs.meta, import_hold_key(box->id), value); !put) return op_fail(put.error());
+  return box->id;
+}
+
+OpResult<void> release_import(Txn& txn, const Dbs& dbs, std::string_view user, const ImportStart& start) {
+  auto u = need_user(txn, dbs, user);
+  if (!u) return tl::unexpected(u.error());
+  auto box = find_mailbox(txn, dbs, u->id, start.mailbox);
+  if (!box) return op_fail(box.error());
+  if (!*box) return {};
+  if (auto del = txn.del(dbs.meta, import_hold_key((*box)->id)); !del) return op_fail(del.error());
+  return {};
+}
+
+OpResult<void> drop_stale_holds(Txn& txn, const Dbs& dbs, int64_t now) {
+  const std::string prefix = "import_hold/";
+  std::vector<std::string> stale;
+  {
+    auto cursor = common::lmdb::Cursor::open(txn, dbs.meta);
+    if (!cursor) return op_fail(cursor.error());
+    auto entry = cursor->seek(prefix);
+    for (; entry && *entry && (*entry)->first.starts_with(prefix); entry = cursor->next()) {
+      Decoder d((*entry)->second);
+      uint8_t v = 0;
+      int64_t deadline = 0;
+      if (!d.u8(v) || !d.i64(deadline) || deadline <= now) stale.emplace_back((*entry)->first);
+    }
+    if (!entry) return op_fail(entry.error());
+  }
+  for (const auto& key : stale) {
+    if (auto del = txn.del(dbs.meta, key); !del) return op_fail(del.error());
+  }
+  return {};
+}
+
 }  // namespace store::tools

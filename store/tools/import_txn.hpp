@@ -37,4 +37,14 @@ OpResult<ImportBatchResult> import_messages(common::lmdb::Txn& txn, const Dbs& d
 OpResult<void> import_finish(common::lmdb::Txn& txn, const Dbs& dbs, std::string_view user, const ImportStart& start,
                              uint32_t source_uidnext);
 
+// An online import keeping the source's UIDs holds its mailbox until `deadline` (schema.hpp
+// import_hold_key): add_message gives it no UID meanwhile, except to the import, which lifts the
+// hold inside its own write (release_import) and puts it back after (hold_import). Returns the
+// mailbox's id.
+OpResult<uint64_t> hold_import(common::lmdb::Txn& txn, const Dbs& dbs, std::string_view user, const ImportStart& start,
+                               int64_t deadline, uint64_t import_id);
+OpResult<void> release_import(common::lmdb::Txn& txn, const Dbs& dbs, std::string_view user, const ImportStart& start);
+// Holds whose deadline passed (an import whose client went away while the store was down).
+OpResult<void> drop_stale_holds(common::lmdb::Txn& txn, const Dbs& dbs, int64_t now);
+
 }  // namespace store::tools

@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "store/mime/parser.hpp"
+#include "store/tools/admin_txn.hpp"
 #include "store/tools/import_txn.hpp"
 
 namespace store::tools {
@@ -126,10 +127,7 @@ OpResult<void> OfflineTarget::read(const ReadFn& fn) const {
 OpResult<UserRecord> OfflineTarget::create_user(std::string_view user) {
   UserRecord out;
   auto r = write([&](Txn& txn) -> OpResult<void> {
-    auto found = find_user(txn, dbs_, user);
-    if (!found) return op_fail(found.error());
-    if (*found) return op_fail(OpCode::AlreadyExists, "user " + std::string(user) + " exists");
-    auto made = ops::create_user_if_missing(txn, dbs_, user, now());
+    auto made = create_user_in(txn, dbs_, user, now());
     if (!made) return tl::unexpected(made.error());
     out = *made;
     return {};
@@ -156,30 +154,10 @@ OpResult<ops::DeletedUser> OfflineTarget::delete_user(std::string_view user) {
 
 OpResult<std::vector<UserUsage>> OfflineTarget::usage(std::optional<std::string_view> user) {
   std::vector<UserUsage> out;
-  auto add = [&](const Txn& txn, std::string name, const UserRecord& record) -> OpResult<void> {
-    auto boxes = list_mailboxes(txn, dbs_, record.id);
-    if (!boxes) return op_fail(boxes.error());
-    UserUsage u{std::move(name), record, {}};
-    for (auto& b : *boxes) u.mailboxes.push_back(MailboxUsage{std::move(b.name), b.record, b.subscribed});
-    out.push_back(std::move(u));
-    return {};
-  };
   auto r = read([&](const Txn& txn) -> OpResult<void> {
-    if (user) {
-      auto found = find_user(txn, dbs_, *user);
-      if (!found) return op_fail(found.error());
-      if (!*found) return op_fail(OpCode::NotFound, "no user " + std::string(*user));
-      return add(txn, std::string(*user), **found);
-    }
-    auto cursor = common::lmdb::Cursor::open(txn, dbs_.users);
-    if (!cursor) return op_fail(cursor.error());
-    auto entry = cursor->first();
-    for (; entry && *entry; entry = cursor->next()) {
-      auto record = decode_user((*entry)->second);
-      if (!record) return op_fail(record.error());
-      if (auto a = add(txn, std::string((*entry)->first), *record); !a) return a;
-    }
-    if (!entry) return op_fail(entry.error());
+    auto users = usage_in(txn, dbs_, user);
+    if (!users) return tl::unexpected(users.error());
+    out = std::move(*users);
     return {};
   });
   if (!r) return tl::unexpected(r.error());
@@ -208,32 +186,7 @@ OpResult<void> OfflineTarget::export_mailbox(std::string_view user, std::string_
                                              const std::function<OpResult<void>(const ExportedMailbox&)>& begin,
                                              const std::function<OpResult<void>(const ExportedMessage&)>& message) {
   // One read transaction: the export is one consistent view, whatever writes meanwhile.
-  return read([&](const Txn& txn) -> OpResult<void> {
-    auto box = ops::find_mailbox_named(txn, dbs_, user, mailbox);
-    if (!box) return tl::unexpected(box.error());
-    ExportedMailbox head{box->name, box->record.uidvalidity, box->record.uidnext, box->record.messages};
-    if (auto b = begin(head); !b) return b;
-    std::optional<OpError> failed;
-    auto scanned = ops::for_each_message(
-        txn, dbs_, user, ops::MailboxRef{box->record.id, box->record.uidvalidity}, ops::UidSet{{1, UINT32_MAX}},
-        [&](const MessageInfo& m) {
-          auto bytes = message_bytes(txn, dbs_, m.record);
-          if (!bytes) {
-            failed = ops::to_op_error(bytes.error());
-            failed->detail = "UID " + std::to_string(m.uid) + ": " + failed->detail;
-            return false;
-          }
-          ExportedMessage out{m.uid, m.record.flags, m.record.keywords, m.record.internal_date, std::move(*bytes)};
-          if (auto sent = message(out); !sent) {
-            failed = sent.error();
-            return false;
-          }
-          return true;
-        });
-    if (failed) return tl::unexpected(*failed);
-    if (!scanned) return tl::unexpected(scanned.error());
-    return {};
-  });
+  return read([&](const Txn& txn) { return export_in(txn, dbs_, user, mailbox, begin, message); });
 }
 
 OpResult<ImportStart> OfflineTarget::begin_import(std::string_view user, std::string_view mailbox,

@@ -3,11 +3,14 @@
 
 #include <charconv>
 #include <cstdio>
+#include <memory>
 #include <vector>
 
 #include "common/ascii.hpp"
 #include "common/config/config.hpp"
+#include "common/tls/nss.hpp"
 #include "store/tools/export.hpp"
+#include "store/tools/online.hpp"
 
 namespace store::tools {
 namespace {
@@ -263,6 +266,8 @@ int storectl_main(int argc, char** argv) {
     return kExitUsage;
   };
   OfflineOptions options;
+  std::string online, nss_dir;
+  bool plaintext = false;
   size_t i = 0;
   for (; i < args.size() && args[i].starts_with("-"); ++i) {
     const std::string_view a = args[i];
@@ -270,7 +275,13 @@ int storectl_main(int argc, char** argv) {
       std::printf("usage: postern-storectl --dir STORE_DIR [--map-size SIZE] COMMAND ...\n"
                   "  offline, on a stopped store's environment ([store] dir); reads (usage, verify,\n"
                   "  export) may run beside a running store, writes are refused while it runs.\n"
-                  "  --map-size: at least the store's [store] map_size (default 64G)\n%.*s",
+                  "  --map-size: at least the store's [store] map_size (default 64G)\n"
+                  "       postern-storectl --online HOST:PORT (--nss DIR | --plaintext yes) COMMAND ...\n"
+                  "  online, through a running store's admin service on its gRPC port ([grpc] listen):\n"
+                  "  --nss is this host's NSS database (password file DIR/password), whose certificate's\n"
+                  "  CN the store lists in [mailstore] admin_clients; writes run on the store's writer\n"
+                  "  and reach its IMAP sessions; an import keeping UIDs holds the mailbox's new mail\n"
+                  "  back (deliveries get a temporary failure) until it is done.\n%.*s",
                   static_cast<int>(kUsage.size()), kUsage.data());
       return 0;
     }
@@ -278,6 +289,12 @@ int storectl_main(int argc, char** argv) {
     const std::string_view v = args[++i];
     if (a == "--dir") {
       options.dir = std::string(v);
+    } else if (a == "--online") {
+      online = std::string(v);
+    } else if (a == "--nss") {
+      nss_dir = std::string(v);
+    } else if (a == "--plaintext" && v == "yes") {
+      plaintext = true;
     } else if (a == "--map-size") {
       auto size = common::config::parse_size(v);
       if (!size || *size < (uint64_t{1} << 20)) return usage_error("bad --map-size " + std::string(v.substr(0, 64)));
@@ -286,16 +303,42 @@ int storectl_main(int argc, char** argv) {
       return usage_error("unknown option " + std::string(a.substr(0, 64)));
     }
   }
-  if (options.dir.empty()) return usage_error("give --dir STORE_DIR (the store's [store] dir)");
+  if (options.dir.empty() == online.empty()) {
+    return usage_error("give --dir STORE_DIR (the store's [store] dir) or --online HOST:PORT");
+  }
+  if (!online.empty() && nss_dir.empty() && !plaintext) return usage_error("--online needs --nss DIR");
   auto command = parse_command(std::span<const std::string_view>(args.data() + i, args.size() - i));
   if (!command) return usage_error(command.error().detail);
-  options.read_only = !writes(*command);
-  auto target = OfflineTarget::open(options);
-  if (!target) {
-    std::fprintf(stderr, "postern-storectl: %s\n", target.error().detail.c_str());
-    return kExitFailure;
+  std::unique_ptr<common::tls::Nss> nss;  // before the target, which holds certificates from it
+  std::unique_ptr<Target> target;
+  if (online.empty()) {
+    options.read_only = !writes(*command);
+    auto opened = OfflineTarget::open(options);
+    if (!opened) {
+      std::fprintf(stderr, "postern-storectl: %s\n", opened.error().detail.c_str());
+      return kExitFailure;
+    }
+    target = std::move(*opened);
+  } else {
+    if (!plaintext) {
+      auto opened = common::tls::Nss::init({.db_dir = nss_dir, .password_file = nss_dir + "/password"});
+      if (!opened) {
+        std::fprintf(stderr, "postern-storectl: %s\n", opened.error().detail.c_str());
+        return kExitFailure;
+      }
+      nss = std::move(*opened);
+    }
+    OnlineOptions o;
+    o.target = online;
+    o.mtls.plaintext = plaintext;
+    auto opened = OnlineTarget::open(o);
+    if (!opened) {
+      std::fprintf(stderr, "postern-storectl: %s\n", opened.error().detail.c_str());
+      return kExitFailure;
+    }
+    target = std::move(*opened);
   }
-  auto status = run_command(**target, *command, [](const std::string& line) {
+  auto status = run_command(*target, *command, [](const std::string& line) {
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);
   });
