@@ -6,13 +6,18 @@
 
 #include <charconv>
 #include <cstdio>
+#include <algorithm>
+#include <chrono>
 #include <functional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "authserv/directory/admin.hpp"
 #include "authserv/directory/names.hpp"
+#include "authserv/password/calibrate.hpp"
 #include "authserv/service/admin_client.hpp"
 #include "common/tls/nss.hpp"
 
@@ -41,7 +46,9 @@ void usage(std::FILE* to) {
                "usage: postern-directory --db DIR [--default-domain DOMAIN] [--argon2-ops N] [--argon2-mem-kib N]\n"
                "                         [--scram-iterations N] COMMAND ...\n"
                "       postern-directory --online HOST:PORT (--nss DIR | --plaintext yes) COMMAND ...\n"
-               "         (--nss: this host's NSS database, whose certificate's CN authserv lists in admins)\n%.*s",
+               "         (--nss: this host's NSS database, whose certificate's CN authserv lists in admins)\n"
+               "       postern-directory calibrate [--target-ms 50] [--memory-mib 64] [--threads N]\n"
+               "         (measures argon2id on this host and prints the [password] cost for the target)\n%.*s",
                static_cast<int>(authserv::directory::admin_usage().size()), authserv::directory::admin_usage().data());
 }
 
@@ -55,6 +62,45 @@ template <class T>
 bool parse_number(std::string_view s, T& out) {
   const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
   return ec == std::errc{} && end == s.data() + s.size() && !s.empty();
+}
+
+// `calibrate [--target-ms N] [--memory-mib N] [--threads N]`: measures argon2id here and prints
+// the [password] lines that make one hash take about the target, with at most N MiB per hash.
+int calibrate(std::span<const std::string_view> args) {
+  authserv::password::CalibrationRequest req;
+  uint64_t threads = std::max(1u, std::thread::hardware_concurrency());
+  for (size_t i = 0; i < args.size(); i += 2) {
+    uint64_t n = 0;
+    if (i + 1 >= args.size() || !parse_number(args[i + 1], n) || n == 0)
+      return usage_error("calibrate: " + std::string(args[i]) + " needs a positive number");
+    if (args[i] == "--target-ms" && n <= 10000) {
+      req.target = std::chrono::milliseconds(n);
+    } else if (args[i] == "--memory-mib" && n <= 4096) {
+      req.max_mem_bytes = static_cast<size_t>(n) << 20;
+      req.min_mem_bytes = std::min(req.min_mem_bytes, req.max_mem_bytes);
+    } else if (args[i] == "--threads" && n <= 256) {
+      threads = n;
+    } else {
+      return usage_error("calibrate: bad option or value: " + std::string(args[i]));
+    }
+  }
+  auto c = authserv::password::calibrate_argon2id(req);
+  if (!c) {
+    std::fprintf(stderr, "postern-directory: %s\n", c.error().detail.c_str());
+    return kExitFailure;
+  }
+  const auto kib = c->cost.mem_bytes >> 10;
+  std::printf("# argon2id t=%llu m=%llu KiB: %.1f ms of CPU per hash on this host (target %lld ms)%s\n",
+              static_cast<unsigned long long>(c->cost.ops), static_cast<unsigned long long>(kib),
+              static_cast<double>(c->measured.count()) / 1000.0, static_cast<long long>(req.target.count()),
+              c->below_target ? "; over the target even at the memory floor" : "");
+  std::printf("# %llu hashing threads at once use up to %llu MiB; about %.0f uncached logins/s\n",
+              static_cast<unsigned long long>(threads), static_cast<unsigned long long>(threads * (kib >> 10)),
+              c->measured.count() ? static_cast<double>(threads) * 1e6 / static_cast<double>(c->measured.count()) : 0.0);
+  std::printf("[password]\nargon2_ops = %llu\nargon2_memory = \"%lluK\"\nhash_threads = %llu\n",
+              static_cast<unsigned long long>(c->cost.ops), static_cast<unsigned long long>(kib),
+              static_cast<unsigned long long>(threads));
+  return std::fflush(stdout) == 0 ? 0 : kExitFailure;
 }
 
 }  // namespace
@@ -100,6 +146,7 @@ int main(int argc, char** argv) {
       return usage_error("bad option or value: " + std::string(a) + " " + std::string(v.substr(0, 64)));
     }
   }
+  if (i < args.size() && args[i] == "calibrate") return calibrate(std::span<const std::string_view>(args).subspan(i + 1));
   if (db.empty() == online.empty()) return usage_error("give --db DIR (offline) or --online HOST:PORT");
   if (!online.empty() && nss_dir.empty() && !plaintext) return usage_error("--online needs --nss DIR");
   if (!settings.default_domain.empty()) {
