@@ -158,6 +158,8 @@ class Authserv {
     }
   }
   pid_t pid() const { return process_->pid(); }
+  bool running() const { return process_ && process_->running(); }
+  std::filesystem::path dir_write(const std::string& name, const std::string& text) { return dir_.write(name, text); }
   // The exit code once it exits on its own (-1 on timeout).
   int wait_exit(std::chrono::milliseconds deadline) { return process_->wait(deadline); }
   std::string log() const { return test::read_file(dir_.path() / "authserv.log"); }
@@ -247,6 +249,12 @@ int64_t now_unix() {
 }
 
 }  // namespace
+
+size_t count_of(const std::string& text, std::string_view what) {
+  size_t n = 0;
+  for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
+  return n;
+}
 
 TEST_CASE("PLAIN logs a user in and returns a token the store can verify", "[integration]") {
   Authserv a;
@@ -911,6 +919,24 @@ TEST_CASE("with the LDAP backend, logins bind as the user and lookups search the
   auto wrong = plain(*stub, "", "alice@example.com", "nope");
   REQUIRE(wrong.has_failure());
   CHECK(wrong.failure().kind() == pb::FAILURE_CREDENTIALS);
+  // The verified-credential cache: a repeat login binds no more. A password changed in LDAP by
+  // another tool moves the entry's modifyTimestamp and entryCSN, which ends the cached entry at once
+  // (entryCSN also within the second modifyTimestamp cannot tell apart).
+  REQUIRE(plain(*stub, "", "alice@example.com", "alicepw").has_success());
+  CHECK(count_of(a.log(), "password=cached") == 1);
+  REQUIRE(plain(*stub, "", "carol@example.com", "carolpw").has_success());
+  REQUIRE(plain(*stub, "", "carol@example.com", "carolpw").has_success());
+  CHECK(count_of(a.log(), "password=cached") == 2);
+  auto changed = slapd.modify("dn: uid=carol,ou=People,o=example.com,o=postern\nchangetype: modify\n"
+                              "replace: userPassword\nuserPassword: {SSHA512}" + Authserv::ssha512("carolpw2", "hgfedcba") + "\n");
+  INFO(changed.output);
+  REQUIRE(changed.exit_code == 0);
+  auto stale = plain(*stub, "", "carol@example.com", "carolpw");
+  REQUIRE(stale.has_failure());
+  CHECK(stale.failure().kind() == pb::FAILURE_CREDENTIALS);
+  REQUIRE(plain(*stub, "", "carol@example.com", "carolpw2").has_success());
+  CHECK(count_of(a.log(), "password=cached") == 2);
+
   // Injection in the login name finds nobody and fails like any unknown user.
   auto injected = plain(*stub, "", "*)(uid=*", "alicepw");
   REQUIRE(injected.has_failure());
@@ -1220,11 +1246,6 @@ grpc::Status mechanisms_status(pb::Auth::Stub& stub) {
   return stub.Mechanisms(&context, request, &response);
 }
 
-size_t count_of(const std::string& text, const std::string& needle) {
-  size_t n = 0;
-  for (auto p = text.find(needle); p != std::string::npos; p = text.find(needle, p + 1)) ++n;
-  return n;
-}
 }  // namespace
 
 TEST_CASE("an address [access] denies is refused by authserv's gRPC port before any handler runs", "[integration]") {
@@ -1457,4 +1478,137 @@ TEST_CASE("deploy/config/authserv.toml, filled in as deploy/up does, passes --ch
   CHECK(r.exit_code == 0);
   CHECK(r.output.find("[grpc]") != std::string::npos);
   CHECK(r.output.find("listen = \"127.0.0.1:7560\"") != std::string::npos);
+}
+
+TEST_CASE("a repeat PLAIN login is verified from the credential cache; a wrong password still fails",
+          "[integration]") {
+  Authserv a;
+  a.start();
+  auto stub = a.stub();
+  REQUIRE(plain(*stub, "", "alice", "correct horse").has_success());  // hashed, then remembered
+  CHECK(count_of(a.log(), "password=cached") == 0);
+  auto again = plain(*stub, "", "alice@example.com", "correct horse");
+  REQUIRE(again.has_success());
+  CHECK(count_of(a.log(), "password=cached") == 1);
+  // A different password after a right one takes the full hash and is refused.
+  auto wrong = plain(*stub, "", "alice", "correct horsf");
+  REQUIRE(wrong.has_failure());
+  CHECK(wrong.failure().kind() == pb::FAILURE_CREDENTIALS);
+  CHECK(count_of(a.log(), "wrong_password") == 1);
+  // The wrong password did not evict the right one.
+  REQUIRE(plain(*stub, "", "alice", "correct horse").has_success());
+  CHECK(count_of(a.log(), "password=cached") == 2);
+  // Bad input: a 100 KiB password and invalid UTF-8 are refused, the daemon keeps serving.
+  {
+    // 100 KiB is over the gRPC request limit (64 KiB): refused by the transport, no handler runs.
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + 10s);
+    auto stream = stub->Authenticate(&context);
+    pb::AuthStep step;
+    auto* s = step.mutable_start();
+    *s->mutable_facts() = facts();
+    s->set_mechanism("PLAIN");
+    s->set_has_initial_response(true);
+    s->set_initial_response(std::string(1, '\0') + "alice" + std::string(1, '\0') + std::string(100 * 1024, 'x'));
+    stream->Write(step);
+    stream->WritesDone();
+    pb::AuthReply reply;
+    CHECK_FALSE(stream->Read(&reply));
+    CHECK(stream->Finish().error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+  // Under the transport's limit but over SASL's (8 KiB) and the password limit: a clean refusal.
+  auto huge = plain(*stub, "", "alice", std::string(60 * 1024, 'x'));
+  REQUIRE(huge.has_failure());
+  auto bad_utf8 = plain(*stub, "", "alice", std::string("correct horse\xff\xfe", 15));
+  REQUIRE(bad_utf8.has_failure());
+  CHECK(bad_utf8.failure().kind() == pb::FAILURE_PROTOCOL);  // PLAIN refuses non-UTF-8 (RFC 4616 §2)
+  REQUIRE(plain(*stub, "", "alice", "correct horse").has_success());
+  CHECK(a.running());
+}
+
+TEST_CASE("a password change, a disable and a delete are seen by the next login despite the cache",
+          "[integration]") {
+  Authserv a;
+  a.start();
+  auto stub = a.stub();
+  REQUIRE(plain(*stub, "", "alice", "correct horse").has_success());
+  REQUIRE(plain(*stub, "", "alice", "correct horse").has_success());
+  REQUIRE(count_of(a.log(), "password=cached") == 1);
+
+  a.dir_write("new.pw", "new battery\n");
+  a.cli({"user", "passwd", "alice", "--password-file", (a.dir() / "new.pw").string()});
+  auto old = plain(*stub, "", "alice", "correct horse");  // the old password, cached a moment ago
+  REQUIRE(old.has_failure());
+  CHECK(old.failure().kind() == pb::FAILURE_CREDENTIALS);
+  REQUIRE(plain(*stub, "", "alice", "new battery").has_success());
+  REQUIRE(plain(*stub, "", "alice", "new battery").has_success());
+  CHECK(count_of(a.log(), "password=cached") == 2);
+
+  a.cli({"user", "disable", "alice"});
+  auto disabled = plain(*stub, "", "alice", "new battery");
+  REQUIRE(disabled.has_failure());
+  CHECK(disabled.failure().kind() == pb::FAILURE_CREDENTIALS);
+  a.cli({"user", "del", "alice"});
+  auto deleted = plain(*stub, "", "alice", "new battery");
+  REQUIRE(deleted.has_failure());
+  CHECK(deleted.failure().kind() == pb::FAILURE_CREDENTIALS);
+}
+
+TEST_CASE("[password] cache_ttl = 0 turns the credential cache off", "[integration]") {
+  Authserv a;
+  auto text = a.config_text();
+  auto at = text.find("[password]");
+  REQUIRE(at != std::string::npos);
+  text.insert(text.find('\n', at) + 1, "cache_ttl = \"0s\"\n");
+  a.write_config(text);
+  a.start();
+  auto stub = a.stub();
+  REQUIRE(plain(*stub, "", "alice", "correct horse").has_success());
+  REQUIRE(plain(*stub, "", "alice", "correct horse").has_success());
+  CHECK(count_of(a.log(), "password=cached") == 0);
+}
+
+TEST_CASE("a flood of wrong passwords gets temporary failures at once and starves neither cached logins nor other sources",
+          "[integration]") {
+  Authserv a;
+  auto text = a.config_text();
+  auto at = text.find("[password]");
+  REQUIRE(at != std::string::npos);
+  text.insert(text.find('\n', at) + 1, "hash_threads = 1\nhash_queue = 8\nhash_queue_per_source = 2\n");
+  a.write_config(text);
+  // Carol's hash costs real time (32 MiB), so the flood keeps the one hashing thread busy.
+  a.cli({"--argon2-ops", "2", "--argon2-mem-kib", "32768", "user", "passwd", "carol", "--password-file",
+         (a.dir() / "carol.pw").string()});
+  a.start();
+  auto stub = a.stub();
+  REQUIRE(plain(*stub, "", "alice", "correct horse").has_success());  // now cached
+
+  auto from = [](std::string address) {
+    auto f = facts();
+    f.set_client_address(std::move(address));
+    return f;
+  };
+  std::atomic<int> temporary{0}, credentials{0};
+  std::vector<std::thread> flood;
+  for (int i = 0; i < 24; ++i) {
+    flood.emplace_back([&, i] {
+      auto s = a.stub();
+      auto r = plain(*s, "", "carol", "guess " + std::to_string(i), from("203.0.113.66"));
+      if (r.has_failure() && r.failure().kind() == pb::FAILURE_TEMPORARY) ++temporary;
+      if (r.has_failure() && r.failure().kind() == pb::FAILURE_CREDENTIALS) ++credentials;
+    });
+  }
+  std::this_thread::sleep_for(100ms);
+  // While the flood runs: alice's repeat login needs no hash, carol from her own address gets a turn.
+  auto t0 = std::chrono::steady_clock::now();
+  auto cached = plain(*stub, "", "alice", "correct horse", from("198.51.100.1"));
+  auto cached_took = std::chrono::steady_clock::now() - t0;
+  auto carol = plain(*stub, "", "carol", "carols secret", from("198.51.100.2"));
+  for (auto& t : flood) t.join();
+  CHECK(cached.has_success());
+  CHECK(cached_took < 2s);
+  CHECK(carol.has_success());
+  CHECK(temporary + credentials == 24);
+  CHECK(temporary >= 1);  // the flooding address got only its share of the queue
+  CHECK(a.log().find("source_hash_share_full") != std::string::npos);
 }
