@@ -8,6 +8,8 @@
 #include <ldap.h>
 #include <sodium.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,11 +19,13 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -54,9 +58,13 @@ constexpr const char* kUsage =
     "       lookup_bench ldap --url ldap://HOST:PORT --base DN --bind-dn DN --password PW\n"
     "                         --addresses FILE [--calls 200000] [--warmup 5000] [--inflight 64]\n"
     "                         [--connections 4]\n"
-    "       lookup_bench auth --target HOST:PORT --users FILE (login<TAB>password) [--calls 60]\n"
+    "       lookup_bench auth --target HOST:PORT --users FILE (login<TAB>password[<TAB>1|0]) [--calls 60]\n"
     "                         [--warmup 4] [--inflight 16] [--local-hashes 3]\n"
-    "       grpc, ldap, auth also take [--server-pid PID] [--server-cpu N]: the server's CPU time and\n"
+    "       lookup_bench dovecot --socket PATH (Dovecot's auth-client) --users FILE [--calls 60] ...\n"
+    "       lookup_bench logins --out DIR [--users 200] [--population 20] [--calls 1000] [--repeat 0.9]\n"
+    "         (argon2id users for both sides and an attempt script; auth/dovecot/logins take\n"
+    "         [--argon2-ops N] [--argon2-mem-kib N], the cost of the hashes)\n"
+    "       grpc, ldap, auth, dovecot also take [--server-pid PID] [--server-cpu N]: the server's CPU time and\n"
     "         its core's busy share over the measured calls (not the warm-up)\n"
     "Each run prints one line of key=value: result, calls, seconds, rate (calls/s), found, unknown,\n"
     "errors (failed calls or answers that contradict the data set), p50_us, p99_us, client_cpu (%),\n"
@@ -742,70 +750,260 @@ class AuthCall final : public grpc::ClientBidiReactor<pb::AuthStep, pb::AuthRepl
 
 struct Login {
   std::string login, password;
+  bool good = true;  // the attempt file's third column: 0 = a wrong password, refused is right
 };
 
-void start_auth(Tally& t, const std::vector<Login>& users, std::vector<std::unique_ptr<pb::Auth::Stub>>& st) {
+// login<TAB>password[<TAB>1|0] lines: an attempt script (lookup_bench logins writes one).
+std::vector<Login> read_logins(const std::string& file) {
+  std::vector<Login> users;
+  std::ifstream in(file);
+  for (std::string line; std::getline(in, line);) {
+    auto tab = line.find('\t');
+    if (tab == std::string::npos) continue;
+    auto tab2 = line.find('\t', tab + 1);
+    Login l{line.substr(0, tab), line.substr(tab + 1, tab2 == std::string::npos ? std::string::npos : tab2 - tab - 1)};
+    if (tab2 != std::string::npos) l.good = line.substr(tab2 + 1) != "0";
+    users.push_back(std::move(l));
+  }
+  return users;
+}
+
+// The verdict against the script: a right password must succeed, a wrong one must be refused.
+void score(Tally& t, const Login& u, bool ok, const std::string& why) {
+  if (ok == u.good) {
+    (ok ? t.found : t.unknown).fetch_add(1);
+  } else {
+    t.error(u.login + (u.good ? ": " + why : ": a wrong password was accepted"));
+  }
+}
+
+void start_auth(Tally& t, const std::vector<Login>& users, uint64_t base, std::vector<std::unique_ptr<pb::Auth::Stub>>& st) {
   const uint64_t i = t.next.fetch_add(1);
   if (i >= t.latency_us.size()) return;
-  const Login& u = users[i % users.size()];
+  const Login& u = users[(base + i) % users.size()];
   const auto t0 = Clock::now();
-  new AuthCall(*st[i % st.size()], u.login, u.password, [&t, &users, &st, i, t0, &u](bool ok, std::string why) {
+  new AuthCall(*st[i % st.size()], u.login, u.password, [&t, &users, &st, i, t0, &u, base](bool ok, std::string why) {
     t.record(i, t0);
-    if (ok) {
-      t.found.fetch_add(1);
-    } else {
-      t.error(u.login + ": " + why);
-    }
-    start_auth(t, users, st);
+    score(t, u, ok, why);
+    start_auth(t, users, base, st);
     t.finish_one();
   });
 }
 
+// The cost of one argon2id hash at `cost` on this (the client's) core, for scale.
+double local_hash_ms(uint64_t n, const authserv::password::Argon2Cost& cost) {
+  if (n == 0) return 0;
+  const auto h0 = Clock::now();
+  for (uint64_t k = 0; k < n; ++k) (void)authserv::password::hash_argon2id("bench password", cost);
+  return std::chrono::duration<double, std::milli>(Clock::now() - h0).count() / static_cast<double>(n);
+}
+
+authserv::password::Argon2Cost cost_flags(const Flags& fl) {
+  authserv::password::Argon2Cost cost;
+  cost.ops = fl.num("argon2-ops", cost.ops);
+  cost.mem_bytes = static_cast<size_t>(fl.num("argon2-mem-kib", cost.mem_bytes >> 10)) << 10;
+  return cost;
+}
+
+// Warm-up runs the script's first --warmup lines (first logins that fill both sides' caches), the
+// measured phase the --calls lines after them.
 int run_auth(const Flags& fl) {
   const auto target = need(fl, "target");
   const uint64_t calls = fl.num("calls", 60), warmup = fl.num("warmup", 4);
   const uint64_t inflight = std::max<uint64_t>(1, fl.num("inflight", 16));
   const uint64_t local = fl.num("local-hashes", 3);
-  std::vector<Login> users;
-  {
-    std::ifstream in(need(fl, "users"));
-    for (std::string line; std::getline(in, line);) {
-      auto tab = line.find('\t');
-      if (tab != std::string::npos) users.push_back({line.substr(0, tab), line.substr(tab + 1)});
-    }
-  }
+  const auto cost = cost_flags(fl);
+  std::vector<Login> users = read_logins(need(fl, "users"));
   const auto w = watch(fl);
   if (!fl.all_used()) return 2;
   if (users.empty()) {
     std::fprintf(stderr, "lookup_bench: no users for auth\n");
     return 2;
   }
-  // The cost of one argon2id hash at the default cost on this (the client's) core, for scale.
-  const authserv::password::Argon2Cost cost;
-  double local_ms = 0;
-  if (local > 0) {
-    const auto h0 = Clock::now();
-    for (uint64_t k = 0; k < local; ++k) {
-      if (!authserv::password::hash_argon2id("bench password", cost)) {
-        std::fprintf(stderr, "lookup_bench: hash_argon2id failed\n");
-        return 1;
-      }
-    }
-    local_ms = std::chrono::duration<double, std::milli>(Clock::now() - h0).count() / static_cast<double>(local);
-  }
+  const double local_ms = local_hash_ms(local, cost);
   auto st = stubs(target, 1);
-  auto go = [&](Tally& t) {
-    for (uint64_t k = 0; k < inflight; ++k) start_auth(t, users, st);
-    t.wait();
+  auto go = [&](uint64_t base) {
+    return [&, base](Tally& t) {
+      for (uint64_t k = 0; k < inflight; ++k) start_auth(t, users, base, st);
+      t.wait();
+    };
   };
-  measure(warmup, go);
-  auto r = measure(calls, go, w);
+  measure(warmup, go(0));
+  auto r = measure(calls, go(warmup), w);
   char extra[256];
-  std::snprintf(extra, sizeof extra, "inflight=%llu argon2_ops=%llu argon2_mem_mib=%zu local_hash_ms=%.1f",
+  std::snprintf(extra, sizeof extra, "inflight=%llu argon2_ops=%llu argon2_mem_kib=%zu local_hash_ms=%.1f",
                 static_cast<unsigned long long>(inflight), static_cast<unsigned long long>(cost.ops),
-                cost.mem_bytes >> 20, local_ms);
+                cost.mem_bytes >> 10, local_ms);
   print("auth", r, extra);
   return r.errors == 0 ? 0 : 1;
+}
+
+// ---- Dovecot's auth-client protocol (doc: "Dovecot Authentication Protocol" v1.2) on its UNIX
+// socket: the same script, the same in-flight count, one connection per in-flight login.
+class DovecotAuthConn {
+ public:
+  explicit DovecotAuthConn(const std::string& path) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path.c_str());
+    if (fd_ < 0 || ::connect(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+      std::fprintf(stderr, "lookup_bench: cannot connect to %s\n", path.c_str());
+      std::exit(1);
+    }
+    send("VERSION\t1\t2\nCPID\t" + std::to_string(::getpid() * 100 + next_cpid_++) + "\n");
+    for (;;) {  // the server's handshake ends with DONE
+      auto line = read_line();
+      if (!line || *line == "DONE") break;
+    }
+  }
+  ~DovecotAuthConn() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  // True for OK, false for FAIL; `why` gets the line otherwise.
+  bool plain(uint64_t id, const std::string& login, const std::string& password, std::string& why) {
+    const std::string resp = std::string(1, '\0') + login + std::string(1, '\0') + password;
+    std::string b64(sodium_base64_ENCODED_LEN(resp.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
+    sodium_bin2base64(b64.data(), b64.size(), reinterpret_cast<const unsigned char*>(resp.data()), resp.size(),
+                      sodium_base64_VARIANT_ORIGINAL);
+    b64.resize(std::strlen(b64.c_str()));
+    send("AUTH\t" + std::to_string(id) + "\tPLAIN\tservice=imap\tsecured\tlip=127.0.0.1\trip=192.0.2.7\tresp=" + b64 + "\n");
+    auto line = read_line();
+    if (!line) {
+      why = "connection closed";
+      return false;
+    }
+    if (line->starts_with("OK\t")) return true;
+    why = line->substr(0, 200);
+    return false;
+  }
+
+ private:
+  void send(const std::string& s) {
+    for (size_t off = 0; off < s.size();) {
+      const ssize_t n = ::write(fd_, s.data() + off, s.size() - off);
+      if (n <= 0) return;
+      off += static_cast<size_t>(n);
+    }
+  }
+  std::optional<std::string> read_line() {
+    for (;;) {
+      if (auto nl = buf_.find('\n'); nl != std::string::npos) {
+        std::string line = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        return line;
+      }
+      char tmp[4096];
+      const ssize_t n = ::read(fd_, tmp, sizeof tmp);
+      if (n <= 0) return std::nullopt;
+      buf_.append(tmp, static_cast<size_t>(n));
+    }
+  }
+  static inline std::atomic<int> next_cpid_{0};
+  int fd_ = -1;
+  std::string buf_;
+};
+
+int run_dovecot(const Flags& fl) {
+  const auto socket_path = need(fl, "socket");
+  const uint64_t calls = fl.num("calls", 60), warmup = fl.num("warmup", 4);
+  const uint64_t inflight = std::max<uint64_t>(1, fl.num("inflight", 16));
+  const uint64_t local = fl.num("local-hashes", 3);
+  const auto cost = cost_flags(fl);
+  std::vector<Login> users = read_logins(need(fl, "users"));
+  const auto w = watch(fl);
+  if (!fl.all_used()) return 2;
+  if (users.empty()) return 2;
+  const double local_ms = local_hash_ms(local, cost);
+  std::vector<std::unique_ptr<DovecotAuthConn>> conns;
+  for (uint64_t k = 0; k < inflight; ++k) conns.push_back(std::make_unique<DovecotAuthConn>(socket_path));
+  auto go = [&](uint64_t base) {
+    return [&, base](Tally& t) {
+      std::vector<std::thread> threads;
+      for (uint64_t k = 0; k < inflight; ++k) {
+        threads.emplace_back([&, k] {
+          for (;;) {
+            const uint64_t i = t.next.fetch_add(1);
+            if (i >= t.latency_us.size()) return;
+            const Login& u = users[(base + i) % users.size()];
+            const auto t0 = Clock::now();
+            std::string why;
+            const bool ok = conns[k]->plain(base + i + 1, u.login, u.password, why);
+            t.record(i, t0);
+            score(t, u, ok, why);
+            t.finish_one();
+          }
+        });
+      }
+      for (auto& th : threads) th.join();
+    };
+  };
+  measure(warmup, go(0));
+  auto r = measure(calls, go(warmup), w);
+  char extra[256];
+  std::snprintf(extra, sizeof extra, "inflight=%llu argon2_ops=%llu argon2_mem_kib=%zu local_hash_ms=%.1f",
+                static_cast<unsigned long long>(inflight), static_cast<unsigned long long>(cost.ops),
+                cost.mem_bytes >> 10, local_ms);
+  print("dovecot", r, extra);
+  return r.errors == 0 ? 0 : 1;
+}
+
+// ---- logins: N users with real argon2id hashes (both sides' files) and an attempt script:
+// --population first logins (the warm-up), then --calls attempts of which --repeat (0.9) repeat a
+// password that worked, the rest half first logins of users not seen yet, half wrong passwords.
+int run_logins(const Flags& fl) {
+  const std::string out = need(fl, "out");
+  const uint64_t users = fl.num("users", 200), population = fl.num("population", 20), calls = fl.num("calls", 1000);
+  const double repeat = std::stod(fl.str("repeat").empty() ? "0.9" : fl.str("repeat"));
+  const auto cost = cost_flags(fl);
+  const uint64_t threads = std::max<uint64_t>(1, fl.num("threads", 2));
+  if (!fl.all_used()) return 2;
+  std::vector<std::string> hashes(users);
+  std::vector<std::thread> pool;
+  std::atomic<uint64_t> next{0};
+  for (uint64_t k = 0; k < threads; ++k) {
+    pool.emplace_back([&] {
+      for (uint64_t i; (i = next.fetch_add(1)) < users;) {
+        auto h = authserv::password::hash_argon2id("pw" + std::to_string(i), cost);
+        if (h) hashes[i] = *h;
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  std::ofstream import(out + "/logins_import.txt"), passwd(out + "/dovecot.passwd"), script(out + "/logins.txt");
+  for (uint64_t i = 0; i < users; ++i) {
+    if (hashes[i].empty()) return 1;
+    const std::string login = "l" + std::to_string(i) + "@bench.example";
+    import << login << '\t' << hashes[i] << "\tstore1\n";
+    // Dovecot names the same PHC string {ARGON2ID}; ours {ARGON2}.
+    passwd << login << ":{ARGON2ID}" << hashes[i].substr(hashes[i].find('$')) << "\n";
+  }
+  std::mt19937_64 rng(17);
+  std::uniform_real_distribution<double> u01(0, 1);
+  uint64_t fresh = 0;
+  auto line = [&](uint64_t i, bool good) {
+    script << "l" << i << "@bench.example\t" << (good ? "pw" + std::to_string(i) : "wrong" + std::to_string(rng() % 1000))
+           << '\t' << (good ? 1 : 0) << '\n';
+  };
+  for (; fresh < std::min(population, users); ++fresh) line(fresh, true);
+  uint64_t first = 0, wrong = 0;
+  for (uint64_t c = 0; c < calls; ++c) {
+    const uint64_t seen = rng() % fresh;
+    if (u01(rng) < repeat) {
+      line(seen, true);
+    } else if (rng() % 2 == 0 && fresh < users) {
+      line(fresh++, true);
+      ++first;
+    } else {
+      line(seen, false);
+      ++wrong;
+    }
+  }
+  std::printf("logins users=%llu population=%llu calls=%llu first=%llu wrong=%llu argon2_ops=%llu argon2_mem_kib=%zu\n",
+              static_cast<unsigned long long>(users), static_cast<unsigned long long>(population),
+              static_cast<unsigned long long>(calls), static_cast<unsigned long long>(first),
+              static_cast<unsigned long long>(wrong), static_cast<unsigned long long>(cost.ops), cost.mem_bytes >> 10);
+  return 0;
 }
 
 // ---- gen: the same users for both directories, pre-hashed with {SSHA512} (a bulk import does not
@@ -895,6 +1093,8 @@ int main(int argc, char** argv) {
   if (mode == "front") return run_front(fl);
   if (mode == "ldap") return run_ldap(fl);
   if (mode == "auth") return run_auth(fl);
+  if (mode == "dovecot") return run_dovecot(fl);
+  if (mode == "logins") return run_logins(fl);
   std::fprintf(stderr, "lookup_bench: unknown mode %s\n%s", argv[1], kUsage);
   return 2;
 }
