@@ -518,8 +518,9 @@ class AppendReactor final : public grpc::ServerReadReactor<pb::AppendRequest> {
 
 // Streams one message at a time, each read in its own short read transaction so a Fetch of a
 // whole mailbox never pins an old snapshot (and the map's free pages) for its whole length. The
-// reads run on the read pool, one step at a time between writes; small replies are written with
-// gRPC's buffer hint, so a hundred flag replies leave in a few packets rather than one each.
+// reads run on the read pool, one step at a time between writes. (gRPC's buffer hint would save a
+// packet per small reply, but a hinted write may not complete until a later one flushes it, and
+// this reactor waits for each write before the next: a fetch stalled until its deadline.)
 class FetchReactor final : public grpc::ServerWriteReactor<pb::FetchResponse> {
  public:
   FetchReactor(Impl& impl, grpc::CallbackServerContext* context, const pb::FetchRequest& request)
@@ -540,8 +541,6 @@ class FetchReactor final : public grpc::ServerWriteReactor<pb::FetchResponse> {
   void OnDone() override { delete this; }
 
  private:
-  static constexpr size_t kBufferedReply = 16 * 1024;
-
   void scan(const ops::UidSet& set) {
     const size_t limit = impl_.options.limits.max_fetch_messages;
     grpc::Status s = impl_.read([&](const Txn& txn, const Dbs& dbs) -> grpc::Status {
@@ -582,10 +581,7 @@ class FetchReactor final : public grpc::ServerWriteReactor<pb::FetchResponse> {
     }
     out_ = std::move(pending_.front());
     pending_.pop_front();
-    const bool more = !pending_.empty() || position_ < uids_.size();
-    grpc::WriteOptions options;
-    if (more && out_.ByteSizeLong() <= kBufferedReply) options.set_buffer_hint();
-    StartWrite(&out_, options);
+    StartWrite(&out_);
   }
 
   Impl& impl_;
