@@ -14,6 +14,7 @@
 #include "store/lmtp_session.hpp"
 #include "store/admin/admin_service.hpp"
 #include "store/service/grpc_service.hpp"
+#include "store/storage/maintenance.hpp"
 #include "store/storage/message_store.hpp"
 
 namespace store {
@@ -96,6 +97,13 @@ class StoreApp final : public common::daemon::DaemonApp {
     return {};
   }
 
+  // Freeing deleted mailboxes in batches and pruning expunge history, on the writer, driven from
+  // loop 0's timer (the defaults of MaintenanceOptions).
+  common::Result<void> start_loop(common::daemon::LoopContext& ctx) override {
+    if (ctx.index == 0) maintenance_ = Maintenance::start(*ctx.loop, *store_, MaintenanceOptions{});
+    return {};
+  }
+
   void register_grpc(common::rpc::GrpcRegistry& registry) override {
     grpc_->register_with(registry);
     admin_->register_with(registry);
@@ -121,6 +129,7 @@ class StoreApp final : public common::daemon::DaemonApp {
     // finishes what its writer holds.
     admin_.reset();
     grpc_.reset();
+    maintenance_.reset();
     auth_.reset();
     store_.reset();
   }
@@ -129,6 +138,7 @@ class StoreApp final : public common::daemon::DaemonApp {
   Config config_;
   std::string host_name_;
   std::unique_ptr<MessageStore> store_;
+  std::unique_ptr<Maintenance> maintenance_;
   std::unique_ptr<common::authclient::AuthClient> auth_;
   std::unique_ptr<service::MailStoreGrpc> grpc_;
   std::unique_ptr<admin::StoreAdminGrpc> admin_;
