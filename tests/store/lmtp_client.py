@@ -101,8 +101,10 @@ def lmtp_send(client, sender, rcpts, data, xid=None):
 
 
 def cmd_send(args):
-    client = connect(args)
+    # The message is made before connecting: the store's greeting idle timeout (5 s in the tests)
+    # must not run while a large one is built on a loaded machine.
     data = open(args.data, "rb").read() if args.data else message("single", args.size)
+    client = connect(args)
     for r, code, text in lmtp_send(client, args.sender, args.rcpt, data, args.xid):
         print(f"RCPT {r} {code} {text}")
     client.quit()
