@@ -36,6 +36,7 @@ class AuthservDaemon {
   std::string domain_;
   std::string nss_dir_;
   int port_;
+  int start_attempts_ = 0;
   std::string db_;
   std::unique_ptr<ChildProcess> process_;
 };

@@ -53,6 +53,10 @@ StoreDaemon::StoreDaemon(StoreDaemonOptions options)
   for (int i = 0; i < 4; ++i) auth_.add_user("user" + std::to_string(i) + "@example.com", "store1");
   auth_.start();
   data_dir_ = options_.data_dir.empty() ? (dir_ / "store").string() : options_.data_dir;
+  write_config();
+}
+
+void StoreDaemon::write_config() {
   std::string cfg = "[daemon]\nallow_root = true\n[log]\nlevel = \"info\"\n[metrics]\nlisten = \"\"\n"
                     "[tls]\ndb_dir = \"" + nss_.string() + "\"\n"
                     "[store]\ndir = \"" + data_dir_ + "\"\nnames = [\"store1\"]\n" + options_.store_extra +
@@ -86,13 +90,23 @@ CommandResult StoreDaemon::deliver(const std::vector<std::string>& recipients, c
 }
 
 void StoreDaemon::start() {
-  const size_t before = count("event=started");
-  process_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{binary_path("store/postern-store"), "--config", config_}, (dir_ / "store.log").string());
-  const auto until = std::chrono::steady_clock::now() + 20s;
-  while (count("event=started") <= before) {
-    if (!process_->running() || std::chrono::steady_clock::now() > until) FAIL("store did not start: " << log());
-    std::this_thread::sleep_for(20ms);
+  // free_port() can race with another test binding the same port between the pick and the
+  // store's bind; the store then exits saying so, and it is started again on fresh ports.
+  for (int attempt = 0;; ++attempt) {
+    const size_t started = count("event=started"), in_use = count("port in use");
+    process_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{binary_path("store/postern-store"), "--config", config_}, (dir_ / "store.log").string());
+    const auto until = std::chrono::steady_clock::now() + 20s;
+    while (count("event=started") <= started) {
+      if (!process_->running() && count("port in use") > in_use && attempt < 5) break;
+      if (!process_->running() || std::chrono::steady_clock::now() > until) FAIL("store did not start: " << log());
+      std::this_thread::sleep_for(20ms);
+    }
+    if (count("event=started") > started) return;
+    implicit_port_ = free_port();
+    starttls_port_ = free_port();
+    grpc_port_ = free_port();
+    write_config();
   }
 }
 

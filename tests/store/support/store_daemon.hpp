@@ -72,6 +72,8 @@ class StoreDaemon {
   Pki pki_;
   AuthservDaemon auth_;
   std::filesystem::path nss_;
+  void write_config();  // from the options and the current ports
+
   int implicit_port_, starttls_port_, grpc_port_;
   std::string data_dir_, config_;
   std::unique_ptr<ChildProcess> process_;
