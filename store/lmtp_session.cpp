@@ -369,6 +369,15 @@ void LmtpSession::delivered(const common::Result<std::vector<RecipientResult>>& 
         deliveries().with({"over_quota"}).inc();
         reply(render(452, {4, 2, 2}, smtp::sanitize(rcpt.address) + ": mailbox full"));
         break;
+      case RecipientOutcome::Held:
+        deliveries().with({"held"}).inc();
+        log_line(common::log::info(kComponent))
+            .event("delivery_held")
+            .kv("rcpt", rcpt.address)
+            .kv("reason", "mailbox " + r.mailbox + " " + kImportHoldReason);
+        reply(render(451, {4, 2, 1}, smtp::sanitize(rcpt.address) + ": mailbox " + smtp::sanitize(r.mailbox) +
+                                          " is being imported, try again later"));
+        break;
     }
   }
   ++messages_;

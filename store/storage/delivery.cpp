@@ -83,10 +83,28 @@ Result<std::vector<RecipientResult>> file_delivery(Txn& txn, const Dbs& dbs, con
       continue;
     }
     result.mailbox = "INBOX";
+    uint64_t mailbox_id = 0;
     if (!rcpt.folder.empty()) {
       auto folder = find_mailbox(txn, dbs, user.id, rcpt.folder);
       if (!folder) return tl::unexpected(folder.error());
-      if (*folder) result.mailbox = rcpt.folder;
+      if (*folder) {
+        result.mailbox = rcpt.folder;
+        mailbox_id = (*folder)->id;
+      }
+    }
+    if (mailbox_id == 0) {
+      auto inbox = find_mailbox(txn, dbs, user.id, result.mailbox);
+      if (!inbox) return tl::unexpected(inbox.error());
+      if (*inbox) mailbox_id = (*inbox)->id;
+    }
+    if (mailbox_id != 0) {
+      // Checked before the body is put, so a delivery held for every recipient leaves nothing.
+      auto held = import_holds(txn, dbs, mailbox_id);
+      if (!held) return tl::unexpected(held.error());
+      if (*held) {
+        result.outcome = RecipientOutcome::Held;
+        continue;
+      }
     }
     if (body_id == 0) {
       auto put = put_body(txn, dbs, delivery.body, delivery.structure);

@@ -30,7 +30,9 @@ struct Delivery {
   std::vector<DeliveryRecipient> recipients;
 };
 
-enum class RecipientOutcome { Delivered, Duplicate, OverQuota };
+// Held: the mailbox is under an online import keeping its source's UIDs (import_holds), and
+// takes no new UID until the import is done.
+enum class RecipientOutcome { Delivered, Duplicate, OverQuota, Held };
 
 struct RecipientResult {
   RecipientOutcome outcome = RecipientOutcome::Delivered;
@@ -42,7 +44,7 @@ struct RecipientResult {
 };
 
 // One result per recipient, in order. An error rolls the whole delivery back (the caller's nested
-// transaction); a recipient over its quota is an outcome, and the others are still filed.
+// transaction); a recipient over its quota or held is an outcome, and the others are still filed.
 common::Result<std::vector<RecipientResult>> file_delivery(common::lmdb::Txn& txn, const Dbs& dbs,
                                                            const Delivery& delivery, int64_t now,
                                                            std::chrono::seconds retention);

@@ -411,22 +411,26 @@ Result<uint64_t> put_body(Txn& txn, const Dbs& dbs, std::string_view body, std::
 
 std::string import_hold_key(uint64_t mailbox_id) { return Encoder().raw("import_hold/").u64(mailbox_id).str(); }
 
+Result<bool> import_holds(Txn& txn, const Dbs& dbs, uint64_t mailbox_id) {
+  auto hold = txn.get(dbs.meta, import_hold_key(mailbox_id));
+  if (!hold) return tl::unexpected(hold.error());
+  if (!*hold) return false;
+  Decoder d(**hold);
+  uint8_t v = 0;
+  int64_t deadline = 0;
+  return d.u8(v) && d.i64(deadline) && deadline > static_cast<int64_t>(std::time(nullptr));
+}
+
 Result<Filed> add_message(Txn& txn, const Dbs& dbs, const std::string& user_name, UserRecord& user,
                           std::string_view mailbox_name, uint64_t body_id, uint64_t body_size, MessageRecord message) {
   auto found = find_mailbox(txn, dbs, user.id, mailbox_name);
   if (!found) return tl::unexpected(found.error());
   if (!*found) return tl::unexpected(Error{ErrorKind::Internal, "no mailbox " + std::string(mailbox_name)});
   MailboxRecord mailbox = **found;
-  auto hold = txn.get(dbs.meta, import_hold_key(mailbox.id));
-  if (!hold) return tl::unexpected(hold.error());
-  if (*hold) {
-    Decoder d(**hold);
-    uint8_t v = 0;
-    int64_t deadline = 0;
-    if (d.u8(v) && d.i64(deadline) && deadline > static_cast<int64_t>(std::time(nullptr))) {
-      return tl::unexpected(Error{ErrorKind::TempFail, "mailbox " + std::string(mailbox_name) +
-                                                           " is being imported with its source's UIDs (postern-storectl): try again later"});
-    }
+  auto held = import_holds(txn, dbs, mailbox.id);
+  if (!held) return tl::unexpected(held.error());
+  if (*held) {
+    return tl::unexpected(Error{ErrorKind::TempFail, "mailbox " + std::string(mailbox_name) + " " + kImportHoldReason});
   }
   if (mailbox.uidnext == UINT32_MAX) {
     return tl::unexpected(Error{ErrorKind::Internal, "mailbox " + std::string(mailbox_name) + " has used every UID"});

@@ -119,6 +119,10 @@ std::string delivery_key(std::string_view delivery_id, std::string_view recipien
 // give the mailbox a UID with TempFail, since a delivery taking UIDNEXT between two batches would
 // take a UID the source gave another message.
 std::string import_hold_key(uint64_t mailbox_id);
+// Whether such a hold is in force (its deadline not yet passed).
+common::Result<bool> import_holds(common::lmdb::Txn&, const Dbs&, uint64_t mailbox_id);
+// Said of a held mailbox, after its name, in the errors and the LMTP reply.
+inline constexpr const char* kImportHoldReason = "is being imported with its source's UIDs (postern-storectl): try again later";
 
 // --- in a transaction ---
 common::Result<std::optional<UserRecord>> find_user(const common::lmdb::Txn&, const Dbs&, std::string_view canonical);
