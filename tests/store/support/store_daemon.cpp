@@ -42,7 +42,11 @@ std::string access_token(const std::string& user, const std::string& front_end, 
 }
 
 StoreDaemon::StoreDaemon(StoreDaemonOptions options)
-    : options_(std::move(options)), implicit_port_(free_port()), starttls_port_(free_port()), grpc_port_(free_port()) {
+    : options_(std::move(options)),
+      auth_("example.com", options_.authserv_mtls ? pki_.host("auth1").string() : ""),
+      implicit_port_(free_port()),
+      starttls_port_(free_port()),
+      grpc_port_(free_port()) {
   nss_ = pki_.host("store1");
   auth_.add_user("alice@example.com", "store1");
   auth_.add_user("bob@example.com", "store1");
@@ -64,12 +68,15 @@ void StoreDaemon::write_config() {
                     (options_.lmtp_extra.find("max_message_size") == std::string::npos ? "max_message_size = \"1M\"\n"
                                                                                         : "") +
                     options_.lmtp_extra +
-                    "[authserv]\ntargets = [\"" + auth_.target() + "\"]\nplaintext = true\n"
+                    "[authserv]\ntargets = [\"" + auth_.target() + "\"]\n" +
+                    (options_.authserv_mtls ? "" : "plaintext = true\n") +
                     "[grpc]\nlisten = \"127.0.0.1:" + std::to_string(grpc_port_) + "\"\n"
                     "[mailstore]\n" +
                     (options_.mailstore_extra.find("allowed_clients") == std::string::npos ? "allowed_clients = [\"mta1\"]\n" : "") +
                     "admins = [\"admin@example.com\"]\n"
-                    "token_keys = [\"" + token_signer().public_key_text() + "\"]\n" + options_.mailstore_extra +
+                    "token_keys = [\"" +
+                    (options_.authserv_mtls ? (auth_.dir() / "token.key.pub").string() : token_signer().public_key_text()) +
+                    "\"]\n" + options_.mailstore_extra +
                     "[[listener]]\nname = \"lmtps\"\nservice = \"lmtp\"\naddress = \"127.0.0.1:" +
                     std::to_string(implicit_port_) + "\"\ntls = \"implicit\"\nidle_timeout = \"5s\"\n"
                     "[[listener]]\nname = \"lmtp\"\nservice = \"lmtp\"\naddress = \"127.0.0.1:" +

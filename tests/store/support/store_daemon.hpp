@@ -22,6 +22,9 @@ struct StoreDaemonOptions {
   std::string store_extra;  // lines for [store]
   std::string mailstore_extra;  // lines for [mailstore]
   std::string data_dir;     // default: under the fixture's directory
+  // authserv on mutual TLS (its own host certificate, auth1), the store calling it with store1's,
+  // and the store trusting authserv's real token key (token.key.pub) instead of token_signer().
+  bool authserv_mtls = false;
 };
 
 // The key the fixture's store trusts for access tokens, as authserv's would be: tests mint tokens
