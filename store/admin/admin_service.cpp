@@ -19,6 +19,7 @@
 #include "common/log/log.hpp"
 #include "proto/storeadmin.grpc.pb.h"
 #include "store/mime/parser.hpp"
+#include "store/service/store_call.hpp"
 #include "store/storage/message_store.hpp"
 #include "store/tools/admin_txn.hpp"
 #include "store/tools/import_txn.hpp"
@@ -112,39 +113,18 @@ struct StoreAdminGrpc::Impl final : public pb::StoreAdmin::CallbackService {
   }
 
   // `fn(txn, dbs, changes)` on the writer; the reactor finishes once the commit is on disk and the
-  // changes were handed to the watchers.
-  template <class Fn>
-  void write(grpc::ServerUnaryReactor* reactor, Fn fn, std::function<void(const grpc::Status&)> after = {}) {
-    auto outcome = std::make_shared<grpc::Status>();
-    const bool queued = store.write(
-        loop(), alive,
-        [fn = std::move(fn), outcome](Txn& txn, const Dbs& dbs, ChangeList& changes) -> Result<void> {
-          *outcome = fn(txn, dbs, changes);
-          if (outcome->ok()) return {};
-          changes.clear();
-          return common::fail(common::ErrorKind::Protocol, "refused");
-        },
-        [reactor, outcome, after = std::move(after)](Result<void> committed) {
-          grpc::Status status = !outcome->ok() ? *outcome : !committed ? to_status(committed.error()) : grpc::Status::OK;
-          if (after) after(status);
-          reactor->Finish(status);
-        });
-    if (!queued) {
-      grpc::Status busy(grpc::StatusCode::UNAVAILABLE, "store writer busy, try again");
-      if (after) after(busy);
-      reactor->Finish(busy);
-    }
+  // changes were handed to the watchers. `after` sees the status first.
+  void write(grpc::ServerUnaryReactor* reactor, service::CallWrite fn, service::CallFinish after = {}) {
+    static const service::CallReplies replies{to_status, "store writer busy, try again"};
+    service::write_call(store, loop(), alive, replies, std::move(fn),
+                        [reactor, after = std::move(after)](const grpc::Status& status) {
+                          if (after) after(status);
+                          reactor->Finish(status);
+                        });
   }
 
-  template <class Fn>
-  grpc::Status read(Fn fn) {
-    grpc::Status out;
-    auto r = store.read([&](const Txn& txn, const Dbs& dbs) -> Result<void> {
-      out = fn(txn, dbs);
-      return {};
-    });
-    if (!r) return to_status(r.error());
-    return out;
+  grpc::Status read(const std::function<grpc::Status(const Txn&, const Dbs&)>& fn) {
+    return service::read_call(store, to_status, fn);
   }
 
   template <class Body>

@@ -20,6 +20,7 @@
 #include "proto/mailstore.grpc.pb.h"
 #include "store/search/evaluate.hpp"
 #include "store/service/convert.hpp"
+#include "store/service/store_call.hpp"
 #include "store/service/user_quota.hpp"
 #include "store/storage/message_store.hpp"
 
@@ -106,34 +107,16 @@ struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService {
 
   // A write: `fn(txn, dbs, changes)` runs on the writer and returns the call's status; the reactor
   // finishes once the commit is on disk (and the watchers have the changes).
-  template <class Fn>
-  void write(grpc::ServerUnaryReactor* reactor, Fn fn) {
-    auto outcome = std::make_shared<grpc::Status>();
-    const bool queued = store.write(
-        loop(), alive,
-        [fn = std::move(fn), outcome](Txn& txn, const Dbs& dbs, ChangeList& changes) -> Result<void> {
-          *outcome = fn(txn, dbs, changes);
-          if (outcome->ok()) return {};
-          changes.clear();
-          return common::fail(common::ErrorKind::Protocol, "refused");
-        },
-        [reactor, outcome](Result<void> committed) {
-          if (!outcome->ok()) return reactor->Finish(*outcome);
-          if (!committed) return reactor->Finish(to_status(committed.error()));
-          reactor->Finish(grpc::Status::OK);
-        });
-    if (!queued) reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "store writer busy"));
+  void write(CallWrite fn, CallFinish finish) {
+    static const CallReplies replies{to_status, "store writer busy"};
+    write_call(store, loop(), alive, replies, std::move(fn), std::move(finish));
+  }
+  void write(grpc::ServerUnaryReactor* reactor, CallWrite fn) {
+    write(std::move(fn), [reactor](const grpc::Status& status) { reactor->Finish(status); });
   }
 
-  template <class Fn>
-  grpc::Status read(Fn fn) {
-    grpc::Status out;
-    auto r = store.read([&](const Txn& txn, const Dbs& dbs) -> Result<void> {
-      out = fn(txn, dbs);
-      return {};
-    });
-    if (!r) return to_status(r.error());
-    return out;
+  grpc::Status read(const std::function<grpc::Status(const Txn&, const Dbs&)>& fn) {
+    return read_call(store, to_status, fn);
   }
 
   // The common shape of a unary call: access, then `body(caller, reactor)`, maybe later (open), so
@@ -481,30 +464,20 @@ class AppendReactor final : public grpc::ServerReadReactor<pb::AppendRequest> {
     auto flags = to_flag_set(start_.flags());
     if (!flags) return Finish(flags.error());
     const int64_t date = start_.internal_date() != 0 ? start_.internal_date() : now_unix();
-    auto outcome = std::make_shared<grpc::Status>();
     auto bytes = std::make_shared<std::string>(std::move(bytes_));
-    const bool queued = impl_.store.write(
-        impl_.loop(), impl_.alive,
-        [user = user_, mailbox = start_.mailbox(), bytes, flags = std::move(*flags), date, outcome,
-         response = response_](Txn& txn, const Dbs& dbs, ChangeList& changes) -> Result<void> {
+    impl_.write(
+        [user = user_, mailbox = start_.mailbox(), bytes, flags = std::move(*flags), date,
+         response = response_](Txn& txn, const Dbs& dbs, ChangeList& changes) {
           auto appended = ops::append_message(txn, dbs, user, mailbox, *bytes, flags, date);
-          if (!appended) {
-            *outcome = to_status(appended.error());
-            return common::fail(common::ErrorKind::Protocol, "refused");
-          }
+          if (!appended) return to_status(appended.error());
           response->set_uidvalidity(appended->uidvalidity);
           response->set_uid(appended->uid);
           response->set_modseq(appended->modseq);
           changes.push_back(added(appended->mailbox_id, ops::MessageState{appended->uid, flags.flags, flags.keywords,
                                                                           appended->modseq}));
-          return {};
+          return grpc::Status::OK;
         },
-        [this, outcome](Result<void> committed) {
-          if (!outcome->ok()) return Finish(*outcome);
-          if (!committed) return Finish(to_status(committed.error()));
-          Finish(grpc::Status::OK);
-        });
-    if (!queued) Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "store writer busy"));
+        [this](const grpc::Status& status) { Finish(status); });
   }
 
   Impl& impl_;
