@@ -98,9 +98,9 @@ class StoreApp final : public common::daemon::DaemonApp {
   }
 
   // Freeing deleted mailboxes in batches and pruning expunge history, on the writer, driven from
-  // loop 0's timer (the defaults of MaintenanceOptions).
+  // loop 0's timer, paced as [store] says.
   common::Result<void> start_loop(common::daemon::LoopContext& ctx) override {
-    if (ctx.index == 0) maintenance_ = Maintenance::start(*ctx.loop, *store_, MaintenanceOptions{});
+    if (ctx.index == 0) maintenance_ = Maintenance::start(*ctx.loop, *store_, config_.store.maintenance);
     return {};
   }
 

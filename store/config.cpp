@@ -21,6 +21,18 @@ void read_config(common::config::Section root, Config& out) {
   s.get_duration("delivery_retention", out.store.delivery_retention, std::chrono::seconds(60s),
                  std::chrono::seconds(24h * 30));
   s.get("max_pending_writes", out.store.max_pending_writes, size_t{1}, size_t{1000000});
+  // Each batch is one writer transaction that deliveries wait behind, so the upper bounds keep one
+  // from holding the writer for long; a batch of 0 would never make progress.
+  auto& mt = out.store.maintenance;
+  s.get_duration("maintenance_poll", mt.poll, std::chrono::milliseconds(100ms), std::chrono::milliseconds(1h));
+  s.get_duration("maintenance_pause", mt.pause, std::chrono::milliseconds(0ms), std::chrono::milliseconds(10s));
+  s.get("free_batch_messages", mt.free.messages, size_t{1}, size_t{100000});
+  s.get("free_batch_chunks", mt.free.chunks, size_t{1}, size_t{65536});
+  // Kept per mailbox, about 40 bytes each; fewer only make more QRESYNC answers the full superset.
+  s.get("expunge_history_keep", mt.prune.keep, uint32_t{0}, uint32_t{10000000});
+  s.get_duration("expunge_prune_every", mt.prune_every, std::chrono::milliseconds(1s), std::chrono::milliseconds(24h * 7));
+  s.get("prune_batch_mailboxes", mt.prune.mailboxes, size_t{1}, size_t{100000});
+  s.get("prune_batch_entries", mt.prune.entries, size_t{1}, size_t{100000});
 
   auto l = root.section("lmtp");
   l.get("allowed_clients", out.lmtp.allowed_clients);

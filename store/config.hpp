@@ -9,6 +9,7 @@
 
 #include "common/authclient/authclient.hpp"
 #include "common/config/config.hpp"
+#include "store/storage/maintenance.hpp"
 
 namespace store {
 
@@ -18,6 +19,10 @@ struct StoreConfig {
   uint64_t map_size = 64ull << 30;   // LMDB map: the most the store can hold (sparse file)
   std::chrono::seconds delivery_retention{std::chrono::hours(24)};  // how long a delivery id is remembered
   size_t max_pending_writes = 4096;  // group-commit queue; beyond it deliveries get 451
+  // The background batches (freeing deleted mailboxes, pruning expunge history): maintenance_poll,
+  // maintenance_pause, free_batch_messages, free_batch_chunks, expunge_history_keep,
+  // expunge_prune_every, prune_batch_mailboxes, prune_batch_entries.
+  MaintenanceOptions maintenance;
 };
 
 struct LmtpConfig {
