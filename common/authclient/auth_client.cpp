@@ -1,12 +1,12 @@
-// auth_client.cpp: the gRPC half of the authserv client: channels, unary calls with caching and
-// single flight, and the Authenticate reactor behind SaslRelay. The only file here that includes
-// gRPC (each such file costs ~7 s and 360 MB to compile).
+// auth_client.cpp: the gRPC half of the authserv client: unary calls with caching, single flight
+// and batching on the common client base (common/grpc/client_base.hpp: channels, failover,
+// deadlines, limits, shutdown), and the Authenticate reactor behind SaslRelay. The only file here
+// that includes gRPC (each such file costs ~7 s and 360 MB to compile).
 #include "common/authclient/authclient.hpp"
 
 #include <string.h>  // explicit_bzero
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <unordered_map>
@@ -15,7 +15,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "common/authclient/lookup_cache.hpp"
-#include "common/log/log.hpp"
+#include "common/grpc/client_base.hpp"
 #include "common/metrics/metrics.hpp"
 #include "common/runtime/loop.hpp"
 #include "proto/authserv.grpc.pb.h"
@@ -28,12 +28,9 @@ namespace pb = postern::authserv::v1;
 using SystemClock = std::chrono::system_clock;
 using namespace std::chrono_literals;
 
-constexpr std::string_view kComp = "authclient";
 // Longest login or address we ask about (RFC 5321 §4.5.3.1.3 paths stop at 256): longer ones are
 // junk a client made up, and would only fill the cache's byte budget.
 constexpr size_t kMaxName = 1024;
-// How long ~AuthClient waits for cancelled calls to come back before it gives up waiting.
-constexpr auto kShutdownWait = 5s;
 // Recipient lookups go out as LookupRecipients calls: up to kBatchesPerTarget calls in flight per
 // authserv, and the lookups that arrive meanwhile wait for the next free one, which takes up to
 // kBatchLookups of them (or kBatchBytes of requests, within authserv's 64 KiB message limit). A
@@ -56,48 +53,6 @@ struct Metrics {
 Metrics& stats_metrics() {
   static Metrics m;
   return m;
-}
-
-std::string_view code_name(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::OK: return "OK";
-    case grpc::StatusCode::CANCELLED: return "CANCELLED";
-    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED: return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL: return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
-    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    default: return "UNKNOWN";
-  }
-}
-
-// Refusals that retrying cannot fix (a bug or a configuration mismatch between the tiers) are
-// Remote; everything else (down, slow, overloaded, cancelled) is TempFail, "try again later".
-Error rpc_error(std::string_view method, const grpc::Status& status) {
-  std::string detail = "authserv " + std::string(method) + ": " + std::string(code_name(status.error_code()));
-  if (!status.error_message().empty()) detail += ": " + status.error_message();
-  switch (status.error_code()) {
-    case grpc::StatusCode::INVALID_ARGUMENT:
-    case grpc::StatusCode::NOT_FOUND:
-    case grpc::StatusCode::ALREADY_EXISTS:
-    case grpc::StatusCode::PERMISSION_DENIED:
-    case grpc::StatusCode::FAILED_PRECONDITION:
-    case grpc::StatusCode::OUT_OF_RANGE:
-    case grpc::StatusCode::UNIMPLEMENTED:
-    case grpc::StatusCode::UNAUTHENTICATED:
-      return Error{ErrorKind::Remote, std::move(detail)};
-    default:
-      return Error{ErrorKind::TempFail, std::move(detail)};
-  }
 }
 
 // --- conversions between our structs and the proto ---
@@ -195,27 +150,6 @@ struct Lookups {
   std::unordered_map<std::string, std::vector<Waiter<V>>> flights;
 };
 
-// Counts a gRPC call for ~AuthClient until the object holding its ClientContext is destroyed. A
-// ClientContext holds a reference to its grpc::Channel, and the last grpc::Channel must not go
-// away on a gRPC thread: in 1.51 that tears down the callback CQ under the thread polling it (a
-// double free ASan found). So ~AuthClient waits for every ticket, then drops the channels itself.
-struct Ticket {
-  Ticket(std::shared_ptr<AuthClient::Impl> i, bool e) : impl(std::move(i)), exchange(e) {}
-  ~Ticket();
-  Ticket(const Ticket&) = delete;
-  Ticket& operator=(const Ticket&) = delete;
-  std::shared_ptr<AuthClient::Impl> impl;
-  bool exchange;
-};
-
-template <class Resp>
-struct UnaryCall {
-  explicit UnaryCall(std::shared_ptr<AuthClient::Impl> impl) : ticket(std::move(impl), false) {}
-  Ticket ticket;  // first: destroyed after the context
-  grpc::ClientContext ctx;
-  Resp resp;
-};
-
 class ExchangeCall;
 
 // Shared by a relay and its reactor. The reactor reaches the relay's loop only through it, and
@@ -233,135 +167,42 @@ struct Link {
 // ---------------------------------------------------------------------------------------------
 
 struct AuthClient::Impl : std::enable_shared_from_this<AuthClient::Impl> {
-  struct Target {
-    std::string name;
-    std::shared_ptr<grpc::Channel> channel;
-    std::unique_ptr<pb::Auth::Stub> stub;
-  };
+  using Rpc = rpc::Client<pb::Auth>;
 
-  explicit Impl(AuthClientOptions o)
+  Impl(AuthClientOptions o, std::shared_ptr<Rpc> r)
       : options(std::move(o)),
+        rpc(std::move(r)),
         users("users", options.cache_entries, options.cache_bytes),
         recipients("recipients", options.cache_entries, options.cache_bytes),
         // A handful of distinct answers (service x TLS state): a small fixed bound is plenty.
         mechs("mechanisms", 256, 256 * 1024) {}
 
   AuthClientOptions options;
-  std::vector<Target> targets;
-  std::atomic<size_t> next_target{0};
+  // Channels, targets, the limits (max_in_flight; max_exchanges as its streams), failure logs and
+  // the shutdown wait; it also guards every post to a loop.
+  std::shared_ptr<Rpc> rpc;
 
-  mutable std::mutex mu;
-  std::condition_variable idle;
-  bool closing = false;        // set by ~AuthClient: nothing is posted to a loop after it
-  size_t unary_in_flight = 0;  // logical calls, against max_in_flight
-  size_t exchanges = 0;        // open Authenticate streams, against max_exchanges
-  size_t active = 0;           // gRPC calls whose completion has not run yet
-  // Unary calls in flight, so ~AuthClient can cancel them; their call objects own them.
-  std::unordered_map<grpc::ClientContext*, std::weak_ptr<grpc::ClientContext>> contexts;
+  mutable std::mutex mu;  // the caches, the flights and the recipient queue
   Lookups<std::optional<UserInfo>> users;
   Lookups<RecipientInfo> recipients;
   Lookups<std::vector<std::string>> mechs;
 
-  std::atomic<uint64_t> rpcs{0}, hits{0}, coalesced{0}, overloaded{0};
-  std::atomic<int64_t> last_failure_log{0};
+  std::atomic<uint64_t> hits{0}, coalesced{0};
 
-  SystemClock::time_point deadline() const { return SystemClock::now() + options.call_deadline; }
-
-  // Round robin over the targets whose channel is not known to be failing; all failing: any.
-  size_t pick_target() { return healthy_from(next_target.fetch_add(1, std::memory_order_relaxed) % targets.size()); }
-  // The one after `failed`, the same way.
-  size_t pick_target_after(size_t failed) { return healthy_from((failed + 1) % targets.size()); }
-  size_t healthy_from(size_t first) {
-    const size_t n = targets.size();
-    for (size_t i = 0; i < n; ++i) {
-      size_t t = (first + i) % n;
-      if (targets[t].channel->GetState(false) != GRPC_CHANNEL_TRANSIENT_FAILURE) return t;
-    }
-    return first;
-  }
-
-  // Only under `mu`: a post after `closing` could reach a loop the daemon already destroyed.
   template <class V>
-  void post_locked(Waiter<V> w, Result<V> result) {
-    if (closing) return;
-    w.loop->post([alive = std::move(w.alive), done = std::move(w.done), result = std::move(result)]() mutable {
-      if (auto token = alive.lock()) done(std::move(result));
-    });
-  }
-
-  // One log line per second at most: with authserv down every RCPT would log one.
-  void log_failure(std::string_view method, const std::string& target, const grpc::Status& status) {
-    int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
-    int64_t last = last_failure_log.load(std::memory_order_relaxed);
-    if (now - last < 1000 || !last_failure_log.compare_exchange_strong(last, now)) return;
-    log::warning(kComp)
-        .phase("call")
-        .event("rpc_failed")
-        .kv("method", method)
-        .kv("target", target)
-        .kv("code", code_name(status.error_code()))
-        .client_text("message", status.error_message());
-  }
-
-  // From ~Ticket; the last use of `this` by that thread.
-  void call_gone(bool exchange) {
-    std::lock_guard lock(mu);
-    if (exchange) --exchanges;
-    --active;
-    if (active == 0) idle.notify_all();
-  }
-
-  // One unary call; on UNAVAILABLE the next target is tried while the deadline allows (lookups are
-  // idempotent). `done` runs on a gRPC thread with the response (null when never sent).
-  template <class Req, class Resp, class Invoke>
-  void send(std::string_view method, Invoke invoke, std::shared_ptr<const Req> req, SystemClock::time_point deadline,
-            size_t target, size_t attempt, std::function<void(const grpc::Status&, Resp*)> done) {
-    std::shared_ptr<UnaryCall<Resp>> call;
-    {
-      std::lock_guard lock(mu);
-      if (!closing) {
-        ++active;
-        call = std::make_shared<UnaryCall<Resp>>(shared_from_this());
-        contexts.emplace(&call->ctx, std::shared_ptr<grpc::ClientContext>(call, &call->ctx));
-      }
-    }
-    if (!call) {
-      done(grpc::Status(grpc::StatusCode::CANCELLED, "authclient shutting down"), nullptr);  // takes `mu`
-      return;
-    }
-    call->ctx.set_deadline(deadline);
-    ++rpcs;
-    // Not under `mu`: gRPC may run the completion inline, and the completion takes `mu`.
-    invoke(targets[target].stub->async(), &call->ctx, req.get(), &call->resp,
-           [self = shared_from_this(), call, method, invoke, req, deadline, target, attempt,
-            done = std::move(done)](grpc::Status status) mutable {
-             {
-               std::lock_guard lock(self->mu);
-               self->contexts.erase(&call->ctx);
-             }
-             auto& metrics = stats_metrics();
-             if (!status.ok()) self->log_failure(method, self->targets[target].name, status);
-             size_t n = self->targets.size();
-             if (status.error_code() == grpc::StatusCode::UNAVAILABLE && attempt + 1 < n &&
-                 SystemClock::now() < deadline) {
-               metrics.calls.with({method, "retried"}).inc();
-               self->send<Req, Resp>(method, invoke, std::move(req), deadline, (target + 1) % n, attempt + 1,
-                                     std::move(done));
-             } else {
-               metrics.calls.with({method, status.ok() ? "ok" : code_name(status.error_code())}).inc();
-               done(status, &call->resp);
-             }
-           });
+  void post(Waiter<V> w, Result<V> result) {
+    rpc->deliver<V>(*w.loop, std::move(w.alive), std::move(w.done), std::move(result));
   }
 
   template <class Resp>
   using Done = std::function<void(const grpc::Status&, Resp*)>;
 
-  // Sends each request as its own unary call.
+  // Sends each request as its own unary call (lookups are idempotent: failover is safe).
   template <class Req, class Resp, class Invoke>
   auto unary(std::string_view method, Invoke invoke) {
     return [this, method, invoke](std::shared_ptr<const Req> req, Done<Resp> done) {
-      send<Req, Resp>(method, invoke, std::move(req), deadline(), pick_target(), 0, std::move(done));
+      rpc->unary<Req, Resp>(method, invoke, std::move(req), rpc->deadline(), rpc->pick_target(), true,
+                            std::move(done));
     };
   }
 
@@ -377,7 +218,7 @@ struct AuthClient::Impl : std::enable_shared_from_this<AuthClient::Impl> {
       if (auto hit = lk.cache.get(key, options.clock())) {
         ++hits;
         metrics.cache.with({lk.name, "hit"}).inc();
-        post_locked(std::move(w), Result<V>(std::move(*hit)));
+        post(std::move(w), Result<V>(std::move(*hit)));
         return;
       }
       // Single flight: a burst of RCPTs for one address, or one user's parallel logins, share one call.
@@ -387,14 +228,11 @@ struct AuthClient::Impl : std::enable_shared_from_this<AuthClient::Impl> {
         it->second.push_back(std::move(w));
         return;
       }
-      if (closing || unary_in_flight >= options.max_in_flight) {
-        ++overloaded;
-        metrics.overload.with({"call"}).inc();
-        post_locked(std::move(w), Result<V>(fail(ErrorKind::TempFail, "too many authserv calls in flight")));
+      if (!rpc->admit()) {
+        post(std::move(w), Result<V>(fail(ErrorKind::TempFail, "too many authserv calls in flight")));
         return;
       }
       metrics.cache.with({lk.name, "miss"}).inc();
-      ++unary_in_flight;
       lk.flights[key].push_back(std::move(w));
     }
     auto on_done = [self = shared_from_this(), &lk, key, method, convert](const grpc::Status& status, Resp* resp) {
@@ -405,16 +243,16 @@ struct AuthClient::Impl : std::enable_shared_from_this<AuthClient::Impl> {
         result = std::move(value);
         positive = pos;
       } else {
-        result = tl::unexpected(rpc_error(method, status));
+        result = tl::unexpected(self->rpc->rpc_error(method, status));
       }
       std::lock_guard lock(self->mu);
-      --self->unary_in_flight;
+      self->rpc->release();
       // Failures are never cached: the next lookup asks again.
       auto ttl = positive ? self->options.positive_ttl : self->options.negative_ttl;
       if (result && ttl.count() > 0) lk.cache.put(key, *result, cost(*result), self->options.clock() + ttl);
       auto waiters = lk.flights.extract(key);
       if (waiters.empty()) return;
-      for (auto& w : waiters.mapped()) self->post_locked(std::move(w), result);
+      for (auto& w : waiters.mapped()) self->post(std::move(w), result);
     };
     dispatch(std::make_shared<const Req>(make_req()), Done<Resp>(std::move(on_done)));
   }
@@ -434,7 +272,7 @@ struct AuthClient::Impl : std::enable_shared_from_this<AuthClient::Impl> {
     {
       std::lock_guard lock(mu);
       recipient_queue.push_back({std::move(request), std::move(done)});
-      if (batches_in_flight >= kBatchesPerTarget * targets.size()) return;  // the next free call takes it
+      if (batches_in_flight >= kBatchesPerTarget * rpc->target_count()) return;  // the next free call takes it
       ++batches_in_flight;
       batch = next_batch_locked();
     }
@@ -461,9 +299,9 @@ struct AuthClient::Impl : std::enable_shared_from_this<AuthClient::Impl> {
     auto invoke = [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) {
       stub->LookupRecipients(ctx, req, resp, std::move(cb));
     };
-    send<pb::LookupRecipientsRequest, pb::LookupRecipientsResponse>(
-        "LookupRecipients", invoke, std::shared_ptr<const pb::LookupRecipientsRequest>(std::move(request)), deadline(),
-        pick_target(), 0,
+    rpc->unary<pb::LookupRecipientsRequest, pb::LookupRecipientsResponse>(
+        "LookupRecipients", invoke, std::shared_ptr<const pb::LookupRecipientsRequest>(std::move(request)),
+        rpc->deadline(), rpc->pick_target(), true,
         [self = shared_from_this(), batch = std::move(batch)](const grpc::Status& status,
                                                               pb::LookupRecipientsResponse* resp) mutable {
           self->batch_answered(std::move(batch), status, resp);
@@ -497,39 +335,6 @@ struct AuthClient::Impl : std::enable_shared_from_this<AuthClient::Impl> {
     }
     send_batch(std::move(next));
   }
-
-  // Counts an Authenticate stream against max_exchanges; false: refuse it.
-  bool open_exchange() {
-    std::lock_guard lock(mu);
-    if (closing || exchanges >= options.max_exchanges) {
-      ++overloaded;
-      stats_metrics().overload.with({"exchange"}).inc();
-      return false;
-    }
-    ++exchanges;
-    ++active;
-    return true;
-  }
-
-  // Cancels what is in flight and waits until every call object is gone; false when some are
-  // still there after kShutdownWait (relays still alive: see the header).
-  bool shutdown() {
-    std::vector<std::shared_ptr<grpc::ClientContext>> cancel;
-    {
-      std::lock_guard lock(mu);
-      closing = true;
-      for (auto& [raw, weak] : contexts)
-        if (auto c = weak.lock()) cancel.push_back(std::move(c));
-    }
-    // Outside `mu`: a cancelled call's completion may run inline and takes `mu`.
-    for (auto& c : cancel) c->TryCancel();
-    cancel.clear();
-    std::unique_lock lock(mu);
-    // Streams wait for their relays, which should be gone by now.
-    if (idle.wait_for(lock, kShutdownWait, [&] { return active == 0; })) return true;
-    log::error(kComp).phase("shutdown").event("calls_outstanding").kv("calls", static_cast<uint64_t>(active));
-    return false;
-  }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -543,42 +348,34 @@ Result<std::unique_ptr<AuthClient>> AuthClient::create(AuthClientOptions options
   if (options.max_in_flight == 0 || options.max_exchanges == 0)
     return fail(ErrorKind::Config, "authclient: max_in_flight and max_exchanges must be positive");
   if (!options.clock) options.clock = [] { return std::chrono::steady_clock::now(); };
-  auto creds = rpc::channel_credentials(options.tls);
-  if (!creds) return tl::unexpected(creds.error());
 
-  grpc::ChannelArguments args;
-  // gRPC's default reconnect backoff grows to 2 minutes; a restarted authserv must be used again
-  // within seconds, and calls on a failing channel fail at once (TempFail) in between. Not
-  // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: in 1.51 it is also the connect timeout, and a loaded host
-  // needs more than a few hundred milliseconds for the TLS handshake and NSS's checks.
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
-  auto impl = std::make_shared<Impl>(std::move(options));
-  for (auto& target : impl->options.targets) {
-    auto channel = grpc::CreateCustomChannel(target, *creds, args);
-    if (!channel) return fail(ErrorKind::Config, "authclient: cannot make a channel to " + target);
-    impl->targets.push_back({target, channel, pb::Auth::NewStub(channel)});
-  }
-  return std::unique_ptr<AuthClient>(new AuthClient(std::move(impl)));
+  auto& metrics = stats_metrics();
+  rpc::ClientOptions base;
+  base.component = "authclient";
+  base.service = "authserv";
+  base.targets = options.targets;
+  base.tls = options.tls;
+  base.call_deadline = options.call_deadline;
+  base.max_in_flight = options.max_in_flight;
+  base.max_streams = options.max_exchanges;
+  base.calls_metric = &metrics.calls;
+  base.overload_metric = &metrics.overload;
+  base.stream_kind = "exchange";
+  auto client = Impl::Rpc::create(std::move(base));
+  if (!client) return tl::unexpected(client.error());
+  return std::unique_ptr<AuthClient>(new AuthClient(std::make_shared<Impl>(std::move(options), std::move(*client))));
 }
 
 AuthClient::AuthClient(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-Ticket::~Ticket() { impl->call_gone(exchange); }
-
-AuthClient::~AuthClient() {
-  bool idle = impl_->shutdown();
-  // Nothing reads `targets` once shutdown() returned: new calls are refused before choosing one.
-  auto channels = std::make_unique<std::vector<Impl::Target>>(std::move(impl_->targets));
-  // A call object still alive may yet drop its channel reference on a gRPC thread; rather than
-  // crash then, keep our references for the life of the process (logged by shutdown()).
-  if (!idle) (void)channels.release();
-}
+// Cancels what is in flight and waits until gRPC has let go of every call object (streams wait
+// for their relays, which should be gone by now), so that the channels close on this thread.
+AuthClient::~AuthClient() { impl_->rpc->close(); }
 
 AuthClientStats AuthClient::stats() const {
-  std::lock_guard lock(impl_->mu);
-  return AuthClientStats{impl_->rpcs.load(),         impl_->hits.load(),     impl_->coalesced.load(),
-                         impl_->overloaded.load(),   impl_->unary_in_flight, impl_->exchanges};
+  const auto base = impl_->rpc->stats();
+  return AuthClientStats{base.rpcs, impl_->hits.load(), impl_->coalesced.load(), base.overloaded, base.in_flight,
+                         base.streams};
 }
 
 // Cache keys hold what the answer depends on: the name asked about and the service, since authserv
@@ -663,16 +460,10 @@ void AuthClient::mechanisms(runtime::Loop& loop, std::weak_ptr<void> alive, cons
 void AuthClient::renew_token(runtime::Loop& loop, std::weak_ptr<void> alive, const ConnectionFacts& facts,
                              std::string token, Callback<TokenRenewal> done) {
   Impl& impl = *impl_;
-  {
-    std::lock_guard lock(impl.mu);
-    if (impl.closing || impl.unary_in_flight >= impl.options.max_in_flight) {
-      ++impl.overloaded;
-      stats_metrics().overload.with({"call"}).inc();
-      impl.post_locked(Waiter<TokenRenewal>{&loop, std::move(alive), std::move(done)},
-                       Result<TokenRenewal>(fail(ErrorKind::TempFail, "too many authserv calls in flight")));
-      return;
-    }
-    ++impl.unary_in_flight;
+  if (!impl.rpc->admit()) {
+    impl.post(Waiter<TokenRenewal>{&loop, std::move(alive), std::move(done)},
+              Result<TokenRenewal>(fail(ErrorKind::TempFail, "too many authserv calls in flight")));
+    return;
   }
   auto req = std::make_shared<pb::RenewTokenRequest>();
   to_proto(facts, *req->mutable_facts());
@@ -683,16 +474,15 @@ void AuthClient::renew_token(runtime::Loop& loop, std::weak_ptr<void> alive, con
     if (status.ok())
       result = TokenRenewal{resp->ok(), resp->token(), resp->token_expires_unix(), resp->reason()};
     else
-      result = tl::unexpected(rpc_error("RenewToken", status));
-    std::lock_guard lock(self->mu);
-    --self->unary_in_flight;
-    self->post_locked(std::move(w), std::move(result));
+      result = tl::unexpected(self->rpc->rpc_error("RenewToken", status));
+    self->rpc->release();
+    self->post(std::move(w), std::move(result));
   };
-  impl.send<pb::RenewTokenRequest, pb::RenewTokenResponse>(
+  impl.rpc->unary<pb::RenewTokenRequest, pb::RenewTokenResponse>(
       "RenewToken",
       [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->RenewToken(ctx, req, resp, std::move(cb)); },
-      std::shared_ptr<const pb::RenewTokenRequest>(std::move(req)), impl.deadline(), impl.pick_target(), 0,
-      std::function<void(const grpc::Status&, pb::RenewTokenResponse*)>(std::move(on_done)));
+      std::shared_ptr<const pb::RenewTokenRequest>(std::move(req)), impl.rpc->deadline(), impl.rpc->pick_target(),
+      true, std::function<void(const grpc::Status&, pb::RenewTokenResponse*)>(std::move(on_done)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -735,11 +525,12 @@ void on_done(SaslRelay::State& s, const grpc::Status& status);
 
 class ExchangeCall final : public grpc::ClientBidiReactor<pb::AuthStep, pb::AuthReply> {
  public:
-  // `client` has counted us in (open_exchange); the ticket counts us out when we are deleted.
-  ExchangeCall(std::shared_ptr<AuthClient::Impl> client, std::shared_ptr<Link> link)
-      : ticket_(std::move(client), true), link_(std::move(link)) {
-    ctx_.set_deadline(SystemClock::now() + ticket_.impl->options.exchange_deadline);
+  // open_call() claims the ticket (a stream, against max_exchanges); it counts us out when we are
+  // deleted.
+  ExchangeCall(std::chrono::milliseconds deadline, std::shared_ptr<Link> link) : link_(std::move(link)) {
+    ctx_.set_deadline(SystemClock::now() + deadline);
   }
+  rpc::ClientCore::Ticket& ticket() { return ticket_; }
 
   // The hold keeps OnDone back until the relay releases us, so it may write at any time before.
   void begin(pb::Auth::Stub& stub, pb::AuthStep start) {
@@ -803,7 +594,7 @@ class ExchangeCall final : public grpc::ClientBidiReactor<pb::AuthStep, pb::Auth
     issue();
   }
 
-  Ticket ticket_;  // first: destroyed after the context
+  rpc::ClientCore::Ticket ticket_;  // first: destroyed after the context
   std::shared_ptr<Link> link_;
   grpc::ClientContext ctx_;
   pb::AuthReply reply_;
@@ -858,13 +649,16 @@ void forget_start(SaslRelay::State& s) {
 // Sends the opening step on a new stream to authserv `index`; false when max_exchanges is reached.
 bool open_call(SaslRelay::State& s, size_t index, pb::AuthStep start) {
   auto& impl = *s.client;
-  if (!impl.open_exchange()) return false;
-  auto& target = impl.targets[index];
-  s.target = target.name;
+  auto* call = new ExchangeCall(impl.options.exchange_deadline, s.link);
+  if (!impl.rpc->claim(call->ticket(), {}, /*stream=*/true)) {
+    delete call;  // never started: gRPC knows nothing of it
+    return false;
+  }
+  s.target = impl.rpc->target_name(index);
   s.target_index = index;
   ++s.tries;
-  s.call = new ExchangeCall(s.client, s.link);
-  s.call->begin(*target.stub, std::move(start));
+  s.call = call;
+  s.call->begin(impl.rpc->stub(index), std::move(start));
   return true;
 }
 
@@ -873,10 +667,10 @@ bool open_call(SaslRelay::State& s, size_t index, pb::AuthStep start) {
 bool retry_elsewhere(SaslRelay::State& s, const grpc::Status& status) {
   auto& impl = *s.client;
   if (status.error_code() != grpc::StatusCode::UNAVAILABLE || !s.unanswered_start || s.gone ||
-      s.tries >= impl.targets.size())
+      s.tries >= impl.rpc->target_count())
     return false;
-  impl.log_failure("Authenticate", s.target, status);
-  return open_call(s, impl.pick_target_after(s.target_index), *s.unanswered_start);
+  impl.rpc->log_failure("Authenticate", s.target, status);
+  return open_call(s, impl.rpc->pick_target_after(s.target_index), *s.unanswered_start);
 }
 
 void on_reply(SaslRelay::State& s, const pb::AuthReply& reply) {
@@ -914,10 +708,10 @@ void on_done(SaslRelay::State& s, const grpc::Status& status) {
   switch (status.error_code()) {
     case grpc::StatusCode::OK: reason = "authserv ended the exchange without an outcome"; break;
     case grpc::StatusCode::DEADLINE_EXCEEDED: reason = "authserv exchange deadline exceeded"; break;
-    default: reason = rpc_error("Authenticate", status).detail;
+    default: reason = s.client->rpc->rpc_error("Authenticate", status).detail;
   }
   if (auto out = s.exchange.transport_ended(std::move(reason))) {
-    if (!status.ok()) s.client->log_failure("Authenticate", s.target, status);
+    if (!status.ok()) s.client->rpc->log_failure("Authenticate", s.target, status);
     emit(s, std::move(*out));
   }
 }
@@ -965,8 +759,8 @@ void SaslRelay::start(std::string_view mechanism, std::optional<std::string> ini
   auto& impl = *s.client;
   forget_start(s);
   s.tries = 0;
-  if (impl.targets.size() > 1) s.unanswered_start = msg;
-  if (!open_call(s, impl.pick_target(), std::move(msg))) {
+  if (impl.rpc->target_count() > 1) s.unanswered_start = msg;
+  if (!open_call(s, impl.rpc->pick_target(), std::move(msg))) {
     forget_start(s);
     if (auto out = s.exchange.transport_ended("too many SASL exchanges in flight")) post_output(s, std::move(*out));
   }
