@@ -73,6 +73,7 @@ DovecotInstance::DovecotInstance(DovecotOptions options) : options_(std::move(op
   for (const char* d : {"run", "state", "mail"}) fs::create_directories(dir_ / d);
   // The free ports may be taken again before master binds them: try others.
   for (int attempt = 0; attempt < 5; ++attempt) {
+    imaps_port_ = options_.imaps ? free_port() : 0;
     if (start(free_port(), free_port())) return;
   }
   FAIL("Dovecot did not start:\n" << read_file(dir_ / "master.out") << "\n" << log());
@@ -97,7 +98,7 @@ void DovecotInstance::write_config(int imap_port, int lmtp_port) {
     << "userdb {\n  driver = static\n  args = uid=" << account_ << " gid=" << group_ << " home=" << d
     << "/mail/%n\n}\n"
     << "service imap-login {\n  chroot =\n  inet_listener imap {\n    address = 127.0.0.1\n    port = " << imap_port
-    << "\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}\n"
+    << "\n  }\n  inet_listener imaps {\n    address = 127.0.0.1\n    port = " << imaps_port_ << "\n  }\n}\n"
     << "service lmtp {\n  inet_listener lmtp {\n    address = 127.0.0.1\n    port = " << lmtp_port << "\n  }\n}\n"
     << "service anvil {\n  chroot =\n}\n"
     << "service auth {\n  user = " << account_ << "\n}\n"
@@ -132,7 +133,7 @@ bool DovecotInstance::start(int imap_port, int lmtp_port) {
   while (std::chrono::steady_clock::now() < until && master_->running()) {
     imap = imap || wait_for_port(imap_port, 100ms);
     lmtp = lmtp || wait_for_port(lmtp_port, 100ms);
-    if (imap && lmtp) return true;
+    if (imap && lmtp && (imaps_port_ == 0 || wait_for_port(imaps_port_, 100ms))) return true;
   }
   stop();
   return false;

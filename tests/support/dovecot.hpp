@@ -20,8 +20,11 @@ struct DovecotOptions {
   std::string password = "secret";
   // The IMAP hierarchy delimiter; Maildir++ keeps '.' on disk whatever this is.
   std::string separator = "/";
-  // Further dovecot.conf lines, appended last.
+  // Further dovecot.conf lines, appended last (a setting given again there wins over ours).
   std::vector<std::string> extra;
+  // An IMAPS (implicit TLS) listener on a free loopback port too; its ssl_cert and ssl_key come in
+  // `extra`. Off: the imaps listener is disabled.
+  bool imaps = false;
 };
 
 class DovecotInstance {
@@ -35,6 +38,7 @@ class DovecotInstance {
 
   int imap_port() const { return imap_port_; }
   int lmtp_port() const { return lmtp_port_; }
+  int imaps_port() const { return imaps_port_; }  // 0 unless options.imaps
   const std::string& password() const { return options_.password; }
   // A user's Maildir (the root is INBOX); the user part of an address, as %n.
   std::filesystem::path maildir(const std::string& user) const { return dir_ / "mail" / user; }
@@ -61,7 +65,7 @@ class DovecotInstance {
   DovecotOptions options_;
   TempDir dir_;
   std::string account_, group_;
-  int imap_port_ = 0, lmtp_port_ = 0;
+  int imap_port_ = 0, lmtp_port_ = 0, imaps_port_ = 0;
   std::unique_ptr<ChildProcess> master_;
 };
 
