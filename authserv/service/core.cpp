@@ -238,7 +238,8 @@ class ExchangeImpl final : public Exchange {
   }
 
   // PLAIN / LOGIN: the directory lookup (inline for LMDB), then the verified-credential cache; only
-  // a miss goes to the hashing pool, so repeat logins never wait behind argon2id hashes.
+  // a miss goes to the hashing pool, so repeat logins never wait behind argon2id hashes. A miss
+  // identical to a check already being hashed waits for that one's verdict (SharedChecks).
   void check_password(sasl::Step step, Deliver deliver) {
     auto self = std::static_pointer_cast<ExchangeImpl>(shared_from_this());
     auto job = std::make_shared<sasl::Step>(std::move(step));
@@ -246,31 +247,67 @@ class ExchangeImpl final : public Exchange {
       auto found = self->find_login_user(*job);
       if (!found) return self->finish(deliver, failure(FailureKind::Temporary, found.error().detail));
       auto user = std::make_shared<std::optional<UserRecord>>(std::move(*found));
-      if (*user && self->core_.password_cache().verified(cache_facts(**user, job->password))) {
+      auto& cache = self->core_.password_cache();
+      // An unknown name is grouped like a real one (by the name as given and the dummy hash it is
+      // checked against), so two identical attempts take the same time whether the user exists.
+      const auto tag = cache.tag(*user ? cache_facts(**user, job->password)
+                                       : CredentialFacts{job->authcid, job->password, self->core_.dummy_hash_, "?"});
+      if (*user && cache.verified((*user)->canonical, tag)) {
         self->reason_.clear();
         self->cache_hit_ = true;
         self->user_ = std::move(**user);
         self->credential_failed_ = false;
         return self->handle(self->mechanism_->password_checked(true), deliver);
       }
+      const auto joined = self->core_.shared_checks_.join(
+          tag, [self, user, deliver](const SharedVerdict& v) { self->take_shared(v, std::move(*user), deliver); });
+      if (joined == SharedChecks::Joined::Waiting) return;
+      const bool lead = joined == SharedChecks::Joined::Lead;
       const auto source = HashQueue::source_key(self->facts_.client_address);
-      auto refusal = self->core_.hash_pool_.submit(source, [self, job, user, deliver] {
+      auto refusal = self->core_.hash_pool_.submit(source, [self, job, user, deliver, tag, lead] {
         auto verdict = self->verify_password(*job, std::move(*user));
-        if (!verdict) return self->finish(deliver, failure(FailureKind::Temporary, verdict.error().detail));
+        if (!verdict) {
+          self->finish(deliver, failure(FailureKind::Temporary, verdict.error().detail));
+          if (lead) self->core_.shared_checks_.finish(tag, {SharedVerdict::Kind::TempFail, verdict.error().detail});
+          return;
+        }
         self->credential_failed_ = !*verdict;
+        // The waiters' copies of reason_ and the record: taken before handle() hands this exchange on.
+        SharedVerdict shared{*verdict ? SharedVerdict::Kind::Match : SharedVerdict::Kind::Mismatch, self->reason_};
         self->handle(self->mechanism_->password_checked(*verdict), deliver);
+        if (lead) self->core_.shared_checks_.finish(tag, shared);
       });
+      if (refusal == HashQueue::Refusal::None) return;
       // Refused at once rather than queued without a bound: the front end answers 454 4.7.0 /
-      // NO [UNAVAILABLE] and the client retries later.
-      if (refusal == HashQueue::Refusal::QueueFull) {
-        self->reason_ = "hashing_queue_full";
-        self->finish(deliver, failure(FailureKind::Temporary, "hashing queue full"));
-      } else if (refusal == HashQueue::Refusal::SourceFull) {
-        self->reason_ = "source_hash_share_full";
-        self->finish(deliver, failure(FailureKind::Temporary, "this address has its share of the hashing queue"));
-      }
+      // NO [UNAVAILABLE] and the client retries later. Attempts that joined this one meanwhile
+      // get the same answer.
+      const bool queue_full = refusal == HashQueue::Refusal::QueueFull;
+      self->reason_ = queue_full ? "hashing_queue_full" : "source_hash_share_full";
+      const std::string detail = queue_full ? "hashing queue full" : "this address has its share of the hashing queue";
+      self->finish(deliver, failure(FailureKind::Temporary, detail));
+      if (lead) self->core_.shared_checks_.finish(tag, {SharedVerdict::Kind::TempFail, detail});
     });
     if (!queued) finish(deliver, failure(FailureKind::Temporary, "directory queue full"));
+  }
+
+  // The verdict of an identical check that was in progress when this attempt arrived: the same
+  // user, password, stored hash and change stamp, so the same answer a hash of our own would give.
+  // Policy still runs on this exchange's own facts.
+  void take_shared(const SharedVerdict& v, std::optional<UserRecord> user, const Deliver& deliver) {
+    shared_check_ = true;
+    switch (v.kind) {
+      case SharedVerdict::Kind::TempFail:
+        return finish(deliver, failure(FailureKind::Temporary, v.reason));
+      case SharedVerdict::Kind::Mismatch:
+        reason_ = v.reason;
+        credential_failed_ = true;
+        return handle(mechanism_->password_checked(false), deliver);
+      case SharedVerdict::Kind::Match:
+        reason_.clear();
+        user_ = std::move(user);
+        credential_failed_ = false;
+        return handle(mechanism_->password_checked(true), deliver);
+    }
   }
 
   // What the cache binds a verified password to. The stored hash changes with the password; the
@@ -471,6 +508,7 @@ class ExchangeImpl final : public Exchange {
           .kv("result", result);
       if (user_) line.kv("user", user_->canonical);
       if (cache_hit_) line.kv("password", "cached");
+      if (shared_check_) line.kv("password", "shared");
       if (!proxy_for_.empty()) line.kv("proxy_for", proxy_for_);
       if (r.kind == Reply::Kind::Failure) {
         // The mechanism's reason says what was malformed; ours says which credential check failed.
@@ -490,6 +528,7 @@ class ExchangeImpl final : public Exchange {
   std::string proxy_for_;
   bool credential_failed_ = false;
   bool cache_hit_ = false;  // the password was verified from the credential cache
+  bool shared_check_ = false;  // the verdict came from an identical check in progress (SharedChecks)
   std::atomic<bool> done_{false};
 };
 
@@ -502,6 +541,7 @@ Core::Core(std::unique_ptr<directory::Backend> backend, Settings settings, commo
           std::vector<std::string>{signer_.public_key_text()},
           common::authtoken::VerifierOptions{.binding = {.allow_unbound = settings_.allow_unbound_tokens}})),
       password_cache_(settings_.password_cache_entries, settings_.password_cache_ttl),
+      shared_checks_(hash_queue),
       hash_pool_(hash_threads, hash_queue, settings_.hash_queue_per_source),
       directory_pool_(backend_->nonblocking() ? 1 : directory_threads, directory_queue) {
   std::array<unsigned char, 24> random{};

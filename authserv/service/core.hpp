@@ -21,6 +21,7 @@
 #include "authserv/policy/mechanisms.hpp"
 #include "authserv/service/credential_cache.hpp"
 #include "authserv/service/hash_queue.hpp"
+#include "authserv/service/shared_checks.hpp"
 #include "common/authclient/types.hpp"
 #include "common/authtoken/authtoken.hpp"
 #include "common/dns/resolver_thread.hpp"
@@ -170,6 +171,8 @@ class Core {
   common::authtoken::Signer signer_;
   common::authtoken::Verifier own_tokens_;
   CredentialCache password_cache_;
+  // Before the pool, so it outlives the hashing threads that finish its checks.
+  SharedChecks shared_checks_;
   HashQueue hash_pool_;
   common::runtime::WorkerPool directory_pool_;
   std::string dummy_hash_;  // verified for unknown users, so timing does not tell them apart

@@ -40,26 +40,30 @@ CredentialCache::CredentialCache(size_t max_entries, std::chrono::seconds ttl) :
 
 CredentialCache::~CredentialCache() { sodium_memzero(key_.data(), key_.size()); }
 
-CredentialCache::Tag CredentialCache::tag_of(const CredentialFacts& f) const {
+CredentialCache::Tag CredentialCache::tag(const CredentialFacts& f) const {
   crypto_generichash_state st;
   crypto_generichash_init(&st, key_.data(), key_.size(), kTagBytes);
   absorb(st, f.user);
   absorb(st, f.password);
   absorb(st, f.stored);
   absorb(st, f.stamp);
-  Tag tag{};
-  crypto_generichash_final(&st, tag.data(), tag.size());
+  Tag out{};
+  crypto_generichash_final(&st, out.data(), out.size());
   sodium_memzero(&st, sizeof st);
-  return tag;
+  return out;
 }
 
 bool CredentialCache::verified(const CredentialFacts& facts, Clock::time_point now) {
   if (!enabled()) return false;
-  const Tag tag = tag_of(facts);
+  return verified(facts.user, tag(facts), now);
+}
+
+bool CredentialCache::verified(std::string_view user, const Tag& given, Clock::time_point now) {
+  if (!enabled()) return false;
   bool hit = false;
   {
     std::lock_guard lock(mutex_);
-    auto it = index_.find(facts.user);
+    auto it = index_.find(user);
     if (it != index_.end()) {
       const Entry& e = *it->second;
       if (now - e.at >= ttl_) {
@@ -67,7 +71,7 @@ bool CredentialCache::verified(const CredentialFacts& facts, Clock::time_point n
         lru_.erase(it->second);
         index_.erase(it);
       } else {
-        hit = sodium_memcmp(e.tag.data(), tag.data(), tag.size()) == 0;
+        hit = sodium_memcmp(e.tag.data(), given.data(), given.size()) == 0;
       }
     }
     entries_gauge().set(static_cast<int64_t>(lru_.size()));
@@ -78,7 +82,7 @@ bool CredentialCache::verified(const CredentialFacts& facts, Clock::time_point n
 
 void CredentialCache::remember(const CredentialFacts& facts, Clock::time_point now) {
   if (!enabled()) return;
-  const Tag tag = tag_of(facts);
+  const Tag t = tag(facts);
   std::lock_guard lock(mutex_);
   if (auto it = index_.find(facts.user); it != index_.end()) {
     name_bytes_ -= it->second->user.size();
@@ -90,7 +94,7 @@ void CredentialCache::remember(const CredentialFacts& facts, Clock::time_point n
     index_.erase(lru_.back().user);
     lru_.pop_back();
   }
-  lru_.push_front(Entry{std::string(facts.user), tag, now});
+  lru_.push_front(Entry{std::string(facts.user), t, now});
   index_.emplace(lru_.front().user, lru_.begin());
   name_bytes_ += facts.user.size();
   entries_gauge().set(static_cast<int64_t>(lru_.size()));

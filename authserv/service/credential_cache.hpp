@@ -34,10 +34,18 @@ class CredentialCache {
   CredentialCache(const CredentialCache&) = delete;
   CredentialCache& operator=(const CredentialCache&) = delete;
 
+  static constexpr size_t kTagBytes = 32;
+  using Tag = std::array<unsigned char, kTagBytes>;
+
   bool enabled() const { return ttl_.count() > 0 && max_entries_ > 0; }
+  // The keyed hash of the facts (also what SharedChecks groups identical attempts by); it means
+  // nothing outside this process.
+  Tag tag(const CredentialFacts& facts) const;
   // True only when these exact facts were remembered within the TTL. Never a "wrong" answer: a
   // false means "hash it".
   bool verified(const CredentialFacts& facts, Clock::time_point now = Clock::now());
+  // The same, for a tag already computed from facts naming `user`.
+  bool verified(std::string_view user, const Tag& given, Clock::time_point now = Clock::now());
   // After a successful verification only; failures are never remembered (see README).
   void remember(const CredentialFacts& facts, Clock::time_point now = Clock::now());
   // The embedded directory's admin calls: the user's entry goes at once.
@@ -46,17 +54,14 @@ class CredentialCache {
 
   size_t size() const;
   size_t memory_bytes() const;
-  static constexpr size_t kTagBytes = 32;
   static constexpr size_t kEntryBytes = 128;  // tag, time, list and map nodes (estimate for metrics)
 
  private:
-  using Tag = std::array<unsigned char, kTagBytes>;
   struct Entry {
     std::string user;
     Tag tag;
     Clock::time_point at;
   };
-  Tag tag_of(const CredentialFacts& facts) const;
 
   const size_t max_entries_;
   const std::chrono::seconds ttl_;

@@ -1612,3 +1612,67 @@ TEST_CASE("a flood of wrong passwords gets temporary failures at once and starve
   CHECK(temporary >= 1);  // the flooding address got only its share of the queue
   CHECK(a.log().find("source_hash_share_full") != std::string::npos);
 }
+
+TEST_CASE("identical logins in flight share one hash: right, wrong and unknown alike, each with its own answer",
+          "[integration]") {
+  Authserv a;
+  auto text = a.config_text();
+  auto at = text.find("[password]");
+  REQUIRE(at != std::string::npos);
+  text.insert(text.find('\n', at) + 1, "hash_threads = 1\nrehash = false\n");
+  a.write_config(text);
+  // Carol's hash costs real time (32 MiB), so the queue holds the groups below while it runs.
+  a.cli({"--argon2-ops", "2", "--argon2-mem-kib", "32768", "user", "passwd", "carol", "--password-file",
+         (a.dir() / "carol.pw").string()});
+  a.start();
+  auto from = [](std::string address) {
+    auto f = facts();
+    f.set_client_address(std::move(address));
+    return f;
+  };
+  struct Attempt {
+    std::string user, password, address;
+    bool good;
+  };
+  std::vector<Attempt> attempts;
+  // Four different wrong guesses first (from elsewhere): four full hashes the groups wait behind.
+  for (int i = 0; i < 4; ++i) attempts.push_back({"carol", "blocker " + std::to_string(i), "203.0.113.9", false});
+  for (int i = 0; i < 5; ++i) attempts.push_back({"carol", "carols secret", "198.51.100." + std::to_string(i), true});
+  for (int i = 0; i < 5; ++i) attempts.push_back({"carol", "same guess", "198.51.100.7" + std::to_string(i), false});
+  for (int i = 0; i < 4; ++i) attempts.push_back({"nobody", "anything", "198.51.100.9" + std::to_string(i), false});
+  std::vector<std::unique_ptr<pb::Auth::Stub>> stubs;
+  for (size_t i = 0; i < attempts.size(); ++i) stubs.push_back(a.stub());
+  std::vector<pb::AuthReply> replies(attempts.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < attempts.size(); ++i) {
+    threads.emplace_back([&, i] {
+      // The blockers go first; the groups follow while the first of them is being hashed.
+      if (i >= 4) std::this_thread::sleep_for(30ms);
+      replies[i] = plain(*stubs[i], "", attempts[i].user, attempts[i].password, from(attempts[i].address));
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (size_t i = 0; i < attempts.size(); ++i) {
+    INFO(attempts[i].user << " / " << attempts[i].password);
+    if (attempts[i].good) {
+      CHECK(replies[i].has_success());
+    } else {
+      REQUIRE(replies[i].has_failure());
+      CHECK(replies[i].failure().kind() == pb::FAILURE_CREDENTIALS);
+    }
+  }
+  const std::string log = a.log();
+  INFO(log);
+  // Of 5 + 5 + 4 identical attempts, the first of each group hashes and the others wait for it:
+  // 11 shared when every one arrived during the first's hash (a slow thread start may make it lead).
+  const size_t shared = count_of(log, "password=shared");
+  CHECK(shared >= 9);
+  CHECK(shared <= 11);
+  // Each waiter got its leader's verdict and reason: the wrong guess and the unknown name stay apart.
+  CHECK(count_of(log, "password=shared reason=\"wrong_password") >= 3);
+  CHECK(count_of(log, "unknown_user") == 4);
+  // Nothing shared was remembered as a failure: the right password is now a cache hit.
+  auto stub = a.stub();
+  REQUIRE(plain(*stub, "", "carol", "carols secret").has_success());
+  CHECK(count_of(a.log(), "password=cached") == 1);
+}
