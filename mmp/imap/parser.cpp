@@ -124,6 +124,8 @@ size_t Parser::process(std::string_view in, std::vector<Event>& out) {
       tail_.clear();
       keep_tail(tail_, line_);
       keep_tail(tail_, seg);
+      // The refusal names the tag, so the line's start is kept to the limit.
+      line_.append(seg.substr(0, options_.limits.max_line + 1 - std::min(line_.size(), options_.limits.max_line + 1)));
       line_too_long(out);
       i = end;  // Discard mode takes the rest, LF included
       continue;
