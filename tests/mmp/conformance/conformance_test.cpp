@@ -87,13 +87,18 @@ struct DovecotPeer {
         "ssl_key = <" + d + "/server.key", "ssl_ca = <" + d + "/ca-crl.pem", "ssl_verify_client_cert = yes",
         "auth_ssl_username_from_cert = yes", "ssl_cert_username_field = emailAddress",
         "auth_mechanisms = plain login external",
+        // A failed login waits 2 s by default; the scripts test answers, not the tarpit.
+        "auth_failure_delay = 0",
         "mail_plugins = $mail_plugins quota",
         "protocol imap {\n  mail_plugins = $mail_plugins imap_quota\n}",
         "plugin {\n  quota = count:User quota\n  quota_rule = *:storage=10M:messages=1000\n  quota_vsizes = yes\n}",
-        "namespace inbox {\n  mailbox Drafts {\n    special_use = \\Drafts\n  }\n  mailbox Sent {\n"
-        "    special_use = \\Sent\n  }\n  mailbox Trash {\n    special_use = \\Trash\n  }\n"
-        "  mailbox Junk {\n    special_use = \\Junk\n  }\n  mailbox Archive {\n    special_use = \\Archive\n  }\n}",
     };
+    // The store gives every user these, subscribed, with their special use (store/README.md).
+    std::string boxes = "namespace inbox {\n";
+    for (const char* b : {"Drafts", "Sent", "Trash", "Junk", "Archive"}) {
+      boxes += std::string("  mailbox ") + b + " {\n    special_use = \\" + b + "\n    auto = subscribe\n  }\n";
+    }
+    o.extra.push_back(boxes + "}");
     dovecot = std::make_unique<test::DovecotInstance>(o);
   }
 

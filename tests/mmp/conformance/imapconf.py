@@ -12,7 +12,7 @@ import ssl
 import sys
 import time
 
-TARGET_RE = re.compile(r'^([A-Za-z+~!]+|CAP[+-])(?:\[([a-z0-9_,-]+)\])?:(?: (.*))?$')
+TARGET_RE = re.compile(r'^([A-Za-z+~!&]+|CAP[+-])(?:\[([a-z0-9_,-]+)\])?:(?: (.*))?$')
 MAX_RESPONSE = 64 << 20  # one response (with its literals) larger than this is a server fault here
 
 
@@ -77,7 +77,7 @@ def split_refs(text):
 
 
 def expand(text, env):
-    """${name}, ${name+N}, ${name-N}, ${b64:T}, ${len:T}, ${rep:N:T}, ${lower:T}; T is expanded first."""
+    """${name}, ${a+b-1}, ${b64:T}, ${len:T}, ${rep:N:T}, ${lower:T}; T is expanded first."""
     return ''.join(s if kind == 'text' else ref_value(s, env) for kind, s in split_refs(text))
 
 
@@ -94,16 +94,24 @@ def ref_value(inner, env):
         if fn == 'len':
             return str(len(value.encode()))
         return value.lower()
-    m = re.fullmatch(r'([A-Za-z_][A-Za-z0-9_.]*)(?:([+-])(\d+))?', inner)
-    if not m:
+    terms = re.split(r'([+-])', inner)
+    if not all(re.fullmatch(r'[A-Za-z_][A-Za-z0-9_.]*|\d+', t) for t in terms[::2]):
         raise ScriptError('bad reference ${%s}' % inner)
-    name, op, num = m.groups()
-    if name not in env:
-        raise StepFailure('${%s} is not set (a capture that did not happen, or a missing --var)' % name)
-    value = env[name]
-    if op:
-        return str(int(value) + (int(num) if op == '+' else -int(num)))
-    return value
+
+    def value(term):
+        if term.isdigit():
+            return term
+        if term not in env:
+            raise StepFailure('${%s} is not set (a capture that did not happen, or a missing --var)' % term)
+        return env[term]
+
+    if len(terms) == 1:
+        return value(terms[0])
+    # Arithmetic: ${a+b-1}.
+    total = int(value(terms[0]))
+    for op, term in zip(terms[1::2], terms[2::2]):
+        total += int(value(term)) if op == '+' else -int(value(term))
+    return str(total)
 
 
 # --- patterns: literal text with holes -----------------------------------------------------------
@@ -200,7 +208,7 @@ class Script:
             lines.pop()
         step = None
         block = None          # targets of the open `only` block
-        reason_ok = False     # the previous line gives a reason for a [target] line
+        reason_ok = False     # a comment since the last blank line gives a reason for a [target] line
         i = 0
         while i < len(lines):
             raw = lines[i]
@@ -283,9 +291,8 @@ class Script:
                     self.error(lineno, 'closed belongs to a step')
                 targets = set(m.group(1).split(',')) if m.group(1) else None
                 if targets and not reason_ok:
-                    self.error(lineno, 'a [target] line needs a comment above it saying why (which RFC section)')
+                    self.error(lineno, 'a [target] line needs a comment above it in its paragraph saying why (which RFC section)')
                 step.expect.append(Line('closed', targets, '', where))
-                reason_ok = bool(targets) and reason_ok
                 continue
             m = TARGET_RE.match(line)
             if not m:
@@ -293,8 +300,7 @@ class Script:
             kind, targets, text = m.group(1), m.group(2), m.group(3) or ''
             targets = set(targets.split(',')) if targets else None
             if targets is not None and not reason_ok:
-                self.error(lineno, 'a [target] line needs a comment above it saying why (which RFC section)')
-            reason_ok = targets is not None and reason_ok
+                self.error(lineno, 'a [target] line needs a comment above it in its paragraph saying why (which RFC section)')
             if kind in ('C', 'R'):
                 if step is None or step.kind != 'send' or step.expect:
                     step = Step('send', where, targets=block)
@@ -303,10 +309,12 @@ class Script:
                     self.steps.append(step)
                 step.client.append(Line(kind, None, text, where))
                 continue
-            if kind not in ('S', 'S~', 'S!', 'T', '+', 'CAP+', 'CAP-'):
+            if kind not in ('S', 'S~', 'S&', 'S!', 'T', '+', 'CAP+', 'CAP-'):
                 self.error(lineno, 'unknown line kind %s:' % kind)
             if step is None or step.kind not in ('send', 'await', 'connect'):
                 self.error(lineno, '%s: belongs to a C:/R: step, connect or await' % kind)
+            if kind == 'S&' and not any(e.kind in ('S', 'S~') for e in step.expect):
+                self.error(lineno, 'S&: follows an S: or S~: line')
             if kind == 'T' and step.kind != 'send':
                 self.error(lineno, 'T: belongs to a C:/R: step')
             step.expect.append(Line(kind, targets, text, where))
@@ -727,7 +735,7 @@ class Runner:
             if not closed:
                 raise StepFailure('the server did not close the connection')
         self.check(step, got, final, c, cont)
-        if final is not None and final.status == 'OK' and step.client and step.client[-1].kind == 'C' and \
+        if final is not None and final.status == 'OK' and not c.eof and step.client and step.client[-1].kind == 'C' and \
                 re.match(r'\S+ STARTTLS\s*$', step.client[-1].text, re.I):
             c.start_tls()
 
@@ -761,29 +769,41 @@ class Runner:
             for k, v in m.groupdict().items():
                 self.env[k] = v
 
-        pos = 0
-        for e in [e for e in exp if e.kind == 'S']:
+        # S: lines in order, then S~: lines anywhere; an S&: line checks the response its S:/S~:
+        # line matched. Each response satisfies one S:/S~: line.
+        groups = []
+        for e in exp:
+            if e.kind in ('S', 'S~'):
+                groups.append([e])
+            elif e.kind == 'S&' and groups:
+                groups[-1].append(e)
+        pos, failed_order = 0, False
+        for g in [g for g in groups if g[0].kind == 'S']:
+            if failed_order:
+                break
             for i in range(pos, len(got)):
                 if not used[i] and got[i].kind != 'cont':
-                    m = match(e, got[i])
-                    if m:
+                    ms = [match(e, got[i]) for e in g]
+                    if all(ms):
                         used[i] = True
                         pos = i + 1
-                        keep(m)
+                        for m in ms:
+                            keep(m)
                         break
             else:
-                problems.append('expected (S:, in order, %s): %s' % (e.where, e.text))
-                break
-        for e in [e for e in exp if e.kind == 'S~']:
+                problems.append('expected (S:, in order, %s): %s' % (g[0].where, ' and also '.join(e.text for e in g)))
+                failed_order = True
+        for g in [g for g in groups if g[0].kind == 'S~']:
             for i in range(len(got)):
                 if not used[i] and got[i].kind != 'cont':
-                    m = match(e, got[i])
-                    if m:
+                    ms = [match(e, got[i]) for e in g]
+                    if all(ms):
                         used[i] = True
-                        keep(m)
+                        for m in ms:
+                            keep(m)
                         break
             else:
-                problems.append('expected (S~:, any order, %s): %s' % (e.where, e.text))
+                problems.append('expected (S~:, any order, %s): %s' % (g[0].where, ' and also '.join(e.text for e in g)))
         if quiet:
             if problems:
                 raise StepFailure('')
@@ -830,7 +850,7 @@ class Runner:
                         if e.kind == 'CAP-' and tok in seen:
                             problems.append('capability %s must not be listed here (CAP-:, %s); the server listed: %s' % (
                                 tok, e.where, ' '.join(seen)))
-        if problems:
+        if problems and not self.args.no_check:
             raise StepFailure('\n'.join(problems))
 
 
@@ -853,6 +873,8 @@ def main():
     ap.add_argument('--var', action='append', default=[], metavar='NAME=VALUE', help='user, password, user2, ...')
     ap.add_argument('--timeout', type=float, default=10.0, help='seconds per step')
     ap.add_argument('--check', action='store_true', help='parse the scripts only')
+    ap.add_argument('--no-check', action='store_true',
+                    help='send and read every step but check nothing (with -v: to see what a server says while writing a script)')
     ap.add_argument('--transcript', action='store_true', help='print the whole session on failure')
     ap.add_argument('-v', '--verbose', action='store_true')
     args = ap.parse_args()
