@@ -491,7 +491,9 @@ class AppendReactor final : public grpc::ServerReadReactor<pb::AppendRequest> {
 
 // Streams one message at a time, each read in its own short read transaction so a Fetch of a
 // whole mailbox never pins an old snapshot (and the map's free pages) for its whole length. The
-// reads run on the read pool, one step at a time between writes. (gRPC's buffer hint would save a
+// reads run on the read pool, a few messages ahead of the writes: a hop to the pool for every
+// message cost more store CPU than the read itself (100 thread switches for FETCH 1:100 FLAGS
+// ENVELOPE), so replies read ahead are written from OnWriteDone. (gRPC's buffer hint would save a
 // packet per small reply, but a hinted write may not complete until a later one flushes it, and
 // this reactor waits for each write before the next: a fetch stalled until its deadline.)
 class FetchReactor final : public grpc::ServerWriteReactor<pb::FetchResponse> {
@@ -507,8 +509,10 @@ class FetchReactor final : public grpc::ServerWriteReactor<pb::FetchResponse> {
     });
   }
 
+  // The pool's read and these writes never overlap: each StartWrite is the last thing either does.
   void OnWriteDone(bool ok) override {
     if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+    if (!pending_.empty() || !failed_.ok() || position_ >= uids_.size()) return write_next();
     if (!impl_.pooled([this] { next(); })) Finish(Impl::reads_busy());
   }
   void OnDone() override { delete this; }
@@ -535,10 +539,16 @@ class FetchReactor final : public grpc::ServerWriteReactor<pb::FetchResponse> {
     next();
   }
 
+  // At most this many messages, or this many bytes of replies, are read ahead of the client.
+  static constexpr size_t kReadAheadMessages = 32;
+  static constexpr size_t kReadAheadBytes = 256u << 10;
+
   void next() {
-    while (pending_.empty()) {
-      if (position_ >= uids_.size()) return Finish(grpc::Status::OK);
+    size_t read = 0, bytes = 0;
+    while (position_ < uids_.size() && read < kReadAheadMessages && bytes < kReadAheadBytes) {
       const uint32_t uid = uids_[position_++];
+      const size_t before = pending_.size();
+      read += 1;
       grpc::Status s = impl_.read([&](const Txn& txn, const Dbs& dbs) -> grpc::Status {
         grpc::Status built = grpc::Status::OK;
         auto scanned = ops::for_each_message(txn, dbs, user_, to_ref(request_.mailbox()), {{uid, uid}},
@@ -550,8 +560,19 @@ class FetchReactor final : public grpc::ServerWriteReactor<pb::FetchResponse> {
         if (!scanned) return to_status(scanned.error());
         return built;
       });
-      if (!s.ok()) return Finish(s);
+      if (!s.ok()) {
+        // The messages before it still go out whole, then the error ends the call.
+        pending_.resize(before);
+        failed_ = s;
+        break;
+      }
+      for (size_t i = before; i < pending_.size(); ++i) bytes += pending_[i].ByteSizeLong();
     }
+    write_next();
+  }
+
+  void write_next() {
+    if (pending_.empty()) return Finish(failed_);
     out_ = std::move(pending_.front());
     pending_.pop_front();
     StartWrite(&out_);
@@ -563,6 +584,7 @@ class FetchReactor final : public grpc::ServerWriteReactor<pb::FetchResponse> {
   std::vector<uint32_t> uids_;
   size_t position_ = 0;
   std::deque<pb::FetchResponse> pending_;
+  grpc::Status failed_;  // the read that failed; OK while none has
   pb::FetchResponse out_;
 };
 
