@@ -29,24 +29,23 @@ class StepFailure(Exception):
 ESCAPES = {'r': '\r', 'n': '\n', 't': '\t', '0': '\0', '\\': '\\'}
 
 
-def unescape(text):
-    """\\r \\n \\t \\0 \\\\ and \\xHH; any other backslash stays (so \\Seen is \\Seen)."""
-    out, i = [], 0
+def unescape_bytes(text):
+    """Text as bytes: characters as UTF-8; \\r \\n \\t \\0 \\\\ and \\xHH (that byte) are escapes, and any
+    other backslash stays (so \\Seen is \\Seen)."""
+    out, i = bytearray(), 0
     while i < len(text):
-        c = text[i]
-        if c == '\\' and i + 1 < len(text):
-            n = text[i + 1]
-            if n in ESCAPES:
-                out.append(ESCAPES[n])
-                i += 2
-                continue
-            if n == 'x' and re.fullmatch(r'[0-9a-fA-F]{2}', text[i + 2:i + 4] or ''):
-                out.append(chr(int(text[i + 2:i + 4], 16)))
-                i += 4
-                continue
-        out.append(c)
+        m = re.match(r'\\x([0-9a-fA-F]{2})', text[i:i + 4])
+        if m:
+            out.append(int(m.group(1), 16))
+            i += 4
+            continue
+        if text[i] == '\\' and i + 1 < len(text) and text[i + 1] in ESCAPES:
+            out += ESCAPES[text[i + 1]].encode()
+            i += 2
+            continue
+        out += text[i].encode('utf-8', errors='surrogateescape')
         i += 1
-    return ''.join(out)
+    return bytes(out)
 
 
 def split_refs(text):
@@ -86,14 +85,15 @@ def ref_value(inner, env):
     if m:
         fn, arg = m.groups()
         if fn == 'rep':
+            # The text repeated as written: escapes in it are read where it lands (an R: line).
             count, _, what = arg.partition(':')
-            return unescape(expand(what, env)) * int(expand(count, env))
-        value = unescape(expand(arg, env))
+            return expand(what, env) * int(expand(count, env))
+        if fn == 'lower':
+            return expand(arg, env).lower()
+        data = unescape_bytes(expand(arg, env))
         if fn == 'b64':
-            return base64.b64encode(value.encode()).decode()
-        if fn == 'len':
-            return str(len(value.encode()))
-        return value.lower()
+            return base64.b64encode(data).decode()
+        return str(len(data))
     terms = re.split(r'([+-])', inner)
     if not all(re.fullmatch(r'[A-Za-z_][A-Za-z0-9_.]*|\d+', t) for t in terms[::2]):
         raise ScriptError('bad reference ${%s}' % inner)
@@ -301,7 +301,9 @@ class Script:
             targets = set(targets.split(',')) if targets else None
             if targets is not None and not reason_ok:
                 self.error(lineno, 'a [target] line needs a comment above it in its paragraph saying why (which RFC section)')
-            if kind in ('C', 'R'):
+            if kind in ('C', 'R', 'R+'):
+                if kind == 'R+' and (step is None or not step.client or step.expect):
+                    self.error(lineno, 'R+: continues the C:/R: line above it')
                 if step is None or step.kind != 'send' or step.expect:
                     step = Step('send', where, targets=block)
                     if targets is not None:
@@ -354,6 +356,7 @@ class Conn:
         self.buf = b''
         self.eof = False
         self.capabilities = None
+        self.pending = None   # the tag of a command that stopped at a continuation request
 
     def open(self, mode, cert):
         port = self.args.imaps_port if mode == 'tls' else self.args.port
@@ -496,7 +499,6 @@ class Runner:
         self.env = {}
         self.conns = {}
         self.cur = None
-        self.pending = None   # tag of a command that stopped at a continuation
         self.transcript = []
 
     def log(self, who, data):
@@ -605,7 +607,6 @@ class Runner:
         c = Conn(name, self.args, self.log)
         self.conns[name] = c
         self.cur = name
-        self.pending = None
         c.open(mode, cert)
         greeting = c.read_response(deadline)
         if greeting is None:
@@ -637,23 +638,22 @@ class Runner:
 
     def client_bytes(self, line):
         """A C: line as chunks to send; a chunk after a synchronising literal waits for '+'."""
-        text = expand(line.text, self.env) if line.kind == 'C' else unescape(expand(line.text, self.env))
-        if line.kind == 'R':
-            return [text.encode('utf-8', errors='surrogateescape')]
+        text = expand(line.text, self.env)
+        if line.kind in ('R', 'R+'):
+            return [unescape_bytes(text)]
         chunks, cur = [], b''
         at = 0
-        for m in re.finditer(r'\{lit(\+?):((?:"(?:[^"\\]|\\.)*")|[A-Za-z0-9_.]+)\}', text):
+        for m in re.finditer(r'\{lit(8?)(\+?):((?:"(?:[^"\\]|\\.)*")|[A-Za-z0-9_.]+)\}', text):
             cur += text[at:m.start()].encode()
             at = m.end()
-            plus, what = m.groups()
+            eight, plus, what = m.groups()
             if what.startswith('"'):
-                value = unescape(what[1:-1])
+                data = unescape_bytes(what[1:-1])
             else:
                 if what not in self.env:
                     raise StepFailure('{lit:%s}: no body or variable %s' % (what, what))
-                value = self.env[what]
-            data = value.encode('utf-8', errors='surrogateescape')
-            cur += b'{%d%s}\r\n' % (len(data), b'+' if plus else b'')
+                data = self.env[what].encode('utf-8', errors='surrogateescape')
+            cur += b'%s{%d%s}\r\n' % (b'~' if eight else b'', len(data), b'+' if plus else b'')
             if not plus:
                 chunks.append(cur)
                 cur = b''
@@ -673,9 +673,11 @@ class Runner:
             chunks = self.client_bytes(line)
             data = b''.join(ch for ch in chunks if ch is not None)
             first = data.split(b' ', 1)[0].split(b'\r', 1)[0].decode('latin-1')
-            if idx == 0 and self.pending:
-                tags.append(self.pending)   # this line answers a continuation of that command
-                self.pending = None
+            if idx == 0 and c.pending:
+                tags.append(c.pending)      # this line answers a continuation of that command
+                c.pending = None
+            elif line.kind == 'R+':
+                pass                        # more bytes of the command above
             elif first and not data.startswith(b' '):
                 tags.append(first)
             out = b''
@@ -728,7 +730,7 @@ class Runner:
                     break
             got.append(r)
         if cont is not None:
-            self.pending = tags[-1] if tags else None
+            c.pending = tags[-1] if tags else None
         if want_closed and not c.eof:
             closed, more = c.drain_eof(deadline)
             got += more
