@@ -338,7 +338,10 @@ void Parser::literal_bytes(std::string_view bytes, std::vector<Event>& out) {
       return;
     case Sink::Message: {
       // RFC 9051 §4.3: a literal's CHAR8 excludes NUL; only literal8 (RFC 3516 §4.4) carries it.
-      if (!append_messages_.back().binary && bytes.find('\0') != std::string_view::npos) {
+      const size_t nul = append_messages_.back().binary ? std::string_view::npos : bytes.find('\0');
+      if (nul != std::string_view::npos) {
+        // The bytes before it go out as in any other split of the input, then the refusal.
+        if (nul > 0) out.push_back(AppendData{std::string(bytes.substr(0, nul)), false});
         out.push_back(error_here(Condition::Bad, "", "APPEND: NUL in a message; send it as literal8 (~{n})"));
         end_command();
         // The rest of this literal was accepted within the limits: read and drop it, then the

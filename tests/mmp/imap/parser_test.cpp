@@ -142,10 +142,11 @@ TEST_CASE("APPEND refusals: junk, NUL outside literal8, literal8 elsewhere, no M
   CHECK(command(junk[3]).tag == "b");
 
   auto nul = run("a APPEND INBOX {5+}\r\nab\0cd\r\nb NOOP\r\n"s);
-  REQUIRE(nul.size() == 3);
+  REQUIRE(nul.size() == 4);
   CHECK(std::holds_alternative<AppendStart>(nul[0]));
-  CHECK(std::get<ParseError>(nul[1]).text == "APPEND: NUL in a message; send it as literal8 (~{n})");
-  CHECK(command(nul[2]).tag == "b");
+  CHECK(std::get<AppendData>(nul[1]) == AppendData{"ab", false});  // what came before the NUL, in any split
+  CHECK(std::get<ParseError>(nul[2]).text == "APPEND: NUL in a message; send it as literal8 (~{n})");
+  CHECK(command(nul[3]).tag == "b");
 
   auto l8 = run("a LOGIN ~{3+}\r\nabc x\r\nb NOOP\r\n");
   REQUIRE(l8.size() == 2);
