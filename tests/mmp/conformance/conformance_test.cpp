@@ -210,6 +210,10 @@ CONFORMANCE_SCRIPT("status.imap")
 CONFORMANCE_SCRIPT("append.imap")
 CONFORMANCE_SCRIPT("idle.imap")
 CONFORMANCE_SCRIPT("expunge.imap")
+CONFORMANCE_SCRIPT("search.imap")
+CONFORMANCE_SCRIPT("fetch.imap")
+CONFORMANCE_SCRIPT("store.imap")
+CONFORMANCE_SCRIPT("copy_move.imap")
 
 TEST_CASE("every script in the folder has its test case and parses", "[conformance]") {
   std::set<std::string> files;

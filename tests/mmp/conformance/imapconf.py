@@ -504,7 +504,8 @@ class Runner:
     def log(self, who, data):
         self.transcript.append('%-4s %s' % (who, render(data)))
         if self.args.verbose:
-            print('    %-4s %s' % (who, render(data)[:300]))
+            text = render(data)
+            print('    %-4s %s' % (who, text if self.args.verbose > 1 else text[:300]))
 
     def setup_env(self):
         run = secrets.token_hex(4)
@@ -878,7 +879,7 @@ def main():
     ap.add_argument('--no-check', action='store_true',
                     help='send and read every step but check nothing (with -v: to see what a server says while writing a script)')
     ap.add_argument('--transcript', action='store_true', help='print the whole session on failure')
-    ap.add_argument('-v', '--verbose', action='store_true')
+    ap.add_argument('-v', '--verbose', action='count', default=0, help='print the lines on the wire (-vv: whole)')
     args = ap.parse_args()
     args.vars = dict(v.split('=', 1) for v in args.var)
     args.certs = {}
