@@ -155,6 +155,7 @@ void ClientCore::log_failure(std::string_view method, const std::string& target,
   log::warning(options_.component)
       .phase("call")
       .event("rpc_failed")
+      .kv("server", options_.service)
       .kv("method", method)
       .kv("target", target)
       .kv("code", status_code_name(status.error_code()))
@@ -194,7 +195,7 @@ bool ClientCore::closing() const {
   return closing_;
 }
 
-bool ClientCore::shutdown() {
+void ClientCore::cancel_all() {
   std::vector<std::function<void()>> cancel;
   {
     std::lock_guard lock(mu_);
@@ -204,13 +205,16 @@ bool ClientCore::shutdown() {
   // Outside mu_: a cancelled call's completion may run inline and takes mu_ (and a call object
   // whose last reference a canceller held goes here, its ticket with it).
   for (auto& fn : cancel) fn();
-  cancel.clear();
+}
+
+bool ClientCore::shutdown() {
+  cancel_all();
   std::unique_lock lock(mu_);
   if (idle_.wait_for(lock, options_.shutdown_wait, [&] { return active_ == 0; })) return true;
   log::error(options_.component)
       .phase("shutdown")
       .event("calls_outstanding")
-      .kv("service", options_.service)
+      .kv("server", options_.service)
       .kv("calls", static_cast<uint64_t>(active_));
   return false;
 }

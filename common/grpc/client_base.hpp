@@ -126,7 +126,8 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
     });
   }
 
-  // The rate-limited warning (comp=<component> event=rpc_failed) naming method and target.
+  // The rate-limited warning (comp=<component> event=rpc_failed) naming the service (server=),
+  // the method and the target.
   void log_failure(std::string_view method, const std::string& target, const ::grpc::Status& status);
   void count(std::string_view method, std::string_view result);
   void sent() { rpcs_.fetch_add(1, std::memory_order_relaxed); }
@@ -138,6 +139,9 @@ class ClientCore : public std::enable_shared_from_this<ClientCore> {
 
   ClientStats stats() const;
   bool closing() const;
+  // The first half of close(): refuses new calls and ends those in flight, without waiting, so a
+  // daemon with many clients (one per store) can end them all before waiting for any.
+  void cancel_all();
 
  protected:
   explicit ClientCore(ClientOptions options);
