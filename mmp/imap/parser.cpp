@@ -15,6 +15,18 @@ constexpr size_t kKeepCapacity = 4096;  // buffers bigger than this are released
 constexpr uint64_t kLiteralMinusMax = 4096;  // RFC 7888 §4, RFC 9051 §4.3
 constexpr uint64_t kMaxNumber64 = (uint64_t{1} << 63) - 1;
 
+bool takes_arguments(Verb v, bool uid) {
+  switch (v) {
+    case Verb::Capability: case Verb::Noop: case Verb::Logout: case Verb::StartTls: case Verb::Namespace:
+    case Verb::Idle: case Verb::Check: case Verb::Close: case Verb::Unselect: case Verb::Unauthenticate:
+      return false;
+    case Verb::Expunge:
+      return uid;
+    default:
+      return true;
+  }
+}
+
 void keep_tail(std::string& tail, std::string_view more) {
   tail.append(more.size() > kTail ? more.substr(more.size() - kTail) : more);
   if (tail.size() > kTail) tail.erase(0, tail.size() - kTail);
@@ -252,6 +264,10 @@ void Parser::on_literal(const Announcement& lit, std::vector<Event>& out) {
   const bool message = append && !(lines_ == 1 && !append_active_ && lit.pos == head_.args + 1);
   if (!lit.valid) {
     refuse(error_here(Condition::Bad, "TOOBIG", "literal size out of range"), lit, out);
+    return;
+  }
+  if (!takes_arguments(*head_.verb, head_.uid)) {  // no "+" for what can only be refused
+    refuse(error_here(Condition::Bad, "", std::string(verb_name(*head_.verb)) + ": takes no arguments"), lit, out);
     return;
   }
   if (lit.binary && !message) {

@@ -62,7 +62,7 @@ struct AppendStart {
 };
 
 struct AppendData {
-  std::string bytes;  // a piece; the pieces join to exactly message.size bytes
+  std::string bytes;  // a piece; the pieces join to message.size bytes (fewer when a ParseError cuts in)
   bool last = false;  // the final piece (a zero-size message has one, empty)
   friend bool operator==(const AppendData&, const AppendData&) = default;
 };

@@ -54,6 +54,10 @@ TEST_CASE("unbalanced literals and lists get BAD and the next command is read") 
   CHECK(refused_then_recovers("a STORE 1 FLAGS (\\Seen\r\n").tag == "a");
   CHECK(refused_then_recovers("a LIST \"\" (INBOX\r\n").tag == "a");
   CHECK(refused_then_recovers("a LOGIN \"unterminated\r\n").text == "LOGIN: unterminated quoted string");
+  // A literal for a command without arguments is refused before its bytes.
+  CHECK(refused_then_recovers("a NOOP {5}\r\n").text == "NOOP: takes no arguments");
+  CHECK(refused_then_recovers("a EXPUNGE {5+}\r\nxxxxx\r\n").text == "EXPUNGE: takes no arguments");
+  CHECK(run("a UID EXPUNGE {3}\r\n").size() == 1);  // a Continue: UID EXPUNGE takes a set
   // A literal's announcement in the middle of a line is not one.
   CHECK(refused_then_recovers("a LOGIN {3} pw\r\n").tag == "a");
   // A count that is no number64: a synchronising one is refused before any byte comes.
