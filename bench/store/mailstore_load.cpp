@@ -903,6 +903,9 @@ int run_api(const Options& o) {
 
 struct WatchCounters {
   std::atomic<int> ready{0}, added{0}, done{0}, early_end{0};
+  // When the first and the latest `added` event arrived (Clock ticks): the fan-out's span, timed
+  // where each event is read rather than where the waiting thread wakes.
+  std::atomic<int64_t> first_added{0}, last_added{0};
   std::mutex mu;
   std::condition_variable cv;
   std::string first_status;
@@ -932,6 +935,11 @@ class WatchStream final : public grpc::ClientReadReactor<pb::WatchEvent> {
       counters_.ready.fetch_add(1);
       counters_.bump();
     } else if (event_.has_added()) {
+      const int64_t now = Clock::now().time_since_epoch().count();
+      int64_t none = 0;
+      counters_.first_added.compare_exchange_strong(none, now);
+      for (int64_t seen = counters_.last_added.load(); seen < now && !counters_.last_added.compare_exchange_weak(seen, now);) {
+      }
       counters_.added.fetch_add(1);
       counters_.bump();
     }
@@ -971,6 +979,8 @@ struct WatchRound {
   int ready = 0, ended_early = 0, fanout_got = 0;
   bool all_ready = false, all_done = false;
   double open_s = 0, open_cpu = 0, fanout_ms = -1, lmtp_ms = -1;
+  // From the LMTP 250 to the first and to the last watcher's event (negative: before the 250).
+  double first_after_250_ms = 0, last_after_250_ms = -1;
   ProcMemory held, after;
   std::string first_status;
 };
@@ -1009,11 +1019,18 @@ WatchRound watch_round(const Options& o, Client& client, const Session& s, const
     const auto d0 = Clock::now();
     if (c.connect(o.lmtp_port, error) &&
         c.deliver("sender000@example.org", o.rcpt, make_message(o.seed, message_number, o.rcpt), error)) {
-      r.lmtp_ms = std::chrono::duration<double, std::milli>(Clock::now() - d0).count();
+      const auto replied = Clock::now();
+      r.lmtp_ms = std::chrono::duration<double, std::milli>(replied - d0).count();
       wait_for(counters, std::chrono::seconds(60),
                [&] { return counters.added.load() - before >= counters.ready.load(); });
-      r.fanout_ms = std::chrono::duration<double, std::milli>(Clock::now() - d0).count();
       r.fanout_got = counters.added.load() - before;
+      auto at = [](int64_t ticks) { return Clock::time_point(Clock::duration(ticks)); };
+      using ms = std::chrono::duration<double, std::milli>;
+      if (r.fanout_got > 0) {
+        r.fanout_ms = ms(at(counters.last_added.load()) - d0).count();
+        r.first_after_250_ms = ms(at(counters.first_added.load()) - replied).count();
+        r.last_after_250_ms = ms(at(counters.last_added.load()) - replied).count();
+      }
       c.quit();
     } else {
       std::fprintf(stderr, "mailstore_load: the delivery to the watched INBOX failed: %s\n", error.c_str());
@@ -1098,11 +1115,13 @@ int run_watch(const Options& o) {
   print_memory("after_last", last.after);
   std::printf("rounds=%zu rounds_anon_kib=%s ", rounds.size(), trend.c_str());
   std::printf("per_watch_rss_b=%.0f per_watch_pss_b=%.0f per_watch_anon_b=%.0f fanout_events=%d lmtp_ms=%.1f "
-              "fanout_ms=%.1f fanout2_ms=%.1f result=%s\n",
+              "fanout_ms=%.1f fanout2_ms=%.1f first_after_250_ms=%.1f last_after_250_ms=%.1f last2_after_250_ms=%.1f "
+              "result=%s\n",
               ready > 0 ? (first.held.rss_kib - idle.rss_kib) * 1024.0 / ready : 0.0,
               ready > 0 ? (first.held.pss_kib - idle.pss_kib) * 1024.0 / ready : 0.0,
               ready > 0 ? (first.held.anon_kib - idle.anon_kib) * 1024.0 / ready : 0.0, first.fanout_got, first.lmtp_ms,
-              first.fanout_ms, second.fanout_ms, good ? "ok" : "error");
+              first.fanout_ms, second.fanout_ms, first.first_after_250_ms, first.last_after_250_ms,
+              second.last_after_250_ms, good ? "ok" : "error");
   std::fflush(stdout);
   return good ? 0 : 1;
 }
