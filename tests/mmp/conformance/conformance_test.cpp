@@ -11,7 +11,10 @@
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 
@@ -64,18 +67,47 @@ struct Target {
 // A private Dovecot 2.3 configured as close to the mmp's defaults as it goes: TLS on 143 and 993,
 // no plaintext passwords before TLS, EXTERNAL from a client certificate's e-mail address, the
 // quota plugin, special-use mailboxes.
+// The PEM files Dovecot and the runner read, exported from the test pki once per build tree
+// (pk12util and openssl take seconds) under a lock, since ctest runs several of these processes.
+const fs::path& pem_cache() {
+  static const fs::path dir = [] {
+    const fs::path d = fs::path(POSTERN_BINARY_DIR) / "tests/mmp-conformance-pem";
+    const fs::path stamp = d / "ready";
+    const fs::path pki_stamp = test::Pki::file("ready");
+    struct Lock {
+      int fd;
+      ~Lock() {
+        if (fd >= 0) ::close(fd);
+      }
+    } lock{::open((d.string() + ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600)};
+    REQUIRE(lock.fd >= 0);
+    REQUIRE(::flock(lock.fd, LOCK_EX) == 0);
+    std::error_code ec;
+    if (fs::exists(stamp, ec) && fs::last_write_time(stamp, ec) > fs::last_write_time(pki_stamp, ec)) return d;
+    fs::remove_all(d, ec);
+    fs::create_directories(d);
+    test::Pki pki;
+    test::export_host_pem(pki.host("store1"), d, "server");
+    // mta2's certificate is revoked in the CA's CRL.
+    test::export_host_pem(pki.host("mta2"), d, "revoked");
+    // Dovecot verifies client certificates against its ssl_ca and insists on the CA's CRL there.
+    std::ofstream(d / "ca-crl.pem") << test::read_file(test::Pki::file("ca/ca.pem"))
+                                    << test::read_file(test::Pki::file("ca/crl.pem"));
+    std::ofstream(stamp) << "pem\n";
+    return d;
+  }();
+  return dir;
+}
+
 struct DovecotPeer {
-  test::Pki pki;
   test::TempDir pem;
   std::unique_ptr<test::DovecotInstance> dovecot;
   int accounts = 0;
 
   DovecotPeer() {
-    test::export_host_pem(pki.host("store1"), pem.path(), "server");
-    test::export_host_pem(pki.host("mta2"), pem.path(), "revoked");
-    // Dovecot verifies client certificates against its ssl_ca and insists on the CA's CRL there.
-    std::ofstream(pem / "ca-crl.pem") << test::read_file(test::Pki::file("ca/ca.pem"))
-                                      << test::read_file(test::Pki::file("ca/crl.pem"));
+    for (const char* f : {"server.crt", "server.key", "revoked.crt", "revoked.key", "ca-crl.pem"}) {
+      fs::copy_file(pem_cache() / f, pem / f);
+    }
     // Dovecot runs as nobody when the test runs as root; mkdtemp made the directory private.
     ::chmod(pem.path().c_str(), 0755);
     for (const auto& e : fs::directory_iterator(pem.path())) ::chmod(e.path().c_str(), 0644);
@@ -87,6 +119,9 @@ struct DovecotPeer {
         "ssl_key = <" + d + "/server.key", "ssl_ca = <" + d + "/ca-crl.pem", "ssl_verify_client_cert = yes",
         "auth_ssl_username_from_cert = yes", "ssl_cert_username_field = emailAddress",
         "auth_mechanisms = plain login external",
+        // EXTERNAL checks the certificate's user against the passdbs with an empty password: this
+        // one, for EXTERNAL only, accepts it (the certificate was verified by then).
+        "passdb {\n  driver = static\n  args = nopassword=y\n  mechanisms = external\n}",
         // A failed login waits 2 s, and later logins from the same address wait up to 15 s more
         // (anvil's auth penalty, off when the auth process cannot reach its socket): the scripts
         // test answers, not the tarpit.
@@ -119,7 +154,8 @@ struct DovecotPeer {
             {"password", dovecot->password()},
             {"user2", user2},
             {"password2", dovecot->password()},
-            {"cert_user", "alice@example.com"}};
+            {"cert_user", "alice@example.com"},
+            {"quota_storage_kib", "10240"}};
   }
 };
 
@@ -214,6 +250,16 @@ CONFORMANCE_SCRIPT("search.imap")
 CONFORMANCE_SCRIPT("fetch.imap")
 CONFORMANCE_SCRIPT("store.imap")
 CONFORMANCE_SCRIPT("copy_move.imap")
+CONFORMANCE_SCRIPT("condstore.imap")
+CONFORMANCE_SCRIPT("qresync.imap")
+CONFORMANCE_SCRIPT("quota.imap")
+CONFORMANCE_SCRIPT("id.imap")
+CONFORMANCE_SCRIPT("errors.imap")
+CONFORMANCE_SCRIPT("untagged.imap")
+CONFORMANCE_SCRIPT("t01_starttls_external.imap")
+CONFORMANCE_SCRIPT("t02_admin_proxy.imap")
+CONFORMANCE_SCRIPT("t05_imaps_preauth.imap")
+CONFORMANCE_SCRIPT("t09_revoked_cert.imap")
 
 TEST_CASE("every script in the folder has its test case and parses", "[conformance]") {
   std::set<std::string> files;

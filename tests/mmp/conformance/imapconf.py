@@ -233,7 +233,7 @@ class Script:
                     if not sep or not why.strip():
                         self.error(lineno, '@only needs "-- <why>" (the RFC section that allows the difference)')
                     self.only, self.only_reason = set(targets.split(',')), why.strip()
-                elif key in ('title', 'timeout', 'rfc'):
+                elif key in ('title', 'timeout'):
                     self.headers[key] = value
                 else:
                     self.error(lineno, 'unknown header @%s' % key)
@@ -285,6 +285,11 @@ class Script:
                 if word in ('on', 'disconnect') and len(step.args) != 1:
                     self.error(lineno, '%s NAME' % word)
                 continue
+            if stripped == 'nowait':
+                if step is None or step.kind != 'send':
+                    self.error(lineno, 'nowait belongs to a C:/R: step')
+                step.expect.append(Line('nowait', None, '', where))
+                continue
             if stripped == 'closed' or stripped.startswith('closed['):
                 m = re.fullmatch(r'closed(?:\[([a-z0-9_,-]+)\])?', stripped)
                 if not m or step is None:
@@ -309,6 +314,8 @@ class Script:
                     if targets is not None:
                         step.targets = targets if block is None else (targets & block)
                     self.steps.append(step)
+                elif targets is not None:
+                    self.error(lineno, 'only the first client line of a step names targets (they apply to the step)')
                 step.client.append(Line(kind, None, text, where))
                 continue
             if kind not in ('S', 'S~', 'S&', 'S!', 'T', '+', 'CAP+', 'CAP-'):
@@ -325,8 +332,10 @@ class Script:
         for s in self.steps:
             if s.kind == 'send':
                 kinds = {e.kind for e in s.expect}
-                if not kinds & {'T', '+', 'closed'}:
-                    raise ScriptError('%s: a command step needs T:, +: or closed' % s.where)
+                if 'nowait' in kinds and len(kinds) > 1:
+                    raise ScriptError('%s: a nowait step has no expectations' % s.where)
+                if not kinds & {'T', '+', 'closed', 'S', 'S~', 'nowait'}:
+                    raise ScriptError('%s: a client step needs T:, +:, closed, nowait (or, for bytes without a tag, S:)' % s.where)
             if s.kind == 'await' and not {e.kind for e in s.expect} & {'S', 'S~', 'closed'}:
                 raise ScriptError('%s: await needs S: or S~: lines' % s.where)
 
@@ -355,8 +364,8 @@ class Conn:
         self.sock = None
         self.buf = b''
         self.eof = False
-        self.capabilities = None
         self.pending = None   # the tag of a command that stopped at a continuation request
+        self.cert = None      # the client certificate presented in TLS
 
     def open(self, mode, cert):
         port = self.args.imaps_port if mode == 'tls' else self.args.port
@@ -373,8 +382,9 @@ class Conn:
 
     def start_tls(self):
         if self.buf:
-            raise StepFailure('the server sent %r after the STARTTLS reply, before TLS (RFC 9051 §6.2.1: '
-                              'nothing may follow the OK in plaintext)' % self.buf[:200])
+            # RFC 2595 §3.1: TLS starts right after the OK's CRLF; plaintext after it could be an
+            # injected response (curl's CVE-2021-22947).
+            raise StepFailure('the server sent %r after its STARTTLS reply, before TLS' % self.buf[:200])
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         if self.args.ca:
@@ -448,9 +458,7 @@ class Conn:
             self.buf = self.buf[nl + 1:]
             data = data[:-2] if data.endswith(b'\r\n') else data[:-1]
             self.log('S%s' % self.prefix(), data)
-            r = Response(self.merge_literals(data))
-            self.note_capabilities(r)
-            return r
+            return Response(self.merge_literals(data))
 
     @staticmethod
     def merge_literals(data):
@@ -465,11 +473,6 @@ class Conn:
             out += data[at:at + n]
             at += n
         return out + data[at:]
-
-    def note_capabilities(self, r):
-        m = re.match(r'\* CAPABILITY (.*)$', r.text, re.I) or re.search(r'\[CAPABILITY ([^\]]*)\]', r.text, re.I)
-        if m and r.kind != 'cont':
-            self.capabilities = m.group(1).upper().split()
 
     def drain_eof(self, deadline):
         """True when the server closes the connection before the deadline (whatever it sends first)."""
@@ -514,7 +517,7 @@ class Runner:
         for name, text in self.script.bodies.items():
             self.env[name] = text
             self.env[name + '.size'] = str(len(text.encode()))
-            head, sep, body = text.partition('\r\n\r\n')
+            _, sep, body = text.partition('\r\n\r\n')
             self.env[name + '.text'] = body if sep else ''
             self.env[name + '.text.size'] = str(len(body.encode()) if sep else 0)
         for name, value in self.script.sets:
@@ -679,7 +682,7 @@ class Runner:
                 c.pending = None
             elif line.kind == 'R+':
                 pass                        # more bytes of the command above
-            elif first and not data.startswith(b' '):
+            elif is_tag(data.split(b' ', 1)[0].split(b'\r', 1)[0]):
                 tags.append(first)
             out = b''
             for ch in chunks:
@@ -708,6 +711,12 @@ class Runner:
             if out:
                 c.send(out)
         want_closed = any(e.kind == 'closed' and e.applies(self.target) for e in step.expect)
+        if any(e.kind == 'nowait' for e in step.expect):
+            return
+        if not tags and not expects_cont:
+            # Bytes with no tag to wait for (an empty line, garbage): what comes back is untagged
+            # (RFC 9051 §7.1: BAD without a tag when none could be read), so read as await does.
+            return self.await_lines(step, deadline, got, want_closed)
         final = ended_by
         cont = None
         open_tags = [t for t in tags if not (ended_by and ended_by.tag == t)]
@@ -743,18 +752,24 @@ class Runner:
             c.start_tls()
 
     def do_await(self, step, deadline):
+        return self.await_lines(step, deadline, [], any(e.kind == 'closed' and e.applies(self.target)
+                                                        for e in step.expect))
+
+    def await_lines(self, step, deadline, got, want_closed):
         c = self.conn()
-        got = []
         while True:
-            try:
-                self.check(step, got, None, c, quiet=True)
-                break
-            except StepFailure:
-                pass
+            if not want_closed:
+                try:
+                    self.check(step, got, None, c, quiet=True)
+                    break
+                except StepFailure:
+                    pass
             r = c.read_response(deadline)
             if r is None:
                 break
             got.append(r)
+        if want_closed and not c.eof:
+            raise StepFailure('the server did not close the connection')
         self.check(step, got, None, c)
 
     def check(self, step, got, final, c, cont=None, quiet=False):
@@ -855,6 +870,11 @@ class Runner:
                                 tok, e.where, ' '.join(seen)))
         if problems and not self.args.no_check:
             raise StepFailure('\n'.join(problems))
+
+
+def is_tag(word):
+    # RFC 9051 §9: tag = 1*<any ASTRING-CHAR except "+">: printable ASCII without atom-specials.
+    return bool(word) and all(0x21 <= b <= 0x7e and chr(b) not in '(){%*"\\+' for b in word)
 
 
 def quote(s):
