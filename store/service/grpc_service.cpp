@@ -493,9 +493,12 @@ class AppendReactor final : public grpc::ServerReadReactor<pb::AppendRequest> {
 // whole mailbox never pins an old snapshot (and the map's free pages) for its whole length. The
 // reads run on the read pool, a few messages ahead of the writes: a hop to the pool for every
 // message cost more store CPU than the read itself (100 thread switches for FETCH 1:100 FLAGS
-// ENVELOPE), so replies read ahead are written from OnWriteDone. (gRPC's buffer hint would save a
-// packet per small reply, but a hinted write may not complete until a later one flushes it, and
-// this reactor waits for each write before the next: a fetch stalled until its deadline.)
+// ENVELOPE), so replies read ahead are written from OnWriteDone. That puts the writes on gRPC's
+// threads, so a cheap call beside many fetches of many messages waits behind those writes (about
+// 100 ms on a saturated core in bench/store/README.md; beside searches, a few ms). (gRPC's buffer
+// hint would save a packet per small reply, but a hinted write may not complete until a later one
+// flushes it, and this reactor waits for each write before the next: a fetch stalled until its
+// deadline.)
 class FetchReactor final : public grpc::ServerWriteReactor<pb::FetchResponse> {
  public:
   FetchReactor(Impl& impl, grpc::CallbackServerContext* context, const pb::FetchRequest& request)
