@@ -300,4 +300,23 @@ TEST_CASE("the runner reports a server that differs from the script", "[conforma
   }
 }
 
+// A difference between servers must say why: a [target] line without a comment, an only block
+// without a reason, and a step that checks nothing are script errors (exit code 2).
+TEST_CASE("the runner refuses a script that does not say why servers differ", "[conformance]") {
+  test::TempDir dir;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"connect a\nC: a1 NOOP\nT[postern]: OK <*>\n", "needs a comment above it"},
+      {"only postern\nconnect a\nend\n", "only needs \"-- <why>\""},
+      {"connect a\nC: a1 NOOP\n", "needs T:, +:, closed"},
+      {"connect a\nC: a1 NOOP\nX: nothing\nT: OK <*>\n", "unknown line kind"},
+  };
+  for (const auto& [text, phrase] : cases) {
+    const auto file = dir.write("bad.imap", text);
+    const auto r = test::run({"python3", (script_dir() / "imapconf.py").string(), "--check", file.string()}, 30s);
+    INFO(text << "\n" << r.output);
+    CHECK(r.exit_code == 2);
+    CHECK(r.output.find(phrase) != std::string::npos);
+  }
+}
+
 }  // namespace
