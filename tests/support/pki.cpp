@@ -40,7 +40,7 @@ fs::path build_cache() {
   if (lock.fd < 0 || ::flock(lock.fd, LOCK_EX) != 0) throw std::runtime_error("cannot lock " + dir.string());
   std::error_code ec;
   // Bump the recipe when the list below changes.
-  constexpr std::string_view kRecipe = "pki recipe 6\n";
+  constexpr std::string_view kRecipe = "pki recipe 7\n";
   const bool fresh = fs::exists(stamp, ec) && read_file(stamp) == kRecipe &&
                      fs::last_write_time(stamp, ec) > fs::last_write_time(script, ec) &&
                      fs::last_write_time(stamp, ec) > fs::file_time_type::clock::now() - std::chrono::days(7);
@@ -51,7 +51,7 @@ fs::path build_cache() {
   must(certs({"ca", "--dir", d("ca")}), "deploy/certs ca");
   must(certs({"ca", "--dir", d("other-ca"), "--name", "Other Org CA"}), "deploy/certs ca other");
   must(certs({"ca", "--dir", d("impostor-ca")}), "deploy/certs ca impostor");
-  for (auto [ca, host] : {std::pair{"ca", "store1"}, {"ca", "auth1"}, {"ca", "mta1"}, {"ca", "mta2"}, {"other-ca", "intruder"},
+  for (auto [ca, host] : {std::pair{"ca", "store1"}, {"ca", "auth1"}, {"ca", "mmp1"}, {"ca", "mta1"}, {"ca", "mta2"}, {"other-ca", "intruder"},
                           {"impostor-ca", "impostor"}}) {
     must(certs({"host", "--ca", d(ca), "--dir", d(host), "--host", host, "--ip", "127.0.0.1"}),
          std::string("deploy/certs host ") + host);

@@ -1,0 +1,136 @@
+// imap_session.hpp: one IMAP client connection (RFC 9051 with the RFC 3501 forms): the pure parser
+// (mmp/imap) reads the client, authserv logs the user in (common/authclient's SASL relay), and the
+// user's store serves the mailbox (mmp/store_client). Sequence numbers are kept here; the store
+// speaks UIDs only.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/authclient/authclient.hpp"
+#include "common/daemon/daemon.hpp"
+#include "common/runtime/connection.hpp"
+#include "mmp/config.hpp"
+#include "mmp/imap/parser.hpp"
+#include "mmp/store_client/store_client.hpp"
+
+namespace common::runtime {
+class Loop;
+}
+
+namespace mmp {
+
+struct ImapContext {
+  std::shared_ptr<const Config> config;
+  common::authclient::AuthClient* auth = nullptr;
+  store_client::StoreClient* stores = nullptr;
+  common::runtime::Loop* loop = nullptr;
+  std::shared_ptr<common::daemon::TlsContextSlot> starttls;  // null: no STARTTLS (implicit TLS or none)
+  std::string listener;
+};
+
+class ImapSession final : public common::runtime::StartTlsSession {
+ public:
+  ImapSession(common::runtime::Connection& connection, ImapContext context);
+  ~ImapSession() override;
+
+  void on_open() override;
+  void on_data(std::string_view bytes) override;
+  void on_timeout(common::runtime::TimeoutKind kind) override;
+  void on_drain() override;
+  void on_writable() override;
+  void on_closed(common::runtime::CloseReason reason) override;
+  size_t forget_plaintext() override;
+
+  enum class State { NotAuthenticated, Authenticated, Selected, Logout };
+
+ private:
+  struct Selected {
+    postern::mailstore::v1::MailboxRef ref;
+    std::string name;
+    bool read_only = false;
+    std::vector<uint32_t> uids;  // ascending: uids[n - 1] is message sequence number n
+    uint64_t highest_modseq = 0;  // what this session has told the client up to
+  };
+
+  // Runs the parser's events until a command waits for authserv or the store, or input runs out.
+  void pump();
+  void handle(imap::Event& event);
+  void command(imap::Command& c);
+  void parse_error(const imap::ParseError& e);
+  // The command waiting for async work is answered: the next one may run.
+  void done(std::string_view tag, imap::Condition condition, std::string_view code, std::string_view text);
+  void wait();
+  void write(std::string_view bytes);
+  void bad(std::string_view tag, std::string_view text);
+  void count_error();
+
+  bool tls_on() const;
+  common::authclient::ConnectionFacts facts() const;
+  std::string capabilities(const std::vector<std::string>& mechanisms) const;
+
+  void capability(const imap::Command& c);
+  void starttls(const imap::Command& c);
+  void login(const imap::Command& c);
+  void authenticate(const imap::Command& c);
+  void sasl_start(const std::string& tag, const std::string& mechanism, std::optional<std::string> initial_base64);
+  void sasl_output(common::authclient::SaslOutput output);
+  void select(const imap::Command& c);
+  void list(const imap::Command& c);
+  void status(const imap::Command& c);
+  void fetch(const imap::Command& c);
+  void store(const imap::Command& c);
+  void expunge(const imap::Command& c);
+  void search(const imap::Command& c);
+  void copy(const imap::Command& c);
+  void manage(const imap::Command& c);  // CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE
+  void quota(const imap::Command& c);
+  // NOOP and CHECK while selected: tell the client what changed since (RFC 9051 §7.4.1, §7.5.1).
+  void poll(const std::string& tag, std::string_view verb);
+  // Untagged EXPUNGE for each UID this session still shows, highest first, so each number is
+  // right when the client reads it; drops them from the view.
+  void expunged(const google::protobuf::RepeatedPtrField<postern::mailstore::v1::UidRange>& uids);
+  void fetch_reply(postern::mailstore::v1::FetchResponse&& reply, const imap::FetchArgs& args);
+  void close_mailbox(const imap::Command& c);
+  void logout(const imap::Command& c);
+  std::vector<postern::mailstore::v1::UidRange> uid_ranges(const imap::SequenceSet& set, bool uid) const;
+  uint32_t sequence_of(uint32_t uid) const;  // 0: not in the mailbox as this session knows it
+  std::string mailbox_name(std::string_view wire, std::string_view tag, bool& ok);
+
+  ImapContext context_;
+  const Config& config_;
+  imap::Parser parser_;
+  std::vector<imap::Event> events_;
+  size_t next_event_ = 0;
+  State state_ = State::NotAuthenticated;
+  bool waiting_ = false;   // a command is with authserv or the store
+  bool closing_ = false;
+  unsigned errors_ = 0;
+  std::string user_;       // canonical, once logged in
+  std::unique_ptr<common::authclient::SaslRelay> relay_;
+  std::string sasl_tag_;
+  std::unique_ptr<store_client::StoreSession> store_;
+  std::unique_ptr<Selected> selected_;
+  std::unique_ptr<store_client::FetchCall> fetch_;
+  // FETCH in progress: the message being written and its open literal.
+  uint32_t fetch_uid_ = 0;
+  bool fetch_open_ = false;
+  bool fetch_empty_ = true;  // nothing written yet inside its parentheses
+};
+
+class ImapFactory final : public common::runtime::SessionFactory {
+ public:
+  explicit ImapFactory(ImapContext context) : context_(std::move(context)) {}
+  std::unique_ptr<common::runtime::Session> create(common::runtime::Connection& connection) override {
+    return std::make_unique<ImapSession>(connection, context_);
+  }
+  // RFC 9051 §7.1.5: a BYE greeting refuses the connection.
+  std::string refusal(common::runtime::Refusal) override { return "* BYE Too many connections, try again later\r\n"; }
+
+ private:
+  ImapContext context_;
+};
+
+}  // namespace mmp

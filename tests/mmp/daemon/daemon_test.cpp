@@ -1,0 +1,211 @@
+// daemon_test.cpp: postern-mmp between real mail clients (python imaplib, curl) and a real store
+// and authserv, all over mutual TLS as deployed: mail delivered by LMTP is read over IMAP, logins
+// go through authserv, and no password crosses the wire before TLS.
+#include <catch2/catch.hpp>
+
+#include <csignal>
+#include <chrono>
+#include <memory>
+#include <regex>
+#include <string>
+#include <thread>
+
+#include "tests/store/support/store_daemon.hpp"
+#include "tests/support/pki.hpp"
+#include "tests/support/process.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+// The store (with its authserv) and an mmp in front of it, both IMAP ports.
+class Suite {
+ public:
+  Suite() : store_(test::StoreDaemonOptions{.mailstore_extra = "allowed_clients = [\"mmp1\"]\n", .authserv_mtls = true}) {
+    store_.start();
+    nss_ = pki_.host("mmp1");
+    imap_port_ = test::free_port();
+    imaps_port_ = test::free_port();
+    std::string cfg = "[daemon]\nallow_root = true\n[log]\nlevel = \"info\"\n[metrics]\nlisten = \"\"\n"
+                      "[tls]\ndb_dir = \"" + nss_.string() + "\"\n"
+                      "[mmp]\nhost_name = \"mmp1.test\"\ndefault_domain = \"example.com\"\n"
+                      "[authserv]\ntargets = [\"" + store_.auth().target() + "\"]\n"
+                      "[stores.stores]\nstore1 = \"127.0.0.1:" + std::to_string(store_.grpc_port()) + "\"\n"
+                      "[[listener]]\nname = \"imap\"\nservice = \"imap\"\naddress = \"127.0.0.1:" +
+                      std::to_string(imap_port_) + "\"\ntls = \"starttls\"\nidle_timeout = \"30s\"\n"
+                      "[[listener]]\nname = \"imaps\"\nservice = \"imap\"\naddress = \"127.0.0.1:" +
+                      std::to_string(imaps_port_) + "\"\ntls = \"implicit\"\nidle_timeout = \"30s\"\n";
+    config_ = dir_.write("mmp.toml", cfg).string();
+    mmp_ = std::make_unique<test::ChildProcess>(
+        std::vector<std::string>{test::binary_path("mmp/postern-mmp"), "--config", config_}, log_path());
+    const auto until = std::chrono::steady_clock::now() + 20s;
+    while (log().find("event=started") == std::string::npos) {
+      if (!mmp_->running() || std::chrono::steady_clock::now() > until) FAIL("mmp did not start: " << log());
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  ~Suite() {
+    if (mmp_ && mmp_->running()) {
+      mmp_->signal(SIGTERM);
+      mmp_->wait(20s);
+    }
+  }
+
+  test::StoreDaemon& store() { return store_; }
+  int imap_port() const { return imap_port_; }
+  int imaps_port() const { return imaps_port_; }
+  std::string log() const { return test::read_file(log_path()); }
+  int stop() {
+    mmp_->signal(SIGTERM);
+    return mmp_->wait(20s);
+  }
+
+  test::CommandResult imaplib(const std::string& tls, int port, const std::string& user, const std::string& password) {
+    return test::run({"python3", test::source_path("tests/mmp/daemon/imap_read.py"), "--port", std::to_string(port),
+                      "--tls", tls, "--ca", test::Pki::file("ca/ca.pem").string(), "--user", user, "--password",
+                      password},
+                     60s);
+  }
+
+ private:
+  std::string log_path() const { return (dir_.path() / "mmp.log").string(); }
+
+  test::StoreDaemon store_;
+  test::TempDir dir_;
+  test::Pki pki_;
+  std::filesystem::path nss_;
+  int imap_port_ = 0, imaps_port_ = 0;
+  std::string config_;
+  std::unique_ptr<test::ChildProcess> mmp_;
+};
+
+}  // namespace
+
+TEST_CASE("python imaplib reads over STARTTLS and IMAPS what LMTP delivered; no LOGIN before TLS", "[integration]") {
+  Suite suite;
+  REQUIRE(suite.store().deliver({"alice@example.com"}).output.find("RCPT alice@example.com 250") != std::string::npos);
+  REQUIRE(suite.store().deliver({"alice@example.com"}, {"--size", "200000"}).output.find("250") != std::string::npos);
+
+  auto starttls = suite.imaplib("starttls", suite.imap_port(), "alice", "secret-alice");
+  INFO(starttls.output << suite.log());
+  REQUIRE(starttls.exit_code == 0);
+  // Before TLS: STARTTLS and LOGINDISABLED, no AUTH= at all, and LOGIN refused.
+  CHECK(starttls.output.find("caps-before IMAP4REV1") != std::string::npos);
+  CHECK(starttls.output.find("LOGINDISABLED") != std::string::npos);
+  CHECK(starttls.output.find("login-plaintext NO") != std::string::npos);
+  CHECK(starttls.output.find("PRIVACYREQUIRED") != std::string::npos);
+  // After TLS: authserv's mechanisms, no STARTTLS; "alice" took the default domain.
+  CHECK(starttls.output.find("caps IMAP4rev1") != std::string::npos);
+  CHECK(starttls.output.find("AUTH=PLAIN") != std::string::npos);
+  CHECK(starttls.output.find("caps IMAP4rev1 LITERAL+ SASL-IR ID UNSELECT STARTTLS") == std::string::npos);
+  CHECK(starttls.output.find("list (\\HasNoChildren) \"/\" INBOX") != std::string::npos);
+  CHECK(starttls.output.find("exists 2") != std::string::npos);
+  // Each message whole: the bytes read are the RFC822.SIZE announced (the second is 200 KB).
+  const std::regex message_line(R"(message \d+ \(UID \d+ FLAGS \(\) RFC822\.SIZE (\d+) BODY\[\] \{\d+\} len=(\d+) \| subject)");
+  size_t whole = 0;
+  for (auto it = std::sregex_iterator(starttls.output.begin(), starttls.output.end(), message_line);
+       it != std::sregex_iterator(); ++it) {
+    CHECK((*it)[1] == (*it)[2]);
+    ++whole;
+  }
+  CHECK(whole == 2);
+  CHECK(starttls.output.find("RFC822.SIZE 200") != std::string::npos);
+  // BODY[HEADER.FIELDS] without PEEK set \Seen (RFC 9051 §6.4.5); BODY.PEEK[] before it did not.
+  CHECK(starttls.output.find("seen 1 (FLAGS (\\Seen))") != std::string::npos);
+
+  auto implicit = suite.imaplib("implicit", suite.imaps_port(), "alice@example.com", "secret-alice");
+  INFO(implicit.output);
+  REQUIRE(implicit.exit_code == 0);
+  CHECK(implicit.output.find("exists 2") != std::string::npos);
+  CHECK(implicit.output.find("done") != std::string::npos);
+
+  auto wrong = suite.imaplib("implicit", suite.imaps_port(), "alice@example.com", "not-her-password");
+  CHECK(wrong.exit_code != 0);
+  CHECK(wrong.output.find("AUTHENTICATIONFAILED") != std::string::npos);
+  CHECK(suite.stop() == 0);
+}
+
+TEST_CASE("python imaplib works on mailboxes: flags, search, copy, move, expunge, NOOP news, quota", "[integration]") {
+  Suite suite;
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(suite.store().deliver({"small@example.com"}).output.find("250") != std::string::npos);
+  }
+  auto r = test::run({"python3", test::source_path("tests/mmp/daemon/imap_ops.py"), "--port",
+                      std::to_string(suite.imaps_port()), "--lmtp-port", std::to_string(suite.store().implicit_port()),
+                      "--ca", test::Pki::file("ca/ca.pem").string(), "--cert",
+                      test::Pki::file("ca/clients/mta1.pem").string(), "--key",
+                      test::Pki::file("ca/clients/mta1.key").string(), "--user", "small@example.com", "--password",
+                      "secret-small", "--lmtp-client", test::source_path("tests/store/lmtp_client.py")},
+                     90s);
+  INFO(r.output << suite.log());
+  REQUIRE(r.exit_code == 0);
+  auto has = [&](const std::string& line) { return r.output.find(line) != std::string::npos; };
+  CHECK(has("create OK"));
+  CHECK(has("create-again NO [b'[ALREADYEXISTS]"));
+  CHECK(has("search-all OK [b'1 2 3']"));
+  CHECK(has("search-subject OK [b'1 2 3']"));
+  CHECK(has("esearch OK [b'(TAG"));
+  CHECK(has("MIN 1 MAX 3 COUNT 3"));
+  CHECK(has(R"(store OK [b'1 (FLAGS (\\Flagged $Work))'])"));
+  CHECK(has("search-flagged OK [b'1']"));
+  CHECK(has("copy OK [b'[COPYUID"));
+  CHECK(has("copy-missing NO [b'[TRYCREATE]"));
+  CHECK(has("move OK"));
+  CHECK(has("move-untagged [b'2']"));
+  CHECK(has("status-work OK [b'Work (MESSAGES 2 UIDNEXT 3 UNSEEN 2)']"));
+  CHECK(has("expunge OK [b'1']"));
+  CHECK(has("search-after OK [b'1']"));
+  CHECK(has("noop-exists [b'2']"));
+  CHECK(has("arrived during the session"));
+  CHECK(has("rename OK"));
+  CHECK(has("Projects"));
+  CHECK(has(R"(quota OK [[b'INBOX ""'], [b'"" (STORAGE 4 10)'])"));
+  CHECK(has("namespace OK [b'((\"\" \"/\")) NIL NIL']"));
+  CHECK(has("close OK"));
+  CHECK(has("delete OK"));
+  CHECK(has("list-after OK"));
+  CHECK(r.output.find("Projects", r.output.find("list-after")) == std::string::npos);
+  CHECK(has("done"));
+}
+
+TEST_CASE("curl reads a message over IMAPS and over STARTTLS", "[integration]") {
+  Suite suite;
+  REQUIRE(suite.store().deliver({"bob@example.com"}).output.find("250") != std::string::npos);
+  const std::string ca = test::Pki::file("ca/ca.pem").string();
+  for (const auto& [url, extra] : {std::pair{"imaps://127.0.0.1:" + std::to_string(suite.imaps_port()), ""},
+                                   std::pair{"imap://127.0.0.1:" + std::to_string(suite.imap_port()), "--ssl-reqd"}}) {
+    std::vector<std::string> argv{"curl", "-sS", "--max-time", "30", "--cacert", ca, "--user",
+                                  "bob@example.com:secret-bob", url + "/INBOX;UID=1"};
+    if (*extra) argv.insert(argv.begin() + 1, extra);
+    auto r = test::run(argv, 60s);
+    INFO(url << "\n" << r.output << suite.log());
+    CHECK(r.exit_code == 0);
+    CHECK(r.output.find("Subject:") != std::string::npos);
+    CHECK(r.output.find("Delivered-To: bob@example.com") != std::string::npos);
+  }
+  // Without the password nothing is read.
+  auto refused = test::run({"curl", "-sS", "--max-time", "30", "--cacert", ca, "--user", "bob@example.com:wrong",
+                            "imaps://127.0.0.1:" + std::to_string(suite.imaps_port()) + "/INBOX;UID=1"},
+                           60s);
+  CHECK(refused.exit_code != 0);
+  CHECK(refused.output.find("Subject:") == std::string::npos);
+}
+
+TEST_CASE("a store that is down gives NO [UNAVAILABLE] at once, and the mmp stays up", "[integration]") {
+  Suite suite;
+  REQUIRE(suite.store().stop() == 0);
+  auto r = suite.imaplib("implicit", suite.imaps_port(), "alice@example.com", "secret-alice");
+  INFO(r.output << suite.log());
+  CHECK(r.exit_code != 0);
+  CHECK(r.output.find("UNAVAILABLE") != std::string::npos);
+  suite.store().start();
+  // gRPC reconnects with its back-off (the client's max_reconnect_backoff): give it that long.
+  test::CommandResult again;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    again = suite.imaplib("implicit", suite.imaps_port(), "alice@example.com", "secret-alice");
+    if (again.exit_code == 0) break;
+    std::this_thread::sleep_for(1s);
+  }
+  INFO(again.output);
+  CHECK(again.exit_code == 0);
+}
