@@ -72,7 +72,8 @@ StoreError store_error(const std::string& store, std::string_view method, const 
   e.kind = temporary(status.error_code()) ? ErrorKind::TempFail : ErrorKind::Remote;
   e.code = to_code(status.error_code());
   e.message = status.error_message();
-  e.detail = "store " + store + " " + std::string(method) + ": " + std::string(rpc::status_code_name(status.error_code()));
+  e.detail =
+      "store " + store + " " + std::string(method) + ": " + std::string(rpc::status_code_name(status.error_code()));
   if (!e.message.empty()) e.detail += ": " + e.message;
   return e;
 }
@@ -273,10 +274,11 @@ struct StoreSession::State {
     };
     rpc->unary<Req, Resp>(
         method, with_token, std::move(req), rpc->deadline(), rpc->pick_target(), failover,
-        [rpc = rpc, loop = &loop, alive = alive, store = store, method,
-         done = std::move(done)](const grpc::Status& status, Resp* resp) mutable {
-          StoreResult<Resp> result = status.ok() ? StoreResult<Resp>(std::move(*resp))
-                                                 : StoreResult<Resp>(tl::unexpected(store_error(store, method, status)));
+        [rpc = rpc, loop = &loop, alive = alive, store = store, method, done = std::move(done)](
+            const grpc::Status& status, Resp* resp) mutable {
+          StoreResult<Resp> result = status.ok()
+                                         ? StoreResult<Resp>(std::move(*resp))
+                                         : StoreResult<Resp>(tl::unexpected(store_error(store, method, status)));
           rpc->release();
           rpc->post(*loop, std::move(alive),
                     [done = std::move(done), result = std::move(result)]() mutable { done(std::move(result)); });
@@ -424,7 +426,8 @@ namespace {
 
 class AppendReactor final : public grpc::ClientWriteReactor<mspb::AppendRequest> {
  public:
-  AppendReactor(std::shared_ptr<AppendLink> link, std::string store) : link_(std::move(link)), store_(std::move(store)) {}
+  AppendReactor(std::shared_ptr<AppendLink> link, std::string store)
+      : link_(std::move(link)), store_(std::move(store)) {}
 
   rpc::ClientCore::Ticket& ticket() { return ticket_; }
 
@@ -702,73 +705,85 @@ constexpr bool kOnce = false;
 
 void StoreSession::list(mspb::ListMailboxesRequest request, StoreCallback<mspb::ListMailboxesResponse> done) {
   state_->unary(
-      "ListMailboxes", kRepeatable, [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->ListMailboxes(ctx, req, resp, std::move(cb)); },
+      "ListMailboxes", kRepeatable,
+      [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->ListMailboxes(ctx, req, resp, std::move(cb)); },
       std::move(request), std::move(done));
 }
 
 void StoreSession::create(mspb::CreateMailboxRequest request, StoreCallback<mspb::MailboxChanged> done) {
   state_->unary(
-      "CreateMailbox", kOnce, [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->CreateMailbox(ctx, req, resp, std::move(cb)); },
+      "CreateMailbox", kOnce,
+      [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->CreateMailbox(ctx, req, resp, std::move(cb)); },
       std::move(request), std::move(done));
 }
 
 void StoreSession::remove(mspb::DeleteMailboxRequest request, StoreCallback<mspb::MailboxChanged> done) {
   state_->unary(
-      "DeleteMailbox", kOnce, [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->DeleteMailbox(ctx, req, resp, std::move(cb)); },
+      "DeleteMailbox", kOnce,
+      [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->DeleteMailbox(ctx, req, resp, std::move(cb)); },
       std::move(request), std::move(done));
 }
 
 void StoreSession::rename(mspb::RenameMailboxRequest request, StoreCallback<mspb::MailboxChanged> done) {
   state_->unary(
-      "RenameMailbox", kOnce, [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->RenameMailbox(ctx, req, resp, std::move(cb)); },
+      "RenameMailbox", kOnce,
+      [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->RenameMailbox(ctx, req, resp, std::move(cb)); },
       std::move(request), std::move(done));
 }
 
 void StoreSession::subscribe(mspb::SubscribeRequest request, StoreCallback<mspb::MailboxChanged> done) {
   state_->unary(
-      "Subscribe", kRepeatable, [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->Subscribe(ctx, req, resp, std::move(cb)); },
+      "Subscribe", kRepeatable,
+      [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->Subscribe(ctx, req, resp, std::move(cb)); },
       std::move(request), std::move(done));
 }
 
 void StoreSession::status(mspb::StatusRequest request, StoreCallback<mspb::MailboxEntry> done) {
   state_->unary(
-      "Status", kRepeatable, [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->Status(ctx, req, resp, std::move(cb)); },
+      "Status", kRepeatable,
+      [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->Status(ctx, req, resp, std::move(cb)); },
       std::move(request), std::move(done));
 }
 
 void StoreSession::select(mspb::SelectRequest request, StoreCallback<mspb::SelectResponse> done) {
   state_->unary(
-      "Select", kRepeatable, [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->Select(ctx, req, resp, std::move(cb)); },
+      "Select", kRepeatable,
+      [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->Select(ctx, req, resp, std::move(cb)); },
       std::move(request), std::move(done));
 }
 
 void StoreSession::store_flags(mspb::StoreFlagsRequest request, StoreCallback<mspb::StoreFlagsResponse> done) {
   state_->unary(
-      "StoreFlags", kOnce, [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->StoreFlags(ctx, req, resp, std::move(cb)); },
+      "StoreFlags", kOnce,
+      [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->StoreFlags(ctx, req, resp, std::move(cb)); },
       std::move(request), std::move(done));
 }
 
 void StoreSession::copy(mspb::CopyRequest request, StoreCallback<mspb::CopyResponse> done) {
   state_->unary(
-      "Copy", kOnce, [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->Copy(ctx, req, resp, std::move(cb)); },
+      "Copy", kOnce,
+      [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->Copy(ctx, req, resp, std::move(cb)); },
       std::move(request), std::move(done));
 }
 
 void StoreSession::expunge(mspb::ExpungeRequest request, StoreCallback<mspb::ExpungeResponse> done) {
   state_->unary(
-      "Expunge", kOnce, [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->Expunge(ctx, req, resp, std::move(cb)); },
+      "Expunge", kOnce,
+      [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->Expunge(ctx, req, resp, std::move(cb)); },
       std::move(request), std::move(done));
 }
 
 void StoreSession::search(mspb::SearchRequest request, StoreCallback<mspb::SearchResponse> done) {
   state_->unary(
-      "Search", kRepeatable, [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->Search(ctx, req, resp, std::move(cb)); },
+      "Search", kRepeatable,
+      [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->Search(ctx, req, resp, std::move(cb)); },
       std::move(request), std::move(done));
 }
 
 void StoreSession::changes(mspb::ChangesRequest request, StoreCallback<mspb::ChangesResponse> done) {
   state_->unary(
-      "Changes", kRepeatable, [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->Changes(ctx, req, resp, std::move(cb)); },
+      "Changes", kRepeatable,
+      [](auto* stub, auto* ctx, auto* req, auto* resp, auto cb) { stub->Changes(ctx, req, resp, std::move(cb)); },
       std::move(request), std::move(done));
 }
 

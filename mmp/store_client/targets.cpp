@@ -14,7 +14,9 @@ namespace {
 using common::ErrorKind;
 using common::fail;
 
-bool hex_or(char c, std::string_view also) { return common::ascii::is_hex(c) || also.find(c) != std::string_view::npos; }
+bool hex_or(char c, std::string_view also) {
+  return common::ascii::is_hex(c) || also.find(c) != std::string_view::npos;
+}
 
 // An IPv6 literal as gRPC's resolver reads it inside brackets; the resolver itself checks the rest.
 bool ipv6_chars(std::string_view s) {
@@ -26,7 +28,8 @@ bool ipv6_chars(std::string_view s) {
 // kept because internal DNS zones use it.
 bool host_name(std::string_view s) {
   if (s.empty() || s.size() > 253 || s.front() == '-' || s.front() == '.' || s.back() == '-') return false;
-  return std::all_of(s.begin(), s.end(), [](char c) { return common::ascii::is_alnum(c) || c == '-' || c == '.' || c == '_'; });
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return common::ascii::is_alnum(c) || c == '-' || c == '.' || c == '_'; });
 }
 
 std::optional<uint16_t> port_of(std::string_view s) {
