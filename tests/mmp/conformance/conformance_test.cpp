@@ -1,6 +1,5 @@
 // conformance_test.cpp: every IMAP conformance script (imapconf.py, format in README.md) run against
 // each target: a private Dovecot 2.3 as the trusted reference today, the mmp once it listens.
-#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -59,14 +58,12 @@ struct Target {
   std::string source_address;                      // the runner's local address, when it matters
   std::map<std::string, std::string> certs;        // connect ... cert=NAME: "PEM,KEY"
   // Makes fresh accounts for one run of a script, delivers the script's messages to the first,
-  // and returns the script's variables: user, password, user2, password2, cert_user.
+  // and returns the script's variables (README.md: user, password, user2, password2, cert_user,
+  // quota_storage_kib, and for the mmp admin_user, admin_password).
   std::function<std::map<std::string, std::string>(const ScriptInfo&)> prepare;
   std::shared_ptr<void> keep;  // what must live while the target runs (the server, its files)
 };
 
-// A private Dovecot 2.3 configured as close to the mmp's defaults as it goes: TLS on 143 and 993,
-// no plaintext passwords before TLS, EXTERNAL from a client certificate's e-mail address, the
-// quota plugin, special-use mailboxes.
 // The PEM files Dovecot and the runner read, exported from the test pki once per build tree
 // (pk12util and openssl take seconds) under a lock, since ctest runs several of these processes.
 const fs::path& pem_cache() {
@@ -99,7 +96,11 @@ const fs::path& pem_cache() {
   return dir;
 }
 
+// A private Dovecot 2.3 configured as close to the mmp's defaults as it goes: TLS on the IMAP port
+// and IMAPS, no plaintext passwords before TLS, EXTERNAL from a client certificate's e-mail
+// address, the quota plugin, special-use mailboxes.
 struct DovecotPeer {
+  static constexpr int kQuotaKib = 10240;  // every user's STORAGE limit (RFC 9208 counts KiB)
   test::TempDir pem;
   std::unique_ptr<test::DovecotInstance> dovecot;
   int accounts = 0;
@@ -129,7 +130,8 @@ struct DovecotPeer {
         "service anvil {\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n}",
         "mail_plugins = $mail_plugins quota",
         "protocol imap {\n  mail_plugins = $mail_plugins imap_quota\n}",
-        "plugin {\n  quota = count:User quota\n  quota_rule = *:storage=10M:messages=1000\n  quota_vsizes = yes\n}",
+        "plugin {\n  quota = count:User quota\n  quota_rule = *:storage=" + std::to_string(kQuotaKib) +
+            "k:messages=1000\n  quota_vsizes = yes\n}",
     };
     // The store gives every user these, subscribed, with their special use (store/README.md).
     std::string boxes = "namespace inbox {\n";
@@ -155,7 +157,7 @@ struct DovecotPeer {
             {"user2", user2},
             {"password2", dovecot->password()},
             {"cert_user", "alice@example.com"},
-            {"quota_storage_kib", "10240"}};
+            {"quota_storage_kib", std::to_string(kQuotaKib)}};
   }
 };
 
