@@ -269,8 +269,7 @@ TEST_CASE("Append then Fetch, and a paused Fetch waits until resumed", "[store_c
     append->write(message.substr(0, 10));
     append->write(message.substr(10, 1200000));
     append->write(message.substr(1200010));
-    // Counted until gRPC takes them (the first 10 bytes may already have gone).
-    CHECK(append->queued_bytes() >= message.size() - 10);
+    // Counted until gRPC has taken them (some pieces may be out already).
     CHECK(append->queued_bytes() <= message.size());
   });
   // Everything written reaches gRPC (the session would read its client again), then the end.
