@@ -34,4 +34,17 @@ HashTimer real_hash_timer();
 // alone is over the target, never below the floor; then as many passes as fit the target.
 common::Result<Calibration> calibrate_argon2id(const CalibrationRequest& request, const HashTimer& timer = real_hash_timer());
 
+// [password] hash_memory: the same check at `cost` both ways on this host, each the median thread
+// CPU time of three wrong-password verifications. per_hash: libsodium maps, faults in and unmaps
+// the memory for every hash; kept: libargon2 in a KeptHashMemory the thread keeps. Which is
+// cheaper depends on the host: libsodium's code is faster (AVX2), but on a VM the page work per
+// hash can cost as much again (bench/authserv/README.md).
+struct HashMemoryChoice {
+  std::chrono::microseconds per_hash{0}, kept{0};
+  // By more than a tenth: otherwise libsodium's per-hash mapping, which holds no memory between
+  // logins.
+  bool keep() const { return kept.count() > 0 && kept * 10 < per_hash * 9; }
+};
+HashMemoryChoice compare_hash_memory(const Argon2Cost& cost);
+
 }  // namespace authserv::password

@@ -134,6 +134,10 @@ Verdict verify_argon2(std::string_view password, std::string_view value) {
   const auto mem = phc_param(value, "$m="), ops = phc_param(value, ",t=");
   if (!mem || !ops) return Verdict::Malformed;
   if (*mem > kMaxArgon2MemKiB || *ops > kMaxArgon2Ops) return Verdict::Unsupported;
+  // A hashing thread with its own memory area ([password] hash_memory = "kept") at this cost.
+  if (starts_with(value, "$argon2id$")) {
+    if (auto kept = detail::verify_argon2id_kept(password, value)) return *kept ? Verdict::Match : Verdict::Mismatch;
+  }
   const std::string str(value);  // NUL-terminated for libsodium
   if (crypto_pwhash_str_verify(str.c_str(), password.data(), password.size()) == 0)
     return Verdict::Match;

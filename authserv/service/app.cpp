@@ -101,6 +101,7 @@ class AuthservApp final : public common::daemon::DaemonApp {
     p.get_duration("cache_ttl", c.settings.password_cache_ttl, std::chrono::seconds(0), std::chrono::seconds(86400));
     p.get("cache_size", c.settings.password_cache_entries, size_t{1}, size_t{10000000});
     p.get("hash_queue_per_source", c.settings.hash_queue_per_source, size_t{0}, size_t{100000});
+    p.get_enum("hash_memory", c.settings.keep_hash_memory, {{"per_hash", false}, {"kept", true}});
 
     auto s = root.section("sasl");
     // AUTH-08 mech_list: "SCRAM-SHA-256 PLAIN ..."; empty: every mechanism this connection supports.
@@ -194,6 +195,7 @@ class AuthservApp final : public common::daemon::DaemonApp {
         .kv("argon2_ops", std::to_string(c.settings.argon2.ops))
         .kv("argon2_memory_kib", std::to_string(c.settings.argon2.mem_bytes >> 10))
         .kv("hash_threads", std::to_string(c.hash_threads)).kv("hash_queue", std::to_string(c.hash_queue))
+        .kv("hash_memory", c.settings.keep_hash_memory ? "kept" : "per_hash")
         .kv("cache_ttl_s", std::to_string(c.settings.password_cache_ttl.count()))
         .kv("cache_size", std::to_string(c.settings.password_cache_entries));
     // [dns], as every daemon reads it: for mailAllowedServiceAccess and access-domain names.

@@ -542,7 +542,8 @@ Core::Core(std::unique_ptr<directory::Backend> backend, Settings settings, commo
           common::authtoken::VerifierOptions{.binding = {.allow_unbound = settings_.allow_unbound_tokens}})),
       password_cache_(settings_.password_cache_entries, settings_.password_cache_ttl),
       shared_checks_(hash_queue),
-      hash_pool_(hash_threads, hash_queue, settings_.hash_queue_per_source),
+      hash_pool_(hash_threads, hash_queue, settings_.hash_queue_per_source,
+                 settings_.keep_hash_memory ? settings_.argon2.mem_bytes : 0),
       directory_pool_(backend_->nonblocking() ? 1 : directory_threads, directory_queue) {
   std::array<unsigned char, 24> random{};
   randombytes_buf(random.data(), random.size());

@@ -82,6 +82,9 @@ struct Settings {
   // [password] hash_queue_per_source: how many of the hash queue's places one client address (an
   // IPv6 /64) may hold; 0: an eighth of hash_queue (at least 1).
   size_t hash_queue_per_source = 0;
+  // [password] hash_memory = "kept": every hashing thread keeps one argon2 memory area of
+  // argon2.mem_bytes for its life, instead of libsodium mapping and unmapping one per hash.
+  bool keep_hash_memory = false;
   // Keys SCRAM's fake salts for unknown users (stable per name); a sub-key of the token signing
   // seed (Signer::derive_key with kFakeSaltContext), never of anything public.
   std::array<uint8_t, 32> fake_salt_key{};

@@ -2,13 +2,17 @@
 #include "authserv/service/hash_queue.hpp"
 
 #include <algorithm>
+#include <optional>
 
+#include "authserv/password/kept_memory.hpp"
+#include "common/log/log.hpp"
 #include "common/net/address.hpp"
 
 namespace authserv::service {
 
-HashQueue::HashQueue(size_t threads, size_t max_queue, size_t per_source)
-    : max_queue_(std::max<size_t>(1, max_queue)),
+HashQueue::HashQueue(size_t threads, size_t max_queue, size_t per_source, size_t kept_memory)
+    : kept_memory_(kept_memory),
+      max_queue_(std::max<size_t>(1, max_queue)),
       per_source_(per_source ? std::min(per_source, max_queue_) : std::max<size_t>(1, max_queue_ / 8)) {
   threads = std::max<size_t>(1, threads);
   threads_.reserve(threads);
@@ -59,6 +63,15 @@ size_t HashQueue::queued() const {
 }
 
 void HashQueue::run() {
+  std::optional<password::KeptHashMemory> kept;
+  if (kept_memory_ > 0) {
+    kept.emplace(kept_memory_);
+    if (!kept->ok()) {
+      common::log::warning("authserv").phase("start").event("hash_memory_unavailable")
+          .kv("bytes", std::to_string(kept_memory_))
+          .kv("effect", "this hashing thread maps argon2 memory per hash (libsodium)");
+    }
+  }
   for (;;) {
     std::function<void()> job;
     {

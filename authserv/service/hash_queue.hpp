@@ -20,8 +20,10 @@ namespace authserv::service {
 class HashQueue {
  public:
   // `max_queue` jobs wait in all; one source at most `per_source` of them (0: max_queue / 8, at
-  // least 1). Jobs run in round-robin order over the sources that have some waiting.
-  HashQueue(size_t threads, size_t max_queue, size_t per_source = 0);
+  // least 1). Jobs run in round-robin order over the sources that have some waiting. With
+  // `kept_memory` (argon2_memory in bytes), each thread keeps a password::KeptHashMemory of that
+  // size for its whole life ([password] hash_memory = "kept").
+  HashQueue(size_t threads, size_t max_queue, size_t per_source = 0, size_t kept_memory = 0);
   // Finishes running jobs; waiting ones are dropped without running.
   ~HashQueue();
   HashQueue(const HashQueue&) = delete;
@@ -41,6 +43,7 @@ class HashQueue {
  private:
   void run();
 
+  const size_t kept_memory_;
   const size_t max_queue_;
   const size_t per_source_;
   mutable std::mutex mutex_;

@@ -5,7 +5,7 @@ POSTERN_BUILD_PACKAGES=(cmake g++ ninja-build pkg-config ccache
   libuv1-dev libc-ares-dev libtomlplusplus-dev libexpected-dev
   libnss3-dev libnss3-tools
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  libsodium-dev libcrypt-dev libidn-dev liblmdb-dev libldap-dev)
+  libsodium-dev libargon2-dev libcrypt-dev libidn-dev liblmdb-dev libldap-dev)
 POSTERN_TEST_PACKAGES=(catch2 dnsmasq socat curl python3 procps iproute2
   openssl gnutls-bin sslscan libssl-dev slapd ldap-utils gsasl libgmime-3.0-dev postfix
   dovecot-core dovecot-imapd dovecot-lmtpd)

@@ -52,6 +52,8 @@ password=$(section "$text" password)
 has "argon2_ops under [password]" "$password" '^argon2_ops = [0-9]+$'
 has "argon2_memory under [password]" "$password" '^argon2_memory = "[0-9]+K"$'
 has "hash_threads under [password]" "$password" '^hash_threads = [0-9]+$'
+has "hash_memory under [password]" "$password" '^hash_memory = "(kept|per_hash)"$'
+has "both ways of hashing measured, as a comment" "$password" '^# per check: [0-9.]+ ms with the memory mapped per hash \(libsodium\), [0-9.]+ ms kept'
 has "what calibrate measured, as a comment" "$password" '^# argon2id t=[0-9]+ m=[0-9]+ KiB: [0-9.]+ ms of CPU per hash on this host \(target 20 ms\)'
 has "the template's own keys stay" "$password" '^rehash = true$'
 check "one argon2_ops in the file" [ "$(count "$text" '^argon2_ops')" = 1 ]
@@ -60,7 +62,7 @@ check "one [password] header" [ "$(count "$text" '^\[password\]$')" = 1 ]
 added=$(diff <(echo "$template") <(echo "$text") | grep -c '^>')
 removed=$(diff <(echo "$template") <(echo "$text") | grep -c '^<')
 check "only calibrate's lines added ($added added, $removed removed)" \
-  test "$removed" = 0 -a "$added" -ge 5 -a "$added" -le 8
+  test "$removed" = 0 -a "$added" -ge 7 -a "$added" -le 9
 
 # The daemon reads them: --check-config prints the effective values.
 ops=$(sed -n 's/^argon2_ops = //p' <<<"$password")
@@ -73,6 +75,8 @@ effective=$(section "$checked" password)
 has "the effective argon2_ops is calibrate's" "$effective" "^argon2_ops = $ops( |\$)"
 mem_pattern="^argon2_memory = \"?($kib""k|$((kib / 1024))M)\"?( |\$)"
 has "the effective argon2_memory is calibrate's" "$effective" "$mem_pattern"
+memory=$(sed -n 's/^hash_memory = //p' <<<"$password")
+has "the effective hash_memory is calibrate's" "$effective" "^hash_memory = $memory( |\$)"
 
 # Later runs: a config that has a cost keeps it (deploy/up calls this only for a new file, too).
 before=$(md5sum <"$conf")

@@ -62,3 +62,16 @@ TEST_CASE("bad requests are refused, the real host gives a usable cost") {
   CHECK(real->cost.mem_bytes <= tiny.max_mem_bytes);
   CHECK(hash_argon2id("x", real->cost));
 }
+
+TEST_CASE("hash_memory: both ways are measured on the real host, and kept wins only by a tenth") {
+  const Argon2Cost cost{1, size_t{4} << 20};
+  auto choice = compare_hash_memory(cost);
+  CHECK(choice.per_hash.count() > 0);
+  CHECK(choice.kept.count() > 0);  // the kept area was used (it counts its hashes)
+  HashMemoryChoice close{std::chrono::microseconds(1000), std::chrono::microseconds(950)};
+  CHECK_FALSE(close.keep());
+  HashMemoryChoice clear{std::chrono::microseconds(1000), std::chrono::microseconds(800)};
+  CHECK(clear.keep());
+  HashMemoryChoice unmeasured{std::chrono::microseconds(1000), std::chrono::microseconds(0)};
+  CHECK_FALSE(unmeasured.keep());
+}

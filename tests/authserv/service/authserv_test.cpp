@@ -1676,3 +1676,37 @@ TEST_CASE("identical logins in flight share one hash: right, wrong and unknown a
   REQUIRE(plain(*stub, "", "carol", "carols secret").has_success());
   CHECK(count_of(a.log(), "password=cached") == 1);
 }
+
+TEST_CASE("[password] hash_memory = \"kept\": the hashing threads keep their argon2 memory, logins verify as before",
+          "[integration]") {
+  Authserv a;
+  auto text = a.config_text();
+  auto at = text.find("[password]");
+  REQUIRE(at != std::string::npos);
+  text.insert(text.find('\n', at) + 1, "hash_memory = \"kept\"\nhash_threads = 2\ncache_ttl = \"0s\"\n");
+  a.write_config(text);
+  a.start();
+  auto stub = a.stub();
+  for (int i = 0; i < 3; ++i) {  // cache off: every one is a hash in a kept area
+    REQUIRE(plain(*stub, "", "alice", "correct horse").has_success());
+    auto wrong = plain(*stub, "", "alice", "correct horsf");
+    REQUIRE(wrong.has_failure());
+    CHECK(wrong.failure().kind() == pb::FAILURE_CREDENTIALS);
+  }
+  auto unknown = plain(*stub, "", "nobody", "correct horse");
+  REQUIRE(unknown.has_failure());
+  CHECK(unknown.failure().kind() == pb::FAILURE_CREDENTIALS);
+  const std::string log = a.log();
+  CHECK(log.find("event=password_hashing") != std::string::npos);
+  CHECK(log.find("hash_memory=kept") != std::string::npos);
+  CHECK(log.find("hash_memory_unavailable") == std::string::npos);
+  CHECK(count_of(log, "wrong_password") == 3);
+  CHECK(count_of(log, "password=cached") == 0);
+  // An unknown value is a config error naming the key.
+  auto bad = text;
+  bad.replace(bad.find("hash_memory = \"kept\""), 20, "hash_memory = \"warm\"");
+  auto bad_file = a.dir_write("bad.toml", bad);
+  auto r = test::run({test::binary_path("authserv/postern-authserv"), "--config", bad_file.string(), "--check-config"});
+  CHECK(r.exit_code != 0);
+  CHECK(r.output.find("hash_memory") != std::string::npos);
+}

@@ -1,6 +1,7 @@
 // hash_queue_test.cpp: the hashing queue's bound, its per-source share and its round-robin order,
 // with jobs that block until the test lets them go.
 #include "authserv/service/hash_queue.hpp"
+#include "authserv/password/kept_memory.hpp"
 
 #include <catch2/catch.hpp>
 #include <atomic>
@@ -108,4 +109,39 @@ TEST_CASE("destroying the queue drops waiting jobs and finishes the running one"
   }
   releaser.join();
   CHECK(ran == 1);
+}
+
+TEST_CASE("with kept memory each hashing thread has its own area for its life, and without it none") {
+  using authserv::password::KeptHashMemory;
+  constexpr size_t kBytes = size_t{1} << 20;
+  {
+    HashQueue q(2, 16, 0, kBytes);
+    Gate gate;
+    std::mutex m;
+    std::vector<const KeptHashMemory*> seen;
+    std::atomic<int> done{0};
+    for (int i = 0; i < 2; ++i) {  // both threads busy at once, so each reports its own area
+      REQUIRE(q.submit("192.0.2.1", [&] {
+        gate.wait();
+        std::lock_guard l(m);
+        const KeptHashMemory* kept = KeptHashMemory::current();
+        seen.push_back(kept != nullptr && kept->ok() && kept->bytes() == kBytes ? kept : nullptr);
+        ++done;
+      }) == HashQueue::Refusal::None);
+    }
+    wait_until([&] { return gate.entered == 2; });
+    gate.release();
+    wait_until([&] { return done == 2; });
+    REQUIRE(seen.size() == 2);
+    CHECK(seen[0] != nullptr);
+    CHECK(seen[1] != nullptr);
+    CHECK(seen[0] != seen[1]);
+  }
+  HashQueue plain(1, 16);
+  std::atomic<int> has_area{-1};
+  REQUIRE(plain.submit("192.0.2.1", [&] { has_area = KeptHashMemory::current() != nullptr ? 1 : 0; }) ==
+          HashQueue::Refusal::None);
+  wait_until([&] { return has_area != -1; });
+  CHECK(has_area == 0);
+  CHECK(KeptHashMemory::current() == nullptr);  // the test's own thread
 }
