@@ -1,10 +1,9 @@
 // config.cpp: reading [mmp], [imap], [authserv] and [stores] (config.hpp).
 #include "mmp/config.hpp"
 
-#include <unistd.h>
-
 #include "common/ascii.hpp"
 #include "common/authclient/config.hpp"
+#include "common/net/address.hpp"
 #include "mmp/store_client/config.hpp"
 
 namespace mmp {
@@ -12,10 +11,7 @@ namespace mmp {
 void read_config(common::config::Section root, Config& out) {
   auto m = root.section("mmp");
   m.get("host_name", out.mmp.host_name);
-  if (out.mmp.host_name.empty()) {
-    char host[256] = {};
-    out.mmp.host_name = gethostname(host, sizeof host - 1) == 0 && host[0] ? host : "localhost";
-  }
+  if (out.mmp.host_name.empty()) out.mmp.host_name = common::net::local_host_name();
   m.get("default_domain", out.mmp.default_domain);
   out.mmp.default_domain = common::ascii::lowered(out.mmp.default_domain);
   if (out.mmp.default_domain.find('@') != std::string::npos) m.error("default_domain", "a domain, without \"@\"");

@@ -1,8 +1,6 @@
 // config.cpp: reading [mta], [queue], [authserv] and the mta's [[listener]] keys (config.hpp).
 #include "mta/config.hpp"
 
-#include <unistd.h>
-
 #include "common/ascii.hpp"
 #include "common/authclient/config.hpp"
 
@@ -33,10 +31,7 @@ void read_optional(common::config::Section& s, std::string_view key, std::option
 void read_config(common::config::Section root, Config& out) {
   auto m = root.section("mta");
   m.get("host_name", out.mta.host_name);
-  if (out.mta.host_name.empty()) {
-    char host[256] = {};
-    out.mta.host_name = gethostname(host, sizeof host - 1) == 0 && host[0] ? host : "localhost";
-  }
+  if (out.mta.host_name.empty()) out.mta.host_name = common::net::local_host_name();
   m.get("local_domains", out.mta.local_domains);
   for (auto& d : out.mta.local_domains) d = common::ascii::lowered(d);
   if (out.mta.local_domains.empty()) {

@@ -10,6 +10,7 @@
 
 #include "common/authclient/authclient.hpp"
 #include "common/log/log.hpp"
+#include "common/net/address.hpp"
 #include "store/config.hpp"
 #include "store/lmtp_session.hpp"
 #include "store/admin/admin_service.hpp"
@@ -86,8 +87,7 @@ class StoreApp final : public common::daemon::DaemonApp {
     grpc_ = std::make_unique<service::MailStoreGrpc>(*store_, std::move(*verifier), std::move(service_options));
     admin_ = std::make_unique<admin::StoreAdminGrpc>(
         *store_, admin::AdminOptions{config_.mailstore.admin_clients, grpc_plaintext});
-    char host[256] = {};
-    host_name_ = gethostname(host, sizeof host - 1) == 0 && host[0] ? host : "store";
+    host_name_ = common::net::local_host_name("store");
     common::log::info("store").phase("start").event("store_open").kv("dir", config_.store.dir)
         .kv("names", [&] {
           std::string all;

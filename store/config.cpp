@@ -1,9 +1,8 @@
 // config.cpp: reading [store], [lmtp], [mailstore] and [authserv] (config.hpp).
 #include "store/config.hpp"
 
-#include <unistd.h>
-
 #include "common/authclient/config.hpp"
+#include "common/net/address.hpp"
 
 namespace store {
 
@@ -13,10 +12,7 @@ void read_config(common::config::Section root, Config& out) {
   s.get("dir", out.store.dir);
   if (out.store.dir.empty()) s.error("dir", "missing: the directory of the store's LMDB environment");
   s.get("names", out.store.names);
-  if (out.store.names.empty()) {
-    char host[256] = {};
-    if (gethostname(host, sizeof host - 1) == 0 && host[0] != '\0') out.store.names.emplace_back(host);
-  }
+  if (out.store.names.empty()) out.store.names.push_back(common::net::local_host_name());
   s.get_size("map_size", out.store.map_size, 1ull << 20, 1ull << 44);
   s.get_duration("delivery_retention", out.store.delivery_retention, std::chrono::seconds(60s),
                  std::chrono::seconds(24h * 30));

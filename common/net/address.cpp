@@ -2,6 +2,7 @@
 #include "common/net/address.hpp"
 
 #include <arpa/inet.h>
+#include <unistd.h>
 #include <netinet/in.h>
 
 #include <charconv>
@@ -219,5 +220,11 @@ bool IpNetwork::contains(const IpAddress& a) const {
 }
 
 std::string IpNetwork::to_string() const { return base.to_string() + "/" + std::to_string(prefix); }
+
+std::string local_host_name(std::string_view fallback) {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') return std::string(fallback);
+  return host;
+}
 
 }  // namespace common::net

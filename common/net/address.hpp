@@ -69,4 +69,8 @@ struct Endpoint {
   friend bool operator==(const Endpoint&, const Endpoint&) = default;
 };
 
+// This machine's name (gethostname), or `fallback` when it has none: the default of every
+// daemon's own name in greetings, logs and Received: lines.
+std::string local_host_name(std::string_view fallback = "localhost");
+
 }  // namespace common::net

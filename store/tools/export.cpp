@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "common/ascii.hpp"
+#include "common/net/address.hpp"
 #include "store/tools/maildir.hpp"
 #include "store/tools/mbox.hpp"
 
@@ -79,10 +80,9 @@ OpResult<void> make_dir(const fs::path& dir) {
 // The host part of a Maildir name, with what would break the name escaped as the Maildir
 // description says ("/" and ":" as octal), and "," too since Dovecot reads ",S=" fields after it.
 std::string maildir_host() {
-  char buf[HOST_NAME_MAX + 1] = {};
-  if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+  const std::string name = common::net::local_host_name();
   std::string out;
-  for (const char* p = buf; *p; ++p) {
+  for (const char* p = name.c_str(); *p; ++p) {
     if (*p == '/') out += "\\057";
     else if (*p == ':') out += "\\072";
     else if (*p == ',') out += "\\054";
