@@ -7,18 +7,13 @@
 #include <string_view>
 
 #include "common/result.hpp"
+#include "common/text/mutf7.hpp"
 
 namespace mmp::imap {
 
-// Strict: one spelling per name, so two clients cannot address one mailbox under two names and a
-// filter on names cannot be dodged. Refused: a byte outside printable ASCII (8-bit garbage
-// included), "&" without its "-", a character outside the modified base64 alphabet (it uses ','
-// for '/' and no '='), leftover bits that do not end a UTF-16 unit or are not zero, printable
-// ASCII encoded in base64, two base64 runs side by side (the encoder writes one), and an unpaired
-// surrogate. ErrorKind::Protocol with a reason for the log.
-common::Result<std::string> mutf7_decode(std::string_view wire);
-// UTF-8 that is not valid is refused.
-common::Result<std::string> mutf7_encode(std::string_view utf8);
+// The codec itself is common's (common/text/mutf7.hpp), shared with postern-storectl's Maildir names.
+using common::text::mutf7_decode;
+using common::text::mutf7_encode;
 
 // A mailbox name from a command, as the store names it: decoded from modified UTF-7, or in UTF-8
 // mode checked to be valid UTF-8; no NUL or other control character (RFC 9051 §5.1: names are

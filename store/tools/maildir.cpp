@@ -43,49 +43,6 @@ std::vector<std::string_view> split_lines(std::string_view text) {
   return out;
 }
 
-constexpr char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
-
-int base64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == ',') return 63;
-  return -1;
-}
-
-
-// One code point of valid UTF-8 at `i` (advanced past it); a malformed byte counts as itself.
-uint32_t next_code_point(std::string_view s, size_t& i) {
-  const auto b = static_cast<unsigned char>(s[i]);
-  size_t len = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 1;
-  if (i + len > s.size()) len = 1;
-  uint32_t cp = len == 1 ? b : len == 2 ? (b & 0x1f) : len == 3 ? (b & 0x0f) : (b & 0x07);
-  for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3f);
-  i += len;
-  return cp;
-}
-
-bool printable(uint32_t c) { return c >= 0x20 && c <= 0x7e; }
-
-void flush_run(std::string& out, const std::vector<uint16_t>& units) {
-  out.push_back('&');
-  uint32_t bits = 0;
-  int nbits = 0;
-  for (uint16_t u : units) {
-    for (int shift = 8; shift >= 0; shift -= 8) {
-      bits = (bits << 8) | ((u >> shift) & 0xff);
-      nbits += 8;
-      while (nbits >= 6) {
-        out.push_back(kBase64[(bits >> (nbits - 6)) & 0x3f]);
-        nbits -= 6;
-      }
-    }
-  }
-  if (nbits > 0) out.push_back(kBase64[(bits << (6 - nbits)) & 0x3f]);
-  out.push_back('-');
-}
-
 // Leading decimal digits, and what follows them.
 uint64_t leading_number(std::string_view& s) {
   uint64_t n = 0;
@@ -275,83 +232,6 @@ std::string format_uidlist(uint32_t uidvalidity, uint32_t next_uid, const std::v
   return out;
 }
 
-Result<std::string> mutf7_decode(std::string_view in) {
-  std::string out;
-  for (size_t i = 0; i < in.size();) {
-    const auto c = static_cast<unsigned char>(in[i]);
-    if (!printable(c)) return fail(ErrorKind::Protocol, "not modified UTF-7: a byte outside printable ASCII");
-    if (c != '&') {
-      out.push_back(static_cast<char>(c));
-      ++i;
-      continue;
-    }
-    const size_t end = in.find('-', i + 1);
-    if (end == std::string_view::npos) return fail(ErrorKind::Protocol, "not modified UTF-7: '&' run without '-'");
-    if (end == i + 1) {
-      out.push_back('&');
-      i = end + 1;
-      continue;
-    }
-    uint32_t bits = 0;
-    int nbits = 0;
-    std::vector<uint16_t> units;
-    for (size_t k = i + 1; k < end; ++k) {
-      const int v = base64_value(in[k]);
-      if (v < 0) return fail(ErrorKind::Protocol, "not modified UTF-7: bad base64 character");
-      bits = (bits << 6) | static_cast<uint32_t>(v);
-      nbits += 6;
-      if (nbits >= 16) {
-        units.push_back(static_cast<uint16_t>((bits >> (nbits - 16)) & 0xffff));
-        nbits -= 16;
-      }
-    }
-    // What is left must be padding: fewer than 6 bits, all zero.
-    if (nbits >= 6 || (bits & ((1u << nbits) - 1)) != 0) {
-      return fail(ErrorKind::Protocol, "not modified UTF-7: a run that does not end on a UTF-16 unit");
-    }
-    for (size_t k = 0; k < units.size(); ++k) {
-      uint32_t cp = units[k];
-      if (cp >= 0xd800 && cp <= 0xdbff) {
-        if (k + 1 >= units.size() || units[k + 1] < 0xdc00 || units[k + 1] > 0xdfff) {
-          return fail(ErrorKind::Protocol, "not modified UTF-7: an unpaired surrogate");
-        }
-        cp = 0x10000 + ((cp - 0xd800) << 10) + (units[++k] - 0xdc00);
-      } else if (cp >= 0xdc00 && cp <= 0xdfff) {
-        return fail(ErrorKind::Protocol, "not modified UTF-7: an unpaired surrogate");
-      } else if (printable(cp)) {
-        return fail(ErrorKind::Protocol, "not modified UTF-7: printable ASCII encoded in a run");
-      }
-      common::text::append_utf8(out, cp);
-    }
-    i = end + 1;
-  }
-  return out;
-}
-
-std::string mutf7_encode(std::string_view utf8) {
-  std::string out;
-  std::vector<uint16_t> run;
-  for (size_t i = 0; i < utf8.size();) {
-    const uint32_t cp = next_code_point(utf8, i);
-    if (printable(cp)) {
-      if (!run.empty()) {
-        flush_run(out, run);
-        run.clear();
-      }
-      out += cp == '&' ? std::string("&-") : std::string(1, static_cast<char>(cp));
-      continue;
-    }
-    if (cp >= 0x10000) {
-      run.push_back(static_cast<uint16_t>(0xd800 + ((cp - 0x10000) >> 10)));
-      run.push_back(static_cast<uint16_t>(0xdc00 + ((cp - 0x10000) & 0x3ff)));
-    } else {
-      run.push_back(static_cast<uint16_t>(cp));
-    }
-  }
-  if (!run.empty()) flush_run(out, run);
-  return out;
-}
-
 Result<std::optional<std::string>> folder_mailbox(std::string_view dir_name, std::string_view prefix) {
   if (dir_name.size() < 2 || dir_name.front() != '.' || dir_name == "..") return std::optional<std::string>{};
   std::string name(prefix);
@@ -360,7 +240,7 @@ Result<std::optional<std::string>> folder_mailbox(std::string_view dir_name, std
     const size_t dot = rest.find('.');
     const std::string_view level = rest.substr(0, dot);
     if (level.empty()) return std::optional<std::string>{};
-    auto decoded = mutf7_decode(level);
+    auto decoded = common::text::mutf7_decode(level);
     if (!decoded) {
       return fail(ErrorKind::Protocol, "folder " + std::string(dir_name.substr(0, 200)) + ": " + decoded.error().detail);
     }
@@ -382,7 +262,11 @@ Result<std::string> mailbox_folder(std::string_view mailbox) {
       return fail(ErrorKind::Protocol, "mailbox " + std::string(mailbox.substr(0, 200)) +
                                            " has a '.' in a level, which Maildir++ uses as its delimiter");
     }
-    out += "." + mutf7_encode(level);
+    auto encoded = common::text::mutf7_encode(level);
+    if (!encoded) {
+      return fail(ErrorKind::Protocol, "mailbox " + std::string(mailbox.substr(0, 200)) + ": " + encoded.error().detail);
+    }
+    out += "." + *encoded;
     if (slash == std::string_view::npos) break;
     rest.remove_prefix(slash + 1);
   }
@@ -405,7 +289,7 @@ Result<std::vector<std::string>> parse_subscriptions(std::string_view text) {
     std::string name;
     for (bool first_level = true;; first_level = false) {
       const size_t d = line.find(delimiter);
-      auto level = mutf7_decode(line.substr(0, d));
+      auto level = common::text::mutf7_decode(line.substr(0, d));
       if (!level) {
         return fail(ErrorKind::Protocol, "subscriptions line " + std::to_string(i + 1) + ": " + level.error().detail);
       }

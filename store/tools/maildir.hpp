@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "common/text/mutf7.hpp"
 
 namespace store::tools::maildir {
 
@@ -69,11 +70,9 @@ struct UidListLine {
 };
 std::string format_uidlist(uint32_t uidvalidity, uint32_t next_uid, const std::vector<UidListLine>& lines);
 
-// RFC 3501 §5.1.3 modified UTF-7 <-> UTF-8. Decoding refuses what the RFC forbids (an encoded
-// printable ASCII character, a run without its '-', bad base64 or leftover bits, an unpaired
-// surrogate, a raw byte outside printable ASCII) with ErrorKind::Protocol.
-common::Result<std::string> mutf7_decode(std::string_view in);
-std::string mutf7_encode(std::string_view utf8);  // UTF-8 assumed valid (mailbox names are checked)
+// RFC 3501 §5.1.3 modified UTF-7 <-> UTF-8: the strict codec the mmp uses too.
+using common::text::mutf7_decode;
+using common::text::mutf7_encode;
 
 // A Maildir++ folder directory (".A.B") as a mailbox name ("A/B"), each level decoded from
 // modified UTF-7; nullopt for a directory that is not a folder ("." , "..", no leading '.', an
