@@ -74,7 +74,7 @@ ImapSession::ImapSession(common::runtime::Connection& connection, ImapContext co
       context_(std::move(context)),
       config_(*context_.config),
       parser_(parser_options(config_)) {
-  parser_.set_message_limit(0);  // no APPEND before login
+  parser_.set_message_limit(0);  // no APPEND before login (refused before its bytes)
 }
 
 ImapSession::~ImapSession() = default;
@@ -102,7 +102,7 @@ void ImapSession::pump() {
     parser_.resume(events_);
     if (events_.empty()) break;
   }
-  if (waiting_) {
+  if (waiting_ || append_blocked_) {
     connection().pause_reading();
   } else if (!closing_) {
     connection().resume_reading();
@@ -113,26 +113,34 @@ void ImapSession::handle(imap::Event& event) {
   if (auto* c = std::get_if<imap::Command>(&event)) return command(*c);
   if (auto* e = std::get_if<imap::ParseError>(&event)) return parse_error(*e);
   if (auto* k = std::get_if<imap::Continue>(&event)) {
-    if (k->message) {
-      // No APPEND in this build (the capabilities do not offer it): the client sends no bytes.
+    if (k->message && appending_ && !appending_->refusal.empty()) {
+      // Refused before its bytes (RFC 9051 §4.3): the client sends no literal.
       parser_.cancel_literal();
-      write(imap::status_line(k->tag, Condition::No, "CANNOT", "APPEND is not available on this server yet"));
+      append_.reset();
+      bad(k->tag, appending_->refusal);
+      appending_.reset();
       return;
     }
     write(imap::continuation("Ready for literal data"));
     return;
   }
+  if (auto* a = std::get_if<imap::AppendStart>(&event)) return append_start(*a);
+  if (auto* d = std::get_if<imap::AppendData>(&event)) return append_data(*d);
   if (auto* r = std::get_if<imap::SaslResponse>(&event)) {
     if (!relay_) return;
     waiting_ = true;
     relay_->client_line(r->cancel ? std::string_view("*") : std::string_view(r->text));
     return;
   }
-  // AppendStart / AppendData cannot come (every APPEND literal is cancelled) and IdleEnd needs an
-  // accepted IDLE.
+  // IdleEnd needs an accepted IDLE, and IDLE is not offered yet.
 }
 
 void ImapSession::parse_error(const imap::ParseError& e) {
+  if (appending_) {
+    // An APPEND refused after (part of) its message: cancelling the stream commits nothing.
+    append_.reset();
+    appending_.reset();
+  }
   write(imap::parse_error_line(e));
   common::log::info(kComponent).session(connection().info().id).event("parse_error").client_text("reason", e.text);
   if (e.fatal) {
@@ -236,6 +244,7 @@ void ImapSession::command(imap::Command& c) {
       write("* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
       write(imap::status_line(c.tag, Condition::Ok, "", "NAMESPACE completed"));
       return;
+    case Verb::Append: return authed ? append_command(c) : wrong_state();
     case Verb::GetQuota:
     case Verb::GetQuotaRoot: return authed ? quota(c) : wrong_state();
     case Verb::Close:
@@ -994,6 +1003,87 @@ void ImapSession::poll(const std::string& tag, std::string_view verb) {
   });
 }
 
+void ImapSession::append_start(const imap::AppendStart& start) {
+  appending_ = std::make_unique<AppendState>();
+  appending_->tag = start.tag;
+  auto name = imap::mailbox_from_wire(start.mailbox, false);
+  if (!name) {
+    appending_->refusal = "That mailbox name is not valid modified UTF-7";
+    return;
+  }
+  for (const auto& f : start.message.flags) {
+    // RFC 9051 §2.3.2: \Recent is the server's to set.
+    if (common::ascii::iequals(f, "\\Recent")) {
+      appending_->refusal = "\\Recent cannot be set by APPEND";
+      return;
+    }
+  }
+  pb::AppendRequest::Start request;
+  request.set_mailbox(*name);
+  for (const auto& f : start.message.flags) request.add_flags(f);
+  if (start.message.internal_date) request.set_internal_date(*start.message.internal_date);
+  request.set_size(start.message.size);
+  append_ = store_->append(std::move(request), [this](store_client::StoreResult<pb::AppendResponse> r) {
+    if (!appending_) return;
+    appending_->answered = true;
+    appending_->result = std::move(r);
+    append_blocked_ = false;
+    if (appending_->command_seen) {
+      write(append_answer());
+      waiting_ = false;
+      pump();
+    }
+    // Else the store answered early (over quota, no such mailbox): the rest of the message is read
+    // and dropped, and the answer waits for the APPEND command.
+  });
+  append_->on_drained([this] {
+    if (!append_blocked_) return;
+    append_blocked_ = false;
+    pump();
+  });
+}
+
+void ImapSession::append_data(imap::AppendData& data) {
+  if (!appending_ || !append_ || appending_->answered || !appending_->refusal.empty()) return;
+  append_->write(std::move(data.bytes));
+  // A client faster than the store must not make us hold its whole message: stop reading it.
+  constexpr size_t kMaxQueued = 1 << 20;
+  if (append_->queued_bytes() > kMaxQueued) append_blocked_ = true;
+}
+
+void ImapSession::append_command(const imap::Command& c) {
+  if (!appending_) {
+    // Every message was refused on the way (the parser answered), or the command has none.
+    return write(imap::status_line(c.tag, Condition::Ok, "", "APPEND completed"));
+  }
+  appending_->command_seen = true;
+  if (!appending_->refusal.empty()) {
+    append_.reset();
+    bad(c.tag, appending_->refusal);
+    appending_.reset();
+    return;
+  }
+  if (appending_->answered) return write(append_answer());  // the store refused it early
+  wait();
+  append_->finish();  // the message is whole: now the store commits it, and only then answers
+}
+
+std::string ImapSession::append_answer() {
+  auto state = std::move(appending_);
+  append_.reset();
+  const auto& r = state->result;
+  if (!r) {
+    if (r.error().kind != common::ErrorKind::TempFail && r.error().code == StoreCode::NotFound) {
+      return imap::status_line(state->tag, Condition::No, "TRYCREATE", "No such mailbox");
+    }
+    return imap::status_line(state->tag, Condition::No, code_for(r.error()), text_for(r.error()));
+  }
+  // RFC 4315 §3: APPENDUID; the store has committed the message to disk before answering.
+  return imap::status_line(state->tag, Condition::Ok,
+                           "APPENDUID " + std::to_string(r->uidvalidity()) + " " + std::to_string(r->uid()),
+                           "APPEND completed");
+}
+
 void ImapSession::close_mailbox(const imap::Command& c) {
   const bool expunge = c.verb == imap::Verb::Close && !selected_->read_only;
   auto box = std::move(selected_);
@@ -1034,6 +1124,7 @@ void ImapSession::on_drain() {
 void ImapSession::on_closed(common::runtime::CloseReason) {
   closing_ = true;
   fetch_.reset();
+  append_.reset();  // a message cut short is never committed
   relay_.reset();
 }
 

@@ -94,6 +94,12 @@ class ImapSession final : public common::runtime::StartTlsSession {
   void expunged(const google::protobuf::RepeatedPtrField<postern::mailstore::v1::UidRange>& uids);
   void fetch_reply(postern::mailstore::v1::FetchResponse&& reply, const imap::FetchArgs& args);
   void close_mailbox(const imap::Command& c);
+  // APPEND: the store's stream opens at AppendStart, takes the AppendData pieces, and commits only
+  // once the APPEND command itself has been parsed whole (finish()); a ParseError drops it.
+  void append_start(const imap::AppendStart& start);
+  void append_data(imap::AppendData& data);
+  void append_command(const imap::Command& c);
+  std::string append_answer();  // the APPEND's tagged reply, from the store's answer
   void logout(const imap::Command& c);
   std::vector<postern::mailstore::v1::UidRange> uid_ranges(const imap::SequenceSet& set, bool uid) const;
   uint32_t sequence_of(uint32_t uid) const;  // 0: not in the mailbox as this session knows it
@@ -115,6 +121,17 @@ class ImapSession final : public common::runtime::StartTlsSession {
   std::unique_ptr<Selected> selected_;
   std::unique_ptr<store_client::FetchCall> fetch_;
   // FETCH in progress: the message being written and its open literal.
+  std::unique_ptr<store_client::AppendCall> append_;
+  struct AppendState {
+    std::string tag;
+    bool command_seen = false;  // the APPEND command is parsed: the message is whole
+    bool answered = false;      // the store's reply (or our refusal) is in `result`
+    std::string refusal;        // set: refused before the store saw it (BAD text)
+    store_client::StoreResult<postern::mailstore::v1::AppendResponse> result{
+        tl::unexpected(store_client::StoreError{})};
+  };
+  std::unique_ptr<AppendState> appending_;
+  bool append_blocked_ = false;  // reading paused until the store has taken what is queued
   uint32_t fetch_uid_ = 0;
   bool fetch_open_ = false;
   bool fetch_empty_ = true;  // nothing written yet inside its parentheses

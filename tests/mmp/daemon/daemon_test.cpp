@@ -165,6 +165,13 @@ TEST_CASE("python imaplib works on mailboxes: flags, search, copy, move, expunge
   CHECK(has("delete OK"));
   CHECK(has("list-after OK"));
   CHECK(r.output.find("Projects", r.output.find("list-after")) == std::string::npos);
+  // APPEND: committed before the OK (APPENDUID), TRYCREATE for a missing mailbox, and over the
+  // 10K quota refused while the client still sends (the rest is read and dropped, the session goes on).
+  CHECK(has("append OK [b'[APPENDUID "));
+  CHECK(has("append-missing NO [b'[TRYCREATE]"));
+  CHECK(has("append-big NO [b'[OVERQUOTA]"));
+  CHECK(has("select-after OK [b'3']"));
+  CHECK(has(R"(FLAGS (\\Flagged) BODY[HEADER.FIELDS (SUBJECT)] {21}', b'Subject: appended)"));
   CHECK(has("done"));
 }
 

@@ -73,6 +73,11 @@ def main():
     step("close", m.close())
     step("delete", m.delete("Projects"))
     step("list-after", m.list())
+    step("append", m.append("INBOX", "(\\Flagged)", None, b"Subject: appended\r\n\r\nhi\r\n"))
+    step("append-missing", m.append("Nowhere", None, None, b"Subject: lost\r\n\r\nhi\r\n"))
+    step("append-big", m.append("INBOX", None, None, b"Subject: big\r\n\r\n" + b"x" * 300000 + b"\r\n"))
+    step("select-after", m.select("INBOX"))
+    step("fetch-appended", m.fetch("*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])"))
     m.logout()
     print("done")
 
