@@ -1,7 +1,8 @@
 // imap_session.hpp: one IMAP client connection (RFC 9051 with the RFC 3501 forms): the pure parser
 // (mmp/imap) reads the client, authserv logs the user in (common/authclient's SASL relay), and the
 // user's store serves the mailbox (mmp/store_client). Sequence numbers are kept here; the store
-// speaks UIDs only.
+// speaks UIDs only. The commands are in imap_session.cpp (state, login), imap_mailboxes.cpp,
+// imap_messages.cpp and imap_append.cpp.
 #pragma once
 
 #include <cstdint>
@@ -62,6 +63,7 @@ class ImapSession final : public common::runtime::StartTlsSession {
   void parse_error(const imap::ParseError& e);
   // The command waiting for async work is answered: the next one may run.
   void done(std::string_view tag, imap::Condition condition, std::string_view code, std::string_view text);
+  void store_failed(std::string_view tag, const store_client::StoreError& e);  // done() with NO [code]
   void wait();
   void write(std::string_view bytes);
   void bad(std::string_view tag, std::string_view text);

@@ -1,0 +1,262 @@
+// imap_mailboxes.cpp: the ImapSession commands that name mailboxes: SELECT/EXAMINE, LIST/LSUB,
+// STATUS, CREATE/DELETE/RENAME/(UN)SUBSCRIBE, the QUOTA commands, CLOSE and UNSELECT.
+#include "mmp/imap_session.hpp"
+
+#include <algorithm>
+
+#include "common/ascii.hpp"
+#include "mmp/imap/encode.hpp"
+#include "mmp/imap/mutf7.hpp"
+#include "mmp/imap_replies.hpp"
+
+namespace mmp {
+namespace pb = postern::mailstore::v1;
+using imap::Condition;
+using store_client::StoreCode;
+
+std::string ImapSession::mailbox_name(std::string_view wire, std::string_view tag, bool& ok) {
+  auto name = imap::mailbox_from_wire(wire, false);
+  ok = static_cast<bool>(name);
+  if (!ok) {
+    write(imap::status_line(tag, Condition::Bad, "", "That mailbox name is not valid modified UTF-7"));
+    count_error();
+    return {};
+  }
+  return *name;
+}
+
+void ImapSession::select(const imap::Command& c) {
+  const auto& a = std::get<imap::SelectArgs>(c.args);
+  bool ok = false;
+  std::string name = mailbox_name(a.mailbox, c.tag, ok);
+  if (!ok) return;
+  if (selected_) {
+    // RFC 9051 §6.3.2: selecting closes the mailbox selected before, without expunging.
+    selected_.reset();
+    state_ = State::Authenticated;
+    write(imap::status_line("*", Condition::Ok, "CLOSED", "Previous mailbox is now closed"));
+  }
+  const bool read_only = c.verb == imap::Verb::Examine;
+  pb::SelectRequest request;
+  request.set_name(name);
+  wait();
+  store_->select(std::move(request), [this, tag = c.tag, read_only](store_client::StoreResult<pb::SelectResponse> r) {
+    if (!r) return store_failed(tag, r.error());
+    auto box = std::make_unique<Selected>();
+    box->ref = r->mailbox();
+    box->name = r->name();
+    box->read_only = read_only;
+    box->highest_modseq = r->status().highest_modseq();
+    for (const auto& range : r->uids()) {
+      for (uint64_t u = range.first(); u <= range.last(); ++u) box->uids.push_back(static_cast<uint32_t>(u));
+    }
+    std::vector<std::string> flags(r->flags().begin(), r->flags().end());
+    std::string out = "* FLAGS ";
+    imap::append_flag_list(out, flags);
+    out += "\r\n";
+    std::string permanent = "PERMANENTFLAGS ";
+    std::vector<std::string> allowed;
+    if (!read_only) {
+      allowed = flags;
+      if (r->keywords_allowed()) allowed.push_back("\\*");
+    }
+    imap::append_flag_list(permanent, allowed);
+    out += imap::status_line("*", Condition::Ok, permanent, read_only ? "No permanent flags" : "Flags permitted");
+    out += "* " + std::to_string(box->uids.size()) + " EXISTS\r\n";
+    out += "* 0 RECENT\r\n";  // IMAP4rev1 clients expect it; nothing is \Recent here
+    if (r->first_unseen_uid() != 0) {
+      const auto it = std::lower_bound(box->uids.begin(), box->uids.end(), r->first_unseen_uid());
+      if (it != box->uids.end() && *it == r->first_unseen_uid()) {
+        out += imap::status_line("*", Condition::Ok, "UNSEEN " + std::to_string(it - box->uids.begin() + 1),
+                                 "First unseen message");
+      }
+    }
+    out += imap::status_line("*", Condition::Ok, "UIDVALIDITY " + std::to_string(r->status().uidvalidity()), "UIDs valid");
+    out += imap::status_line("*", Condition::Ok, "UIDNEXT " + std::to_string(r->status().uidnext()), "Predicted next UID");
+    write(out);
+    selected_ = std::move(box);
+    state_ = State::Selected;
+    done(tag, Condition::Ok, read_only ? "READ-ONLY" : "READ-WRITE",
+         std::string(read_only ? "EXAMINE" : "SELECT") + " completed");
+  });
+}
+
+void ImapSession::list(const imap::Command& c) {
+  const auto& a = std::get<imap::ListArgs>(c.args);
+  const bool lsub = c.verb == imap::Verb::Lsub;
+  const std::string word = lsub ? "LSUB" : "LIST";
+  if (a.patterns.size() == 1 && a.patterns[0].empty() && !a.extended) {
+    // RFC 9051 §6.3.9: an empty pattern asks for the hierarchy delimiter and the root.
+    write("* " + word + " (\\Noselect) \"/\" \"\"\r\n");
+    write(imap::status_line(c.tag, Condition::Ok, "", word + " completed"));
+    return;
+  }
+  pb::ListMailboxesRequest request;
+  for (const auto& p : a.patterns) {
+    auto name = imap::mailbox_from_wire(a.reference + p, false);
+    if (!name) return bad(c.tag, "That mailbox pattern is not valid modified UTF-7");
+    request.add_patterns(*name);
+  }
+  request.set_subscribed_only(a.select_subscribed || lsub);
+  wait();
+  const bool say_subscribed = !lsub && (a.return_subscribed || a.select_subscribed);  // RFC 5258 §3.4
+  store_->list(std::move(request), [this, tag = c.tag, say_subscribed, word](
+                                       store_client::StoreResult<pb::ListMailboxesResponse> r) {
+    if (!r) return store_failed(tag, r.error());
+    std::string out;
+    for (const auto& m : r->mailboxes()) {
+      std::vector<std::string> attrs;
+      if (!m.exists()) attrs.push_back(word == "LSUB" ? "\\Noselect" : "\\NonExistent");
+      attrs.push_back(m.has_children() ? "\\HasChildren" : "\\HasNoChildren");
+      if (say_subscribed && m.subscribed()) attrs.push_back("\\Subscribed");
+      for (const auto& s : m.special_use()) attrs.push_back(s);
+      out += "* " + word + " ";
+      imap::append_flag_list(out, attrs);
+      out += " \"/\" ";
+      imap::append_mailbox(out, m.name(), false);
+      out += "\r\n";
+    }
+    write(out);
+    done(tag, Condition::Ok, "", word + " completed");
+  });
+}
+
+void ImapSession::status(const imap::Command& c) {
+  const auto& a = std::get<imap::StatusArgs>(c.args);
+  bool ok = false;
+  std::string name = mailbox_name(a.mailbox, c.tag, ok);
+  if (!ok) return;
+  pb::StatusRequest request;
+  request.set_name(name);
+  request.set_deleted(std::find(a.items.begin(), a.items.end(), imap::StatusItem::Deleted) != a.items.end());
+  wait();
+  store_->status(std::move(request), [this, tag = c.tag, items = a.items, wire = a.mailbox](
+                                         store_client::StoreResult<pb::MailboxEntry> r) {
+    if (!r) return store_failed(tag, r.error());
+    const auto& s = r->status();
+    std::string out = "* STATUS ";
+    imap::append_mailbox(out, r->name(), false);
+    out += " (";
+    bool first = true;
+    for (auto item : items) {
+      uint64_t value = 0;
+      switch (item) {
+        case imap::StatusItem::Messages: value = s.messages(); break;
+        case imap::StatusItem::Recent: value = 0; break;
+        case imap::StatusItem::UidNext: value = s.uidnext(); break;
+        case imap::StatusItem::UidValidity: value = s.uidvalidity(); break;
+        case imap::StatusItem::Unseen: value = s.unseen(); break;
+        case imap::StatusItem::Deleted: value = s.deleted(); break;
+        case imap::StatusItem::Size: value = s.size(); break;
+        case imap::StatusItem::HighestModSeq: value = s.highest_modseq(); break;
+        case imap::StatusItem::AppendLimit: value = config_.imap.limits.max_message; break;
+      }
+      if (!first) out += ' ';
+      first = false;
+      out += std::string(imap::status_item_name(item)) + " " + std::to_string(value);
+    }
+    out += ")\r\n";
+    write(out);
+    done(tag, Condition::Ok, "", "STATUS completed");
+  });
+}
+
+void ImapSession::manage(const imap::Command& c) {
+  using imap::Verb;
+  const std::string word(imap::verb_name(c.verb));
+  auto finish = [this, tag = c.tag, word](store_client::StoreResult<pb::MailboxChanged> r) {
+    if (!r) return store_failed(tag, r.error());
+    done(tag, Condition::Ok, "", word + " completed");
+  };
+  bool ok = false;
+  if (c.verb == Verb::Rename) {
+    const auto& a = std::get<imap::RenameArgs>(c.args);
+    pb::RenameMailboxRequest request;
+    request.set_from(mailbox_name(a.from, c.tag, ok));
+    if (!ok) return;
+    request.set_to(mailbox_name(a.to, c.tag, ok));
+    if (!ok) return;
+    wait();
+    return store_->rename(std::move(request), std::move(finish));
+  }
+  if (c.verb == Verb::Create) {
+    const auto& a = std::get<imap::CreateArgs>(c.args);
+    pb::CreateMailboxRequest request;
+    std::string name = mailbox_name(a.mailbox, c.tag, ok);
+    if (!ok) return;
+    // RFC 9051 §6.3.4: a trailing hierarchy delimiter only says a child may follow.
+    while (name.size() > 1 && name.back() == '/') name.pop_back();
+    request.set_name(name);
+    for (const auto& u : a.special_use) request.add_special_use(u);
+    wait();
+    return store_->create(std::move(request), std::move(finish));
+  }
+  const auto& a = std::get<imap::MailboxArgs>(c.args);
+  std::string name = mailbox_name(a.mailbox, c.tag, ok);
+  if (!ok) return;
+  wait();
+  if (c.verb == Verb::Delete) {
+    if (selected_ && selected_->name == name) {
+      selected_.reset();
+      state_ = State::Authenticated;
+    }
+    pb::DeleteMailboxRequest request;
+    request.set_name(name);
+    return store_->remove(std::move(request), std::move(finish));
+  }
+  pb::SubscribeRequest request;
+  request.set_name(name);
+  request.set_subscribe(c.verb == Verb::Subscribe);
+  store_->subscribe(std::move(request), std::move(finish));
+}
+
+void ImapSession::quota(const imap::Command& c) {
+  const bool root = c.verb == imap::Verb::GetQuotaRoot;
+  if (!root && !std::get<imap::QuotaRootArgs>(c.args).root.empty()) {
+    // RFC 9208 §4.2: the one quota root is "" (the user's whole mail).
+    write(imap::status_line(c.tag, Condition::No, "NONEXISTENT", "No such quota root"));
+    return;
+  }
+  std::string mailbox = root ? std::get<imap::MailboxArgs>(c.args).mailbox : std::string();
+  wait();
+  store_->quota([this, tag = c.tag, root, mailbox](store_client::StoreResult<pb::QuotaResponse> r) {
+    if (!r) return store_failed(tag, r.error());
+    std::string out;
+    if (root) {
+      out += "* QUOTAROOT ";
+      imap::append_astring(out, mailbox, false);
+      out += " \"\"\r\n";
+    }
+    std::string limits;
+    if (r->bytes_limit() != 0) {
+      // STORAGE is in units of 1024 octets (RFC 9208 §5.1).
+      limits += "STORAGE " + std::to_string((r->bytes_used() + 1023) / 1024) + " " +
+                std::to_string(r->bytes_limit() / 1024);
+    }
+    if (r->messages_limit() != 0) {
+      if (!limits.empty()) limits += ' ';
+      limits += "MESSAGE " + std::to_string(r->messages_used()) + " " + std::to_string(r->messages_limit());
+    }
+    out += "* QUOTA \"\" (" + limits + ")\r\n";
+    write(out);
+    done(tag, Condition::Ok, "", root ? "GETQUOTAROOT completed" : "GETQUOTA completed");
+  });
+}
+
+void ImapSession::close_mailbox(const imap::Command& c) {
+  const bool expunge = c.verb == imap::Verb::Close && !selected_->read_only;
+  auto box = std::move(selected_);
+  state_ = State::Authenticated;
+  const std::string word(imap::verb_name(c.verb));
+  if (!expunge) return write(imap::status_line(c.tag, Condition::Ok, "", word + " completed"));
+  // RFC 9051 §6.4.1: CLOSE expunges the \Deleted messages, silently.
+  pb::ExpungeRequest request;
+  *request.mutable_mailbox() = box->ref;
+  wait();
+  store_->expunge(std::move(request), [this, tag = c.tag, word](store_client::StoreResult<pb::ExpungeResponse> r) {
+    if (!r) return store_failed(tag, r.error());
+    done(tag, Condition::Ok, "", word + " completed");
+  });
+}
+
+}  // namespace mmp

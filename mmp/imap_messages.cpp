@@ -1,0 +1,435 @@
+// imap_messages.cpp: the ImapSession commands on the selected mailbox's messages (FETCH, STORE,
+// SEARCH, COPY/MOVE, EXPUNGE, NOOP/CHECK), and the mapping between sequence numbers and UIDs.
+#include "mmp/imap_session.hpp"
+
+#include <algorithm>
+
+#include "common/ascii.hpp"
+#include "mmp/imap/encode.hpp"
+#include "mmp/imap/mutf7.hpp"
+#include "mmp/imap_replies.hpp"
+
+namespace mmp {
+namespace pb = postern::mailstore::v1;
+using imap::Condition;
+using store_client::StoreCode;
+
+namespace {
+
+pb::Section section_for(const imap::BodySection& s) {
+  pb::Section out;
+  for (uint32_t p : s.section.part) out.add_part(p);
+  out.set_text(static_cast<pb::Section::Text>(s.section.text));
+  for (const auto& f : s.section.fields) out.add_fields(f);
+  using Item = imap::BodySection::Item;
+  out.set_binary(s.item == Item::Binary || s.item == Item::BinarySize);
+  out.set_size_only(s.item == Item::BinarySize);
+  if (s.partial) {
+    out.set_partial(true);
+    out.set_offset(s.partial->offset);
+    out.set_length(s.partial->length);
+  }
+  return out;
+}
+
+}  // namespace
+
+uint32_t ImapSession::sequence_of(uint32_t uid) const {
+  const auto& uids = selected_->uids;
+  const auto it = std::lower_bound(uids.begin(), uids.end(), uid);
+  return it != uids.end() && *it == uid ? static_cast<uint32_t>(it - uids.begin() + 1) : 0;
+}
+
+std::vector<pb::UidRange> ImapSession::uid_ranges(const imap::SequenceSet& set, bool uid) const {
+  const auto& uids = selected_->uids;
+  std::vector<pb::UidRange> out;
+  if (uids.empty()) return out;
+  if (uid) {
+    for (const auto& r : imap::resolve(set, uids.back())) {
+      pb::UidRange u;
+      u.set_first(r.first);
+      u.set_last(r.last);
+      out.push_back(u);
+    }
+    return out;
+  }
+  // Sequence numbers name positions in this session's view: each run of them becomes UID runs.
+  for (const auto& r : imap::resolve(set, static_cast<uint32_t>(uids.size()))) {
+    for (uint64_t n = r.first; n <= r.last && n <= uids.size(); ++n) {
+      const uint32_t u = uids[n - 1];
+      if (!out.empty() && out.back().last() + 1 == u) {
+        out.back().set_last(u);
+      } else {
+        pb::UidRange range;
+        range.set_first(u);
+        range.set_last(u);
+        out.push_back(range);
+      }
+    }
+  }
+  return out;
+}
+
+void ImapSession::fetch(const imap::Command& c) {
+  const auto& a = std::get<imap::FetchArgs>(c.args);
+  if (a.set.saved) {
+    write(imap::status_line(c.tag, Condition::Bad, "", "There is no saved search result"));
+    return count_error();
+  }
+  pb::FetchRequest request;
+  *request.mutable_mailbox() = selected_->ref;
+  for (auto& r : uid_ranges(a.set, c.uid)) *request.add_uids() = std::move(r);
+  if (request.uids().empty()) {
+    write(imap::status_line(c.tag, Condition::Ok, "", "FETCH completed"));
+    return;
+  }
+  bool sets_seen = false;
+  for (const auto& s : a.sections) sets_seen = sets_seen || !s.peek;
+  sets_seen = sets_seen && !selected_->read_only;
+  request.set_flags(a.flags || sets_seen);
+  request.set_internal_date(a.internal_date);
+  request.set_size(a.size);
+  request.set_envelope(a.envelope);
+  request.set_bodystructure(a.bodystructure);
+  request.set_body(a.body);
+  request.set_modseq(a.modseq);
+  for (const auto& s : a.sections) *request.add_sections() = section_for(s);
+  const auto uids = request.uids();
+  auto args = std::make_shared<imap::FetchArgs>(a);
+  if (c.uid) args->uid = true;
+  if (sets_seen) args->flags = true;
+  wait();
+  auto run = [this, tag = c.tag, args, request = std::move(request)]() mutable {
+    fetch_uid_ = 0;
+    fetch_open_ = false;
+    fetch_ = store_->fetch(
+        std::move(request), [this, args](pb::FetchResponse&& reply) { fetch_reply(std::move(reply), *args); },
+        [this, tag](store_client::StoreResult<void> r) {
+          if (fetch_open_) write(")\r\n");
+          fetch_open_ = false;
+          fetch_.reset();
+          if (!r) return store_failed(tag, r.error());
+          done(tag, Condition::Ok, "", "FETCH completed");
+        });
+  };
+  if (!sets_seen) return run();
+  // RFC 9051 §6.4.5: BODY[] without .PEEK sets \Seen; set first, so the FLAGS answered include it.
+  pb::StoreFlagsRequest seen;
+  *seen.mutable_mailbox() = selected_->ref;
+  *seen.mutable_uids() = uids;
+  seen.set_mode(pb::StoreFlagsRequest::ADD);
+  seen.add_flags("\\Seen");
+  store_->store_flags(std::move(seen), [this, tag = c.tag, run = std::move(run)](
+                                           store_client::StoreResult<pb::StoreFlagsResponse> r) mutable {
+    if (!r) return store_failed(tag, r.error());
+    run();
+  });
+}
+
+void ImapSession::fetch_reply(pb::FetchResponse&& reply, const imap::FetchArgs& args) {
+  std::string out;
+  if (reply.uid() != fetch_uid_ || !fetch_open_) {
+    if (fetch_open_) out += ")\r\n";
+    fetch_open_ = false;
+    fetch_uid_ = reply.uid();
+    const uint32_t seq = sequence_of(reply.uid());
+    if (seq == 0) return write(out);  // arrived after this session's view: told at the next NOOP
+    out += "* " + std::to_string(seq) + " FETCH (";
+    fetch_open_ = true;
+    fetch_empty_ = true;
+    auto item = [&](std::string_view text) {
+      if (!fetch_empty_) out += ' ';
+      fetch_empty_ = false;
+      out += text;
+    };
+    if (args.uid) item("UID " + std::to_string(reply.uid()));
+    if (args.flags) {
+      item("FLAGS ");
+      std::vector<std::string> flags(reply.flags().flags().begin(), reply.flags().flags().end());
+      imap::append_flag_list(out, flags);
+    }
+    if (args.internal_date) {
+      item("INTERNALDATE ");
+      imap::append_date_time(out, reply.internal_date());
+    }
+    if (args.size) item("RFC822.SIZE " + std::to_string(reply.size()));
+    if (args.envelope) item("ENVELOPE " + reply.envelope());
+    if (args.bodystructure) item("BODYSTRUCTURE " + reply.bodystructure());
+    if (args.body) item("BODY " + reply.body());
+    if (args.modseq) item("MODSEQ (" + std::to_string(reply.modseq()) + ")");
+  }
+  if (!fetch_open_) return write(out);
+  using Item = imap::BodySection::Item;
+  for (const auto& piece : reply.sections()) {
+    if (piece.index() >= static_cast<uint32_t>(args.sections.size())) continue;
+    const auto& asked = args.sections[piece.index()];
+    if (piece.offset() == 0) {
+      if (!fetch_empty_) out += ' ';
+      fetch_empty_ = false;
+      imap::append_section_name(out, asked, false);
+      out += ' ';
+      if (asked.item == Item::BinarySize) {
+        out += std::to_string(piece.total());
+        continue;
+      }
+      if (piece.missing()) {
+        out += asked.item == Item::Binary ? "NIL" : "\"\"";
+        continue;
+      }
+      out += asked.item == Item::Binary ? "~{" : "{";
+      out += std::to_string(piece.total()) + "}\r\n";
+    }
+    out += piece.data();
+  }
+  write(out);
+  if (connection().write_blocked() && fetch_) fetch_->pause();
+}
+
+void ImapSession::on_writable() {
+  if (fetch_) fetch_->resume();
+}
+
+void ImapSession::store(const imap::Command& c) {
+  const auto& a = std::get<imap::StoreArgs>(c.args);
+  if (selected_->read_only) {
+    write(imap::status_line(c.tag, Condition::No, "READ-ONLY", "The mailbox was opened with EXAMINE"));
+    return;
+  }
+  for (const auto& f : a.flags) {
+    // RFC 9051 §2.3.2: \Recent is the server's; no client may set or clear it.
+    if (common::ascii::iequals(f, "\\Recent")) return bad(c.tag, "\\Recent cannot be stored");
+  }
+  if (a.set.saved) return bad(c.tag, "There is no saved search result");
+  pb::StoreFlagsRequest request;
+  *request.mutable_mailbox() = selected_->ref;
+  for (auto& r : uid_ranges(a.set, c.uid)) *request.add_uids() = std::move(r);
+  if (request.uids().empty()) return write(imap::status_line(c.tag, Condition::Ok, "", "STORE completed"));
+  request.set_mode(static_cast<pb::StoreFlagsRequest::Mode>(a.mode));
+  for (const auto& f : a.flags) request.add_flags(f);
+  if (a.unchanged_since) request.set_unchanged_since(*a.unchanged_since);
+  wait();
+  store_->store_flags(std::move(request), [this, tag = c.tag, uid = c.uid, silent = a.silent](
+                                              store_client::StoreResult<pb::StoreFlagsResponse> r) {
+    if (!r) return store_failed(tag, r.error());
+    std::string out;
+    for (const auto& u : r->updated()) {
+      const uint32_t seq = sequence_of(u.uid());
+      if (seq == 0 || silent) continue;
+      out += "* " + std::to_string(seq) + " FETCH (";
+      if (uid) out += "UID " + std::to_string(u.uid()) + " ";
+      out += "FLAGS ";
+      std::vector<std::string> flags(u.flags().begin(), u.flags().end());
+      imap::append_flag_list(out, flags);
+      out += ")\r\n";
+    }
+    write(out);
+    if (!r->modified().empty()) {
+      // RFC 7162 §3.1.3: the messages whose MODSEQ was past UNCHANGEDSINCE were left alone.
+      std::vector<imap::SeqRange> modified;
+      for (const auto& m : r->modified()) modified.push_back({m.first(), m.last()});
+      std::string code = "MODIFIED ";
+      imap::append_sequence_set(code, modified);
+      return done(tag, Condition::Ok, code, "Conditional STORE failed for some messages");
+    }
+    done(tag, Condition::Ok, "", "STORE completed");
+  });
+}
+
+void ImapSession::expunged(const google::protobuf::RepeatedPtrField<pb::UidRange>& ranges) {
+  std::vector<uint32_t> gone;
+  for (const auto& r : ranges) {
+    auto& uids = selected_->uids;
+    auto from = std::lower_bound(uids.begin(), uids.end(), r.first());
+    for (auto it = from; it != uids.end() && *it <= r.last(); ++it) gone.push_back(*it);
+  }
+  std::sort(gone.begin(), gone.end());
+  std::string out;
+  for (auto it = gone.rbegin(); it != gone.rend(); ++it) {
+    const uint32_t seq = sequence_of(*it);
+    if (seq == 0) continue;
+    out += "* " + std::to_string(seq) + " EXPUNGE\r\n";
+    selected_->uids.erase(selected_->uids.begin() + (seq - 1));
+  }
+  write(out);
+}
+
+void ImapSession::expunge(const imap::Command& c) {
+  const auto& a = std::get<imap::ExpungeArgs>(c.args);
+  if (selected_->read_only) {
+    write(imap::status_line(c.tag, Condition::No, "READ-ONLY", "The mailbox was opened with EXAMINE"));
+    return;
+  }
+  pb::ExpungeRequest request;
+  *request.mutable_mailbox() = selected_->ref;
+  if (a.uids) {
+    // UID EXPUNGE (RFC 4315 §2.1): only these UIDs, and only if \Deleted.
+    if (a.uids->saved) return bad(c.tag, "There is no saved search result");
+    for (auto& r : uid_ranges(*a.uids, true)) *request.add_uids() = std::move(r);
+    request.set_restrict_to_uids(true);
+  }
+  wait();
+  store_->expunge(std::move(request), [this, tag = c.tag](store_client::StoreResult<pb::ExpungeResponse> r) {
+    if (!r) return store_failed(tag, r.error());
+    expunged(r->expunged());
+    done(tag, Condition::Ok, "", "EXPUNGE completed");
+  });
+}
+
+void ImapSession::search(const imap::Command& c) {
+  const auto& a = std::get<imap::SearchArgs>(c.args);
+  if (a.charset && !common::ascii::iequals(*a.charset, "US-ASCII") && !common::ascii::iequals(*a.charset, "UTF-8")) {
+    write(imap::status_line(c.tag, Condition::No, "BADCHARSET (US-ASCII UTF-8)", "That charset is not supported"));
+    return;
+  }
+  if (a.ret_save) {
+    write(imap::status_line(c.tag, Condition::No, "CANNOT", "SEARCH RETURN (SAVE) is not offered here"));
+    return;
+  }
+  pb::SearchRequest request;
+  *request.mutable_mailbox() = selected_->ref;
+  for (const auto& key : a.program) {
+    auto* k = request.add_program();
+    switch (key.kind) {
+      case imap::SearchKind::Sequence:
+      case imap::SearchKind::Uid: {
+        if (key.set.saved) return bad(c.tag, "There is no saved search result");
+        k->set_kind(pb::SearchKey::UID);
+        for (auto& r : uid_ranges(key.set, key.kind == imap::SearchKind::Uid)) *k->add_uids() = std::move(r);
+        break;
+      }
+      case imap::SearchKind::Recent:
+        // Nothing is \Recent here (no session sees a message first): NOT ALL matches nothing.
+        k->set_kind(pb::SearchKey::NOT);
+        request.add_program()->set_kind(pb::SearchKey::ALL);
+        break;
+      default:
+        k->set_kind(static_cast<pb::SearchKey::Kind>(key.kind));
+        k->set_field(key.field);
+        k->set_text(key.text);
+        k->set_number(key.number);
+        k->set_day(key.day);
+        k->set_operands(key.operands);
+        break;
+    }
+  }
+  wait();
+  store_->search(std::move(request), [this, tag = c.tag, uid = c.uid, a](store_client::StoreResult<pb::SearchResponse> r) {
+    if (!r) return store_failed(tag, r.error());
+    std::vector<uint32_t> numbers;
+    for (const auto& range : r->uids()) {
+      for (uint64_t u = range.first(); u <= range.last(); ++u) {
+        const uint32_t n = uid ? static_cast<uint32_t>(u) : sequence_of(static_cast<uint32_t>(u));
+        if (n != 0 && (uid ? sequence_of(n) != 0 : true)) numbers.push_back(n);
+      }
+    }
+    std::sort(numbers.begin(), numbers.end());
+    std::string out;
+    if (!a.esearch) {
+      out = "* SEARCH";
+      for (uint32_t n : numbers) out += " " + std::to_string(n);
+      out += "\r\n";
+    } else {
+      // RFC 4731 §3.1: only what was asked; RETURN () means ALL.
+      const bool all = a.ret_all || (!a.ret_min && !a.ret_max && !a.ret_count);
+      out = "* ESEARCH (TAG ";
+      imap::append_quoted(out, tag);
+      out += ")";
+      if (uid) out += " UID";
+      if (a.ret_min && !numbers.empty()) out += " MIN " + std::to_string(numbers.front());
+      if (a.ret_max && !numbers.empty()) out += " MAX " + std::to_string(numbers.back());
+      if (all && !numbers.empty()) {
+        out += " ALL ";
+        imap::append_number_set(out, numbers);
+      }
+      if (a.ret_count) out += " COUNT " + std::to_string(numbers.size());
+      out += "\r\n";
+    }
+    write(out);
+    done(tag, Condition::Ok, "", "SEARCH completed");
+  });
+}
+
+void ImapSession::copy(const imap::Command& c) {
+  const auto& a = std::get<imap::CopyArgs>(c.args);
+  const bool move = c.verb == imap::Verb::Move;
+  if (move && selected_->read_only) {
+    write(imap::status_line(c.tag, Condition::No, "READ-ONLY", "The mailbox was opened with EXAMINE"));
+    return;
+  }
+  if (a.set.saved) return bad(c.tag, "There is no saved search result");
+  bool ok = false;
+  std::string target = mailbox_name(a.mailbox, c.tag, ok);
+  if (!ok) return;
+  pb::CopyRequest request;
+  *request.mutable_mailbox() = selected_->ref;
+  for (auto& r : uid_ranges(a.set, c.uid)) *request.add_uids() = std::move(r);
+  const std::string word(imap::verb_name(c.verb));
+  if (request.uids().empty()) return write(imap::status_line(c.tag, Condition::Ok, "", word + " completed"));
+  request.set_target(target);
+  request.set_move(move);
+  wait();
+  store_->copy(std::move(request), [this, tag = c.tag, move, word](store_client::StoreResult<pb::CopyResponse> r) {
+    if (!r) {
+      // RFC 9051 §6.4.7: a target that does not exist is NO [TRYCREATE].
+      if (r.error().kind != common::ErrorKind::TempFail && r.error().code == StoreCode::NotFound) {
+        return done(tag, Condition::No, "TRYCREATE", "No such mailbox");
+      }
+      return store_failed(tag, r.error());
+    }
+    std::string code;
+    if (!r->source_uids().empty()) {
+      std::vector<uint32_t> source(r->source_uids().begin(), r->source_uids().end());
+      std::vector<uint32_t> target(r->target_uids().begin(), r->target_uids().end());
+      code = "COPYUID " + std::to_string(r->target_uidvalidity()) + " ";
+      std::vector<imap::SeqRange> s, t;
+      for (uint32_t u : source) s.push_back({u, u});
+      for (uint32_t u : target) t.push_back({u, u});
+      imap::append_sequence_set(code, s);
+      code += ' ';
+      imap::append_sequence_set(code, t);
+    }
+    if (!move) return done(tag, Condition::Ok, code, word + " completed");
+    // RFC 6851 §4.3: COPYUID in an untagged OK before the EXPUNGEs.
+    if (!code.empty()) write(imap::status_line("*", Condition::Ok, code, "Moved"));
+    expunged(r->expunged());
+    done(tag, Condition::Ok, "", word + " completed");
+  });
+}
+
+void ImapSession::poll(const std::string& tag, std::string_view verb) {
+  pb::ChangesRequest request;
+  *request.mutable_mailbox() = selected_->ref;
+  request.set_since_modseq(selected_->highest_modseq);
+  wait();
+  store_->changes(std::move(request), [this, tag, word = std::string(verb)](store_client::StoreResult<pb::ChangesResponse> r) {
+    if (!r) return store_failed(tag, r.error());
+    expunged(r->vanished());
+    std::string out;
+    const uint32_t known_last = selected_->uids.empty() ? 0 : selected_->uids.back();
+    std::vector<const pb::FlagUpdate*> flag_changes;
+    size_t added = 0;
+    for (const auto& u : r->changed()) {
+      if (u.uid() > known_last) {
+        selected_->uids.push_back(u.uid());
+        ++added;
+      } else {
+        flag_changes.push_back(&u);
+      }
+    }
+    std::sort(selected_->uids.begin(), selected_->uids.end());
+    if (added > 0) out += "* " + std::to_string(selected_->uids.size()) + " EXISTS\r\n";
+    for (const auto* u : flag_changes) {
+      const uint32_t seq = sequence_of(u->uid());
+      if (seq == 0) continue;
+      out += "* " + std::to_string(seq) + " FETCH (FLAGS ";
+      std::vector<std::string> flags(u->flags().begin(), u->flags().end());
+      imap::append_flag_list(out, flags);
+      out += ")\r\n";
+    }
+    selected_->highest_modseq = std::max(selected_->highest_modseq, r->highest_modseq());
+    write(out);
+    done(tag, Condition::Ok, "", word + " completed");
+  });
+}
+
+}  // namespace mmp
