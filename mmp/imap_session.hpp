@@ -2,7 +2,7 @@
 // (mmp/imap) reads the client, authserv logs the user in (common/authclient's SASL relay), and the
 // user's store serves the mailbox (mmp/store_client). Sequence numbers are kept here; the store
 // speaks UIDs only. The commands are in imap_session.cpp (state, login), imap_mailboxes.cpp,
-// imap_messages.cpp and imap_append.cpp.
+// imap_selected.cpp and imap_append.cpp.
 #pragma once
 
 #include <cstdint>

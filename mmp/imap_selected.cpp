@@ -1,5 +1,6 @@
-// imap_messages.cpp: the ImapSession commands on the selected mailbox's messages (FETCH, STORE,
-// SEARCH, COPY/MOVE, EXPUNGE, NOOP/CHECK), and the mapping between sequence numbers and UIDs.
+// imap_selected.cpp: the selected mailbox: SELECT/EXAMINE, CLOSE/UNSELECT, the commands on its
+// messages (FETCH, STORE, SEARCH, COPY/MOVE, EXPUNGE, NOOP/CHECK), and the mapping between sequence
+// numbers and UIDs.
 #include "mmp/imap_session.hpp"
 
 #include <algorithm>
@@ -33,6 +34,80 @@ pb::Section section_for(const imap::BodySection& s) {
 }
 
 }  // namespace
+
+void ImapSession::select(const imap::Command& c) {
+  const auto& a = std::get<imap::SelectArgs>(c.args);
+  bool ok = false;
+  std::string name = mailbox_name(a.mailbox, c.tag, ok);
+  if (!ok) return;
+  if (selected_) {
+    // RFC 9051 §6.3.2: selecting closes the mailbox selected before, without expunging.
+    selected_.reset();
+    state_ = State::Authenticated;
+    write(imap::status_line("*", Condition::Ok, "CLOSED", "Previous mailbox is now closed"));
+  }
+  const bool read_only = c.verb == imap::Verb::Examine;
+  pb::SelectRequest request;
+  request.set_name(name);
+  wait();
+  store_->select(std::move(request), [this, tag = c.tag, read_only](store_client::StoreResult<pb::SelectResponse> r) {
+    if (!r) return store_failed(tag, r.error());
+    auto box = std::make_unique<Selected>();
+    box->ref = r->mailbox();
+    box->name = r->name();
+    box->read_only = read_only;
+    box->highest_modseq = r->status().highest_modseq();
+    for (const auto& range : r->uids()) {
+      for (uint64_t u = range.first(); u <= range.last(); ++u) box->uids.push_back(static_cast<uint32_t>(u));
+    }
+    std::vector<std::string> flags(r->flags().begin(), r->flags().end());
+    std::string out = "* FLAGS ";
+    imap::append_flag_list(out, flags);
+    out += "\r\n";
+    std::string permanent = "PERMANENTFLAGS ";
+    std::vector<std::string> allowed;
+    if (!read_only) {
+      allowed = flags;
+      if (r->keywords_allowed()) allowed.push_back("\\*");
+    }
+    imap::append_flag_list(permanent, allowed);
+    out += imap::status_line("*", Condition::Ok, permanent, read_only ? "No permanent flags" : "Flags permitted");
+    out += "* " + std::to_string(box->uids.size()) + " EXISTS\r\n";
+    out += "* 0 RECENT\r\n";  // IMAP4rev1 clients expect it; nothing is \Recent here
+    if (r->first_unseen_uid() != 0) {
+      const auto it = std::lower_bound(box->uids.begin(), box->uids.end(), r->first_unseen_uid());
+      if (it != box->uids.end() && *it == r->first_unseen_uid()) {
+        out += imap::status_line("*", Condition::Ok, "UNSEEN " + std::to_string(it - box->uids.begin() + 1),
+                                 "First unseen message");
+      }
+    }
+    out += imap::status_line("*", Condition::Ok, "UIDVALIDITY " + std::to_string(r->status().uidvalidity()), "UIDs valid");
+    out += imap::status_line("*", Condition::Ok, "UIDNEXT " + std::to_string(r->status().uidnext()), "Predicted next UID");
+    write(out);
+    selected_ = std::move(box);
+    state_ = State::Selected;
+    done(tag, Condition::Ok, read_only ? "READ-ONLY" : "READ-WRITE",
+         std::string(read_only ? "EXAMINE" : "SELECT") + " completed");
+  });
+}
+
+
+void ImapSession::close_mailbox(const imap::Command& c) {
+  const bool expunge = c.verb == imap::Verb::Close && !selected_->read_only;
+  auto box = std::move(selected_);
+  state_ = State::Authenticated;
+  const std::string word(imap::verb_name(c.verb));
+  if (!expunge) return write(imap::status_line(c.tag, Condition::Ok, "", word + " completed"));
+  // RFC 9051 §6.4.1: CLOSE expunges the \Deleted messages, silently.
+  pb::ExpungeRequest request;
+  *request.mutable_mailbox() = box->ref;
+  wait();
+  store_->expunge(std::move(request), [this, tag = c.tag, word](store_client::StoreResult<pb::ExpungeResponse> r) {
+    if (!r) return store_failed(tag, r.error());
+    done(tag, Condition::Ok, "", word + " completed");
+  });
+}
+
 
 uint32_t ImapSession::sequence_of(uint32_t uid) const {
   const auto& uids = selected_->uids;
