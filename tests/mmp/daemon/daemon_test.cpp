@@ -3,86 +3,20 @@
 // go through authserv, and no password crosses the wire before TLS.
 #include <catch2/catch.hpp>
 
-#include <csignal>
 #include <chrono>
 #include <memory>
 #include <regex>
 #include <string>
 #include <thread>
 
-#include "tests/store/support/store_daemon.hpp"
+#include "tests/mmp/support/mmp_daemon.hpp"
 #include "tests/support/pki.hpp"
 #include "tests/support/process.hpp"
 
-namespace {
-
 using namespace std::chrono_literals;
 
-// The store (with its authserv) and an mmp in front of it, both IMAP ports.
-class Suite {
- public:
-  Suite() : store_(test::StoreDaemonOptions{.mailstore_extra = "allowed_clients = [\"mmp1\"]\n", .authserv_mtls = true}) {
-    store_.start();
-    nss_ = pki_.host("mmp1");
-    imap_port_ = test::free_port();
-    imaps_port_ = test::free_port();
-    std::string cfg = "[daemon]\nallow_root = true\n[log]\nlevel = \"info\"\n[metrics]\nlisten = \"\"\n"
-                      "[tls]\ndb_dir = \"" + nss_.string() + "\"\n"
-                      "[mmp]\nhost_name = \"mmp1.test\"\ndefault_domain = \"example.com\"\n"
-                      "[authserv]\ntargets = [\"" + store_.auth().target() + "\"]\n"
-                      "[stores.stores]\nstore1 = \"127.0.0.1:" + std::to_string(store_.grpc_port()) + "\"\n"
-                      "[[listener]]\nname = \"imap\"\nservice = \"imap\"\naddress = \"127.0.0.1:" +
-                      std::to_string(imap_port_) + "\"\ntls = \"starttls\"\nidle_timeout = \"30s\"\n"
-                      "[[listener]]\nname = \"imaps\"\nservice = \"imap\"\naddress = \"127.0.0.1:" +
-                      std::to_string(imaps_port_) + "\"\ntls = \"implicit\"\nidle_timeout = \"30s\"\n";
-    config_ = dir_.write("mmp.toml", cfg).string();
-    mmp_ = std::make_unique<test::ChildProcess>(
-        std::vector<std::string>{test::binary_path("mmp/postern-mmp"), "--config", config_}, log_path());
-    const auto until = std::chrono::steady_clock::now() + 20s;
-    while (log().find("event=started") == std::string::npos) {
-      if (!mmp_->running() || std::chrono::steady_clock::now() > until) FAIL("mmp did not start: " << log());
-      std::this_thread::sleep_for(20ms);
-    }
-  }
-  ~Suite() {
-    if (mmp_ && mmp_->running()) {
-      mmp_->signal(SIGTERM);
-      mmp_->wait(20s);
-    }
-  }
-
-  test::StoreDaemon& store() { return store_; }
-  int imap_port() const { return imap_port_; }
-  int imaps_port() const { return imaps_port_; }
-  std::string log() const { return test::read_file(log_path()); }
-  int stop() {
-    mmp_->signal(SIGTERM);
-    return mmp_->wait(20s);
-  }
-
-  test::CommandResult imaplib(const std::string& tls, int port, const std::string& user, const std::string& password) {
-    return test::run({"python3", test::source_path("tests/mmp/daemon/imap_read.py"), "--port", std::to_string(port),
-                      "--tls", tls, "--ca", test::Pki::file("ca/ca.pem").string(), "--user", user, "--password",
-                      password},
-                     60s);
-  }
-
- private:
-  std::string log_path() const { return (dir_.path() / "mmp.log").string(); }
-
-  test::StoreDaemon store_;
-  test::TempDir dir_;
-  test::Pki pki_;
-  std::filesystem::path nss_;
-  int imap_port_ = 0, imaps_port_ = 0;
-  std::string config_;
-  std::unique_ptr<test::ChildProcess> mmp_;
-};
-
-}  // namespace
-
 TEST_CASE("python imaplib reads over STARTTLS and IMAPS what LMTP delivered; no LOGIN before TLS", "[integration]") {
-  Suite suite;
+  test::MmpDaemon suite;
   REQUIRE(suite.store().deliver({"alice@example.com"}).output.find("RCPT alice@example.com 250") != std::string::npos);
   REQUIRE(suite.store().deliver({"alice@example.com"}, {"--size", "200000"}).output.find("250") != std::string::npos);
 
@@ -126,7 +60,7 @@ TEST_CASE("python imaplib reads over STARTTLS and IMAPS what LMTP delivered; no 
 }
 
 TEST_CASE("python imaplib works on mailboxes: flags, search, copy, move, expunge, NOOP news, quota", "[integration]") {
-  Suite suite;
+  test::MmpDaemon suite;
   for (int i = 0; i < 3; ++i) {
     REQUIRE(suite.store().deliver({"small@example.com"}).output.find("250") != std::string::npos);
   }
@@ -176,7 +110,7 @@ TEST_CASE("python imaplib works on mailboxes: flags, search, copy, move, expunge
 }
 
 TEST_CASE("curl reads a message over IMAPS and over STARTTLS", "[integration]") {
-  Suite suite;
+  test::MmpDaemon suite;
   REQUIRE(suite.store().deliver({"bob@example.com"}).output.find("250") != std::string::npos);
   const std::string ca = test::Pki::file("ca/ca.pem").string();
   for (const auto& [url, extra] : {std::pair{"imaps://127.0.0.1:" + std::to_string(suite.imaps_port()), ""},
@@ -199,7 +133,7 @@ TEST_CASE("curl reads a message over IMAPS and over STARTTLS", "[integration]") 
 }
 
 TEST_CASE("a store that is down gives NO [UNAVAILABLE] at once, and the mmp stays up", "[integration]") {
-  Suite suite;
+  test::MmpDaemon suite;
   REQUIRE(suite.store().stop() == 0);
   auto r = suite.imaplib("implicit", suite.imaps_port(), "alice@example.com", "secret-alice");
   INFO(r.output << suite.log());
