@@ -289,13 +289,14 @@ void ImapSession::store(const imap::Command& c) {
     std::string out;
     for (const auto& u : r->updated()) {
       const uint32_t seq = sequence_of(u.uid());
-      if (seq == 0 || silent) continue;
-      out += "* " + std::to_string(seq) + " FETCH (";
-      if (uid) out += "UID " + std::to_string(u.uid()) + " ";
-      out += "FLAGS ";
-      std::vector<std::string> flags(u.flags().begin(), u.flags().end());
-      imap::append_flag_list(out, flags);
-      out += ")\r\n";
+      // RFC 7162 §3.1.3: .SILENT still answers the MODSEQ of what changed once CONDSTORE is on.
+      if (seq == 0 || (silent && !condstore_)) continue;
+      if (silent) {
+        out += "* " + std::to_string(seq) + " FETCH (UID " + std::to_string(u.uid()) + " MODSEQ (" +
+               std::to_string(u.modseq()) + "))\r\n";
+        continue;
+      }
+      out += flags_fetch(seq, u, uid);
     }
     write(out);
     if (!r->modified().empty()) {
@@ -318,7 +319,19 @@ void ImapSession::expunged(const google::protobuf::RepeatedPtrField<pb::UidRange
     for (auto it = from; it != uids.end() && *it <= r.last(); ++it) gone.push_back(*it);
   }
   std::sort(gone.begin(), gone.end());
+  gone.erase(std::unique(gone.begin(), gone.end()), gone.end());
   std::string out;
+  if (qresync_ && !gone.empty()) {
+    // RFC 7162 §3.2.10: once QRESYNC is enabled, VANISHED (UIDs) replaces EXPUNGE.
+    out = "* VANISHED ";
+    imap::append_number_set(out, gone);
+    out += "\r\n";
+    auto& uids = selected_->uids;
+    uids.erase(std::remove_if(uids.begin(), uids.end(),
+                              [&](uint32_t u) { return std::binary_search(gone.begin(), gone.end(), u); }),
+               uids.end());
+    return write(out);
+  }
   for (auto it = gone.rbegin(); it != gone.rend(); ++it) {
     const uint32_t seq = sequence_of(*it);
     if (seq == 0) continue;
@@ -478,33 +491,47 @@ void ImapSession::poll(const std::string& tag, std::string_view verb) {
   wait();
   store_->changes(std::move(request), [this, tag, word = std::string(verb)](store_client::StoreResult<pb::ChangesResponse> r) {
     if (!r) return store_failed(tag, r.error());
-    expunged(r->vanished());
-    std::string out;
-    const uint32_t known_last = selected_->uids.empty() ? 0 : selected_->uids.back();
-    std::vector<const pb::FlagUpdate*> flag_changes;
-    size_t added = 0;
-    for (const auto& u : r->changed()) {
-      if (u.uid() > known_last) {
-        selected_->uids.push_back(u.uid());
-        ++added;
-      } else {
-        flag_changes.push_back(&u);
-      }
-    }
-    std::sort(selected_->uids.begin(), selected_->uids.end());
-    if (added > 0) out += "* " + std::to_string(selected_->uids.size()) + " EXISTS\r\n";
-    for (const auto* u : flag_changes) {
-      const uint32_t seq = sequence_of(u->uid());
-      if (seq == 0) continue;
-      out += "* " + std::to_string(seq) + " FETCH (FLAGS ";
-      std::vector<std::string> flags(u->flags().begin(), u->flags().end());
-      imap::append_flag_list(out, flags);
-      out += ")\r\n";
-    }
-    selected_->highest_modseq = std::max(selected_->highest_modseq, r->highest_modseq());
-    write(out);
+    tell_changes(*r);
     done(tag, Condition::Ok, "", word + " completed");
   });
+}
+
+std::string ImapSession::flags_fetch(uint32_t seq, const pb::FlagUpdate& u, bool uid) const {
+  std::string out = "* " + std::to_string(seq) + " FETCH (";
+  if (uid || condstore_) out += "UID " + std::to_string(u.uid()) + " ";
+  out += "FLAGS ";
+  std::vector<std::string> flags(u.flags().begin(), u.flags().end());
+  imap::append_flag_list(out, flags);
+  if (condstore_ && u.modseq() != 0) out += " MODSEQ (" + std::to_string(u.modseq()) + ")";
+  out += ")\r\n";
+  return out;
+}
+
+void ImapSession::tell_changes(const pb::ChangesResponse& r) {
+  expunged(r.vanished());
+  std::string out;
+  // A UID above every one this session shows is a message it has not told yet (UIDs only grow);
+  // the store lists changes in MODSEQ order, so new ones are sorted before they get numbers.
+  const uint32_t known_last = selected_->uids.empty() ? 0 : selected_->uids.back();
+  std::vector<uint32_t> added;
+  std::vector<const pb::FlagUpdate*> flag_changes;
+  for (const auto& u : r.changed()) {
+    if (u.uid() > known_last) {
+      added.push_back(u.uid());
+    } else {
+      flag_changes.push_back(&u);
+    }
+  }
+  std::sort(added.begin(), added.end());
+  added.erase(std::unique(added.begin(), added.end()), added.end());
+  for (uint32_t u : added) selected_->uids.push_back(u);
+  if (!added.empty()) out += "* " + std::to_string(selected_->uids.size()) + " EXISTS\r\n";
+  for (const auto* u : flag_changes) {
+    const uint32_t seq = sequence_of(u->uid());
+    if (seq != 0) out += flags_fetch(seq, *u, false);
+  }
+  selected_->highest_modseq = std::max(selected_->highest_modseq, r.highest_modseq());
+  write(out);
 }
 
 }  // namespace mmp

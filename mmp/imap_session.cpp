@@ -67,7 +67,9 @@ ImapSession::ImapSession(common::runtime::Connection& connection, ImapContext co
 ImapSession::~ImapSession() = default;
 
 void ImapSession::on_open() {
-  write(imap::status_line("*", Condition::Ok, "", config_.mmp.host_name + " Postern IMAP4rev1 ready"));
+  // RFC 9051 §7.1: the capabilities in the greeting save a round trip; AUTH= waits for CAPABILITY,
+  // since authserv's list depends on the TLS handshake, which has not run yet.
+  write(imap::status_line("*", Condition::Ok, "CAPABILITY " + capabilities({}), config_.mmp.host_name + " Postern IMAP4rev1 ready"));
 }
 
 void ImapSession::on_data(std::string_view bytes) {
@@ -115,11 +117,17 @@ void ImapSession::handle(imap::Event& event) {
   if (auto* d = std::get_if<imap::AppendData>(&event)) return append_data(*d);
   if (auto* r = std::get_if<imap::SaslResponse>(&event)) {
     if (!relay_) return;
+    if (!r->cancel && !common::text::base64_decode(r->text)) {
+      // RFC 9051 §6.2.2: a response that is not base64 is rejected with BAD; authserv never sees it.
+      relay_.reset();
+      parser_.end_sasl();
+      return bad(std::exchange(sasl_tag_, {}), "That SASL response is not base64");
+    }
     waiting_ = true;
     relay_->client_line(r->cancel ? std::string_view("*") : std::string_view(r->text));
     return;
   }
-  // IdleEnd needs an accepted IDLE, and IDLE is not offered yet.
+  if (auto* i = std::get_if<imap::IdleEnd>(&event)) return idle_end(*i);
 }
 
 void ImapSession::parse_error(const imap::ParseError& e) {
@@ -163,8 +171,9 @@ void ImapSession::done(std::string_view tag, Condition condition, std::string_vi
 }
 
 bool ImapSession::tls_on() const {
-  const auto* t = const_cast<ImapSession*>(this)->connection().transform();
-  return t != nullptr && t->facts() != nullptr && t->facts()->handshake_done;
+  // The transform is there from the first byte on an implicit-TLS port and from STARTTLS on (the
+  // plaintext read before it is dropped): every command the session reads has come through TLS.
+  return const_cast<ImapSession*>(this)->connection().transform() != nullptr;
 }
 
 common::authclient::ConnectionFacts ImapSession::facts() const {
@@ -175,7 +184,7 @@ common::authclient::ConnectionFacts ImapSession::facts() const {
 }
 
 std::string ImapSession::capabilities(const std::vector<std::string>& mechanisms) const {
-  std::string caps = "IMAP4rev1 LITERAL+ SASL-IR ID UNSELECT NAMESPACE UIDPLUS MOVE ESEARCH QUOTA";
+  std::string caps = "IMAP4rev1 LITERAL+ SASL-IR ID UNSELECT NAMESPACE UIDPLUS MOVE ESEARCH QUOTA IDLE";
   if (state_ == State::NotAuthenticated) {
     if (context_.starttls && !tls_on()) caps += " STARTTLS";
     if (config_.mmp.restrict_plain_passwords && !tls_on()) {
@@ -236,6 +245,9 @@ void ImapSession::command(imap::Command& c) {
     case Verb::GetQuotaRoot: return authed ? quota(c) : wrong_state();
     case Verb::Close:
     case Verb::Unselect: return selected ? close_mailbox(c) : wrong_state();
+    case Verb::Idle: return authed ? idle(c) : wrong_state();
+    // RFC 5161 §3.1: ENABLE only in the authenticated state, before a mailbox is selected.
+    case Verb::Enable: return state_ == State::Authenticated ? enable(c) : wrong_state();
     default:
       if (unauth) return wrong_state();
       write(imap::status_line(c.tag, Condition::No, "CANNOT",

@@ -30,6 +30,9 @@ struct ImapContext {
   common::runtime::Loop* loop = nullptr;
   std::shared_ptr<common::daemon::TlsContextSlot> starttls;  // null: no STARTTLS (implicit TLS or none)
   std::string listener;
+  bool implicit_tls = false;  // IMAPS: the greeting waits for the handshake (PREAUTH by certificate)
+  bool client_certs = false;  // the listener asks for client certificates
+  std::shared_ptr<const ListenerSettings> settings;  // the listener's virtual domain, resolved
 };
 
 class ImapSession final : public common::runtime::StartTlsSession {
@@ -82,6 +85,9 @@ class ImapSession final : public common::runtime::StartTlsSession {
   void select(const imap::Command& c);
   void list(const imap::Command& c);
   void status(const imap::Command& c);
+  // The untagged STATUS of one mailbox (STATUS, and LIST RETURN (STATUS) of RFC 5819).
+  std::string status_response(const postern::mailstore::v1::MailboxEntry& m,
+                              const std::vector<imap::StatusItem>& items) const;
   void fetch(const imap::Command& c);
   void store(const imap::Command& c);
   void expunge(const imap::Command& c);
@@ -95,6 +101,20 @@ class ImapSession final : public common::runtime::StartTlsSession {
   // right when the client reads it; drops them from the view.
   void expunged(const google::protobuf::RepeatedPtrField<postern::mailstore::v1::UidRange>& uids);
   void fetch_reply(postern::mailstore::v1::FetchResponse&& reply, const imap::FetchArgs& args);
+  // News from the store (Changes, a Watch's catch-up): expunges first, then new messages (one
+  // EXISTS), then flag changes; the view and highest_modseq follow what was told.
+  void tell_changes(const postern::mailstore::v1::ChangesResponse& changes);
+  // An unsolicited FETCH of a message's flags; with CONDSTORE on, with its UID and MODSEQ too
+  // (RFC 7162 §3.1: every untagged FETCH after a CONDSTORE-enabling command carries both).
+  std::string flags_fetch(uint32_t seq, const postern::mailstore::v1::FlagUpdate& u, bool uid) const;
+  // IDLE (imap_idle.cpp, RFC 2177): the store's Watch feeds the untagged responses until DONE.
+  void idle(const imap::Command& c);
+  void idle_end(const imap::IdleEnd& e);
+  void watch_open();
+  void watch_event(postern::mailstore::v1::WatchEvent&& e);
+  void watch_ended(store_client::StoreResult<void> r);
+  void idle_lost(std::string_view code, std::string_view text, std::string_view reason);
+  void enable(const imap::Command& c);  // RFC 5161
   void close_mailbox(const imap::Command& c);
   // APPEND: the store's stream opens at AppendStart, takes the AppendData pieces, and commits only
   // once the APPEND command itself has been parsed whole (finish()); a ParseError drops it.
@@ -137,6 +157,18 @@ class ImapSession final : public common::runtime::StartTlsSession {
   uint32_t fetch_uid_ = 0;
   bool fetch_open_ = false;
   bool fetch_empty_ = true;  // nothing written yet inside its parentheses
+  // IDLE in progress: its tag, whether "+ idling" was sent (DONE may come), and the Watch's
+  // catch-up (before Ready) held to be told as one batch in UID order.
+  struct IdleState {
+    std::string tag;
+    bool accepted = false;
+    postern::mailstore::v1::ChangesResponse catch_up;
+  };
+  std::unique_ptr<IdleState> idle_;
+  std::unique_ptr<store_client::WatchCall> watch_;
+  // RFC 5161 ENABLE, or a CONDSTORE-enabling command (RFC 7162 §3.1): for the rest of the session.
+  bool condstore_ = false;
+  bool qresync_ = false;
 };
 
 class ImapFactory final : public common::runtime::SessionFactory {

@@ -150,3 +150,85 @@ TEST_CASE("a store that is down gives NO [UNAVAILABLE] at once, and the mmp stay
   INFO(again.output);
   CHECK(again.exit_code == 0);
 }
+
+namespace {
+
+std::vector<std::string> idle_script(test::MmpDaemon& suite, const std::string& mode, const std::string& user,
+                                     const std::string& password) {
+  return {"python3", test::source_path("tests/mmp/daemon/imap_idle.py"), "--mode", mode, "--port",
+          std::to_string(suite.imaps_port()), "--lmtp-port", std::to_string(suite.store().implicit_port()), "--ca",
+          test::Pki::file("ca/ca.pem").string(), "--cert", test::Pki::file("ca/clients/mta1.pem").string(), "--key",
+          test::Pki::file("ca/clients/mta1.key").string(), "--user", user, "--password", password, "--lmtp-client",
+          test::source_path("tests/store/lmtp_client.py"), "--timeout", "90"};
+}
+
+bool wait_for_text(const std::filesystem::path& file, const std::string& needle, std::chrono::milliseconds deadline) {
+  const auto end = std::chrono::steady_clock::now() + deadline;
+  while (std::chrono::steady_clock::now() < end) {
+    if (test::read_file(file).find(needle) != std::string::npos) return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("IDLE: a delivery, another session's flags and expunge arrive untagged before DONE", "[integration]") {
+  test::MmpDaemon suite;
+  auto r = test::run(idle_script(suite, "changes", "bob@example.com", "secret-bob"), 120s);
+  INFO(r.output << suite.log());
+  REQUIRE(r.exit_code == 0);
+  auto has = [&](const std::string& line) { return r.output.find(line) != std::string::npos; };
+  CHECK(has("idle-start + idling"));
+  CHECK(has("idle-delivery * 4 EXISTS"));
+  CHECK(has("idle-flags * 1 FETCH (FLAGS (\\Flagged))"));
+  CHECK(has("idle-expunge * 2 EXPUNGE"));
+  CHECK(has("idle-done i1 OK"));
+  // The session's numbers follow what IDLE told: message 2 (UID 2) is gone.
+  CHECK(has("fetch-after OK [b'1 (UID 1)', b'2 (UID 3)', b'3 (UID 4)']"));
+  CHECK(has("idle2-end i2 BAD"));
+  CHECK(has("noop-after OK"));
+  CHECK(has("enable OK [b'QRESYNC']"));
+  CHECK(has("qidle-vanished * VANISHED 4"));  // message 3 is UID 4 since UID 2 went
+  CHECK(has("qidle-done q1 OK"));
+  CHECK(has("auth-idle-done n1 OK"));
+  CHECK(has("done"));
+}
+
+TEST_CASE("IDLE outlives its Watch's deadline, ends at the idle timeout, and a store that goes away is a BYE", "[integration]") {
+  // Watches of 2 s: each IDLE below sees several end by their deadline and be opened again.
+  test::MmpDaemonOptions options;
+  options.sections_extra = "[stores]\nwatch_deadline = \"2s\"\n";
+  test::MmpDaemon suite(options);
+  test::TempDir dir;
+
+  // IDLE without DONE: the listener's idle timeout (30 s here) logs the client out with BYE.
+  {
+    const auto out = dir.path() / "timeout.out";
+    test::ChildProcess client(idle_script(suite, "wait", "alice@example.com", "secret-alice"), out.string());
+    REQUIRE(wait_for_text(out, "idling", 30s));
+    // A delivery after the first watches ended by their deadline still reaches the idling client
+    // (had the session not watched again, it would have said BYE).
+    std::this_thread::sleep_for(5s);
+    REQUIRE(suite.store().deliver({"alice@example.com"}).output.find("250") != std::string::npos);
+    CHECK(wait_for_text(out, "wait * 1 EXISTS", 10s));
+    CHECK(client.wait(60s) == 0);
+    const std::string text = test::read_file(out);
+    INFO(text << suite.log());
+    CHECK(text.find("wait * BYE Autologout") != std::string::npos);
+    CHECK(text.find("closed after") != std::string::npos);
+  }
+
+  // The store stops while a client idles: BYE [UNAVAILABLE] at once, never a silent hang.
+  {
+    const auto out = dir.path() / "store.out";
+    test::ChildProcess client(idle_script(suite, "wait", "alice@example.com", "secret-alice"), out.string());
+    REQUIRE(wait_for_text(out, "idling", 30s));
+    REQUIRE(suite.store().stop() == 0);
+    CHECK(client.wait(20s) == 0);
+    const std::string text = test::read_file(out);
+    INFO(text << suite.log());
+    CHECK(text.find("wait * BYE [UNAVAILABLE]") != std::string::npos);
+    CHECK(suite.count("event=idle_ended") == 1);
+  }
+}
