@@ -40,6 +40,9 @@ void ImapSession::select(const imap::Command& c) {
   bool ok = false;
   std::string name = mailbox_name(a.mailbox, c.tag, ok);
   if (!ok) return;
+  // RFC 7162 §3.2.5: the QRESYNC parameter is a BAD unless QRESYNC was enabled first.
+  if (a.qresync && !qresync_) return bad(c.tag, "SELECT (QRESYNC) needs ENABLE QRESYNC first");
+  if (a.condstore) condstore_ = true;  // a CONDSTORE-enabling command (RFC 7162 §3.1)
   if (selected_) {
     // RFC 9051 §6.3.2: selecting closes the mailbox selected before, without expunging.
     selected_.reset();
@@ -50,7 +53,8 @@ void ImapSession::select(const imap::Command& c) {
   pb::SelectRequest request;
   request.set_name(name);
   wait();
-  store_->select(std::move(request), [this, tag = c.tag, read_only](store_client::StoreResult<pb::SelectResponse> r) {
+  store_->select(std::move(request), [this, tag = c.tag, read_only, qresync = a.qresync](
+                                         store_client::StoreResult<pb::SelectResponse> r) {
     if (!r) return store_failed(tag, r.error());
     auto box = std::make_unique<Selected>();
     box->ref = r->mailbox();
@@ -83,11 +87,48 @@ void ImapSession::select(const imap::Command& c) {
     }
     out += imap::status_line("*", Condition::Ok, "UIDVALIDITY " + std::to_string(r->status().uidvalidity()), "UIDs valid");
     out += imap::status_line("*", Condition::Ok, "UIDNEXT " + std::to_string(r->status().uidnext()), "Predicted next UID");
+    // RFC 7162 §3.1.2.1: a server that keeps MODSEQs sends HIGHESTMODSEQ on every SELECT/EXAMINE.
+    out += imap::status_line("*", Condition::Ok, "HIGHESTMODSEQ " + std::to_string(r->status().highest_modseq()),
+                             "Highest");
     write(out);
     selected_ = std::move(box);
     state_ = State::Selected;
-    done(tag, Condition::Ok, read_only ? "READ-ONLY" : "READ-WRITE",
-         std::string(read_only ? "EXAMINE" : "SELECT") + " completed");
+    const std::string word = read_only ? "EXAMINE" : "SELECT";
+    const std::string code = read_only ? "READ-ONLY" : "READ-WRITE";
+    // RFC 7162 §3.2.5: with the client's UIDVALIDITY still valid, what changed since its MODSEQ:
+    // VANISHED (EARLIER) and the FETCHes; another UIDVALIDITY voids its cache, nothing more is sent.
+    if (!qresync || qresync->uidvalidity != selected_->ref.uidvalidity()) return done(tag, Condition::Ok, code, word + " completed");
+    resync(tag, qresync->modseq, qresync->known_uids, [this, tag, code, word] { done(tag, Condition::Ok, code, word + " completed"); });
+  });
+}
+
+void ImapSession::resync(const std::string& tag, uint64_t since, const std::optional<imap::SequenceSet>& uids,
+                         std::function<void()> then) {
+  pb::ChangesRequest request;
+  *request.mutable_mailbox() = selected_->ref;
+  request.set_since_modseq(since);
+  if (uids) {
+    for (auto& r : uid_ranges(*uids, true)) *request.add_uids() = std::move(r);
+    if (request.uids().empty()) return then();
+  }
+  store_->changes(std::move(request), [this, tag, then = std::move(then)](store_client::StoreResult<pb::ChangesResponse> r) {
+    if (!r) return store_failed(tag, r.error());
+    std::string out;
+    if (!r->vanished().empty()) {
+      // Below the store's expunge history this is every UID that is not live: a superset the
+      // client drops for UIDs it never had (RFC 7162 §3.2.5.2), sent as ranges.
+      std::vector<imap::SeqRange> gone;
+      for (const auto& range : r->vanished()) gone.push_back({range.first(), range.last()});
+      out = "* VANISHED (EARLIER) ";
+      imap::append_sequence_set(out, gone);
+      out += "\r\n";
+    }
+    for (const auto& u : r->changed()) {
+      const uint32_t seq = sequence_of(u.uid());
+      if (seq != 0) out += flags_fetch(seq, u, true);
+    }
+    write(out);
+    then();
   });
 }
 
@@ -118,6 +159,17 @@ uint32_t ImapSession::sequence_of(uint32_t uid) const {
 std::vector<pb::UidRange> ImapSession::uid_ranges(const imap::SequenceSet& set, bool uid) const {
   const auto& uids = selected_->uids;
   std::vector<pb::UidRange> out;
+  if (set.saved) {
+    // RFC 5182 §2.1: "$" is the last saved result, kept as UIDs, so messages expunged since are
+    // simply not found, as the RFC asks; it names the same messages with or without UID.
+    for (const auto& r : selected_->saved) {
+      pb::UidRange u;
+      u.set_first(r.first);
+      u.set_last(r.last);
+      out.push_back(u);
+    }
+    return out;
+  }
   if (uids.empty()) return out;
   if (uid) {
     for (const auto& r : imap::resolve(set, uids.back())) {
@@ -147,10 +199,6 @@ std::vector<pb::UidRange> ImapSession::uid_ranges(const imap::SequenceSet& set, 
 
 void ImapSession::fetch(const imap::Command& c) {
   const auto& a = std::get<imap::FetchArgs>(c.args);
-  if (a.set.saved) {
-    write(imap::status_line(c.tag, Condition::Bad, "", "There is no saved search result"));
-    return count_error();
-  }
   pb::FetchRequest request;
   *request.mutable_mailbox() = selected_->ref;
   for (auto& r : uid_ranges(a.set, c.uid)) *request.add_uids() = std::move(r);
@@ -167,14 +215,20 @@ void ImapSession::fetch(const imap::Command& c) {
   request.set_envelope(a.envelope);
   request.set_bodystructure(a.bodystructure);
   request.set_body(a.body);
-  request.set_modseq(a.modseq);
+  // RFC 7162 §3.2.6: VANISHED is for QRESYNC sessions only.
+  if (a.vanished && !qresync_) return bad(c.tag, "VANISHED needs ENABLE QRESYNC first");
+  // MODSEQ and CHANGEDSINCE are CONDSTORE-enabling (RFC 7162 §3.1); CHANGEDSINCE implies MODSEQ.
+  if (a.modseq || a.changed_since) condstore_ = true;
+  request.set_modseq(a.modseq || a.changed_since.has_value());
+  if (a.changed_since) request.set_changed_since(*a.changed_since);
   for (const auto& s : a.sections) *request.add_sections() = section_for(s);
   const auto uids = request.uids();
   auto args = std::make_shared<imap::FetchArgs>(a);
   if (c.uid) args->uid = true;
   if (sets_seen) args->flags = true;
+  if (a.changed_since) args->modseq = true;
   wait();
-  auto run = [this, tag = c.tag, args, request = std::move(request)]() mutable {
+  std::function<void()> run = [this, tag = c.tag, args, request = std::move(request)]() mutable {
     fetch_uid_ = 0;
     fetch_open_ = false;
     fetch_ = store_->fetch(
@@ -187,18 +241,44 @@ void ImapSession::fetch(const imap::Command& c) {
           done(tag, Condition::Ok, "", "FETCH completed");
         });
   };
-  if (!sets_seen) return run();
-  // RFC 9051 §6.4.5: BODY[] without .PEEK sets \Seen; set first, so the FLAGS answered include it.
-  pb::StoreFlagsRequest seen;
-  *seen.mutable_mailbox() = selected_->ref;
-  *seen.mutable_uids() = uids;
-  seen.set_mode(pb::StoreFlagsRequest::ADD);
-  seen.add_flags("\\Seen");
-  store_->store_flags(std::move(seen), [this, tag = c.tag, run = std::move(run)](
-                                           store_client::StoreResult<pb::StoreFlagsResponse> r) mutable {
-    if (!r) return store_failed(tag, r.error());
-    run();
-  });
+  if (sets_seen) {
+    // RFC 9051 §6.4.5: BODY[] without .PEEK sets \Seen; set first, so the FLAGS answered include it.
+    run = [this, tag = c.tag, uids, fetch = std::move(run)]() mutable {
+      pb::StoreFlagsRequest seen;
+      *seen.mutable_mailbox() = selected_->ref;
+      *seen.mutable_uids() = uids;
+      seen.set_mode(pb::StoreFlagsRequest::ADD);
+      seen.add_flags("\\Seen");
+      store_->store_flags(std::move(seen), [this, tag, fetch = std::move(fetch)](
+                                               store_client::StoreResult<pb::StoreFlagsResponse> r) mutable {
+        if (!r) return store_failed(tag, r.error());
+        fetch();
+      });
+    };
+  }
+  if (a.vanished) {
+    // UID FETCH ... (CHANGEDSINCE n VANISHED): the UIDs of the set expunged since n first, as
+    // VANISHED (EARLIER) (RFC 7162 §3.2.6); the FETCHes that follow are the FETCH's own.
+    pb::ChangesRequest changes;
+    *changes.mutable_mailbox() = selected_->ref;
+    changes.set_since_modseq(*a.changed_since);
+    *changes.mutable_uids() = uids;
+    store_->changes(std::move(changes), [this, tag = c.tag, run = std::move(run)](
+                                            store_client::StoreResult<pb::ChangesResponse> r) mutable {
+      if (!r) return store_failed(tag, r.error());
+      if (!r->vanished().empty()) {
+        std::vector<imap::SeqRange> gone;
+        for (const auto& range : r->vanished()) gone.push_back({range.first(), range.last()});
+        std::string out = "* VANISHED (EARLIER) ";
+        imap::append_sequence_set(out, gone);
+        out += "\r\n";
+        write(out);
+      }
+      run();
+    });
+    return;
+  }
+  run();
 }
 
 void ImapSession::fetch_reply(pb::FetchResponse&& reply, const imap::FetchArgs& args) {
@@ -274,14 +354,16 @@ void ImapSession::store(const imap::Command& c) {
     // RFC 9051 §2.3.2: \Recent is the server's; no client may set or clear it.
     if (common::ascii::iequals(f, "\\Recent")) return bad(c.tag, "\\Recent cannot be stored");
   }
-  if (a.set.saved) return bad(c.tag, "There is no saved search result");
   pb::StoreFlagsRequest request;
   *request.mutable_mailbox() = selected_->ref;
   for (auto& r : uid_ranges(a.set, c.uid)) *request.add_uids() = std::move(r);
   if (request.uids().empty()) return write(imap::status_line(c.tag, Condition::Ok, "", "STORE completed"));
   request.set_mode(static_cast<pb::StoreFlagsRequest::Mode>(a.mode));
   for (const auto& f : a.flags) request.add_flags(f);
-  if (a.unchanged_since) request.set_unchanged_since(*a.unchanged_since);
+  if (a.unchanged_since) {
+    request.set_unchanged_since(*a.unchanged_since);
+    condstore_ = true;  // CONDSTORE-enabling (RFC 7162 §3.1)
+  }
   wait();
   store_->store_flags(std::move(request), [this, tag = c.tag, uid = c.uid, silent = a.silent](
                                               store_client::StoreResult<pb::StoreFlagsResponse> r) {
@@ -351,7 +433,6 @@ void ImapSession::expunge(const imap::Command& c) {
   *request.mutable_mailbox() = selected_->ref;
   if (a.uids) {
     // UID EXPUNGE (RFC 4315 §2.1): only these UIDs, and only if \Deleted.
-    if (a.uids->saved) return bad(c.tag, "There is no saved search result");
     for (auto& r : uid_ranges(*a.uids, true)) *request.add_uids() = std::move(r);
     request.set_restrict_to_uids(true);
   }
@@ -369,18 +450,15 @@ void ImapSession::search(const imap::Command& c) {
     write(imap::status_line(c.tag, Condition::No, "BADCHARSET (US-ASCII UTF-8)", "That charset is not supported"));
     return;
   }
-  if (a.ret_save) {
-    write(imap::status_line(c.tag, Condition::No, "CANNOT", "SEARCH RETURN (SAVE) is not offered here"));
-    return;
-  }
   pb::SearchRequest request;
   *request.mutable_mailbox() = selected_->ref;
+  bool by_modseq = false;
   for (const auto& key : a.program) {
+    by_modseq = by_modseq || key.kind == imap::SearchKind::ModSeq;
     auto* k = request.add_program();
     switch (key.kind) {
       case imap::SearchKind::Sequence:
       case imap::SearchKind::Uid: {
-        if (key.set.saved) return bad(c.tag, "There is no saved search result");
         k->set_kind(pb::SearchKey::UID);
         for (auto& r : uid_ranges(key.set, key.kind == imap::SearchKind::Uid)) *k->add_uids() = std::move(r);
         break;
@@ -400,9 +478,14 @@ void ImapSession::search(const imap::Command& c) {
         break;
     }
   }
+  if (by_modseq) condstore_ = true;  // SEARCH MODSEQ is CONDSTORE-enabling (RFC 7162 §3.1)
   wait();
-  store_->search(std::move(request), [this, tag = c.tag, uid = c.uid, a](store_client::StoreResult<pb::SearchResponse> r) {
-    if (!r) return store_failed(tag, r.error());
+  store_->search(std::move(request), [this, tag = c.tag, uid = c.uid, a, by_modseq](
+                                         store_client::StoreResult<pb::SearchResponse> r) {
+    if (!r) {
+      if (a.ret_save) selected_->saved.clear();  // RFC 5182 §2.1: a failed SAVE leaves "$" empty
+      return store_failed(tag, r.error());
+    }
     std::vector<uint32_t> numbers;
     for (const auto& range : r->uids()) {
       for (uint64_t u = range.first(); u <= range.last(); ++u) {
@@ -411,12 +494,17 @@ void ImapSession::search(const imap::Command& c) {
       }
     }
     std::sort(numbers.begin(), numbers.end());
+    if (a.ret_save) save_result(*r, a);
     std::string out;
-    if (!a.esearch) {
+    // RFC 5182 §2.1: SAVE alone answers no ESEARCH response (the client asked to keep, not see).
+    const bool only_save = a.ret_save && !a.ret_min && !a.ret_max && !a.ret_all && !a.ret_count;
+    if (!a.esearch && !only_save) {
       out = "* SEARCH";
       for (uint32_t n : numbers) out += " " + std::to_string(n);
+      // RFC 7162 §3.1.5: with a MODSEQ key, the highest MODSEQ of the matches ends the response.
+      if (by_modseq && !numbers.empty()) out += " (MODSEQ " + std::to_string(r->highest_modseq()) + ")";
       out += "\r\n";
-    } else {
+    } else if (!only_save) {
       // RFC 4731 §3.1: only what was asked; RETURN () means ALL.
       const bool all = a.ret_all || (!a.ret_min && !a.ret_max && !a.ret_count);
       out = "* ESEARCH (TAG ";
@@ -430,11 +518,38 @@ void ImapSession::search(const imap::Command& c) {
         imap::append_number_set(out, numbers);
       }
       if (a.ret_count) out += " COUNT " + std::to_string(numbers.size());
+      if (by_modseq && !numbers.empty()) out += " MODSEQ " + std::to_string(r->highest_modseq());
       out += "\r\n";
     }
     write(out);
     done(tag, Condition::Ok, "", "SEARCH completed");
   });
+}
+
+void ImapSession::save_result(const pb::SearchResponse& r, const imap::SearchArgs& a) {
+  auto& saved = selected_->saved;
+  saved.clear();
+  std::vector<uint32_t> live;  // the matches this session shows, ascending UIDs
+  for (const auto& range : r.uids()) {
+    for (uint64_t u = range.first(); u <= range.last(); ++u) {
+      if (sequence_of(static_cast<uint32_t>(u)) != 0) live.push_back(static_cast<uint32_t>(u));
+    }
+  }
+  std::sort(live.begin(), live.end());
+  if (live.empty()) return;
+  // RFC 5182 §2.1: SAVE with MIN and/or MAX (and neither ALL nor COUNT) keeps only those.
+  if ((a.ret_min || a.ret_max) && !a.ret_all && !a.ret_count) {
+    if (a.ret_min) saved.push_back({live.front(), live.front()});
+    if (a.ret_max && (!a.ret_min || live.back() != live.front())) saved.push_back({live.back(), live.back()});
+    return;
+  }
+  for (uint32_t u : live) {
+    if (!saved.empty() && saved.back().last + 1 == u) {
+      saved.back().last = u;
+    } else {
+      saved.push_back({u, u});
+    }
+  }
 }
 
 void ImapSession::copy(const imap::Command& c) {
@@ -444,7 +559,6 @@ void ImapSession::copy(const imap::Command& c) {
     write(imap::status_line(c.tag, Condition::No, "READ-ONLY", "The mailbox was opened with EXAMINE"));
     return;
   }
-  if (a.set.saved) return bad(c.tag, "There is no saved search result");
   bool ok = false;
   std::string target = mailbox_name(a.mailbox, c.tag, ok);
   if (!ok) return;

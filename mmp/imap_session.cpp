@@ -184,7 +184,7 @@ common::authclient::ConnectionFacts ImapSession::facts() const {
 }
 
 std::string ImapSession::capabilities(const std::vector<std::string>& mechanisms) const {
-  std::string caps = "IMAP4rev1 LITERAL+ SASL-IR ID UNSELECT NAMESPACE UIDPLUS MOVE ESEARCH QUOTA IDLE";
+  std::string caps = "IMAP4rev1 LITERAL+ SASL-IR ID UNSELECT NAMESPACE UIDPLUS MOVE ESEARCH QUOTA IDLE ENABLE CONDSTORE QRESYNC SEARCHRES";
   if (state_ == State::NotAuthenticated) {
     if (context_.starttls && !tls_on()) caps += " STARTTLS";
     if (config_.mmp.restrict_plain_passwords && !tls_on()) {

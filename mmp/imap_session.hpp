@@ -6,7 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,6 +59,7 @@ class ImapSession final : public common::runtime::StartTlsSession {
     bool read_only = false;
     std::vector<uint32_t> uids;  // ascending: uids[n - 1] is message sequence number n
     uint64_t highest_modseq = 0;  // what this session has told the client up to
+    std::vector<imap::SeqRange> saved;  // RFC 5182 SEARCHRES "$", as UID ranges
   };
 
   // Runs the parser's events until a command waits for authserv or the store, or input runs out.
@@ -115,6 +118,11 @@ class ImapSession final : public common::runtime::StartTlsSession {
   void watch_ended(store_client::StoreResult<void> r);
   void idle_lost(std::string_view code, std::string_view text, std::string_view reason);
   void enable(const imap::Command& c);  // RFC 5161
+  void save_result(const postern::mailstore::v1::SearchResponse& r, const imap::SearchArgs& a);  // RFC 5182
+  // QRESYNC (RFC 7162 §3.2.5, §3.2.6): VANISHED (EARLIER) and the FETCH of each message changed
+  // since `since` (within `uids` when given), then `then`; a store error answers `tag` instead.
+  void resync(const std::string& tag, uint64_t since, const std::optional<imap::SequenceSet>& uids,
+              std::function<void()> then);
   void close_mailbox(const imap::Command& c);
   // APPEND: the store's stream opens at AppendStart, takes the AppendData pieces, and commits only
   // once the APPEND command itself has been parsed whole (finish()); a ParseError drops it.

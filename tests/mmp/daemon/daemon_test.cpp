@@ -232,3 +232,35 @@ TEST_CASE("IDLE outlives its Watch's deadline, ends at the idle timeout, and a s
     CHECK(suite.count("event=idle_ended") == 1);
   }
 }
+
+TEST_CASE("SEARCHRES: SEARCH RETURN (SAVE) and $ in FETCH, STORE, SEARCH, COPY", "[integration]") {
+  test::MmpDaemon suite;
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(suite.store().deliver({"bob@example.com"}).output.find("250") != std::string::npos);
+  }
+  auto r = test::run({"python3", test::source_path("tests/mmp/daemon/imap_searchres.py"), "--port",
+                      std::to_string(suite.imaps_port()), "--ca", test::Pki::file("ca/ca.pem").string(), "--user",
+                      "bob@example.com", "--password", "secret-bob"},
+                     60s);
+  INFO(r.output << suite.log());
+  REQUIRE(r.exit_code == 0);
+  auto has = [&](const std::string& line) { return r.output.find(line) != std::string::npos; };
+  CHECK(has("SEARCHRES"));
+  // Nothing saved yet: "$" is empty, so nothing is fetched (RFC 5182 §2.1).
+  CHECK(has("fetch-before OK [b'FETCH completed'] esearch=None fetch=None"));
+  // SAVE alone: no ESEARCH response.
+  CHECK(has("save OK [b'SEARCH completed'] esearch=None"));
+  CHECK(has("fetch-saved OK [b'FETCH completed'] esearch=None fetch=[b'2 (UID 2)', b'3 (UID 3)']"));
+  CHECK(has("search-saved OK [b'SEARCH completed'] esearch=[b'(TAG \""));
+  CHECK(has("ALL 2:3']"));
+  CHECK(has("COUNT 2']"));
+  CHECK(has("copy-saved OK [b'[COPYUID"));
+  CHECK(has("fetch-min OK [b'FETCH completed'] esearch=None fetch=[b'1 (UID 1)']"));
+  // MAX within this session's view: the two copies into INBOX are not told before a NOOP.
+  CHECK(has("save-max OK [b'SEARCH completed'] esearch=[b'(TAG"));
+  CHECK(has("UID MAX 3']"));
+  CHECK(has("fetch-max OK [b'FETCH completed'] esearch=None fetch=[b'3 (UID 3 FLAGS (\\\\Flagged))']"));
+  // The saved message was expunged: "$" names nothing now.
+  CHECK(has("fetch-after-expunge OK [b'FETCH completed'] esearch=None fetch=None"));
+  CHECK(has("done"));
+}
