@@ -557,7 +557,12 @@ void AppendCall::finish() {
   State& s = *state_;
   if (!s.link || s.finishing) return;
   s.finishing = true;
-  s.link->use([](AppendReactor& r) { r.write(std::nullopt); });
+  s.link->use([](AppendReactor& r) {
+    mspb::AppendRequest commit;
+    commit.set_commit(true);
+    r.write(std::move(commit));
+    r.write(std::nullopt);
+  });
   s.link->let_go();  // gRPC finishes the call once the writes are out and the store answers
 }
 

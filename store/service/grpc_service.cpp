@@ -431,7 +431,10 @@ class AppendReactor final : public grpc::ServerReadReactor<pb::AppendRequest> {
 
   void OnReadDone(bool ok) override {
     if (!ok) return commit();
-    if (in_.has_start()) {
+    if (committing_) return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "data after commit"));
+    if (in_.has_commit()) {
+      committing_ = true;
+    } else if (in_.has_start()) {
       if (started_) return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "second Start in one append"));
       started_ = true;
       start_ = in_.start();
@@ -456,6 +459,8 @@ class AppendReactor final : public grpc::ServerReadReactor<pb::AppendRequest> {
  private:
   void commit() {
     if (!started_) return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "append without Start"));
+    // Cancelled, or the client gave up on the message: its reads ended without the marker.
+    if (!committing_) return Finish(grpc::Status(grpc::StatusCode::ABORTED, "append ended without commit: nothing stored"));
     if (bytes_.size() != start_.size()) {
       return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                  "got " + std::to_string(bytes_.size()) + " of the " + std::to_string(start_.size()) +
@@ -485,6 +490,7 @@ class AppendReactor final : public grpc::ServerReadReactor<pb::AppendRequest> {
   std::string user_;
   pb::AppendRequest in_;
   pb::AppendRequest::Start start_;
+  bool committing_ = false;  // the client's commit marker came
   bool started_ = false;
   std::string bytes_;
 };

@@ -30,6 +30,9 @@ grpc::Status append(MailStoreClient& c, const std::string& bytes, pb::AppendResp
     chunk.set_data(bytes.substr(at, 100000));
     if (!writer->Write(chunk)) break;
   }
+  pb::AppendRequest commit;
+  commit.set_commit(true);
+  writer->Write(commit);
   writer->WritesDone();
   return writer->Finish();
 }

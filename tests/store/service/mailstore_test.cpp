@@ -75,6 +75,9 @@ grpc::Status append(MailStoreClient& c, const std::string& mailbox, const std::s
     chunk.set_data(bytes.substr(at, 100000));
     if (!writer->Write(chunk)) break;
   }
+  pb::AppendRequest commit;
+  commit.set_commit(true);
+  writer->Write(commit);
   writer->WritesDone();
   return writer->Finish();
 }
@@ -197,6 +200,7 @@ TEST_CASE("Select and Fetch serve delivered mail: flags, sizes, envelope, sectio
     CHECK(m.sections(1).data().starts_with("Subject: test "));
     CHECK(m.sections(1).data().ends_with("\r\n\r\n"));
     CHECK(m.sections(2).data().empty());
+    CHECK(m.sections(2).total() == 0);  // the size the mmp announces: "BODY[]<1073741824> {0}"
     CHECK(m.sections(2).last());
   }
 
@@ -391,6 +395,26 @@ TEST_CASE("append is on disk before its reply, keeps flags and date, and is refu
   SECTION("fewer bytes than declared") {
     pb::AppendResponse r;
     CHECK(append(c, "INBOX", message, {}, 0, r, message.size() + 5).error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  SECTION("every byte sent but no commit marker, or the call cancelled after them: nothing is stored") {
+    for (const bool cancel : {false, true}) {
+      auto ctx = c.context();
+      pb::AppendResponse r;
+      auto writer = c.stub().Append(ctx.get(), &r);
+      pb::AppendRequest start;
+      start.mutable_start()->set_mailbox("Drafts");
+      start.mutable_start()->set_size(message.size());
+      REQUIRE(writer->Write(start));
+      pb::AppendRequest data;
+      data.set_data(message);
+      REQUIRE(writer->Write(data));
+      if (cancel) ctx->TryCancel();
+      else writer->WritesDone();
+      const auto status = writer->Finish();
+      CHECK_FALSE(status.ok());
+      if (!cancel) CHECK(status.error_code() == grpc::StatusCode::ABORTED);
+    }
+    CHECK(select(c, "Drafts").status().messages() == 1);
   }
   SECTION("kill -9 after the reply: the message is there") {
     store.kill9();
