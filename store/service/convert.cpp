@@ -160,7 +160,9 @@ Checked<void> fetch_message(const common::lmdb::Txn& txn, const Dbs& dbs, const 
       d->set_index(i);
       d->set_offset(offset);
       d->set_data(data->data.substr(offset, n));
-      d->set_total(data->total);
+      // The proto's total is what the section sends (after partial): the mmp announces it as the
+      // literal's size, and a larger one would leave the client waiting for bytes never sent.
+      d->set_total(partial ? data->data.size() : data->total);
       d->set_missing(data->missing);
       offset += n;
       d->set_last(offset >= data->data.size());
