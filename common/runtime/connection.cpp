@@ -158,6 +158,11 @@ void Connection::on_read(ssize_t nread, const uv_buf_t* buf) {
   std::string wire;
   auto rc = transform_->decode(bytes, plain, wire);
   if (!wire.empty()) queue_wire(wire);
+  if (!transform_ready_ && rc && session_ && transform_->facts() != nullptr && transform_->facts()->handshake_done) {
+    transform_ready_ = true;
+    session_->on_transform_ready();
+    if (state_ != State::Open) return;
+  }
   if (!plain.empty()) deliver(plain);
   if (!rc) {
     // The transform logs the cause (for TLS, with the NSS error name); this line ties it to the client.

@@ -67,6 +67,10 @@ class Session {
   // a message, a command or a literal that was in progress is cut short, not complete: never
   // commit, deliver or act on it. Default: abort (queued output is dropped).
   virtual void on_truncated();
+  // The transform (TLS) finished its handshake: facts() now holds the client certificate and the
+  // SNI name. Once per connection, before any byte it decoded is delivered. A protocol whose
+  // greeting depends on the certificate (IMAPS PREAUTH, RFC 9051 §7.1.4) greets here.
+  virtual void on_transform_ready() {}
   // Default: close without a word. Protocols write their timeout reply, then close.
   virtual void on_timeout(TimeoutKind kind);
   // The daemon is stopping (SIGTERM): finish the exchange in progress and close. Default: close.
@@ -206,6 +210,7 @@ class Connection {
   bool write_blocked_ = false;
   bool draining_ = false;
   bool bytes_read_ = false;  // once true, implicit TLS can no longer start
+  bool transform_ready_ = false;  // on_transform_ready() was called
   std::shared_ptr<void> alive_ = std::make_shared<int>(0);
   CloseReason close_reason_ = CloseReason::Local;
   std::function<void()> on_closed_;

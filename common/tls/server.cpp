@@ -580,12 +580,29 @@ class ServerTransform final : public runtime::Transform {
                                              certificateUsageSSLClient, SSL_RevealPinArg(fd), nullptr);
     if (rv != SECSuccess) {
       int err = PORT_GetError();
+      if (err == 0) err = SSL_ERROR_BAD_CERTIFICATE;
+      if (tolerating_bad_certificates()) {
+        bad_certificate_tolerated(subject, err);
+        return SECSuccess;
+      }
       bad_client_subject_ = std::move(subject);
-      PORT_SetError(err != 0 ? err : SSL_ERROR_BAD_CERTIFICATE);
+      PORT_SetError(err);
       return SECFailure;
     }
     record_client(cert.get());
     return SECSuccess;
+  }
+
+  bool tolerating_bad_certificates() const {
+    return state_.options.client_certs == ClientCerts::Optional && state_.options.tolerate_bad_client_cert;
+  }
+
+  // The handshake goes on without a verified certificate; client_verified stays false, so nothing
+  // downstream (certmap, SASL EXTERNAL) ever sees this one.
+  void bad_certificate_tolerated(const std::string& subject, int err) {
+    bad_cert_tolerated_ = true;
+    log::notice("tls").session(id_).phase("handshake").event("bad_client_cert").kv("reason", error_text(err))
+        .client_text("client_cert", subject).kv("effect", "treated as no certificate");
   }
 
   PRInt32 choose_server_name(PRFileDesc* fd, const SECItem* names, PRUint32 count) {
@@ -691,11 +708,17 @@ class ServerTransform final : public runtime::Transform {
         if (CERT_VerifyCertificateNow(CERT_GetDefaultCertDB(), cert.get(), PR_TRUE, certificateUsageSSLClient,
                                       SSL_RevealPinArg(fd), nullptr) != SECSuccess) {
           int err = PORT_GetError();
-          bad_client_subject_ = cert_name(&cert->subject);
-          handshake_done_ = false;
-          return handshake_failed(err != 0 ? err : SSL_ERROR_BAD_CERTIFICATE);
+          if (err == 0) err = SSL_ERROR_BAD_CERTIFICATE;
+          if (tolerating_bad_certificates()) {
+            if (!bad_cert_tolerated_) bad_certificate_tolerated(cert_name(&cert->subject), err);
+          } else {
+            bad_client_subject_ = cert_name(&cert->subject);
+            handshake_done_ = false;
+            return handshake_failed(err);
+          }
+        } else {
+          record_client(cert.get());
         }
-        record_client(cert.get());
       } else if (state_.options.client_certs == ClientCerts::Required) {
         handshake_done_ = false;
         return handshake_failed(SSL_ERROR_NO_CERTIFICATE);
@@ -771,6 +794,7 @@ class ServerTransform final : public runtime::Transform {
   std::string pending_;
   runtime::SecurityFacts facts_;
   std::string sni_;
+  bool bad_cert_tolerated_ = false;  // logged once, the connection goes on unverified
   std::string bad_client_subject_;
   std::string failure_;
   bool seen_input_ = false;

@@ -29,6 +29,11 @@ struct ServerOptions {
   // matches one label. Unknown or absent names get `certificates`.
   std::vector<std::pair<std::string, std::vector<std::string>>> sni;
   ClientCerts client_certs = ClientCerts::Off;
+  // With Optional: a certificate that fails verification (revoked, expired, another CA) is logged
+  // (event=bad_client_cert) and the connection goes on as if none was sent, instead of failing the
+  // handshake. For mail clients, who can still log in with a password while EXTERNAL stays
+  // unavailable; never for back-end peers, whose only credential is the certificate.
+  bool tolerate_bad_client_cert = false;
   std::string min_version = "1.2";  // "1.2" or "1.3"; 1.0/1.1 are refused (TLS-07)
   std::string adjust_ciphers;       // ssladjustciphersuites grammar (TLS-08, ciphers.hpp)
   // TLS 1.3 connections leave NSS's record layer once the handshake is over (record13.hpp), which

@@ -337,6 +337,26 @@ TEST_CASE("client certificates optional: absence is fine, a bad certificate stil
   });
 }
 
+TEST_CASE("client certificates optional, bad ones tolerated: a revoked one is logged and counts as none", "[tls]") {
+  with_nss([](Nss& nss) {
+    tlstest::LogCapture logs;
+    ServerOptions o;
+    o.client_certs = ClientCerts::Optional;
+    o.tolerate_bad_client_cert = true;
+    REQUIRE(nss.reload_crls({pki().crl_after_revoke()}));
+    tlstest::TlsServer server(make_context(nss, o));
+    auto mallory = tlstest::s_client(server.tls_port, with(trust(), client_cert("mallory")), "FACTS\\r\\nQUIT\\r\\n");
+    INFO(mallory.output);
+    CHECK(contains(mallory.output, "+facts"));
+    CHECK(fact(mallory.output, "verified") == "0");
+    CHECK(fact(mallory.output, "subject") == "");
+    CHECK(logs.wait_for({"event=bad_client_cert", "SEC_ERROR_REVOKED_CERTIFICATE (-8180)", "CN=mallory"}));
+    auto alice = tlstest::s_client(server.tls_port, with(trust(), client_cert("alice")), "FACTS\\r\\nQUIT\\r\\n");
+    CHECK(fact(alice.output, "verified") == "1");
+    CHECK(fact(alice.output, "subject") == "CN=alice,O=Postern");
+  });
+}
+
 TEST_CASE("client certificates off: none is asked for", "[tls]") {
   with_nss([](Nss& nss) {
     tlstest::TlsServer server(make_context(nss));
