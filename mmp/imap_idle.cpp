@@ -74,10 +74,7 @@ void ImapSession::watch_event(pb::WatchEvent&& e) {
   std::string out;
   if (e.has_added()) {
     const uint32_t uid = e.added().uid();
-    if (selected_->uids.empty() || uid > selected_->uids.back()) {
-      selected_->uids.push_back(uid);
-      out = "* " + std::to_string(selected_->uids.size()) + " EXISTS\r\n";
-    }
+    if (selected_->uids.push_back(uid)) out = "* " + std::to_string(selected_->uids.size()) + " EXISTS\r\n";
     selected_->highest_modseq = std::max(selected_->highest_modseq, e.added().modseq());
   } else if (e.has_flags()) {
     const uint32_t seq = sequence_of(e.flags().uid());

@@ -61,9 +61,10 @@ void ImapSession::select(const imap::Command& c) {
     box->name = r->name();
     box->read_only = read_only;
     box->highest_modseq = r->status().highest_modseq();
-    for (const auto& range : r->uids()) {
-      for (uint64_t u = range.first(); u <= range.last(); ++u) box->uids.push_back(static_cast<uint32_t>(u));
-    }
+    std::vector<UidMap::Range> ranges;
+    ranges.reserve(static_cast<size_t>(r->uids().size()));
+    for (const auto& range : r->uids()) ranges.push_back({range.first(), range.last()});
+    box->uids.assign(ranges);
     std::vector<std::string> flags(r->flags().begin(), r->flags().end());
     std::string out = "* FLAGS ";
     imap::append_flag_list(out, flags);
@@ -78,12 +79,8 @@ void ImapSession::select(const imap::Command& c) {
     out += imap::status_line("*", Condition::Ok, permanent, read_only ? "No permanent flags" : "Flags permitted");
     out += "* " + std::to_string(box->uids.size()) + " EXISTS\r\n";
     out += "* 0 RECENT\r\n";  // IMAP4rev1 clients expect it; nothing is \Recent here
-    if (r->first_unseen_uid() != 0) {
-      const auto it = std::lower_bound(box->uids.begin(), box->uids.end(), r->first_unseen_uid());
-      if (it != box->uids.end() && *it == r->first_unseen_uid()) {
-        out += imap::status_line("*", Condition::Ok, "UNSEEN " + std::to_string(it - box->uids.begin() + 1),
-                                 "First unseen message");
-      }
+    if (const uint32_t unseen = box->uids.seq_of(r->first_unseen_uid()); unseen != 0) {
+      out += imap::status_line("*", Condition::Ok, "UNSEEN " + std::to_string(unseen), "First unseen message");
     }
     out += imap::status_line("*", Condition::Ok, "UIDVALIDITY " + std::to_string(r->status().uidvalidity()), "UIDs valid");
     out += imap::status_line("*", Condition::Ok, "UIDNEXT " + std::to_string(r->status().uidnext()), "Predicted next UID");
@@ -151,9 +148,7 @@ void ImapSession::close_mailbox(const imap::Command& c) {
 
 
 uint32_t ImapSession::sequence_of(uint32_t uid) const {
-  const auto& uids = selected_->uids;
-  const auto it = std::lower_bound(uids.begin(), uids.end(), uid);
-  return it != uids.end() && *it == uid ? static_cast<uint32_t>(it - uids.begin() + 1) : 0;
+  return selected_->uids.seq_of(uid);
 }
 
 std::vector<pb::UidRange> ImapSession::uid_ranges(const imap::SequenceSet& set, bool uid) const {
@@ -172,7 +167,7 @@ std::vector<pb::UidRange> ImapSession::uid_ranges(const imap::SequenceSet& set, 
   }
   if (uids.empty()) return out;
   if (uid) {
-    for (const auto& r : imap::resolve(set, uids.back())) {
+    for (const auto& r : imap::resolve(set, uids.last_uid())) {
       pb::UidRange u;
       u.set_first(r.first);
       u.set_last(r.last);
@@ -181,18 +176,13 @@ std::vector<pb::UidRange> ImapSession::uid_ranges(const imap::SequenceSet& set, 
     return out;
   }
   // Sequence numbers name positions in this session's view: each run of them becomes UID runs.
-  for (const auto& r : imap::resolve(set, static_cast<uint32_t>(uids.size()))) {
-    for (uint64_t n = r.first; n <= r.last && n <= uids.size(); ++n) {
-      const uint32_t u = uids[n - 1];
-      if (!out.empty() && out.back().last() + 1 == u) {
-        out.back().set_last(u);
-      } else {
-        pb::UidRange range;
-        range.set_first(u);
-        range.set_last(u);
-        out.push_back(range);
-      }
-    }
+  std::vector<UidMap::Range> runs;
+  for (const auto& r : imap::resolve(set, static_cast<uint32_t>(uids.size()))) uids.uids_of(r.first, r.last, runs);
+  for (const auto& run : runs) {
+    pb::UidRange range;
+    range.set_first(run.first);
+    range.set_last(run.last);
+    out.push_back(range);
   }
   return out;
 }
@@ -395,11 +385,9 @@ void ImapSession::store(const imap::Command& c) {
 
 void ImapSession::expunged(const google::protobuf::RepeatedPtrField<pb::UidRange>& ranges) {
   std::vector<uint32_t> gone;
-  for (const auto& r : ranges) {
-    auto& uids = selected_->uids;
-    auto from = std::lower_bound(uids.begin(), uids.end(), r.first());
-    for (auto it = from; it != uids.end() && *it <= r.last(); ++it) gone.push_back(*it);
-  }
+  // Only UIDs this session shows: a range from the store may be far wider (below its expunge
+  // history it lists every UID that is not live).
+  for (const auto& r : ranges) selected_->uids.held(r.first(), r.last(), gone);
   std::sort(gone.begin(), gone.end());
   gone.erase(std::unique(gone.begin(), gone.end()), gone.end());
   std::string out;
@@ -408,18 +396,16 @@ void ImapSession::expunged(const google::protobuf::RepeatedPtrField<pb::UidRange
     out = "* VANISHED ";
     imap::append_number_set(out, gone);
     out += "\r\n";
-    auto& uids = selected_->uids;
-    uids.erase(std::remove_if(uids.begin(), uids.end(),
-                              [&](uint32_t u) { return std::binary_search(gone.begin(), gone.end(), u); }),
-               uids.end());
+    selected_->uids.remove(gone);
     return write(out);
   }
+  // Highest first: removing a message renumbers only those above it, so each number is still
+  // the one the client has when it reads the line.
   for (auto it = gone.rbegin(); it != gone.rend(); ++it) {
     const uint32_t seq = sequence_of(*it);
-    if (seq == 0) continue;
-    out += "* " + std::to_string(seq) + " EXPUNGE\r\n";
-    selected_->uids.erase(selected_->uids.begin() + (seq - 1));
+    if (seq != 0) out += "* " + std::to_string(seq) + " EXPUNGE\r\n";
   }
+  selected_->uids.remove(gone);
   write(out);
 }
 
@@ -570,7 +556,13 @@ void ImapSession::copy(const imap::Command& c) {
   request.set_target(target);
   request.set_move(move);
   wait();
-  store_->copy(std::move(request), [this, tag = c.tag, move, word](store_client::StoreResult<pb::CopyResponse> r) {
+  // RFC 9051 §6.4.7: messages copied into the selected mailbox are announced (EXISTS) before the OK.
+  const bool here = same_mailbox(target, selected_->name);
+  store_->copy(std::move(request), [this, tag = c.tag, move, word, here](store_client::StoreResult<pb::CopyResponse> r) {
+    auto answer = [&](const std::string& code) {
+      if (!here) return done(tag, Condition::Ok, code, word + " completed");
+      answer_after_news(imap::status_line(tag, Condition::Ok, code, word + " completed"));
+    };
     if (!r) {
       // RFC 9051 §6.4.7: a target that does not exist is NO [TRYCREATE].
       if (r.error().kind != common::ErrorKind::TempFail && r.error().code == StoreCode::NotFound) {
@@ -590,11 +582,11 @@ void ImapSession::copy(const imap::Command& c) {
       code += ' ';
       imap::append_sequence_set(code, t);
     }
-    if (!move) return done(tag, Condition::Ok, code, word + " completed");
+    if (!move) return answer(code);
     // RFC 6851 §4.3: COPYUID in an untagged OK before the EXPUNGEs.
     if (!code.empty()) write(imap::status_line("*", Condition::Ok, code, "Moved"));
     expunged(r->expunged());
-    done(tag, Condition::Ok, "", word + " completed");
+    answer("");
   });
 }
 
@@ -626,7 +618,7 @@ void ImapSession::tell_changes(const pb::ChangesResponse& r) {
   std::string out;
   // A UID above every one this session shows is a message it has not told yet (UIDs only grow);
   // the store lists changes in MODSEQ order, so new ones are sorted before they get numbers.
-  const uint32_t known_last = selected_->uids.empty() ? 0 : selected_->uids.back();
+  const uint32_t known_last = selected_->uids.last_uid();
   std::vector<uint32_t> added;
   std::vector<const pb::FlagUpdate*> flag_changes;
   for (const auto& u : r.changed()) {
