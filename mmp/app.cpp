@@ -3,6 +3,8 @@
 // sessions.
 #include "mmp/app.hpp"
 
+#include <map>
+
 #include "common/authclient/authclient.hpp"
 #include "common/log/log.hpp"
 #include "mmp/config.hpp"
@@ -23,6 +25,13 @@ class MmpApp final : public common::daemon::DaemonApp {
   std::vector<std::string> services() const override { return {"imap"}; }
 
   void read_config(common::config::Section root) override { mmp::read_config(root, *config_); }
+
+  void read_listener(common::config::Section& section, ListenerConfig& listener) override {
+    listener_settings_[listener.name] = read_listener_settings(section);
+    // A mail client whose certificate fails verification is told nothing by TLS: it logs in with a
+    // password, and EXTERNAL and PREAUTH are simply not there (the Sun MMP's behaviour).
+    listener.tls_options.tolerate_bad_client_cert = true;
+  }
 
   // The stores and authserv are reached over mutual TLS with this host's certificate.
   bool needs_nss() const override { return true; }
@@ -46,6 +55,11 @@ class MmpApp final : public common::daemon::DaemonApp {
     context.loop = ctx.loop;
     context.listener = listener.name;
     if (listener.tls_mode == TlsMode::StartTls) context.starttls = listener.tls;
+    context.implicit_tls = listener.tls_mode == TlsMode::Implicit;
+    context.client_certs = listener.tls_mode != TlsMode::Off && listener.tls_options.client_certs != common::tls::ClientCerts::Off;
+    auto found = listener_settings_.find(listener.name);
+    context.settings = std::make_shared<const ListenerSettings>(
+        (found != listener_settings_.end() ? found->second : ListenerSettings{}).resolved(config_->mmp));
     return std::make_unique<ImapFactory>(std::move(context));
   }
 
@@ -57,6 +71,7 @@ class MmpApp final : public common::daemon::DaemonApp {
 
  private:
   std::shared_ptr<Config> config_ = std::make_shared<Config>();
+  std::map<std::string, ListenerSettings> listener_settings_;  // by listener name
   std::unique_ptr<common::authclient::AuthClient> auth_;
   std::unique_ptr<store_client::StoreClient> stores_;
 };

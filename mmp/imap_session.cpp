@@ -67,9 +67,99 @@ ImapSession::ImapSession(common::runtime::Connection& connection, ImapContext co
 ImapSession::~ImapSession() = default;
 
 void ImapSession::on_open() {
-  // RFC 9051 §7.1: the capabilities in the greeting save a round trip; AUTH= waits for CAPABILITY,
-  // since authserv's list depends on the TLS handshake, which has not run yet.
-  write(imap::status_line("*", Condition::Ok, "CAPABILITY " + capabilities({}), config_.mmp.host_name + " Postern IMAP4rev1 ready"));
+  // IMAPS: the greeting (PREAUTH or OK, with authserv's AUTH= list) waits for the handshake, which
+  // on_transform_ready() reports. Commands are not read before it.
+  if (context_.implicit_tls) {
+    waiting_ = true;
+    return;
+  }
+  greet({});
+}
+
+void ImapSession::greet(const std::vector<std::string>& mechanisms) {
+  // RFC 9051 §7.1: the capabilities in the greeting save a round trip. On 143 AUTH= waits for
+  // CAPABILITY, since authserv's list depends on the TLS handshake, which has not run yet.
+  write(imap::status_line("*", Condition::Ok, "CAPABILITY " + capabilities(mechanisms),
+                          config_.mmp.host_name + " Postern IMAP4rev1 ready"));
+}
+
+void ImapSession::on_transform_ready() {
+  if (!context_.implicit_tls || state_ != State::NotAuthenticated || closing_) return;
+  mechanisms_then([this](std::vector<std::string> mechanisms) {
+    // RFC 9051 §7.1.4: a connection authenticated by external means (the certificate) greets
+    // PREAUTH and starts in the authenticated state; otherwise the client logs in as usual.
+    if (cert_state_ == CertState::Mapped && cert_user_ && open_mailbox(*cert_user_, "EXTERNAL")) {
+      write(imap::status_line("*", Condition::Preauth, "CAPABILITY " + capabilities({}),
+                              config_.mmp.host_name + " Postern IMAP4rev1 ready, logged in as " + user_));
+    } else {
+      greet(mechanisms);
+    }
+    cert_user_.reset();
+    waiting_ = false;
+    pump();
+  });
+}
+
+void ImapSession::mechanisms_then(std::function<void(std::vector<std::string>)> then) {
+  context_.auth->mechanisms(
+      *context_.loop, connection().alive(), facts(),
+      [this, then = std::move(then)](common::Result<std::vector<std::string>> mechanisms) {
+        // authserv not answering: no AUTH= this time, LOGIN still works once it is back.
+        auto list = std::make_shared<std::vector<std::string>>(mechanisms ? std::move(*mechanisms)
+                                                                          : std::vector<std::string>{});
+        if (std::find(list->begin(), list->end(), "EXTERNAL") == list->end()) return then(std::move(*list));
+        // Offered only once the certificate maps to a user who may log in here.
+        map_certificate([this, list, then] {
+          if (cert_state_ != CertState::Mapped) list->erase(std::find(list->begin(), list->end(), "EXTERNAL"));
+          then(std::move(*list));
+        });
+      });
+}
+
+const std::string& ImapSession::default_domain() const {
+  auto* t = const_cast<ImapSession*>(this)->connection().transform();
+  const auto* security = t ? t->facts() : nullptr;
+  if (security && security->handshake_done && !security->server_name.empty()) {
+    if (const std::string* d = context_.settings->sni_domain(security->server_name)) return *d;
+  }
+  return *context_.settings->default_domain;
+}
+
+bool ImapSession::restrict_plain() const { return *context_.settings->restrict_plain_passwords; }
+
+bool ImapSession::certificate_verified() const {
+  auto* t = const_cast<ImapSession*>(this)->connection().transform();
+  const auto* security = t ? t->facts() : nullptr;
+  return security && security->handshake_done && security->client_verified;
+}
+
+void ImapSession::map_certificate(std::function<void()> then) {
+  if (cert_state_ == CertState::Unknown && !certificate_verified()) cert_state_ = CertState::Unmapped;
+  if (cert_state_ != CertState::Unknown) return then();
+  // The certificate is mapped once per connection, by authserv's certmap and login policy: an
+  // EXTERNAL exchange with no authorization identity. EXTERNAL is then offered only if it would
+  // succeed (RFC 4422 §3.1), and IMAPS can greet PREAUTH.
+  cert_state_ = CertState::Mapping;
+  cert_relay_ = std::make_unique<common::authclient::SaslRelay>(
+      *context_.auth, *context_.loop, [this, then = std::move(then)](common::authclient::SaslOutput out) {
+        using namespace common::authclient;
+        cert_relay_.reset();
+        auto line = common::log::info(kImapComponent);
+        line.session(connection().info().id).event("client_certificate");
+        if (auto* success = std::get_if<SaslSuccess>(&out)) {
+          cert_state_ = CertState::Mapped;
+          cert_user_ = std::move(success->user);
+          line.kv("result", "mapped").kv("user", cert_user_->canonical);
+        } else {
+          cert_state_ = CertState::Unmapped;
+          line.kv("result", "unmapped");
+          if (auto* failure = std::get_if<SaslFailure>(&out)) {
+            line.kv("kind", failure_kind_name(failure->kind)).client_text("reason", failure->reason);
+          }
+        }
+        then();
+      });
+  cert_relay_->start("EXTERNAL", std::string("="), facts());
 }
 
 void ImapSession::on_data(std::string_view bytes) {
@@ -117,6 +207,7 @@ void ImapSession::handle(imap::Event& event) {
   if (auto* d = std::get_if<imap::AppendData>(&event)) return append_data(*d);
   if (auto* r = std::get_if<imap::SaslResponse>(&event)) {
     if (!relay_) return;
+    if (sasl_plain_ && !r->cancel) r->text = qualify_plain(r->text);
     if (!r->cancel && !common::text::base64_decode(r->text)) {
       // RFC 9051 §6.2.2: a response that is not base64 is rejected with BAD; authserv never sees it.
       relay_.reset();
@@ -187,7 +278,7 @@ std::string ImapSession::capabilities(const std::vector<std::string>& mechanisms
   std::string caps = "IMAP4rev1 LITERAL+ SASL-IR ID UNSELECT NAMESPACE UIDPLUS MOVE ESEARCH QUOTA IDLE ENABLE CONDSTORE QRESYNC SEARCHRES";
   if (state_ == State::NotAuthenticated) {
     if (context_.starttls && !tls_on()) caps += " STARTTLS";
-    if (config_.mmp.restrict_plain_passwords && !tls_on()) {
+    if (restrict_plain() && !tls_on()) {
       caps += " LOGINDISABLED";
     } else {
       for (const auto& m : mechanisms) caps += " AUTH=" + m;
@@ -257,20 +348,19 @@ void ImapSession::command(imap::Command& c) {
 }
 
 void ImapSession::capability(const imap::Command& c) {
-  const bool ask = state_ == State::NotAuthenticated && (tls_on() || !config_.mmp.restrict_plain_passwords);
+  const bool ask = state_ == State::NotAuthenticated && (tls_on() || !restrict_plain());
   if (!ask) {
     write("* CAPABILITY " + capabilities({}) + "\r\n");
     write(imap::status_line(c.tag, Condition::Ok, "", "CAPABILITY completed"));
     return;
   }
   wait();
-  context_.auth->mechanisms(*context_.loop, connection().alive(), facts(),
-                            [this, tag = c.tag](common::Result<std::vector<std::string>> mechanisms) {
-                              // authserv not answering: no AUTH= this time, LOGIN still works once it is back.
-                              write("* CAPABILITY " + capabilities(mechanisms ? *mechanisms : std::vector<std::string>{}) +
-                                    "\r\n");
-                              done(tag, Condition::Ok, "", "CAPABILITY completed");
-                            });
+  mechanisms_then([this, tag = c.tag](std::vector<std::string> mechanisms) { capability_reply(tag, mechanisms); });
+}
+
+void ImapSession::capability_reply(const std::string& tag, const std::vector<std::string>& mechanisms) {
+  write("* CAPABILITY " + capabilities(mechanisms) + "\r\n");
+  done(tag, Condition::Ok, "", "CAPABILITY completed");
 }
 
 void ImapSession::starttls(const imap::Command& c) {
@@ -291,35 +381,85 @@ size_t ImapSession::forget_plaintext() {
 
 void ImapSession::login(const imap::Command& c) {
   const auto& a = std::get<imap::LoginArgs>(c.args);
-  if (config_.mmp.restrict_plain_passwords && !tls_on()) {
+  if (restrict_plain() && !tls_on()) {
     write(imap::status_line(c.tag, Condition::No, "PRIVACYREQUIRED", "LOGIN needs TLS: use STARTTLS first"));
     return count_error();
   }
-  std::string user = a.user;
-  if (user.find('@') == std::string::npos && !config_.mmp.default_domain.empty()) user += "@" + config_.mmp.default_domain;
-  // LOGIN is PLAIN without an authorization id (RFC 4616), relayed to authserv like AUTHENTICATE.
-  const std::string plain = std::string(1, '\0') + user + std::string(1, '\0') + a.password;
+  // LOGIN is PLAIN without an authorization id (RFC 4616), relayed to authserv like AUTHENTICATE;
+  // sasl_start gives a name without "@" the default domain.
+  const std::string plain = std::string(1, '\0') + a.user + std::string(1, '\0') + a.password;
   sasl_start(c.tag, "PLAIN", common::text::base64_encode(plain));
 }
 
 void ImapSession::authenticate(const imap::Command& c) {
   const auto& a = std::get<imap::AuthenticateArgs>(c.args);
-  if (config_.mmp.restrict_plain_passwords && !tls_on()) {
+  if (restrict_plain() && !tls_on()) {
     write(imap::status_line(c.tag, Condition::No, "PRIVACYREQUIRED", "AUTHENTICATE needs TLS: use STARTTLS first"));
     return count_error();
   }
   std::optional<std::string> initial = a.initial_response;
   if (initial && initial->empty()) initial = "=";  // RFC 4959 §3: "=" is an empty initial response
-  sasl_start(c.tag, common::ascii::uppered(a.mechanism), std::move(initial));
+  const std::string mechanism = common::ascii::uppered(a.mechanism);
+  if (mechanism == "EXTERNAL" && initial && *initial == "=" && certificate_verified()) {
+    // No authorization identity: the certificate's own user, as mapped for the capabilities. A
+    // mapping made long enough ago that its token is about to lapse is made afresh.
+    wait();
+    map_certificate([this, tag = c.tag] {
+      const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                              std::chrono::system_clock::now().time_since_epoch()).count();
+      if (cert_state_ == CertState::Mapped && cert_user_ && cert_user_->token_expires_unix > now + 30) {
+        auto user = std::move(*cert_user_);
+        cert_user_.reset();
+        return logged_in(tag, user, "EXTERNAL");
+      }
+      cert_user_.reset();
+      sasl_start(tag, "EXTERNAL", std::string("="));
+    });
+    return;
+  }
+  sasl_start(c.tag, mechanism, std::move(initial));
+}
+
+std::string ImapSession::qualify_plain(std::string_view base64) const {
+  // RFC 4616 §2: [authzid] NUL authcid NUL passwd. Names without "@" take this listener's (or SNI
+  // name's) domain, so a virtual domain's users log in with their short names; anything malformed
+  // goes to authserv as it came, to be refused there.
+  const std::string& domain = default_domain();
+  if (domain.empty() || base64 == "=") return std::string(base64);
+  auto decoded = common::text::base64_decode(base64);
+  if (!decoded) return std::string(base64);
+  const auto first = decoded->find('\0');
+  const auto second = first == std::string::npos ? first : decoded->find('\0', first + 1);
+  if (second == std::string::npos || decoded->find('\0', second + 1) != std::string::npos) return std::string(base64);
+  std::string authzid = decoded->substr(0, first);
+  std::string authcid = decoded->substr(first + 1, second - first - 1);
+  if (!authzid.empty() && authzid.find('@') == std::string::npos) authzid += "@" + domain;
+  if (!authcid.empty() && authcid.find('@') == std::string::npos) authcid += "@" + domain;
+  std::string plain = authzid + '\0' + authcid + '\0' + decoded->substr(second + 1);
+  std::fill(decoded->begin(), decoded->end(), '\0');
+  std::string encoded = common::text::base64_encode(plain);
+  std::fill(plain.begin(), plain.end(), '\0');
+  return encoded;
 }
 
 void ImapSession::sasl_start(const std::string& tag, const std::string& mechanism,
                              std::optional<std::string> initial_base64) {
   sasl_tag_ = tag;
+  sasl_plain_ = mechanism == "PLAIN";
+  if (sasl_plain_ && initial_base64) initial_base64 = qualify_plain(*initial_base64);
   wait();
   relay_ = std::make_unique<common::authclient::SaslRelay>(
       *context_.auth, *context_.loop, [this](common::authclient::SaslOutput out) { sasl_output(std::move(out)); });
   relay_->start(mechanism, std::move(initial_base64), facts());
+}
+
+void ImapSession::login_refused(const std::string& tag, std::string_view code, std::string_view text) {
+  // The tagged NO first: a failure that reaches max_errors then ends the session with BYE.
+  write(imap::status_line(tag, Condition::No, code, text));
+  count_error();
+  if (closing_) return;
+  waiting_ = false;
+  pump();
 }
 
 void ImapSession::sasl_output(common::authclient::SaslOutput output) {
@@ -333,6 +473,7 @@ void ImapSession::sasl_output(common::authclient::SaslOutput output) {
   }
   parser_.end_sasl();
   relay_.reset();
+  sasl_plain_ = false;
   const std::string tag = std::move(sasl_tag_);
   if (auto* failure = std::get_if<SaslFailure>(&output)) {
     common::log::info(kImapComponent).session(connection().info().id).event("login_failed")
@@ -342,37 +483,97 @@ void ImapSession::sasl_output(common::authclient::SaslOutput output) {
         done(tag, Condition::No, "UNAVAILABLE", "Authentication is not available now, try again later");
         return;
       case FailureKind::Authz:
-        count_error();
-        done(tag, Condition::No, "AUTHORIZATIONFAILED", "Not authorized to login as specified user");
-        return;
+        return login_refused(tag, "AUTHORIZATIONFAILED", "Not authorized to login as specified user");
       case FailureKind::Aborted: done(tag, Condition::Bad, "", "Authentication cancelled"); return;
       case FailureKind::Mechanism:
       case FailureKind::Protocol:
-        count_error();
-        done(tag, Condition::No, "CANNOT", "That authentication mechanism or exchange is not accepted");
-        return;
+        return login_refused(tag, "CANNOT", "That authentication mechanism or exchange is not accepted");
       default:
-        count_error();
-        done(tag, Condition::No, "AUTHENTICATIONFAILED", "Authentication failed");
-        return;
+        // Wrong credentials, a disabled account and a service the user may not use (authserv's
+        // not_allowed, logged above) get one answer: telling them apart would confirm the password.
+        return login_refused(tag, "AUTHENTICATIONFAILED", "Authentication failed");
     }
   }
   auto& success = std::get<SaslSuccess>(output);
-  auto opened = context_.stores->open(success.user.mail_host, *context_.loop, connection().alive(),
-                                      store_client::StoreCredentials{success.user.token, ""});
+  logged_in(tag, success.user, "");
+}
+
+bool ImapSession::open_mailbox(const common::authclient::AuthenticatedUser& user, std::string_view mechanism) {
+  auto opened = context_.stores->open(user.mail_host, *context_.loop, connection().alive(),
+                                      store_client::StoreCredentials{user.token, ""});
   if (!opened) {
     common::log::warning(kImapComponent).session(connection().info().id).event("store_unavailable")
-        .kv("user", success.user.canonical).kv("mail_host", success.user.mail_host).kv("reason", opened.error().detail);
+        .kv("user", user.canonical).kv("mail_host", user.mail_host).kv("reason", opened.error().detail);
+    return false;
+  }
+  store_ = std::move(*opened);
+  user_ = user.canonical;
+  state_ = State::Authenticated;
+  parser_.set_message_limit(config_.imap.limits.max_message);
+  auto line = common::log::info(kImapComponent);
+  line.session(connection().info().id).event("login").kv("user", user_).kv("mail_host", user.mail_host);
+  if (!mechanism.empty()) line.kv("mechanism", mechanism);
+  // An administrator acting for the user (RFC 4616 authzid): both names, for the audit trail.
+  if (!user.authcid.empty() && user.authcid != user.canonical) line.kv("proxy_by", user.authcid);
+  token_ = user.token;
+  schedule_renewal(user.token_expires_unix);
+  return true;
+}
+
+void ImapSession::logged_in(const std::string& tag, const common::authclient::AuthenticatedUser& user,
+                            std::string_view mechanism) {
+  if (!open_mailbox(user, mechanism)) {
     done(tag, Condition::No, "UNAVAILABLE", "Your mailbox is not available now, try again later");
     return;
   }
-  store_ = std::move(*opened);
-  user_ = success.user.canonical;
-  state_ = State::Authenticated;
-  parser_.set_message_limit(config_.imap.limits.max_message);
-  common::log::info(kImapComponent).session(connection().info().id).event("login").kv("user", user_)
-      .kv("mail_host", success.user.mail_host);
   done(tag, Condition::Ok, "CAPABILITY " + capabilities({}), "Logged in");
+}
+
+int64_t ImapSession::now_unix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+void ImapSession::schedule_renewal(int64_t expires_unix) {
+  // The store refuses a call whose token has lapsed, so a session longer than the token renews it
+  // through authserv two thirds into its life (authserv also ends it there for a disabled account
+  // or a session past its maximum lifetime). A token that lapses without renewal ends the session.
+  if (expires_unix <= 0) return;
+  const int64_t left = expires_unix - now_unix();
+  const int64_t after = std::max<int64_t>(1, left * 2 / 3);
+  if (!renew_timer_) renew_timer_ = std::make_unique<common::runtime::Timer>(connection().loop());
+  token_expires_ = expires_unix;
+  renew_timer_->start(std::chrono::seconds(after), [this] { renew_token(); });
+}
+
+void ImapSession::renew_token() {
+  if (closing_ || !store_) return;
+  context_.auth->renew_token(
+      *context_.loop, connection().alive(), facts(), token_,
+      [this](common::Result<common::authclient::TokenRenewal> r) {
+        if (closing_ || !store_) return;
+        const std::string& session = connection().info().id;
+        if (r && r->ok) {
+          common::log::info(kImapComponent).session(session).event("token_renewed").kv("user", user_)
+              .kv("expires_in", static_cast<uint64_t>(std::max<int64_t>(0, r->token_expires_unix - now_unix())));
+          token_ = r->token;
+          store_->set_token(r->token);
+          schedule_renewal(r->token_expires_unix);
+          return;
+        }
+        const int64_t left = token_expires_ - now_unix();
+        if (!r && left > 10) {
+          // authserv unreachable for now: try again while the token still holds.
+          common::log::warning(kImapComponent).session(session).event("token_renewal_failed").kv("user", user_)
+              .kv("reason", r.error().detail).kv("retry_in", uint64_t{10});
+          renew_timer_->start(std::chrono::seconds(std::min<int64_t>(10, left / 2)), [this] { renew_token(); });
+          return;
+        }
+        common::log::notice(kImapComponent).session(session).event("session_ended").kv("user", user_)
+            .kv("reason", r ? "renewal refused: " + r->reason : "renewal failed: " + r.error().detail);
+        write(imap::status_line("*", Condition::Bye, "", "Session expired, please log in again"));
+        closing_ = true;
+        connection().close();
+      });
 }
 
 void ImapSession::logout(const imap::Command& c) {
@@ -398,6 +599,8 @@ void ImapSession::on_drain() {
 
 void ImapSession::on_closed(common::runtime::CloseReason) {
   closing_ = true;
+  cert_relay_.reset();
+  if (renew_timer_) renew_timer_->stop();
   fetch_.reset();
   append_.reset();  // a message cut short is never committed
   relay_.reset();

@@ -15,10 +15,10 @@
 #include "common/authclient/authclient.hpp"
 #include "common/daemon/daemon.hpp"
 #include "common/runtime/connection.hpp"
+#include "common/runtime/timer.hpp"
 #include "mmp/config.hpp"
 #include "mmp/imap/parser.hpp"
 #include "mmp/store_client/store_client.hpp"
-#include "mmp/uid_map.hpp"
 
 namespace common::runtime {
 class Loop;
@@ -58,7 +58,7 @@ class ImapSession final : public common::runtime::StartTlsSession {
     postern::mailstore::v1::MailboxRef ref;
     std::string name;
     bool read_only = false;
-    UidMap uids;  // ascending: uid_at(n) is message sequence number n
+    std::vector<uint32_t> uids;  // ascending: uids[n - 1] is message sequence number n
     uint64_t highest_modseq = 0;  // what this session has told the client up to
     std::vector<imap::SeqRange> saved;  // RFC 5182 SEARCHRES "$", as UID ranges
   };
@@ -86,6 +86,25 @@ class ImapSession final : public common::runtime::StartTlsSession {
   void authenticate(const imap::Command& c);
   void sasl_start(const std::string& tag, const std::string& mechanism, std::optional<std::string> initial_base64);
   void sasl_output(common::authclient::SaslOutput output);
+  // Login, certificates and the token (imap_session.cpp).
+  void on_transform_ready() override;
+  void greet(const std::vector<std::string>& mechanisms);
+  // authserv's mechanisms for this connection, EXTERNAL only if the certificate maps to a user.
+  void mechanisms_then(std::function<void(std::vector<std::string>)> then);
+  void capability_reply(const std::string& tag, const std::vector<std::string>& mechanisms);
+  const std::string& default_domain() const;  // the listener's, or its SNI name's (virtual domains)
+  bool restrict_plain() const;
+  bool certificate_verified() const;
+  // Runs `then` once authserv has said whether the verified client certificate maps to a user
+  // (cert_state_ Mapped, with cert_user_) or not; at once when that is known or there is none.
+  void map_certificate(std::function<void()> then);
+  std::string qualify_plain(std::string_view base64) const;
+  void login_refused(const std::string& tag, std::string_view code, std::string_view text);
+  bool open_mailbox(const common::authclient::AuthenticatedUser& user, std::string_view mechanism);
+  void logged_in(const std::string& tag, const common::authclient::AuthenticatedUser& user, std::string_view mechanism);
+  static int64_t now_unix();
+  void schedule_renewal(int64_t expires_unix);
+  void renew_token();
   void select(const imap::Command& c);
   void list(const imap::Command& c);
   void status(const imap::Command& c);
@@ -148,6 +167,14 @@ class ImapSession final : public common::runtime::StartTlsSession {
   std::string user_;       // canonical, once logged in
   std::unique_ptr<common::authclient::SaslRelay> relay_;
   std::string sasl_tag_;
+  bool sasl_plain_ = false;  // the exchange is PLAIN: responses get the default domain
+  enum class CertState { Unknown, Mapping, Mapped, Unmapped };
+  CertState cert_state_ = CertState::Unknown;
+  std::unique_ptr<common::authclient::SaslRelay> cert_relay_;
+  std::optional<common::authclient::AuthenticatedUser> cert_user_;  // Mapped, until a login uses it
+  std::string token_;          // the store's access token, renewed before token_expires_
+  int64_t token_expires_ = 0;
+  std::unique_ptr<common::runtime::Timer> renew_timer_;
   std::unique_ptr<store_client::StoreSession> store_;
   std::unique_ptr<Selected> selected_;
   std::unique_ptr<store_client::FetchCall> fetch_;

@@ -41,6 +41,7 @@ void AuthservDaemon::start() {
   cfg += "[authserv]\ndefault_domain = \"" + domain_ + "\"\n[directory]\nbackend = \"embedded\"\npath = \"" + db_ +
          "\"\n[password]\nargon2_ops = 1\nargon2_memory = \"64K\"\n[tokens]\nkey_file = \"" +
          (dir_.path() / "token.key").string() + "\"\n";
+  cfg += tokens_extra_;
   if (!mtls) cfg += "allow_unbound = true\n";
   auto config = dir_.write("authserv.toml", cfg);
   process_ = std::make_unique<ChildProcess>(

@@ -25,6 +25,9 @@ class AuthservDaemon {
   // A user with a password of "secret-<uid>" on `mail_host`; quota "none", "100K", ...
   void add_user(const std::string& address, const std::string& mail_host, const std::string& quota = "none");
 
+  // Lines for authserv.toml's [tokens] (e.g. ttl = "60s"), from the next start() on.
+  void set_tokens_extra(std::string lines) { tokens_extra_ = std::move(lines); }
+
   void start();
   void stop();
   std::string target() const { return "127.0.0.1:" + std::to_string(port_); }
@@ -38,6 +41,7 @@ class AuthservDaemon {
   int port_;
   int start_attempts_ = 0;
   std::string db_;
+  std::string tokens_extra_;
   std::unique_ptr<ChildProcess> process_;
 };
 

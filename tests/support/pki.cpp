@@ -40,7 +40,7 @@ fs::path build_cache() {
   if (lock.fd < 0 || ::flock(lock.fd, LOCK_EX) != 0) throw std::runtime_error("cannot lock " + dir.string());
   std::error_code ec;
   // Bump the recipe when the list below changes.
-  constexpr std::string_view kRecipe = "pki recipe 7\n";
+  constexpr std::string_view kRecipe = "pki recipe 8\n";
   const bool fresh = fs::exists(stamp, ec) && read_file(stamp) == kRecipe &&
                      fs::last_write_time(stamp, ec) > fs::last_write_time(script, ec) &&
                      fs::last_write_time(stamp, ec) > fs::file_time_type::clock::now() - std::chrono::days(7);
@@ -62,11 +62,23 @@ fs::path build_cache() {
   // A user's certificate (E=alice@example.com), for SASL EXTERNAL through certmap's e=mail.
   must(certs({"client", "--ca", d("ca"), "--name", "alice", "--email", "alice@example.com"}),
        "deploy/certs client alice");
+  // A store administrator's (admin proxy logins), and a user's that is revoked below (it would map
+  // to carol@example.com if it were not).
+  must(certs({"client", "--ca", d("ca"), "--name", "admin", "--email", "admin@example.com"}),
+       "deploy/certs client admin");
+  must(certs({"client", "--ca", d("ca"), "--name", "carol", "--email", "carol@example.com"}),
+       "deploy/certs client carol");
+  // A virtual domain's own certificate on the mmp's host, served to clients that ask for it by SNI.
+  must(certs({"host", "--ca", d("ca"), "--dir", d("mmp1"), "--host", "mail.example.org", "--nickname", "Example-Org"}),
+       "deploy/certs host mmp1 Example-Org");
   // Revocation as an operator does it: revoke, rewrite the CRL, import it on the host.
   must(certs({"revoke", "--ca", d("ca"), "--name", "mta2"}), "deploy/certs revoke");
+  must(certs({"revoke", "--ca", d("ca"), "--name", "carol"}), "deploy/certs revoke carol");
   must(certs({"crl", "--ca", d("ca")}), "deploy/certs crl");
-  must(certs({"import-crl", "--dir", d("store1"), "--crl", (dir / "ca" / "crl.der").string()}),
-       "deploy/certs import-crl");
+  for (const char* host : {"store1", "mmp1"}) {
+    must(certs({"import-crl", "--dir", d(host), "--crl", (dir / "ca" / "crl.der").string()}),
+         std::string("deploy/certs import-crl ") + host);
+  }
   {
     std::ofstream out(dir / "ready.tmp");
     out << kRecipe;

@@ -1,9 +1,10 @@
 // pki.hpp: the deployment's certificates for tests, made by deploy/certs once per build tree (each
 // call takes a second or more, too slow to repeat in every test process) and copied into each
 // test's own directory:
-//   ca (the deployment CA): hosts store1, auth1 (authserv), mmp1, mta1, mta2; mta2 revoked, store1 holds the CRL;
+//   ca (the deployment CA): hosts store1, auth1 (authserv), mmp1, mta1, mta2; mta2 and carol revoked, store1 and mmp1 hold the CRL;
 //     client certificates (PEM, for openssl, swaks and python) mta1 and mta3, and alice
-//     (E=alice@example.com, a user's)
+//     (E=alice@example.com, a user's), admin (E=admin@example.com), carol (E=carol@example.com,
+//     revoked); mmp1 also holds Example-Org, a certificate for mail.example.org (SNI)
 //   other-ca ("Other Org CA"): host intruder, client certificate stranger
 //   impostor-ca (a second CA with exactly our CA's name, another key): host impostor
 #pragma once

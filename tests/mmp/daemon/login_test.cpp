@@ -1,0 +1,300 @@
+// login_test.cpp: how postern-mmp logs users in, with real clients (openssl s_client, the
+// conformance runner) against a real authserv and store over mutual TLS: client certificates
+// (AUTH=EXTERNAL after STARTTLS, PREAUTH on IMAPS, revoked ones), admin proxy logins, service
+// access, default and virtual domains (per listener and per SNI name), the error limit, and a
+// session that outlives its access token.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "tests/mmp/support/mmp_daemon.hpp"
+#include "tests/support/pki.hpp"
+#include "tests/support/process.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string pem(const std::string& client) { return test::Pki::file("ca/clients/" + client + ".pem").string(); }
+std::string key(const std::string& client) { return test::Pki::file("ca/clients/" + client + ".key").string(); }
+std::string ca() { return test::Pki::file("ca/ca.pem").string(); }
+
+// The mmp with client certificates asked for on both ports, and the users these tests need
+// beside the store fixture's: a store administrator, carol (whose certificate is revoked), a user
+// who may not use IMAP, and dave in the virtual domain example.org.
+test::MmpDaemonOptions options(const std::string& listener_extra = "", const std::string& sections_extra = "",
+                               const std::string& imap_extra = "") {
+  test::MmpDaemonOptions o;
+  o.listener_extra = "client_certs = \"optional\"\n" + listener_extra;
+  o.sections_extra = (imap_extra.empty() ? "" : "[imap]\n" + imap_extra) + sections_extra;
+  return o;
+}
+
+void add_users(test::MmpDaemon& mmp) {
+  auto& auth = mmp.store().auth();
+  auth.add_user("admin@example.com", "store1");
+  auth.cli({"user", "set", "admin@example.com", "store_admin", "true"});
+  auth.add_user("carol@example.com", "store1");
+  auth.add_user("popper@example.com", "store1");
+  auth.cli({"user", "set", "popper@example.com", "allowed_services", "+pop:ALL$-imap:*"});
+  auth.cli({"domain", "add", "example.org"});
+  auth.add_user("dave@example.org", "store1");
+}
+
+// openssl s_client with `lines` sent one a second (it reads the server between them) and its
+// output, stdout and stderr. `tls`: "starttls" (-starttls imap, which sends its own CAPABILITY
+// and STARTTLS first) or "implicit".
+test::CommandResult s_client(int port, const std::string& tls, const std::vector<std::string>& lines,
+                             const std::vector<std::string>& extra = {}) {
+  std::string feed = "(sleep 1";
+  for (const auto& l : lines) feed += "; printf '%s\\r\\n' '" + l + "'; sleep 1";
+  feed += ")";
+  std::string cmd = feed + " | timeout 30 openssl s_client -ign_eof -connect 127.0.0.1:" + std::to_string(port) +
+                    " -CAfile " + ca();
+  if (tls == "starttls") cmd += " -starttls imap";
+  for (const auto& e : extra) cmd += " " + e;
+  return test::run({"sh", "-c", cmd + " 2>&1"}, 60s);
+}
+
+std::vector<std::string> cert(const std::string& client) { return {"-cert", pem(client), "-key", key(client)}; }
+
+bool has(const std::string& text, const std::string& needle) { return text.find(needle) != std::string::npos; }
+
+// tests/mmp/conformance/imapconf.py against this mmp, with the variables and certificates its
+// README lists for the postern target.
+test::CommandResult imapconf(test::MmpDaemon& mmp, const std::vector<std::string>& scripts,
+                             const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> argv{"python3", test::source_path("tests/mmp/conformance/imapconf.py"), "--target",
+                                "postern", "--host", "127.0.0.1", "--port", std::to_string(mmp.imap_port()),
+                                "--imaps-port", std::to_string(mmp.imaps_port()), "--ca", ca(), "--transcript",
+                                "--var", "user=bob@example.com", "--var", "password=secret-bob",
+                                "--var", "user2=user1@example.com", "--var", "password2=secret-user1",
+                                "--var", "cert_user=alice@example.com", "--var", "admin_user=admin@example.com",
+                                "--var", "admin_password=secret-admin"};
+  for (const auto& [name, client] : {std::pair{"alice", "alice"}, {"admin", "admin"}, {"revoked", "carol"}}) {
+    argv.insert(argv.end(), {"--cert", std::string(name) + "=" + pem(client) + "," + key(client)});
+  }
+  argv.insert(argv.end(), {"--cert", "stranger=" + test::Pki::file("other-ca/clients/stranger.pem").string() + "," +
+                                          test::Pki::file("other-ca/clients/stranger.key").string()});
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  argv.insert(argv.end(), scripts.begin(), scripts.end());
+  return test::run(argv, 300s);
+}
+
+}  // namespace
+
+TEST_CASE("T-01/T-08: openssl -starttls imap with a mapped certificate sees AUTH=EXTERNAL and logs in with it",
+          "[integration]") {
+  test::MmpDaemon mmp(options());
+  add_users(mmp);
+  auto r = s_client(mmp.imap_port(), "starttls", {"b CAPABILITY", "c AUTHENTICATE EXTERNAL =", "d SELECT INBOX", "e LOGOUT"},
+                    cert("alice"));
+  INFO(r.output << mmp.log());
+  CHECK(has(r.output, "b OK"));
+  CHECK(has(r.output, "AUTH=EXTERNAL"));
+  CHECK(has(r.output, "c OK"));
+  CHECK(has(r.output, "d OK"));
+  CHECK(has(mmp.log(), "event=client_certificate result=mapped user=alice@example.com"));
+  CHECK(has(mmp.log(), "event=login user=alice@example.com"));
+
+  // The seed's smoke test: no SASL-IR, the empty response after "+".
+  auto t08 = s_client(mmp.imap_port(), "starttls", {"A AUTHENTICATE EXTERNAL", "", "B LOGOUT"}, cert("alice"));
+  INFO(t08.output);
+  CHECK(has(t08.output, "A OK"));
+
+  // Without a certificate there is nobody to be: no AUTH=EXTERNAL, and EXTERNAL fails.
+  auto none = s_client(mmp.imap_port(), "starttls", {"b CAPABILITY", "c AUTHENTICATE EXTERNAL =", "d LOGOUT"});
+  INFO(none.output);
+  CHECK(has(none.output, "b OK"));
+  CHECK(has(none.output, "AUTH=PLAIN"));
+  CHECK_FALSE(has(none.output, "AUTH=EXTERNAL"));
+  CHECK(has(none.output, "c NO"));
+
+  // A certificate the CA issued to a client that is no user (mta1, no e-mail): verified, unmapped.
+  auto unmapped = s_client(mmp.imap_port(), "starttls", {"b CAPABILITY", "c LOGOUT"}, cert("mta1"));
+  INFO(unmapped.output);
+  CHECK(has(unmapped.output, "b OK"));
+  CHECK_FALSE(has(unmapped.output, "AUTH=EXTERNAL"));
+  CHECK(has(mmp.log(), "event=client_certificate result=unmapped"));
+}
+
+TEST_CASE("T-05: IMAPS with a mapped certificate greets PREAUTH, without one or with another CA's * OK", "[integration]") {
+  test::MmpDaemon mmp(options());
+  add_users(mmp);
+  auto r = s_client(mmp.imaps_port(), "implicit", {"a1 SELECT INBOX", "a2 LOGIN bob secret-bob", "a3 LOGOUT"},
+                    cert("alice"));
+  INFO(r.output << mmp.log());
+  CHECK(has(r.output, "* PREAUTH [CAPABILITY IMAP4rev1"));
+  CHECK(has(r.output, "logged in as alice@example.com"));
+  CHECK(has(r.output, "a1 OK"));
+  CHECK(has(r.output, "a2 BAD"));  // authenticated already
+
+  auto none = s_client(mmp.imaps_port(), "implicit", {"b1 LOGIN alice secret-alice", "b2 LOGOUT"});
+  INFO(none.output);
+  CHECK(has(none.output, "* OK [CAPABILITY"));
+  CHECK_FALSE(has(none.output, "PREAUTH"));
+  CHECK(has(none.output, "b1 OK"));
+
+  auto stranger = s_client(mmp.imaps_port(), "implicit", {"c1 AUTHENTICATE EXTERNAL =", "c2 LOGOUT"},
+                           {"-cert", test::Pki::file("other-ca/clients/stranger.pem").string(), "-key",
+                            test::Pki::file("other-ca/clients/stranger.key").string()});
+  INFO(stranger.output);
+  CHECK(has(stranger.output, "* OK [CAPABILITY"));
+  CHECK(has(stranger.output, "c1 NO"));
+  CHECK(has(mmp.log(), "event=bad_client_cert"));
+}
+
+TEST_CASE("T-09: a revoked certificate gets no EXTERNAL and no PREAUTH, a tagged NO, and the log says why",
+          "[integration]") {
+  test::MmpDaemon mmp(options());
+  add_users(mmp);
+  auto r = s_client(mmp.imap_port(), "starttls",
+                    {"A0 CAPABILITY", "A AUTHENTICATE EXTERNAL =", "B LOGIN carol secret-carol", "C LOGOUT"}, cert("carol"));
+  INFO(r.output << mmp.log());
+  CHECK(has(r.output, "A0 OK"));
+  CHECK_FALSE(has(r.output, "AUTH=EXTERNAL"));
+  CHECK(has(r.output, "A NO"));
+  CHECK(has(r.output, "B OK"));  // a password still works
+  auto imaps = s_client(mmp.imaps_port(), "implicit", {"b1 AUTHENTICATE EXTERNAL =", "b2 LOGOUT"}, cert("carol"));
+  INFO(imaps.output);
+  CHECK(has(imaps.output, "* OK"));
+  CHECK_FALSE(has(imaps.output, "PREAUTH"));
+  CHECK(has(imaps.output, "b1 NO"));
+  const std::string log = mmp.log();
+  CHECK(has(log, "event=bad_client_cert reason=\"SEC_ERROR_REVOKED_CERTIFICATE (-8180)"));
+  CHECK(has(log, "CN=carol"));
+  CHECK_FALSE(has(log, "event=login user=carol@example.com mail_host=store1 mechanism=EXTERNAL"));
+}
+
+TEST_CASE("the seed transcripts' conformance scripts pass against the mmp: T-01, T-02, T-05, T-09, T-10",
+          "[integration]") {
+  test::MmpDaemon mmp(options());
+  add_users(mmp);
+  const std::string dir = test::source_path("tests/mmp/conformance/");
+  auto r = imapconf(mmp, {dir + "t01_starttls_external.imap", dir + "t02_admin_proxy.imap", dir + "t05_imaps_preauth.imap",
+                          dir + "t09_revoked_cert.imap", dir + "t10_plaintext_refused.imap"});
+  INFO(r.output << mmp.log());
+  CHECK(r.exit_code == 0);
+}
+
+TEST_CASE("T-02: only a store administrator may log in as another user, with PLAIN or EXTERNAL", "[integration]") {
+  test::MmpDaemon mmp(options());
+  add_users(mmp);
+  REQUIRE(mmp.store().deliver({"bob@example.com"}).output.find("250") != std::string::npos);
+  test::TempDir dir;
+  auto script = dir.write("proxy.imap",
+                          "# admin proxy logins (RFC 4616 authzid)\n"
+                          "@title proxy\n"
+                          "connect a starttls\n"
+                          "C: p AUTHENTICATE PLAIN ${b64:bob\\0admin\\0secret-admin}\n"
+                          "T: OK <*>\n"
+                          "C: s STATUS INBOX (MESSAGES)\n"
+                          "S: * STATUS INBOX (MESSAGES 1)\n"
+                          "T: OK <*>\n"
+                          "connect b starttls\n"
+                          "C: q AUTHENTICATE PLAIN ${b64:bob\\0alice\\0secret-alice}\n"
+                          "T: NO [AUTHORIZATIONFAILED] <*>\n"
+                          "C: r AUTHENTICATE PLAIN ${b64:\\0alice\\0secret-alice}\n"
+                          "T: OK <*>\n");
+  auto r = imapconf(mmp, {script.string()});
+  INFO(r.output << mmp.log());
+  CHECK(r.exit_code == 0);
+  const std::string log = mmp.log();
+  // The short names took [mmp] default_domain, the authzid too.
+  CHECK(has(log, "event=login user=bob@example.com mail_host=store1 proxy_by=admin@example.com"));
+  CHECK(has(log, "event=login_failed kind=authz"));
+}
+
+TEST_CASE("a user not allowed IMAP is refused and the log says so, and a flood of failed logins ends the session",
+          "[integration]") {
+  test::MmpDaemon mmp(options("", "", "max_errors = 3\n"));
+  add_users(mmp);
+  test::TempDir dir;
+  auto script = dir.write("refused.imap",
+                          "# service access, then the error limit\n"
+                          "@title refused\n"
+                          "connect a tls\n"
+                          "C: a1 LOGIN popper secret-popper\n"
+                          "T: NO [AUTHENTICATIONFAILED] <*>\n"
+                          "C: a2 LOGIN alice wrong\n"
+                          "T: NO [AUTHENTICATIONFAILED] <*>\n"
+                          "C: a3 LOGIN alice wrong-again\n"
+                          "T: NO [AUTHENTICATIONFAILED] <*>\n"
+                          "S: * BYE <*>\n"
+                          "closed\n");
+  auto r = imapconf(mmp, {script.string()});
+  INFO(r.output << mmp.log() << mmp.store().auth().log());
+  CHECK(r.exit_code == 0);
+  CHECK(has(mmp.log(), "event=login_failed kind=not_allowed"));
+  CHECK(has(mmp.log(), "event=too_many_errors errors=3"));
+  CHECK(has(mmp.store().auth().log(), "popper@example.com"));
+}
+
+TEST_CASE("MMP-08/09: default domains by listener and by SNI name, each SNI name with its own certificate",
+          "[integration]") {
+  const int org_port = test::free_port();
+  test::MmpDaemon mmp(options("[[listener.sni]]\nname = \"mail.example.org\"\ncertificates = [\"Example-Org\"]\n"
+                              "default_domain = \"example.org\"\n",
+                              "[[listener]]\nname = \"imaps-org\"\nservice = \"imap\"\naddress = \"127.0.0.1:" +
+                                  std::to_string(org_port) + "\"\ntls = \"implicit\"\ndefault_domain = \"example.org\"\n"));
+  add_users(mmp);
+  // No SNI: [mmp] default_domain (example.com); dave is not there.
+  auto plain = s_client(mmp.imaps_port(), "implicit",
+                        {"a1 LOGIN dave secret-dave", "a2 AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldC1hbGljZQ==", "a3 LOGOUT"});
+  INFO(plain.output << mmp.log());
+  CHECK(has(plain.output, "a1 NO"));
+  CHECK(has(plain.output, "a2 OK"));  // "\0alice\0secret-alice": alice@example.com
+  CHECK(has(plain.output, "subject=O = Postern, CN = mmp1"));
+  // SNI mail.example.org: its certificate and its domain.
+  auto sni = s_client(mmp.imaps_port(), "implicit", {"b1 LOGIN dave secret-dave", "b2 LOGOUT"},
+                      {"-servername", "mail.example.org", "-verify_hostname", "mail.example.org", "-verify_return_error"});
+  INFO(sni.output);
+  CHECK(has(sni.output, "subject=O = Postern, CN = mail.example.org"));
+  CHECK(has(sni.output, "b1 OK"));
+  // A listener of its own (the domain's address): its default_domain.
+  auto listener = s_client(org_port, "implicit", {"c1 LOGIN dave secret-dave", "c2 LOGOUT"});
+  INFO(listener.output);
+  CHECK(has(listener.output, "c1 OK"));
+  CHECK(has(mmp.log(), "event=login user=dave@example.org"));
+}
+
+TEST_CASE("a session longer than its access token keeps working: the mmp renews it through authserv", "[integration]") {
+  test::MmpDaemon mmp(options());
+  REQUIRE(mmp.store().deliver({"bob@example.com"}).output.find("250") != std::string::npos);
+  // authserv's shortest token life.
+  mmp.store().auth().stop();
+  mmp.store().auth().set_tokens_extra("ttl = \"60s\"\n");
+  mmp.store().auth().start();
+  test::TempDir dir;
+  auto script = dir.write("renew.imap",
+                          "# a session past its token's 60 s\n"
+                          "@title renew\n"
+                          "@timeout 30\n"
+                          "connect a tls login\n"
+                          "C: a1 SELECT INBOX\n"
+                          "T: OK <*>\n"
+                          "sleep 25\n"
+                          "C: n1 NOOP\n"
+                          "T: OK <*>\n"
+                          "sleep 25\n"
+                          "C: n2 NOOP\n"
+                          "T: OK <*>\n"
+                          "sleep 20\n"
+                          "C: a2 FETCH 1 (BODY.PEEK[HEADER.FIELDS (DELIVERED-TO)])\n"
+                          "S: * 1 FETCH <*>bob@example.com<*>\n"
+                          "T: OK <*>\n"
+                          "C: a3 STATUS INBOX (MESSAGES)\n"
+                          "S: * STATUS INBOX (MESSAGES 1)\n"
+                          "T: OK <*>\n");
+  // gRPC may still be reconnecting to the restarted authserv: the runner's login fails then.
+  test::CommandResult r;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    r = imapconf(mmp, {script.string()});
+    if (r.exit_code == 0 || has(mmp.log(), "event=token_renewed")) break;
+  }
+  INFO(r.output << mmp.log());
+  CHECK(r.exit_code == 0);
+  CHECK(has(mmp.log(), "event=token_renewed"));
+}
