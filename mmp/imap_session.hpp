@@ -19,6 +19,7 @@
 #include "mmp/config.hpp"
 #include "mmp/imap/parser.hpp"
 #include "mmp/store_client/store_client.hpp"
+#include "mmp/uid_map.hpp"
 
 namespace common::runtime {
 class Loop;
@@ -58,7 +59,7 @@ class ImapSession final : public common::runtime::StartTlsSession {
     postern::mailstore::v1::MailboxRef ref;
     std::string name;
     bool read_only = false;
-    std::vector<uint32_t> uids;  // ascending: uids[n - 1] is message sequence number n
+    UidMap uids;  // ascending: uid_at(n) is message sequence number n
     uint64_t highest_modseq = 0;  // what this session has told the client up to
     std::vector<imap::SeqRange> saved;  // RFC 5182 SEARCHRES "$", as UID ranges
   };
