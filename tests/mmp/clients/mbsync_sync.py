@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-# mbsync_sync.py: Debian's mbsync (isync) synchronising INBOX both ways with the mmp over IMAPS,
-# checked from the server side with python imaplib. Prints lines a C++ test checks:
+# mbsync_sync.py: Debian's mbsync (isync) synchronising INBOX both ways with the mmp over IMAPS or
+# STARTTLS, checked from the server side with python imaplib. Prints lines a C++ test checks:
 #   sync<n> rc=<exit code> cmds=<IMAP verbs mbsync sent, in order>
 #   pulled <n> same-bytes=<n>       messages the server had, now in the Maildir, bytes compared
 #   pushed uid=<uid> same-bytes=<0|1>  a message put in the Maildir, now on the server (APPEND)
@@ -88,6 +88,8 @@ def main():
     p.add_argument("--password", required=True)
     p.add_argument("--workdir", required=True)
     p.add_argument("--auth-mechs", default="PLAIN")
+    p.add_argument("--ssl-type", choices=["IMAPS", "STARTTLS"], default="IMAPS")
+    p.add_argument("--mbsync-port", type=int, help="the port mbsync uses (default --port, the IMAPS one)")
     p.add_argument("--only-login", action="store_true", help="one sync with --auth-mechs, print its output")
     args = p.parse_args()
 
@@ -101,10 +103,10 @@ def main():
     with open(rc_path, "w") as f:
         f.write(f"""IMAPAccount postern
 Host 127.0.0.1
-Port {args.port}
+Port {args.mbsync_port or args.port}
 User {args.user}
 Pass {args.password}
-SSLType IMAPS
+SSLType {args.ssl_type}
 CertificateFile {pin}
 AuthMechs {args.auth_mechs}
 Timeout 20
