@@ -18,6 +18,7 @@ import sys
 
 UNTAGGED = {b"OK", b"NO", b"BAD", b"BYE", b"PREAUTH", b"CAPABILITY", b"LIST", b"LSUB", b"STATUS", b"SEARCH",
             b"ESEARCH", b"FLAGS", b"NAMESPACE", b"QUOTA", b"QUOTAROOT", b"ID", b"ENABLED", b"VANISHED"}
+SHOW = False
 NUMBERED = {b"EXISTS", b"EXPUNGE", b"RECENT", b"FETCH"}
 
 
@@ -200,6 +201,8 @@ def replay(port, ca, client, captured, optional, stats):
         stats["commands"] += 1
         while True:
             resp = srv.response()
+            if SHOW:
+                print("S: %s" % resp[:200].decode(errors="replace"))
             why = well_formed(resp)
             if why:
                 print("malformed %s: %r" % (why, resp[:300]))
@@ -231,8 +234,11 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--ca", required=True)
+    p.add_argument("--show", action="store_true", help="print every server response too")
     p.add_argument("capture")
     args = p.parse_args()
+    global SHOW
+    SHOW = args.show
     stats = {"commands": 0, "ok": 0, "mismatch": 0, "malformed": 0, "optional_supported": 0, "optional_missing": 0}
     for n, (client, captured, optional) in enumerate(load(args.capture)):
         print("connection %d" % (n + 1))

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <regex>
 #include <string>
 
 #include "tests/mmp/support/mmp_daemon.hpp"
@@ -16,7 +17,7 @@ namespace {
 using namespace std::chrono_literals;
 
 test::CommandResult replay(test::MmpDaemon& suite, const std::string& capture) {
-  return test::run({"python3", test::source_path("tests/mmp/clients/replay_capture.py"), "--port",
+  return test::run({"python3", test::source_path("tests/mmp/clients/replay_capture.py"), "--show", "--port",
                     std::to_string(suite.imaps_port()), "--ca", test::Pki::file("ca/ca.pem").string(),
                     test::source_path("tests/mmp/clients/captures/" + capture)},
                    180s);
@@ -54,5 +55,15 @@ TEST_CASE("Thunderbird's start-up sequence replays against the mmp", "[integrati
   for (const char* tag : {"2", "3", "4", "6", "10", "12", "13", "14", "15", "16", "19", "23", "25"}) {
     CHECK(r.output.find(std::string("answer ") + tag + " OK") != std::string::npos);
   }
+  // The body in 16 KiB chunks: the first whole, the second what is left of RFC822.SIZE.
+  std::smatch size, second;
+  const std::regex first_chunk(R"(S: \* 1 FETCH \(UID 1 RFC822\.SIZE (\d+) BODY\[\]<0> \{16384\})");
+  const std::regex second_chunk(R"(S: \* 1 FETCH \(UID 1 BODY\[\]<16384> \{(\d+)\})");
+  REQUIRE(std::regex_search(r.output, size, first_chunk));
+  REQUIRE(std::regex_search(r.output, second, second_chunk));
+  CHECK(std::stoul(second[1].str()) == std::stoul(size[1].str()) - 16384);
+  // The flag set is seen, the deleted message expunged by UID.
+  CHECK(r.output.find("S: * 1 FETCH (UID 1 FLAGS (\\Seen)") != std::string::npos);
+  CHECK(r.output.find("S: * 2 EXPUNGE") != std::string::npos);
   CHECK(suite.stop() == 0);
 }
