@@ -556,13 +556,7 @@ void ImapSession::copy(const imap::Command& c) {
   request.set_target(target);
   request.set_move(move);
   wait();
-  // RFC 9051 §6.4.7: messages copied into the selected mailbox are announced (EXISTS) before the OK.
-  const bool here = same_mailbox(target, selected_->name);
-  store_->copy(std::move(request), [this, tag = c.tag, move, word, here](store_client::StoreResult<pb::CopyResponse> r) {
-    auto answer = [&](const std::string& code) {
-      if (!here) return done(tag, Condition::Ok, code, word + " completed");
-      answer_after_news(imap::status_line(tag, Condition::Ok, code, word + " completed"));
-    };
+  store_->copy(std::move(request), [this, tag = c.tag, move, word](store_client::StoreResult<pb::CopyResponse> r) {
     if (!r) {
       // RFC 9051 §6.4.7: a target that does not exist is NO [TRYCREATE].
       if (r.error().kind != common::ErrorKind::TempFail && r.error().code == StoreCode::NotFound) {
@@ -582,11 +576,11 @@ void ImapSession::copy(const imap::Command& c) {
       code += ' ';
       imap::append_sequence_set(code, t);
     }
-    if (!move) return answer(code);
+    if (!move) return done(tag, Condition::Ok, code, word + " completed");
     // RFC 6851 §4.3: COPYUID in an untagged OK before the EXPUNGEs.
     if (!code.empty()) write(imap::status_line("*", Condition::Ok, code, "Moved"));
     expunged(r->expunged());
-    answer("");
+    done(tag, Condition::Ok, "", word + " completed");
   });
 }
 
