@@ -93,9 +93,11 @@ void ImapSession::watch_ended(store_client::StoreResult<void> r) {
   const bool was_ready = watch_ && watch_->ready();
   watch_.reset();
   if (!idle_) return;
-  if (!r && was_ready && r.error().code == StoreCode::DeadlineExceeded) {
-    // The stream's own bound (store_client watch_deadline): watch again from what was told. A
-    // store that is gone fails the new one within call_deadline, and that is told below.
+  if (!r && was_ready && (r.error().code == StoreCode::DeadlineExceeded || r.error().code == StoreCode::Unauthenticated)) {
+    // The stream's own bound (store_client watch_deadline), or the store ending it when the token
+    // it was opened with expired (the session renews its token before that): watch again from
+    // what was told, with the current token. A store that is gone, or a token that was not
+    // renewed, fails the new one before its Ready, and that is told below.
     common::log::debug(kImapComponent).session(connection().info().id).event("watch_renewed");
     return watch_open();
   }
