@@ -9,7 +9,7 @@ POSTERN_BUILD_PACKAGES=(cmake g++ ninja-build pkg-config ccache
 POSTERN_TEST_PACKAGES=(catch2 dnsmasq socat curl python3 procps iproute2
   openssl gnutls-bin sslscan libssl-dev slapd ldap-utils gsasl libgmime-3.0-dev postfix
   dovecot-core dovecot-imapd dovecot-lmtpd isync offlineimap3)
-POSTERN_BENCH_PACKAGES=(socat libwrap0-dev nginx-light libnginx-mod-stream dovecot-core dovecot-lmtpd)
+POSTERN_BENCH_PACKAGES=(socat libwrap0-dev nginx-light libnginx-mod-stream dovecot-core dovecot-lmtpd dovecot-imapd)
 
 postern_ensure_packages() {
   local missing=()
