@@ -618,7 +618,10 @@ class WatchReactor final : public grpc::ClientReadReactor<mspb::WatchEvent> {
     StartCall();
   }
   void read_next() { StartRead(&in_); }
-  void cancel() { ctx_.TryCancel(); }
+  void cancel() {
+    cancelled_ = true;
+    ctx_.TryCancel();
+  }
 
   void OnReadDone(bool ok) override {
     if (!ok) {
@@ -634,7 +637,8 @@ class WatchReactor final : public grpc::ClientReadReactor<mspb::WatchEvent> {
     auto& rpc = link_->rpc();
     StoreResult<void> result;
     if (!status.ok()) {
-      rpc.log_failure("Watch", target_, status);
+      // A watch we cancelled (IDLE's DONE, the session closing) is no failure of the store's.
+      if (!cancelled_) rpc.log_failure("Watch", target_, status);
       result = tl::unexpected(store_error(store_, "Watch", status));
     }
     rpc.count("Watch", status.ok() ? "ok" : rpc::status_code_name(status.error_code()));
@@ -649,6 +653,7 @@ class WatchReactor final : public grpc::ClientReadReactor<mspb::WatchEvent> {
   grpc::ClientContext ctx_;
   mspb::WatchRequest request_;
   mspb::WatchEvent in_;
+  std::atomic<bool> cancelled_{false};
 };
 
 }  // namespace

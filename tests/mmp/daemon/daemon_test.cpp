@@ -193,6 +193,8 @@ TEST_CASE("IDLE: a delivery, another session's flags and expunge arrive untagged
   CHECK(has("qidle-done q1 OK"));
   CHECK(has("auth-idle-done n1 OK"));
   CHECK(has("done"));
+  // Each DONE cancels its Watch: that is not logged as a failed call to the store.
+  CHECK(suite.count("method=Watch") == 0);
 }
 
 TEST_CASE("IDLE outlives its Watch's deadline, ends at the idle timeout, and a store that goes away is a BYE", "[integration]") {
