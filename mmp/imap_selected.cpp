@@ -33,6 +33,12 @@ pb::Section section_for(const imap::BodySection& s) {
   return out;
 }
 
+// RFC 9051 §9 (seq-number): a message sequence number above the number of messages is invalid,
+// and the server should answer BAD rather than act on the messages it could find.
+bool beyond_mailbox(const imap::SequenceSet& set, bool uid, size_t messages) {
+  return !uid && !set.saved && set.max_number() > messages;
+}
+
 }  // namespace
 
 void ImapSession::select(const imap::Command& c) {
@@ -189,6 +195,7 @@ std::vector<pb::UidRange> ImapSession::uid_ranges(const imap::SequenceSet& set, 
 
 void ImapSession::fetch(const imap::Command& c) {
   const auto& a = std::get<imap::FetchArgs>(c.args);
+  if (beyond_mailbox(a.set, c.uid, selected_->uids.size())) return bad(c.tag, "No such message");
   pb::FetchRequest request;
   *request.mutable_mailbox() = selected_->ref;
   for (auto& r : uid_ranges(a.set, c.uid)) *request.add_uids() = std::move(r);
@@ -344,6 +351,7 @@ void ImapSession::store(const imap::Command& c) {
     // RFC 9051 §2.3.2: \Recent is the server's; no client may set or clear it.
     if (common::ascii::iequals(f, "\\Recent")) return bad(c.tag, "\\Recent cannot be stored");
   }
+  if (beyond_mailbox(a.set, c.uid, selected_->uids.size())) return bad(c.tag, "No such message");
   pb::StoreFlagsRequest request;
   *request.mutable_mailbox() = selected_->ref;
   for (auto& r : uid_ranges(a.set, c.uid)) *request.add_uids() = std::move(r);
@@ -548,6 +556,7 @@ void ImapSession::copy(const imap::Command& c) {
   bool ok = false;
   std::string target = mailbox_name(a.mailbox, c.tag, ok);
   if (!ok) return;
+  if (beyond_mailbox(a.set, c.uid, selected_->uids.size())) return bad(c.tag, "No such message");
   pb::CopyRequest request;
   *request.mutable_mailbox() = selected_->ref;
   for (auto& r : uid_ranges(a.set, c.uid)) *request.add_uids() = std::move(r);
