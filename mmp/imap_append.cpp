@@ -29,6 +29,7 @@ void ImapSession::append_start(const imap::AppendStart& start) {
       return;
     }
   }
+  appending_->mailbox = *name;
   pb::AppendRequest::Start request;
   request.set_mailbox(*name);
   for (const auto& f : start.message.flags) request.add_flags(f);
@@ -39,11 +40,7 @@ void ImapSession::append_start(const imap::AppendStart& start) {
     appending_->answered = true;
     appending_->result = std::move(r);
     append_blocked_ = false;
-    if (appending_->command_seen) {
-      write(append_answer());
-      waiting_ = false;
-      pump();
-    }
+    if (appending_->command_seen) answer_append();
     // Else the store answered early (over quota, no such mailbox): the rest of the message is read
     // and dropped, and the answer waits for the APPEND command.
   });
@@ -77,6 +74,37 @@ void ImapSession::append_command(const imap::Command& c) {
   if (appending_->answered) return write(append_answer());  // the store refused it early
   wait();
   append_->finish();  // the message is whole: now the store commits it, and only then answers
+}
+
+void ImapSession::answer_append() {
+  const bool here = selected_ && appending_->result && same_mailbox(appending_->mailbox, selected_->name);
+  std::string answer = append_answer();
+  if (!here) {
+    write(answer);
+    waiting_ = false;
+    return pump();
+  }
+  // RFC 9051 §6.3.12: an APPEND to the selected mailbox is announced (EXISTS) before its OK.
+  answer_after_news(std::move(answer));
+}
+
+void ImapSession::answer_after_news(std::string answer) {
+  pb::ChangesRequest request;
+  *request.mutable_mailbox() = selected_->ref;
+  request.set_since_modseq(selected_->highest_modseq);
+  store_->changes(std::move(request), [this, answer = std::move(answer)](store_client::StoreResult<pb::ChangesResponse> r) {
+    // The command itself has succeeded: a store that cannot say what changed only delays the news
+    // to the next NOOP.
+    if (r && selected_) tell_changes(*r);
+    write(answer);
+    waiting_ = false;
+    pump();
+  });
+}
+
+bool ImapSession::same_mailbox(std::string_view a, std::string_view b) {
+  // RFC 9051 §5.1: INBOX is case-insensitive; every other name is as written.
+  return a == b || (common::ascii::iequals(a, "INBOX") && common::ascii::iequals(b, "INBOX"));
 }
 
 std::string ImapSession::append_answer() {

@@ -42,15 +42,23 @@ void ImapSession::list(const imap::Command& c) {
     request.add_patterns(*name);
   }
   request.set_subscribed_only(a.select_subscribed || lsub);
+  request.set_special_use_only(a.select_special_use);
+  request.set_with_status(!a.return_status.empty());
   wait();
-  const bool say_subscribed = !lsub && (a.return_subscribed || a.select_subscribed);  // RFC 5258 §3.4
-  store_->list(std::move(request), [this, tag = c.tag, say_subscribed, word](
-                                       store_client::StoreResult<pb::ListMailboxesResponse> r) {
+  store_->list(std::move(request), [this, tag = c.tag, a, lsub, word](store_client::StoreResult<pb::ListMailboxesResponse> r) {
     if (!r) return store_failed(tag, r.error());
+    const bool say_subscribed = !lsub && (a.return_subscribed || a.select_subscribed);  // RFC 5258 §3.4
     std::string out;
     for (const auto& m : r->mailboxes()) {
+      // The store adds the superiors of subscribed names the patterns miss: LSUB lists them as
+      // \Noselect (RFC 3501 §6.3.9), LIST (SUBSCRIBED) only with RECURSIVEMATCH (RFC 5258 §3.5).
+      const bool via_child = (a.select_subscribed || lsub) && !m.subscribed();
+      if (via_child && !lsub && !a.select_recursive) continue;
       std::vector<std::string> attrs;
-      if (!m.exists()) attrs.push_back(word == "LSUB" ? "\\Noselect" : "\\NonExistent");
+      if (!m.exists() || (lsub && via_child)) {
+        // RFC 5258 §3.4: \NonExistent implies \Noselect; IMAP4rev1 LSUB knows only the latter.
+        attrs.push_back(lsub ? "\\Noselect" : "\\NonExistent");
+      }
       attrs.push_back(m.has_children() ? "\\HasChildren" : "\\HasNoChildren");
       if (say_subscribed && m.subscribed()) attrs.push_back("\\Subscribed");
       for (const auto& s : m.special_use()) attrs.push_back(s);
@@ -58,11 +66,40 @@ void ImapSession::list(const imap::Command& c) {
       imap::append_flag_list(out, attrs);
       out += " \"/\" ";
       imap::append_mailbox(out, m.name(), false);
+      if (a.select_subscribed && a.select_recursive && m.child_subscribed()) out += " (\"CHILDINFO\" (\"SUBSCRIBED\"))";
       out += "\r\n";
+      // RFC 5819 §2: a STATUS after the LIST line of each mailbox that can be selected.
+      if (!a.return_status.empty() && m.exists()) out += status_response(m, a.return_status);
     }
     write(out);
     done(tag, Condition::Ok, "", word + " completed");
   });
+}
+
+std::string ImapSession::status_response(const pb::MailboxEntry& m, const std::vector<imap::StatusItem>& items) const {
+  const auto& s = m.status();
+  std::string out = "* STATUS ";
+  imap::append_mailbox(out, m.name(), false);
+  out += " (";
+  bool first = true;
+  for (auto item : items) {
+    uint64_t value = 0;
+    switch (item) {
+      case imap::StatusItem::Messages: value = s.messages(); break;
+      case imap::StatusItem::Recent: value = 0; break;
+      case imap::StatusItem::UidNext: value = s.uidnext(); break;
+      case imap::StatusItem::UidValidity: value = s.uidvalidity(); break;
+      case imap::StatusItem::Unseen: value = s.unseen(); break;
+      case imap::StatusItem::Deleted: value = s.deleted(); break;
+      case imap::StatusItem::Size: value = s.size(); break;
+      case imap::StatusItem::HighestModSeq: value = s.highest_modseq(); break;
+      case imap::StatusItem::AppendLimit: value = config_.imap.limits.max_message; break;
+    }
+    if (!first) out += ' ';
+    first = false;
+    out += std::string(imap::status_item_name(item)) + " " + std::to_string(value);
+  }
+  return out + ")\r\n";
 }
 
 void ImapSession::status(const imap::Command& c) {
@@ -74,33 +111,9 @@ void ImapSession::status(const imap::Command& c) {
   request.set_name(name);
   request.set_deleted(std::find(a.items.begin(), a.items.end(), imap::StatusItem::Deleted) != a.items.end());
   wait();
-  store_->status(std::move(request), [this, tag = c.tag, items = a.items, wire = a.mailbox](
-                                         store_client::StoreResult<pb::MailboxEntry> r) {
+  store_->status(std::move(request), [this, tag = c.tag, items = a.items](store_client::StoreResult<pb::MailboxEntry> r) {
     if (!r) return store_failed(tag, r.error());
-    const auto& s = r->status();
-    std::string out = "* STATUS ";
-    imap::append_mailbox(out, r->name(), false);
-    out += " (";
-    bool first = true;
-    for (auto item : items) {
-      uint64_t value = 0;
-      switch (item) {
-        case imap::StatusItem::Messages: value = s.messages(); break;
-        case imap::StatusItem::Recent: value = 0; break;
-        case imap::StatusItem::UidNext: value = s.uidnext(); break;
-        case imap::StatusItem::UidValidity: value = s.uidvalidity(); break;
-        case imap::StatusItem::Unseen: value = s.unseen(); break;
-        case imap::StatusItem::Deleted: value = s.deleted(); break;
-        case imap::StatusItem::Size: value = s.size(); break;
-        case imap::StatusItem::HighestModSeq: value = s.highest_modseq(); break;
-        case imap::StatusItem::AppendLimit: value = config_.imap.limits.max_message; break;
-      }
-      if (!first) out += ' ';
-      first = false;
-      out += std::string(imap::status_item_name(item)) + " " + std::to_string(value);
-    }
-    out += ")\r\n";
-    write(out);
+    write(status_response(*r, items));
     done(tag, Condition::Ok, "", "STATUS completed");
   });
 }
@@ -133,7 +146,15 @@ void ImapSession::manage(const imap::Command& c) {
     request.set_name(name);
     for (const auto& u : a.special_use) request.add_special_use(u);
     wait();
-    return store_->create(std::move(request), std::move(finish));
+    if (a.special_use.empty()) return store_->create(std::move(request), std::move(finish));
+    return store_->create(std::move(request), [this, tag = c.tag, finish = std::move(finish)](
+                                                  store_client::StoreResult<pb::MailboxChanged> r) mutable {
+      // RFC 6154 §3: a special use the server does not know or cannot give is NO [USEATTR].
+      if (!r && r.error().kind != common::ErrorKind::TempFail && r.error().code == StoreCode::InvalidArgument) {
+        return done(tag, Condition::No, "USEATTR", text_for(r.error()));
+      }
+      finish(std::move(r));
+    });
   }
   const auto& a = std::get<imap::MailboxArgs>(c.args);
   std::string name = mailbox_name(a.mailbox, c.tag, ok);
@@ -161,14 +182,31 @@ void ImapSession::quota(const imap::Command& c) {
     write(imap::status_line(c.tag, Condition::No, "NONEXISTENT", "No such quota root"));
     return;
   }
-  std::string mailbox = root ? std::get<imap::MailboxArgs>(c.args).mailbox : std::string();
+  if (!root) {
+    wait();
+    return quota_reply(c.tag, {});
+  }
+  const std::string& wire = std::get<imap::MailboxArgs>(c.args).mailbox;
+  bool ok = false;
+  std::string name = mailbox_name(wire, c.tag, ok);
+  if (!ok) return;
+  // RFC 9208 §4.3: GETQUOTAROOT names a mailbox, which must exist (NO [NONEXISTENT] otherwise).
+  pb::StatusRequest request;
+  request.set_name(name);
   wait();
-  store_->quota([this, tag = c.tag, root, mailbox](store_client::StoreResult<pb::QuotaResponse> r) {
+  store_->status(std::move(request), [this, tag = c.tag](store_client::StoreResult<pb::MailboxEntry> r) {
+    if (!r) return store_failed(tag, r.error());
+    quota_reply(tag, r->name());
+  });
+}
+
+void ImapSession::quota_reply(const std::string& tag, std::optional<std::string> root_of) {
+  store_->quota([this, tag, root_of = std::move(root_of)](store_client::StoreResult<pb::QuotaResponse> r) {
     if (!r) return store_failed(tag, r.error());
     std::string out;
-    if (root) {
+    if (root_of) {
       out += "* QUOTAROOT ";
-      imap::append_astring(out, mailbox, false);
+      imap::append_mailbox(out, *root_of, false);
       out += " \"\"\r\n";
     }
     std::string limits;
@@ -183,7 +221,7 @@ void ImapSession::quota(const imap::Command& c) {
     }
     out += "* QUOTA \"\" (" + limits + ")\r\n";
     write(out);
-    done(tag, Condition::Ok, "", root ? "GETQUOTAROOT completed" : "GETQUOTA completed");
+    done(tag, Condition::Ok, "", root_of ? "GETQUOTAROOT completed" : "GETQUOTA completed");
   });
 }
 

@@ -71,18 +71,9 @@ void ImapSession::select(const imap::Command& c) {
     ranges.reserve(static_cast<size_t>(r->uids().size()));
     for (const auto& range : r->uids()) ranges.push_back({range.first(), range.last()});
     box->uids.assign(ranges);
-    std::vector<std::string> flags(r->flags().begin(), r->flags().end());
-    std::string out = "* FLAGS ";
-    imap::append_flag_list(out, flags);
-    out += "\r\n";
-    std::string permanent = "PERMANENTFLAGS ";
-    std::vector<std::string> allowed;
-    if (!read_only) {
-      allowed = flags;
-      if (r->keywords_allowed()) allowed.push_back("\\*");
-    }
-    imap::append_flag_list(permanent, allowed);
-    out += imap::status_line("*", Condition::Ok, permanent, read_only ? "No permanent flags" : "Flags permitted");
+    box->flags.assign(r->flags().begin(), r->flags().end());
+    box->keywords_allowed = r->keywords_allowed();
+    std::string out = flags_announcement(*box);
     out += "* " + std::to_string(box->uids.size()) + " EXISTS\r\n";
     out += "* 0 RECENT\r\n";  // IMAP4rev1 clients expect it; nothing is \Recent here
     if (const uint32_t unseen = box->uids.seq_of(r->first_unseen_uid()); unseen != 0) {
@@ -153,6 +144,42 @@ void ImapSession::close_mailbox(const imap::Command& c) {
 }
 
 
+std::string ImapSession::flags_announcement(const Selected& box) const {
+  std::string out = "* FLAGS ";
+  imap::append_flag_list(out, box.flags);
+  out += "\r\n";
+  std::string permanent = "PERMANENTFLAGS ";
+  std::vector<std::string> allowed;
+  if (!box.read_only) {
+    allowed = box.flags;
+    if (box.keywords_allowed) allowed.push_back("\\*");
+  }
+  imap::append_flag_list(permanent, allowed);
+  return out + imap::status_line("*", Condition::Ok, permanent, box.read_only ? "No permanent flags" : "Flags permitted");
+}
+
+std::string ImapSession::new_keywords(const google::protobuf::RepeatedPtrField<std::string>& flags) {
+  bool added = false;
+  for (const auto& f : flags) {
+    const bool known = std::any_of(selected_->flags.begin(), selected_->flags.end(),
+                                   [&](const std::string& k) { return common::ascii::iequals(k, f); });
+    if (!known) {
+      selected_->flags.push_back(f);
+      added = true;
+    }
+  }
+  // RFC 9051 §7.3.5: a keyword new to the mailbox is announced in FLAGS (and PERMANENTFLAGS).
+  return added ? flags_announcement(*selected_) : std::string();
+}
+
+bool ImapSession::sequence_out_of_range(const std::string& tag, const imap::SequenceSet& set) {
+  // A UID that names nothing is ignored (RFC 9051 §6.4.9); a message number past the last one means
+  // the client's view is out of step, answered BAD as Dovecot does.
+  if (set.saved || set.max_number() <= selected_->uids.size()) return false;
+  bad(tag, "No message has that sequence number");
+  return true;
+}
+
 uint32_t ImapSession::sequence_of(uint32_t uid) const {
   return selected_->uids.seq_of(uid);
 }
@@ -195,6 +222,7 @@ std::vector<pb::UidRange> ImapSession::uid_ranges(const imap::SequenceSet& set, 
 
 void ImapSession::fetch(const imap::Command& c) {
   const auto& a = std::get<imap::FetchArgs>(c.args);
+  if (!c.uid && sequence_out_of_range(c.tag, a.set)) return;
   if (beyond_mailbox(a.set, c.uid, selected_->uids.size())) return bad(c.tag, "No such message");
   pb::FetchRequest request;
   *request.mutable_mailbox() = selected_->ref;
@@ -228,6 +256,7 @@ void ImapSession::fetch(const imap::Command& c) {
   std::function<void()> run = [this, tag = c.tag, args, request = std::move(request)]() mutable {
     fetch_uid_ = 0;
     fetch_open_ = false;
+    fetch_unknown_cte_ = false;
     fetch_ = store_->fetch(
         std::move(request), [this, args](pb::FetchResponse&& reply) { fetch_reply(std::move(reply), *args); },
         [this, tag](store_client::StoreResult<void> r) {
@@ -235,6 +264,9 @@ void ImapSession::fetch(const imap::Command& c) {
           fetch_open_ = false;
           fetch_.reset();
           if (!r) return store_failed(tag, r.error());
+          if (fetch_unknown_cte_) {
+            return done(tag, Condition::No, "UNKNOWN-CTE", "A part's content transfer encoding is not one this server decodes");
+          }
           done(tag, Condition::Ok, "", "FETCH completed");
         });
   };
@@ -315,6 +347,14 @@ void ImapSession::fetch_reply(pb::FetchResponse&& reply, const imap::FetchArgs& 
   for (const auto& piece : reply.sections()) {
     if (piece.index() >= static_cast<uint32_t>(args.sections.size())) continue;
     const auto& asked = args.sections[piece.index()];
+    if (piece.unknown_cte()) {
+      // RFC 3516 §4.3: the FETCH ends NO [UNKNOWN-CTE]; the message's other items still go out
+      // (its UID when there are none, so the response stays well formed).
+      fetch_unknown_cte_ = true;
+      if (fetch_empty_) out += "UID " + std::to_string(reply.uid());
+      fetch_empty_ = false;
+      continue;
+    }
     if (piece.offset() == 0) {
       if (!fetch_empty_) out += ' ';
       fetch_empty_ = false;
@@ -343,6 +383,7 @@ void ImapSession::on_writable() {
 
 void ImapSession::store(const imap::Command& c) {
   const auto& a = std::get<imap::StoreArgs>(c.args);
+  if (!c.uid && sequence_out_of_range(c.tag, a.set)) return;
   if (selected_->read_only) {
     write(imap::status_line(c.tag, Condition::No, "READ-ONLY", "The mailbox was opened with EXAMINE"));
     return;
@@ -367,6 +408,7 @@ void ImapSession::store(const imap::Command& c) {
                                               store_client::StoreResult<pb::StoreFlagsResponse> r) {
     if (!r) return store_failed(tag, r.error());
     std::string out;
+    for (const auto& u : r->updated()) out += new_keywords(u.flags());
     for (const auto& u : r->updated()) {
       const uint32_t seq = sequence_of(u.uid());
       // RFC 7162 §3.1.3: .SILENT still answers the MODSEQ of what changed once CONDSTORE is on.
@@ -548,6 +590,7 @@ void ImapSession::save_result(const pb::SearchResponse& r, const imap::SearchArg
 
 void ImapSession::copy(const imap::Command& c) {
   const auto& a = std::get<imap::CopyArgs>(c.args);
+  if (!c.uid && sequence_out_of_range(c.tag, a.set)) return;
   const bool move = c.verb == imap::Verb::Move;
   if (move && selected_->read_only) {
     write(imap::status_line(c.tag, Condition::No, "READ-ONLY", "The mailbox was opened with EXAMINE"));
@@ -565,7 +608,13 @@ void ImapSession::copy(const imap::Command& c) {
   request.set_target(target);
   request.set_move(move);
   wait();
-  store_->copy(std::move(request), [this, tag = c.tag, move, word](store_client::StoreResult<pb::CopyResponse> r) {
+  // RFC 9051 §6.4.7: messages copied into the selected mailbox are announced (EXISTS) before the OK.
+  const bool here = same_mailbox(target, selected_->name);
+  store_->copy(std::move(request), [this, tag = c.tag, move, word, here](store_client::StoreResult<pb::CopyResponse> r) {
+    auto answer = [&](const std::string& code) {
+      if (!here) return done(tag, Condition::Ok, code, word + " completed");
+      answer_after_news(imap::status_line(tag, Condition::Ok, code, word + " completed"));
+    };
     if (!r) {
       // RFC 9051 §6.4.7: a target that does not exist is NO [TRYCREATE].
       if (r.error().kind != common::ErrorKind::TempFail && r.error().code == StoreCode::NotFound) {
@@ -585,11 +634,11 @@ void ImapSession::copy(const imap::Command& c) {
       code += ' ';
       imap::append_sequence_set(code, t);
     }
-    if (!move) return done(tag, Condition::Ok, code, word + " completed");
+    if (!move) return answer(code);
     // RFC 6851 §4.3: COPYUID in an untagged OK before the EXPUNGEs.
     if (!code.empty()) write(imap::status_line("*", Condition::Ok, code, "Moved"));
     expunged(r->expunged());
-    done(tag, Condition::Ok, "", word + " completed");
+    answer("");
   });
 }
 

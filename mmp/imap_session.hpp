@@ -62,6 +62,8 @@ class ImapSession final : public common::runtime::StartTlsSession {
     UidMap uids;  // ascending: uid_at(n) is message sequence number n
     uint64_t highest_modseq = 0;  // what this session has told the client up to
     std::vector<imap::SeqRange> saved;  // RFC 5182 SEARCHRES "$", as UID ranges
+    std::vector<std::string> flags;     // what FLAGS told the client
+    bool keywords_allowed = false;      // PERMANENTFLAGS has \*
   };
 
   // Runs the parser's events until a command waits for authserv or the store, or input runs out.
@@ -119,6 +121,8 @@ class ImapSession final : public common::runtime::StartTlsSession {
   void copy(const imap::Command& c);
   void manage(const imap::Command& c);  // CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE
   void quota(const imap::Command& c);
+  // The untagged QUOTA (with QUOTAROOT for `root_of`'s mailbox first) and the tagged OK.
+  void quota_reply(const std::string& tag, std::optional<std::string> root_of);
   // NOOP and CHECK while selected: tell the client what changed since (RFC 9051 §7.4.1, §7.5.1).
   void poll(const std::string& tag, std::string_view verb);
   // Untagged EXPUNGE for each UID this session still shows, highest first, so each number is
@@ -145,12 +149,20 @@ class ImapSession final : public common::runtime::StartTlsSession {
   void resync(const std::string& tag, uint64_t since, const std::optional<imap::SequenceSet>& uids,
               std::function<void()> then);
   void close_mailbox(const imap::Command& c);
+  bool sequence_out_of_range(const std::string& tag, const imap::SequenceSet& set);  // true: BAD sent
+  std::string flags_announcement(const Selected& box) const;  // untagged FLAGS and PERMANENTFLAGS
+  // The announcement again when `flags` hold keywords the client has not been told of (added to FLAGS).
+  std::string new_keywords(const google::protobuf::RepeatedPtrField<std::string>& flags);
   // APPEND: the store's stream opens at AppendStart, takes the AppendData pieces, and commits only
   // once the APPEND command itself has been parsed whole (finish()); a ParseError drops it.
   void append_start(const imap::AppendStart& start);
   void append_data(imap::AppendData& data);
   void append_command(const imap::Command& c);
   std::string append_answer();  // the APPEND's tagged reply, from the store's answer
+  void answer_append();  // append_answer(), after the news when the message went to the selected mailbox
+  // Tells what changed in the selected mailbox (tell_changes), then writes `answer` and reads on.
+  void answer_after_news(std::string answer);
+  static bool same_mailbox(std::string_view a, std::string_view b);
   void logout(const imap::Command& c);
   std::vector<postern::mailstore::v1::UidRange> uid_ranges(const imap::SequenceSet& set, bool uid) const;
   uint32_t sequence_of(uint32_t uid) const;  // 0: not in the mailbox as this session knows it
@@ -183,6 +195,7 @@ class ImapSession final : public common::runtime::StartTlsSession {
   std::unique_ptr<store_client::AppendCall> append_;
   struct AppendState {
     std::string tag;
+    std::string mailbox;        // the target, decoded
     bool command_seen = false;  // the APPEND command is parsed: the message is whole
     bool answered = false;      // the store's reply (or our refusal) is in `result`
     std::string refusal;        // set: refused before the store saw it (BAD text)
@@ -194,6 +207,7 @@ class ImapSession final : public common::runtime::StartTlsSession {
   uint32_t fetch_uid_ = 0;
   bool fetch_open_ = false;
   bool fetch_empty_ = true;  // nothing written yet inside its parentheses
+  bool fetch_unknown_cte_ = false;  // a BINARY section could not be decoded: NO [UNKNOWN-CTE]
   // IDLE in progress: its tag, whether "+ idling" was sent (DONE may come), and the Watch's
   // catch-up (before Ready) held to be told as one batch in UID order.
   struct IdleState {

@@ -41,6 +41,7 @@ void civil_from_days(int64_t z, int64_t& y, unsigned& m, unsigned& d) {
 }
 
 bool valid_flag(std::string_view f) {
+  if (f == "\\*") return true;  // RFC 9051 flag-perm: PERMANENTFLAGS says new keywords may be stored
   if (!f.empty() && f[0] == '\\') f.remove_prefix(1);
   return !f.empty() && std::all_of(f.begin(), f.end(), atom_char);
 }

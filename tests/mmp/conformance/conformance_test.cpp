@@ -17,6 +17,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "tests/mmp/support/mmp_daemon.hpp"
 #include "tests/support/dovecot.hpp"
 #include "tests/support/pki.hpp"
 #include "tests/support/process.hpp"
@@ -181,11 +182,62 @@ Target dovecot_target() {
   return t;
 }
 
-// The targets every script runs against, in order. The mmp joins when its daemon accepts
-// connections: a postern_target() that starts authserv, a store and postern-mmp (README.md).
+// The mmp before a store and authserv (tests/mmp/support), with the accounts the scripts ask for:
+// each script runs in its own process, so conf1 and conf2 are fresh there.
+struct PosternPeer {
+  static constexpr int kQuotaKib = 10240;
+  test::MmpDaemon mmp{test::MmpDaemonOptions{
+      .store = {.extra_users = {{"conf1@example.com", "10M"}, {"conf2@example.com", "10M"}, {"admin@example.com", "none"}}}}};
+  test::TempDir crlf;
+
+  std::map<std::string, std::string> prepare(const ScriptInfo& s) {
+    for (const auto& m : s.deliver) {
+      // The files have bare LF line ends; SMTP and LMTP carry CRLF (RFC 5321 §2.3.8).
+      std::string text;
+      for (char ch : test::read_file(m)) {
+        if (ch == '\n' && (text.empty() || text.back() != '\r')) text += '\r';
+        text += ch;
+      }
+      const auto file = crlf.write(m.filename().string(), text);
+      const auto r = mmp.store().deliver({"conf1@example.com"}, {"--data", file.string()});
+      INFO(m << ": " << r.output);
+      REQUIRE(r.output.find("RCPT conf1@example.com 250") != std::string::npos);
+    }
+    return {{"user", "conf1"},
+            {"password", "secret-conf1"},
+            {"user2", "conf2"},
+            {"password2", "secret-conf2"},
+            {"cert_user", "alice@example.com"},
+            {"admin_user", "admin@example.com"},
+            {"admin_password", "secret-admin"},
+            {"quota_storage_kib", std::to_string(kQuotaKib)}};
+  }
+};
+
+Target postern_target() {
+  auto peer = std::make_shared<PosternPeer>();
+  Target t;
+  t.name = "postern";
+  t.port = peer->mmp.imap_port();
+  t.imaps_port = peer->mmp.imaps_port();
+  t.ca_file = test::Pki::file("ca/ca.pem").string();
+  t.certs["alice"] = test::Pki::file("ca/clients/alice.pem").string() + "," + test::Pki::file("ca/clients/alice.key").string();
+  t.certs["revoked"] = (pem_cache() / "revoked.crt").string() + "," + (pem_cache() / "revoked.key").string();
+  t.certs["stranger"] = test::Pki::file("other-ca/clients/stranger.pem").string() + "," +
+                        test::Pki::file("other-ca/clients/stranger.key").string();
+  if (fs::exists(test::Pki::file("ca/clients/admin.pem"))) {
+    t.certs["admin"] = test::Pki::file("ca/clients/admin.pem").string() + "," + test::Pki::file("ca/clients/admin.key").string();
+  }
+  t.prepare = [p = peer.get()](const ScriptInfo& s) { return p->prepare(s); };
+  t.keep = peer;
+  return t;
+}
+
+// The targets every script runs against, in order.
 std::vector<Target> targets() {
   std::vector<Target> out;
   out.push_back(dovecot_target());
+  out.push_back(postern_target());
   return out;
 }
 
@@ -209,11 +261,27 @@ RunResult run_runner(const Target& t, const std::vector<std::string>& scripts, c
   return {r.exit_code, r.output};
 }
 
+// Scripts the mmp does not pass yet, each with what it lacks (issue 18 goes on): run against it
+// and printed, not failed on. A script that passes while listed here fails the test, so the list
+// only shrinks.
+const std::map<std::string, std::string> kPosternGaps = {
+    {"capability.imap", "IMAP4rev2 is not advertised"},
+    {"enable.imap", "ENABLE IMAP4rev2"},
+    {"t01_starttls_external.imap", "AUTH=EXTERNAL from a client certificate"},
+    {"t02_admin_proxy.imap", "EXTERNAL with an administrator's certificate"},
+    {"t05_imaps_preauth.imap", "PREAUTH for a mapped client certificate on IMAPS"},
+};
+
 void run_script(const std::string& name) {
   const ScriptInfo s = read_script(name);
   for (const Target& t : targets()) {
     const auto vars = t.prepare(s);
     const RunResult r = run_runner(t, {s.path.string()}, vars);
+    if (const auto gap = kPosternGaps.find(name); t.name == "postern" && gap != kPosternGaps.end()) {
+      WARN("script " << name << " against postern is a known gap (" << gap->second << "):\n" << r.output);
+      CHECK(r.exit_code != 0);
+      continue;
+    }
     INFO("script " << name << " against " << t.name << ":\n" << r.output);
     CHECK(r.exit_code == 0);
     CHECK((r.output.find("PASS " + name) != std::string::npos || r.output.find("SKIP " + name) != std::string::npos));

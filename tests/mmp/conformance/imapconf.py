@@ -747,8 +747,11 @@ class Runner:
             if not closed:
                 raise StepFailure('the server did not close the connection')
         self.check(step, got, final, c, cont)
-        if final is not None and final.status == 'OK' and not c.eof and step.client and step.client[-1].kind == 'C' and \
-                re.match(r'\S+ STARTTLS\s*$', step.client[-1].text, re.I):
+        # TLS starts after the OK to a STARTTLS: one sent alone (C:), or the first command of raw
+        # bytes (R:) that pipeline more behind it, which a server must then drop (CVE-2011-0411).
+        if final is not None and final.status == 'OK' and not c.eof and step.client and (
+                (step.client[-1].kind == 'C' and re.match(r'\S+ STARTTLS\s*$', step.client[-1].text, re.I)) or
+                (step.client[0].kind == 'R' and re.match(r'\S+ STARTTLS(\\r\\n|\r\n)', step.client[0].text, re.I))):
             c.start_tls()
 
     def do_await(self, step, deadline):

@@ -85,6 +85,10 @@ TEST_CASE("mailboxes, flags, sequence sets, dates") {
   s.clear();
   append_flag_list(s, std::vector<std::string>{});
   CHECK(s == "()");
+  s.clear();
+  // PERMANENTFLAGS' "\*" (new keywords may be stored) is the one flag that is not an atom.
+  append_flag_list(s, std::vector<std::string>{"\\Seen", "\\*", "*", "$*"});
+  CHECK(s == "(\\Seen \\*)");
 
   s.clear();
   const std::vector<SeqRange> ranges = {{1, 3}, {5, 5}, {7, 4294967295u}};

@@ -55,6 +55,7 @@ StoreDaemon::StoreDaemon(StoreDaemonOptions options)
   auth_.cli({"user", "set", "few@example.com", "quota_messages", "1"});
   auth_.add_user("elsewhere@example.com", "store2");
   for (int i = 0; i < 4; ++i) auth_.add_user("user" + std::to_string(i) + "@example.com", "store1");
+  for (const auto& [address, quota] : options_.extra_users) auth_.add_user(address, "store1", quota);
   auth_.start();
   data_dir_ = options_.data_dir.empty() ? (dir_ / "store").string() : options_.data_dir;
   write_config();

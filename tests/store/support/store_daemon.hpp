@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/authtoken/authtoken.hpp"
@@ -25,6 +26,8 @@ struct StoreDaemonOptions {
   // authserv on mutual TLS (its own host certificate, auth1), the store calling it with store1's,
   // and the store trusting authserv's real token key (token.key.pub) instead of token_signer().
   bool authserv_mtls = false;
+  // More users on store1, each {address, quota} ("none", "10M"...), password "secret-<local part>".
+  std::vector<std::pair<std::string, std::string>> extra_users;
 };
 
 // The key the fixture's store trusts for access tokens, as authserv's would be: tests mint tokens
