@@ -338,7 +338,7 @@ TEST_CASE("{CRYPT} edge cases: NUL in the password, over-long setting") {
   CHECK(pw::verify("secret", std::string("{CRYPT}$6$ab\0cd", 15)) == Verdict::Malformed);
 }
 
-TEST_CASE("SASLprep: the RFC 4013 section 3 examples; refused strings are used as given") {
+TEST_CASE("SASLprep: the RFC 4013 section 3 examples, refused strings are used as given") {
   const auto prepared = [](const std::string& in) { return std::string(pw::PreparedPassword(in).view()); };
   CHECK(prepared("I\xC2\xADX") == "IX");        // SOFT HYPHEN maps to nothing
   CHECK(prepared("user") == "user");

@@ -1480,7 +1480,7 @@ TEST_CASE("deploy/config/authserv.toml, filled in as deploy/up does, passes --ch
   CHECK(r.output.find("listen = \"127.0.0.1:7560\"") != std::string::npos);
 }
 
-TEST_CASE("a repeat PLAIN login is verified from the credential cache; a wrong password still fails",
+TEST_CASE("a repeat PLAIN login is verified from the credential cache, a wrong password still fails",
           "[integration]") {
   Authserv a;
   a.start();

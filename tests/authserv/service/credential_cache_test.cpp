@@ -9,7 +9,7 @@ using authserv::service::CredentialCache;
 using authserv::service::CredentialFacts;
 using namespace std::chrono_literals;
 
-TEST_CASE("a remembered password hits; a different one, another user or a changed hash misses") {
+TEST_CASE("a remembered password hits, a different one, another user or a changed hash misses") {
   CredentialCache cache(100, 3600s);
   const auto t0 = CredentialCache::Clock::now();
   CredentialFacts ok{"alice@example.com", "correct horse", "{ARGON2}$argon2id$old", ""};

@@ -70,7 +70,7 @@ TEST_CASE("format_size prints the largest exact unit and reads back", "[config]"
   }
 }
 
-TEST_CASE("parse_duration reads one number and one unit; bare numbers are seconds", "[config]") {
+TEST_CASE("parse_duration reads one number and one unit, bare numbers are seconds", "[config]") {
   CHECK(parse_duration("0") == 0ms);
   CHECK(parse_duration("30") == 30s);
   CHECK(parse_duration("30s") == 30s);
@@ -346,7 +346,7 @@ l1 = ["ok", 2]
   CHECK(l1.empty());
 }
 
-TEST_CASE("milliseconds fields take sub-second values; seconds fields refuse them", "[config]") {
+TEST_CASE("milliseconds fields take sub-second values, seconds fields refuse them", "[config]") {
   auto d = doc("a = \"1500ms\"\nb = \"1500ms\"\nc = \"2s\"\n");
   std::chrono::milliseconds a{0};
   std::chrono::seconds b{7};

@@ -420,7 +420,7 @@ TEST_CASE("a full map fails writes as TempFail and keeps what was acknowledged",
   }
 }
 
-TEST_CASE("linger lets clients that each wait for their commit share one; a lone client never waits", "[group_commit]") {
+TEST_CASE("linger lets clients that each wait for their commit share one, a lone client never waits", "[group_commit]") {
   Store s;
   // Generous bounds so the test does not hang on the machine's speed: the assertions are about
   // batching, not time.

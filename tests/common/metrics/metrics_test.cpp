@@ -194,7 +194,7 @@ TEST_CASE("render prints HELP and TYPE once per family, sorted, with exact sampl
   check_exposition(r.render());
 }
 
-TEST_CASE("histogram families put le after the family's labels; buckets are cumulative", "[metrics]") {
+TEST_CASE("histogram families put le after the family's labels, buckets are cumulative", "[metrics]") {
   Registry r;
   auto& fam = r.histogram_family("rpc_seconds", "RPC latency.", {"method"}, {1, 2});
   fam.with({"Get"}).observe(0.5);
@@ -234,7 +234,7 @@ TEST_CASE("bucket helpers", "[metrics]") {
   CHECK(lines(r.render())[2] == "empty_bounds_bucket{le=\"+Inf\"} 1");
 }
 
-TEST_CASE("label values and help text are escaped; bad UTF-8 and long values are tamed", "[metrics]") {
+TEST_CASE("label values and help text are escaped, bad UTF-8 and long values are tamed", "[metrics]") {
   Registry r;
   auto& fam = r.counter_family("esc_total", "Help with \\ backslash\nand newline \"quotes\" kept.", {"v"});
   fam.with({"a\\b"}).inc();

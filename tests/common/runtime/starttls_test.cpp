@@ -189,7 +189,7 @@ std::string greeting(Client& c) {
 
 }  // namespace
 
-TEST_CASE("plaintext pipelined behind STARTTLS is dropped, logged and counted; the reply is plaintext",
+TEST_CASE("plaintext pipelined behind STARTTLS is dropped, logged and counted, the reply is plaintext",
           "[runtime][starttls]") {
   Logs logs;
   Server s(echo_with_starttls());

@@ -311,7 +311,7 @@ TEST_CASE("a reply injected behind the server's 220 to STARTTLS is dropped", "[i
   CHECK(r.status.ok());
 }
 
-TEST_CASE("SMTP with CHUNKING sends BDAT; without PIPELINING one command at a time", "[integration][smtpclient]") {
+TEST_CASE("SMTP with CHUNKING sends BDAT, without PIPELINING one command at a time", "[integration][smtpclient]") {
   world();
   test::LoopThread t;
   SECTION("BDAT") {

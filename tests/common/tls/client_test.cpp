@@ -202,7 +202,7 @@ TEST_CASE("STARTTLS on an outbound connection: plaintext exchange, then TLS from
   CHECK(c.rec->text().find("CN=mta1") != std::string::npos);
 }
 
-TEST_CASE("verification failures end the handshake; opportunistic only records them", "[tls][client]") {
+TEST_CASE("verification failures end the handshake, opportunistic only records them", "[tls][client]") {
   test::LoopThread t;
   SECTION("a certificate of another CA") {
     Server server(t, server_context("Intruder-Cert"));

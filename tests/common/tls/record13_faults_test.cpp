@@ -235,7 +235,7 @@ TEST_CASE("a read key that cannot be derived after the peer's KeyUpdate: interna
   CHECK(after.empty());
 }
 
-TEST_CASE("a tag that does not verify is the peer's bad_record_mac; NSS unable to decrypt is our internal_error",
+TEST_CASE("a tag that does not verify is the peer's bad_record_mac, NSS unable to decrypt is our internal_error",
           "[tls][record13]") {
   nss_without_db();
   for (uint16_t suite : {kAes128, kChaCha}) {

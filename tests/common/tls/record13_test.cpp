@@ -192,7 +192,7 @@ TEST_CASE("the write key is updated before AES-GCM's record limit", "[tls][recor
   CHECK(deliver(p.client, wire) == std::string(20000, 'z'));
 }
 
-TEST_CASE("close_notify ends the stream both ways; records after it are ignored", "[tls][record13]") {
+TEST_CASE("close_notify ends the stream both ways, records after it are ignored", "[tls][record13]") {
   auto p = make_pair(kAes128);
   std::string wire;
   REQUIRE(p.client.encode("last\r\n", wire));
@@ -327,7 +327,7 @@ TEST_CASE("a KeyUpdate whose request_update is neither 0 nor 1 gets illegal_para
   }
 }
 
-TEST_CASE("an empty alert record is unexpected_message (RFC 8446 §5.4); other wrong sizes are decode_error",
+TEST_CASE("an empty alert record is unexpected_message (RFC 8446 §5.4), other wrong sizes are decode_error",
           "[tls][record13]") {
   auto p = make_pair(kAes128);
   auto r = refuse(p, client_record(p, 21, ""));

@@ -15,7 +15,7 @@
 
 using namespace std::chrono_literals;
 
-TEST_CASE("python imaplib reads over STARTTLS and IMAPS what LMTP delivered; no LOGIN before TLS", "[integration]") {
+TEST_CASE("python imaplib reads over STARTTLS and IMAPS what LMTP delivered, and no LOGIN before TLS", "[integration]") {
   test::MmpDaemon suite;
   REQUIRE(suite.store().deliver({"alice@example.com"}).output.find("RCPT alice@example.com 250") != std::string::npos);
   REQUIRE(suite.store().deliver({"alice@example.com"}, {"--size", "200000"}).output.find("250") != std::string::npos);

@@ -90,7 +90,7 @@ TEST_CASE("non-synchronising literals, LITERAL+ and LITERAL- (RFC 7888)") {
   CHECK(command(big[1]).tag == "b");
 }
 
-TEST_CASE("APPEND streams its message; MULTIAPPEND, dates, flags, literal8 (RFC 9051 §6.3.12, RFC 3502, RFC 3516)") {
+TEST_CASE("APPEND streams its message, MULTIAPPEND, dates, flags, literal8 (RFC 9051 §6.3.12, RFC 3502, RFC 3516)") {
   const std::string msg1 = "Date: Mon, 7 Feb 1994 21:52:25 -0800\r\nSubject: afternoon meeting\r\n\r\nHello Joe\r\n";
   const std::string msg2 = std::string("bin\0ary", 7);
   const std::string input = "A003 APPEND saved-messages (\\Seen $Junk) \"05-Feb-1994 21:52:25 -0800\" {" +

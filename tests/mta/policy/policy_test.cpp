@@ -20,7 +20,7 @@ TEST_CASE("sessions are classified by INTERNAL_IP networks and AUTH", "[mta]") {
   CHECK(channel_name(Channel::Intranet) == "tcp_intranet");
 }
 
-TEST_CASE("the relay matrix: only tcp_intranet and tcp_auth relay; unknown local users are refused everywhere", "[mta]") {
+TEST_CASE("the relay matrix: only tcp_intranet and tcp_auth relay, unknown local users are refused everywhere", "[mta]") {
   for (Channel c : {Channel::Local, Channel::Intranet, Channel::Auth}) {
     INFO(channel_name(c));
     CHECK(recipient_verdict(c, RecipientClass::LocalUser) == Verdict::Accept);

@@ -95,7 +95,7 @@ Recipient recipient(Queue& q, const std::string& id, uint32_t index) {
 
 }  // namespace
 
-TEST_CASE("enqueue commits the message, its envelope and recipients; they survive a reopen", "[queue]") {
+TEST_CASE("enqueue commits the message, its envelope and recipients, they survive a reopen", "[queue]") {
   Fixture f;
   Message m = message("alice@example.org", {{"bob@example.net", "example.net"}, {"carol@local.test", "store1"}});
   m.envelope.size_param = 1234;
@@ -209,7 +209,7 @@ TEST_CASE("enqueue completes on the caller's loop, after the commit, with the qu
   f.queue.reset();  // the writer stops before the loop it posts to goes away
 }
 
-TEST_CASE("take_due leases one destination's due recipients; two takers never get the same", "[queue][lease]") {
+TEST_CASE("take_due leases one destination's due recipients, two takers never get the same", "[queue][lease]") {
   Fixture f;
   auto a = f.queue->enqueue_and_wait(
       message("s@example.org", {{"x1@example.net", "example.net"}, {"y@other.test", "other.test"}}));
@@ -468,7 +468,7 @@ TEST_CASE("a recipient past the lifetime is failed by take_due instead of being 
   CHECK(bytes->find("Status: 4.4.7") != std::string::npos);
 }
 
-TEST_CASE("a permanent failure fails at once; NOTIFY=SUCCESS gets a delivered DSN", "[queue][dsn]") {
+TEST_CASE("a permanent failure fails at once, NOTIFY=SUCCESS gets a delivered DSN", "[queue][dsn]") {
   Fixture f;
   Message m = message("alice@example.org", {{"x@example.net", "example.net"}, {"y@example.net", "example.net"},
                                             {"z@example.net", "example.net"}});

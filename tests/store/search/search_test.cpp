@@ -168,7 +168,7 @@ struct Mailbox {
 
 // ---- text helpers ----
 
-TEST_CASE("fold: ASCII, Latin, Greek and Cyrillic letters fold; other bytes stay", "[search]") {
+TEST_CASE("fold: ASCII, Latin, Greek and Cyrillic letters fold, other bytes stay", "[search]") {
   using store::search::fold;
   CHECK(fold("Hello WORLD 123") == "hello world 123");
   CHECK(fold("ÄÖÜ àéÎ ÇØÞ ×") == "äöü àéî çøþ ×");
@@ -346,7 +346,7 @@ TEST_CASE("validate: nesting is bounded at 64 levels without recursion, even 10,
   CHECK(env.uids(nots(64)) == U{1});  // 63 NOTs of SEEN, on an unseen message
 }
 
-TEST_CASE("UID sets: a million ranges are taken and searched quickly; more are refused", "[search]") {
+TEST_CASE("UID sets: a million ranges are taken and searched quickly, more are refused", "[search]") {
   SearchEnv env;
   std::vector<SearchEnv::Message> messages(50, SearchEnv::Message{kPlain});
   env.add(messages);
@@ -426,7 +426,7 @@ TEST_CASE("header keys match decoded, unfolded values without regard to case", "
   CHECK(e.uids({header("Subject", "hello: world")}).empty());
 }
 
-TEST_CASE("BODY searches decoded text parts only; TEXT adds every header", "[search]") {
+TEST_CASE("BODY searches decoded text parts only, TEXT adds every header", "[search]") {
   Mailbox mb;
   auto& e = mb.env;
   CHECK(e.uids({str(Kind::Body, "QUICK BROWN")}) == U{mb.plain});
@@ -579,7 +579,7 @@ TEST_CASE("damaged bodies and structures are Internal errors, not crashes or sil
   }
 }
 
-TEST_CASE("a search can be stopped between messages; many string keys stay affordable", "[search]") {
+TEST_CASE("a search can be stopped between messages, many string keys stay affordable", "[search]") {
   Mailbox mb;
   auto& e = mb.env;
   auto txn = common::lmdb::Txn::begin(e.env(), false);
