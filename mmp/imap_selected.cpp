@@ -172,14 +172,6 @@ std::string ImapSession::new_keywords(const google::protobuf::RepeatedPtrField<s
   return added ? flags_announcement(*selected_) : std::string();
 }
 
-bool ImapSession::sequence_out_of_range(const std::string& tag, const imap::SequenceSet& set) {
-  // A UID that names nothing is ignored (RFC 9051 §6.4.9); a message number past the last one means
-  // the client's view is out of step, answered BAD as Dovecot does.
-  if (set.saved || set.max_number() <= selected_->uids.size()) return false;
-  bad(tag, "No message has that sequence number");
-  return true;
-}
-
 uint32_t ImapSession::sequence_of(uint32_t uid) const {
   return selected_->uids.seq_of(uid);
 }
@@ -222,7 +214,6 @@ std::vector<pb::UidRange> ImapSession::uid_ranges(const imap::SequenceSet& set, 
 
 void ImapSession::fetch(const imap::Command& c) {
   const auto& a = std::get<imap::FetchArgs>(c.args);
-  if (!c.uid && sequence_out_of_range(c.tag, a.set)) return;
   if (beyond_mailbox(a.set, c.uid, selected_->uids.size())) return bad(c.tag, "No such message");
   pb::FetchRequest request;
   *request.mutable_mailbox() = selected_->ref;
@@ -383,7 +374,6 @@ void ImapSession::on_writable() {
 
 void ImapSession::store(const imap::Command& c) {
   const auto& a = std::get<imap::StoreArgs>(c.args);
-  if (!c.uid && sequence_out_of_range(c.tag, a.set)) return;
   if (selected_->read_only) {
     write(imap::status_line(c.tag, Condition::No, "READ-ONLY", "The mailbox was opened with EXAMINE"));
     return;
@@ -590,7 +580,6 @@ void ImapSession::save_result(const pb::SearchResponse& r, const imap::SearchArg
 
 void ImapSession::copy(const imap::Command& c) {
   const auto& a = std::get<imap::CopyArgs>(c.args);
-  if (!c.uid && sequence_out_of_range(c.tag, a.set)) return;
   const bool move = c.verb == imap::Verb::Move;
   if (move && selected_->read_only) {
     write(imap::status_line(c.tag, Condition::No, "READ-ONLY", "The mailbox was opened with EXAMINE"));

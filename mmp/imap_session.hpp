@@ -149,7 +149,6 @@ class ImapSession final : public common::runtime::StartTlsSession {
   void resync(const std::string& tag, uint64_t since, const std::optional<imap::SequenceSet>& uids,
               std::function<void()> then);
   void close_mailbox(const imap::Command& c);
-  bool sequence_out_of_range(const std::string& tag, const imap::SequenceSet& set);  // true: BAD sent
   std::string flags_announcement(const Selected& box) const;  // untagged FLAGS and PERMANENTFLAGS
   // The announcement again when `flags` hold keywords the client has not been told of (added to FLAGS).
   std::string new_keywords(const google::protobuf::RepeatedPtrField<std::string>& flags);
