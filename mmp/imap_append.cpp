@@ -17,7 +17,7 @@ using store_client::StoreCode;
 void ImapSession::append_start(const imap::AppendStart& start) {
   appending_ = std::make_unique<AppendState>();
   appending_->tag = start.tag;
-  auto name = imap::mailbox_from_wire(start.mailbox, false);
+  auto name = imap::mailbox_from_wire(start.mailbox, rev2_);
   if (!name) {
     appending_->refusal = "That mailbox name is not valid modified UTF-7";
     return;

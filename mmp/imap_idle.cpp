@@ -152,6 +152,10 @@ void ImapSession::enable(const imap::Command& c) {
     if (common::ascii::iequals(name, "CONDSTORE") && !condstore_) {
       condstore_ = true;
       enabled += " CONDSTORE";
+    } else if (common::ascii::iequals(name, "IMAP4rev2") && !rev2_) {
+      // RFC 9051 Appendix E: UTF-8 mailbox names, ESEARCH for SEARCH, no RECENT, from now on.
+      rev2_ = true;
+      enabled += " IMAP4rev2";
     } else if (common::ascii::iequals(name, "QRESYNC") && !qresync_) {
       // RFC 7162 §3.2.3: QRESYNC implies CONDSTORE.
       qresync_ = true;

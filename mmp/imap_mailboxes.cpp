@@ -15,7 +15,7 @@ using imap::Condition;
 using store_client::StoreCode;
 
 std::string ImapSession::mailbox_name(std::string_view wire, std::string_view tag, bool& ok) {
-  auto name = imap::mailbox_from_wire(wire, false);
+  auto name = imap::mailbox_from_wire(wire, rev2_);
   ok = static_cast<bool>(name);
   if (!ok) {
     write(imap::status_line(tag, Condition::Bad, "", "That mailbox name is not valid modified UTF-7"));
@@ -37,7 +37,7 @@ void ImapSession::list(const imap::Command& c) {
   }
   pb::ListMailboxesRequest request;
   for (const auto& p : a.patterns) {
-    auto name = imap::mailbox_from_wire(a.reference + p, false);
+    auto name = imap::mailbox_from_wire(a.reference + p, rev2_);
     if (!name) return bad(c.tag, "That mailbox pattern is not valid modified UTF-7");
     request.add_patterns(*name);
   }
@@ -65,7 +65,7 @@ void ImapSession::list(const imap::Command& c) {
       out += "* " + word + " ";
       imap::append_flag_list(out, attrs);
       out += " \"/\" ";
-      imap::append_mailbox(out, m.name(), false);
+      imap::append_mailbox(out, m.name(), rev2_);
       if (a.select_subscribed && a.select_recursive && m.child_subscribed()) out += " (\"CHILDINFO\" (\"SUBSCRIBED\"))";
       out += "\r\n";
       // RFC 5819 §2: a STATUS after the LIST line of each mailbox that can be selected.
@@ -79,7 +79,7 @@ void ImapSession::list(const imap::Command& c) {
 std::string ImapSession::status_response(const pb::MailboxEntry& m, const std::vector<imap::StatusItem>& items) const {
   const auto& s = m.status();
   std::string out = "* STATUS ";
-  imap::append_mailbox(out, m.name(), false);
+  imap::append_mailbox(out, m.name(), rev2_);
   out += " (";
   bool first = true;
   for (auto item : items) {
@@ -206,7 +206,7 @@ void ImapSession::quota_reply(const std::string& tag, std::optional<std::string>
     std::string out;
     if (root_of) {
       out += "* QUOTAROOT ";
-      imap::append_mailbox(out, *root_of, false);
+      imap::append_mailbox(out, *root_of, rev2_);
       out += " \"\"\r\n";
     }
     std::string limits;

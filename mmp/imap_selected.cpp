@@ -75,9 +75,16 @@ void ImapSession::select(const imap::Command& c) {
     box->keywords_allowed = r->keywords_allowed();
     std::string out = flags_announcement(*box);
     out += "* " + std::to_string(box->uids.size()) + " EXISTS\r\n";
-    out += "* 0 RECENT\r\n";  // IMAP4rev1 clients expect it; nothing is \Recent here
-    if (const uint32_t unseen = box->uids.seq_of(r->first_unseen_uid()); unseen != 0) {
-      out += imap::status_line("*", Condition::Ok, "UNSEEN " + std::to_string(unseen), "First unseen message");
+    if (!rev2_) {
+      out += "* 0 RECENT\r\n";  // IMAP4rev1 clients expect it; nothing is \Recent here
+      if (const uint32_t unseen = box->uids.seq_of(r->first_unseen_uid()); unseen != 0) {
+        out += imap::status_line("*", Condition::Ok, "UNSEEN " + std::to_string(unseen), "First unseen message");
+      }
+    } else {
+      // RFC 9051 §6.3.2: IMAP4rev2 has no RECENT and no UNSEEN code, and names the mailbox in a LIST.
+      out += "* LIST () \"/\" ";
+      imap::append_mailbox(out, box->name, true);
+      out += "\r\n";
     }
     out += imap::status_line("*", Condition::Ok, "UIDVALIDITY " + std::to_string(r->status().uidvalidity()), "UIDs valid");
     out += imap::status_line("*", Condition::Ok, "UIDNEXT " + std::to_string(r->status().uidnext()), "Predicted next UID");
@@ -524,7 +531,8 @@ void ImapSession::search(const imap::Command& c) {
     std::string out;
     // RFC 5182 §2.1: SAVE alone answers no ESEARCH response (the client asked to keep, not see).
     const bool only_save = a.ret_save && !a.ret_min && !a.ret_max && !a.ret_all && !a.ret_count;
-    if (!a.esearch && !only_save) {
+    // RFC 9051 §6.4.4: an IMAP4rev2 session always gets ESEARCH.
+    if (!a.esearch && !rev2_ && !only_save) {
       out = "* SEARCH";
       for (uint32_t n : numbers) out += " " + std::to_string(n);
       // RFC 7162 §3.1.5: with a MODSEQ key, the highest MODSEQ of the matches ends the response.

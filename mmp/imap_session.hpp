@@ -219,6 +219,7 @@ class ImapSession final : public common::runtime::StartTlsSession {
   // RFC 5161 ENABLE, or a CONDSTORE-enabling command (RFC 7162 §3.1): for the rest of the session.
   bool condstore_ = false;
   bool qresync_ = false;
+  bool rev2_ = false;  // ENABLE IMAP4rev2 (RFC 9051 Appendix E): UTF-8 names, ESEARCH, no RECENT
 };
 
 class ImapFactory final : public common::runtime::SessionFactory {
