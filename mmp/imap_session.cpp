@@ -206,6 +206,16 @@ void ImapSession::handle(imap::Event& event) {
   if (auto* a = std::get_if<imap::AppendStart>(&event)) return append_start(*a);
   if (auto* d = std::get_if<imap::AppendData>(&event)) return append_data(*d);
   if (auto* r = std::get_if<imap::SaslResponse>(&event)) {
+    if (sasl_verified_) {
+      auto user = std::move(*sasl_verified_);
+      sasl_verified_.reset();
+      parser_.end_sasl();
+      const std::string tag = std::exchange(sasl_tag_, {});
+      if (r->cancel) return bad(tag, "Authentication cancelled");
+      if (!r->text.empty()) return bad(tag, "The answer to the server's last SASL message must be empty");
+      waiting_ = true;
+      return logged_in(tag, user, "");
+    }
     if (!relay_) return;
     if (sasl_plain_ && !r->cancel) r->text = qualify_plain(r->text);
     if (!r->cancel && !common::text::base64_decode(r->text)) {
@@ -496,6 +506,18 @@ void ImapSession::sasl_output(common::authclient::SaslOutput output) {
     }
   }
   auto& success = std::get<SaslSuccess>(output);
+  if (!success.additional_data_base64.empty()) {
+    // IMAP's tagged OK carries no SASL data (RFC 9051 §6.2.2): the server's last message (SCRAM's
+    // server-final with its signature, RFC 5802 §5) goes out as a challenge, and the client's empty
+    // answer completes the login (RFC 4422 §5). A client that never checks it would not notice.
+    write(imap::continuation(success.additional_data_base64));
+    sasl_verified_ = std::move(success.user);
+    sasl_tag_ = tag;
+    parser_.expect_sasl(sasl_tag_);
+    waiting_ = false;
+    pump();
+    return;
+  }
   logged_in(tag, success.user, "");
 }
 

@@ -179,6 +179,8 @@ class ImapSession final : public common::runtime::StartTlsSession {
   std::string user_;       // canonical, once logged in
   std::unique_ptr<common::authclient::SaslRelay> relay_;
   std::string sasl_tag_;
+  // authserv accepted the exchange; the client has yet to answer its success data (SCRAM server-final).
+  std::optional<common::authclient::AuthenticatedUser> sasl_verified_;
   bool sasl_plain_ = false;  // the exchange is PLAIN: responses get the default domain
   enum class CertState { Unknown, Mapping, Mapped, Unmapped };
   CertState cert_state_ = CertState::Unknown;
