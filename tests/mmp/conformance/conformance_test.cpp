@@ -1,5 +1,5 @@
 // conformance_test.cpp: every IMAP conformance script (imapconf.py, format in README.md) run against
-// each target: a private Dovecot 2.3 as the trusted reference today, the mmp once it listens.
+// each target: a private Dovecot 2.3 as the trusted reference, and the mmp.
 #include <filesystem>
 #include <fstream>
 #include <functional>
