@@ -129,6 +129,15 @@ class AuthservApp final : public common::daemon::DaemonApp {
     } else {
       s.error("oauth_issuer", v.error().detail);
     }
+    std::string proxy_allowed;
+    s.get("proxy_allowed", proxy_allowed);
+    if (!proxy_allowed.empty()) {
+      if (auto f = common::access::AccessFilter::from_compact(proxy_allowed, "proxy_allowed")) {
+        c.settings.proxy_hosts = std::make_shared<const common::access::AccessFilter>(std::move(*f));
+      } else {
+        s.error("proxy_allowed", f.error().empty() ? std::string("not a rule list") : f.error().front().to_string());
+      }
+    }
     std::string& certmap_file = c.certmap_file;
     s.get("certmap", certmap_file);
     c.settings.certmap = default_certmap();

@@ -440,7 +440,8 @@ class ExchangeImpl final : public Exchange {
   void authorize(sasl::Step step, Deliver deliver) {
     UserRecord effective = *user_;
     auto facts = login_facts(facts_, looked_name_, core_.names_ != nullptr);
-    auto proxy = policy::authorize_proxy(*user_, step.authzid, core_.settings_.default_domain, facts);
+    auto proxy = policy::authorize_proxy(*user_, step.authzid, core_.settings_.default_domain, facts,
+                                         core_.settings_.proxy_hosts.get());
     if (proxy.outcome == policy::ProxyOutcome::NeedClientName) return look_up_client_then(std::move(step), deliver);
     if (!proxy.allowed()) {
       return finish(deliver, failure(FailureKind::Authz, proxy.reason.empty() ? "authzid refused" : proxy.reason));

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "authserv/directory/directory.hpp"
+#include "common/access/filter.hpp"
 #include "authserv/oauth/token_validator.hpp"
 #include "authserv/password/password.hpp"
 #include "authserv/policy/login_policy.hpp"
@@ -98,6 +99,9 @@ struct Settings {
   // AUTH-14: certificate -> user for EXTERNAL. Without a certmap.conf, the certificate's e-mail
   // address must be one of the user's addresses (the seeds' "no certmap needed" case).
   std::shared_ptr<const common::tls::CertMap> certmap;
+  // [sasl] proxy_allowed: the clients (service, address, name) from which a store administrator
+  // may act for another user (Sun's proxydomainallowed); null: from anywhere.
+  std::shared_ptr<const common::access::AccessFilter> proxy_hosts;
   // OAUTHBEARER / XOAUTH2 token issuers; null or empty: the bearer mechanisms are not offered.
   std::shared_ptr<const oauth::TokenValidator> token_issuers;
 };

@@ -428,6 +428,32 @@ TEST_CASE("a store administrator may act for a user, a user may not act for anot
   CHECK(user.failure().kind() == pb::FAILURE_AUTHZ);
 }
 
+TEST_CASE("[sasl] proxy_allowed limits admin proxy logins to the clients it allows", "[integration]") {
+  Authserv a("[sasl]\nproxy_allowed = \"+imap:198.51.100.0/24\"\n");
+  a.start();
+  auto stub = a.stub();
+  auto inside = facts();
+  inside.set_client_address("198.51.100.20");
+  auto allowed = plain(*stub, "alice", "carol", "carols secret", inside);
+  REQUIRE(allowed.has_success());
+  CHECK(allowed.success().canonical() == "alice@example.com");
+  // The admin's own login is not a proxy login: the filter does not apply to it.
+  REQUIRE(plain(*stub, "", "carol", "carols secret").has_success());
+  auto outside = plain(*stub, "alice", "carol", "carols secret");  // from 192.0.2.7
+  REQUIRE(outside.has_failure());
+  CHECK(outside.failure().kind() == pb::FAILURE_AUTHZ);
+  auto pop = facts("pop");
+  pop.set_client_address("198.51.100.20");
+  CHECK(plain(*stub, "alice", "carol", "carols secret", pop).has_failure());
+  // A rule list that does not parse is a config error naming the key.
+  auto text = a.config_text();
+  text.replace(text.find("198.51.100.0/24"), 15, "198.51.100.0/99");
+  auto r = test::run({test::binary_path("authserv/postern-authserv"), "--config", a.dir_write("bad.toml", text).string(),
+                      "--check-config"});
+  CHECK(r.exit_code != 0);
+  CHECK(r.output.find("proxy_allowed") != std::string::npos);
+}
+
 TEST_CASE("the user's service filter refuses a service after a good password", "[integration]") {
   Authserv a;
   a.start();
