@@ -206,7 +206,7 @@ common::tls::CertQuery query(std::string_view base, std::vector<Eq> terms) {
 }
 }  // namespace
 
-TEST_CASE_METHOD(Fixture, "certificate queries: equalities on mail, uid and cn under a base DN; refusals") {
+TEST_CASE_METHOD(Fixture, "certificate queries: equalities on mail, uid and cn under a base DN, refusals") {
   domain("example.com");
   domain("other.org");
   REQUIRE(user("alice", "example.com", {"Alice.Smith@example.com"}));

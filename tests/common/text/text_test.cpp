@@ -74,7 +74,7 @@ TEST_CASE("base64url is strict: no padding, URL alphabet, trailing bits, length 
   CHECK_FALSE(text::base64url_decode(std::string(4000, 'A'), 32));
 }
 
-TEST_CASE("RFC 4515 filter values: the specials, NUL, controls and non-ASCII as \\XX") {
+TEST_CASE("RFC 4515 filter values: the specials, NUL, controls and non-ASCII as backslash-XX") {
   // RFC 4515 §4's own examples.
   CHECK(text::escape_filter_value("Parens R Us (for all your parenthetical needs)") ==
         "Parens R Us \\28for all your parenthetical needs\\29");
@@ -89,7 +89,7 @@ TEST_CASE("RFC 4515 filter values: the specials, NUL, controls and non-ASCII as 
   CHECK(text::escape_filter_value("") == "");
 }
 
-TEST_CASE("RFC 4514 DN values: what section 2.4 requires, '=' as is, edge spaces as \\20") {
+TEST_CASE("RFC 4514 DN values: what section 2.4 requires, '=' as is, edge spaces as backslash-20") {
   CHECK(text::escape_dn_value("alice") == "alice");
   // RFC 4514 §4's examples.
   CHECK(text::escape_dn_value("James \"Jim\" Smith, III") == "James \\\"Jim\\\" Smith\\, III");

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/mmp/support/mmp_daemon.hpp"
@@ -288,12 +289,13 @@ TEST_CASE("a session longer than its access token keeps working: the mmp renews 
                           "C: a3 STATUS INBOX (MESSAGES)\n"
                           "S: * STATUS INBOX (MESSAGES 1)\n"
                           "T: OK <*>\n");
-  // gRPC may still be reconnecting to the restarted authserv: the runner's login fails then.
-  test::CommandResult r;
-  for (int attempt = 0; attempt < 3; ++attempt) {
-    r = imapconf(mmp, {script.string()});
-    if (r.exit_code == 0 || has(mmp.log(), "event=token_renewed")) break;
+  // gRPC reconnects to the restarted authserv with its back-off (seconds): wait until a login
+  // goes through before the timed script starts.
+  for (int i = 0; i < 30; ++i) {
+    if (mmp.imaplib("implicit", mmp.imaps_port(), "bob@example.com", "secret-bob").exit_code == 0) break;
+    std::this_thread::sleep_for(1s);
   }
+  auto r = imapconf(mmp, {script.string()});
   INFO(r.output << mmp.log());
   CHECK(r.exit_code == 0);
   CHECK(has(mmp.log(), "event=token_renewed"));

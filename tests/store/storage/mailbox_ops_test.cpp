@@ -364,7 +364,7 @@ TEST_CASE("mailbox names: UTF-8, no controls or empty levels, INBOX canonical", 
   }
 }
 
-TEST_CASE("flags: system flags in any case, keyword atoms, \\Recent refused", "[ops]") {
+TEST_CASE("flags: system flags in any case, keyword atoms, Recent refused", "[ops]") {
   auto f = parse_flags(std::vector<std::string>{"\\seen", "\\FLAGGED", "$Junk", "$junk", "NonJunk"});
   REQUIRE(f);
   CHECK(f->flags == (store::kSeen | store::kFlagged));
@@ -715,7 +715,7 @@ TEST_CASE("subscriptions need no mailbox: a subscribed inferior shows its superi
 
 // ---------------------------------------------------------------- SELECT, STATUS, FETCH
 
-TEST_CASE("select: UID ranges, keywords in use, first unseen: status counts \\Deleted", "[ops]") {
+TEST_CASE("select: UID ranges, keywords in use, first unseen: status counts Deleted", "[ops]") {
   Store s;
   s.user(kAlice);
   for (int i = 1; i <= 6; ++i) {
@@ -986,7 +986,7 @@ TEST_CASE("a partial read of a big body reads only the chunks it needs", "[ops]"
 
 // ---------------------------------------------------------------- STORE
 
-TEST_CASE("store: one new MODSEQ per changed message, none for a no-op, unseen follows \\Seen", "[ops]") {
+TEST_CASE("store: one new MODSEQ per changed message, none for a no-op, unseen follows Seen", "[ops]") {
   Store s;
   s.user(kAlice);
   for (int i = 0; i < 4; ++i) s.append("INBOX", simple_message(std::to_string(i)));
@@ -1259,7 +1259,7 @@ TEST_CASE("move expunges from the source with MODSEQs, also within one mailbox",
   CHECK(self->target_highest_modseq == s.select("INBOX").record.highestmodseq);
 }
 
-TEST_CASE("expunge removes \\Deleted messages (all, or in a UID set), frees the last reference", "[ops]") {
+TEST_CASE("expunge removes Deleted messages (all, or in a UID set), frees the last reference", "[ops]") {
   Store s;
   s.user(kAlice);
   for (int i = 0; i < 6; ++i) s.append("INBOX", simple_message(std::to_string(i), i == 0 ? 200000 : 10));
