@@ -47,7 +47,8 @@ constexpr const char* kUsage =
     "          each client logs in (not counted), then loops SELECT INBOX, FETCH a:b (FLAGS ENVELOPE),\n"
     "          FETCH n BODY.PEEK[], STORE n +/-FLAGS.SILENT (\\Flagged), SEARCH UNSEEN FROM \"senderK\"\n"
     "          [, IDLE + DONE]; commands/s over the window after the warm-up\n"
-    "  hold:   --connections 10000 --concurrency 32 [--select INBOX]: log in N sessions, print\n"
+    "  hold:   --connections 10000 --concurrency 32 [--select INBOX] [--idle]: log in N sessions (and\n"
+    "          SELECT; --idle: then IDLE, held once the server's \"+ idling\" came), print\n"
     "          \"ready N failures F\", keep them idle until stdin closes or SIGTERM, print dropped=K\n";
 
 struct Options {
@@ -441,6 +442,11 @@ class Load {
       return;
     }
     if (line.starts_with("+")) {
+      if (o_.mode == "hold" && c->kind == Kind::Idle) {  // in IDLE until the end: that is the session held
+        c->phase = Phase::Held;
+        ++held_;
+        return;
+      }
       if (c->kind == Kind::Idle && !c->idle_sent_done) {
         c->idle_sent_done = true;
         c->out += "DONE\r\n";
@@ -473,6 +479,10 @@ class Load {
     if (o_.mode == "hold") {
       if (done == Kind::Login && !o_.select.empty()) {
         send(c, Kind::Select, "SELECT " + quoted(o_.select));
+        return;
+      }
+      if (done == Kind::Select && o_.idle) {
+        send(c, Kind::Idle, "IDLE");
         return;
       }
       c->phase = Phase::Held;
@@ -583,6 +593,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (o.mode == "hold" && o.idle && o.select.empty()) o.select = "INBOX";  // IDLE watches the selected mailbox
   if (o.port <= 0 || o.users_file.empty() || (o.mode != "logins" && o.mode != "mix" && o.mode != "hold") ||
       (o.auth != "login" && o.auth != "plain") || o.concurrency < 1 || o.seconds <= 0 || o.window < 1) {
     std::fputs(kUsage, stderr);
