@@ -14,6 +14,8 @@ namespace pb = postern::mailstore::v1;
 using imap::Condition;
 using store_client::StoreCode;
 
+std::string ImapSession::append_capabilities() const { return {}; }
+
 void ImapSession::append_start(const imap::AppendStart& start) {
   appending_ = std::make_unique<AppendState>();
   appending_->tag = start.tag;

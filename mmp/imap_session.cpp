@@ -287,6 +287,7 @@ common::authclient::ConnectionFacts ImapSession::facts() const {
 std::string ImapSession::capabilities(const std::vector<std::string>& mechanisms) const {
   std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID UNSELECT NAMESPACE UIDPLUS MOVE ESEARCH QUOTA IDLE ENABLE CONDSTORE QRESYNC SEARCHRES"
                      " LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE CHILDREN BINARY";
+  caps += append_capabilities();
   if (state_ == State::NotAuthenticated) {
     if (context_.starttls && !tls_on()) caps += " STARTTLS";
     if (restrict_plain() && !tls_on()) {

@@ -82,6 +82,7 @@ class ImapSession final : public common::runtime::StartTlsSession {
   bool tls_on() const;
   common::authclient::ConnectionFacts facts() const;
   std::string capabilities(const std::vector<std::string>& mechanisms) const;
+  std::string append_capabilities() const;  // what APPEND offers (imap_append.cpp), each with a leading space
 
   void capability(const imap::Command& c);
   void starttls(const imap::Command& c);

@@ -50,8 +50,11 @@ void read_config(common::config::Section root, Config& out) {
   m.get("token_keys", out.mailstore.token_keys);
   m.get_duration("token_clock_skew", out.mailstore.token_clock_skew, std::chrono::seconds(0), std::chrono::seconds(600s));
   m.get_size("max_append_size", out.mailstore.max_append_size, 1024, 1ull << 32);
+  m.get("max_append_messages", out.mailstore.max_append_messages, size_t{1}, size_t{100000});
+  m.get_size("max_append_total", out.mailstore.max_append_total, 1024, 1ull << 34);
   m.get("max_uid_ranges", out.mailstore.max_uid_ranges, size_t{16}, size_t{10000000});
   m.get("max_watch_backlog", out.mailstore.max_watch_backlog, size_t{16}, size_t{10000000});
+  m.get("max_watch_subscriptions", out.mailstore.max_watch_subscriptions, size_t{1}, size_t{10000000});
   m.get("max_fetch_messages", out.mailstore.max_fetch_messages, size_t{1}, size_t{10000000});
   m.get_duration("quota_refresh", out.mailstore.quota_refresh, std::chrono::seconds(10s), std::chrono::seconds(24h));
   m.get("read_threads", out.mailstore.read_threads, 0u, 256u);

@@ -47,8 +47,12 @@ struct MailStoreConfig {
   std::vector<std::string> token_keys;
   std::chrono::seconds token_clock_skew{30};
   uint64_t max_append_size = 50ull << 20;
+  // MULTIAPPEND (RFC 3502): one Append call's messages, all held until their one commit.
+  size_t max_append_messages = 1000;
+  uint64_t max_append_total = 100ull << 20;
   size_t max_uid_ranges = 100000;     // ranges in one UID set
   size_t max_watch_backlog = 10000;   // events queued for a Watch client that does not read
+  size_t max_watch_subscriptions = 200000;  // open on one WatchMany stream (one per mmp, typically)
   size_t max_fetch_messages = 100000; // messages one Fetch call may name
   // A user's quota is authserv's: asked at the user's first call, then again this often, so a
   // user who never had a delivery is limited too and a changed quota is seen without one.

@@ -119,13 +119,16 @@ class Verifier {
   size_t key_count() const { return keys_.size(); }
 
  private:
-  Verifier() = default;  // only from_public_keys: a Verifier always has a key
+  Verifier();  // only from_public_keys: a Verifier always has a key
+  // The framing and the signature, then the decoded claims; remembered per thread (token.cpp).
+  Result<Claims> signed_claims(std::string_view token) const;
   struct Key {
     std::array<uint8_t, kKeyIdBytes> id;
     std::array<uint8_t, 32> public_key;
   };
   std::vector<Key> keys_;
   VerifierOptions options_;
+  uint64_t id_;  // names this key set in the per-thread memory of verified tokens
 };
 
 // Renewal by the same front end: same user, services and session, a new token id, issued now,

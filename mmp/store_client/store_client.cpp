@@ -553,6 +553,14 @@ void AppendCall::write(std::string bytes) {
   }
 }
 
+void AppendCall::next_message(mspb::AppendRequest::Start start) {
+  State& s = *state_;
+  if (!s.link || s.finishing || s.ended) return;
+  mspb::AppendRequest part;
+  *part.mutable_start() = std::move(start);
+  s.link->use([&](AppendReactor& r) { r.write(std::move(part)); });
+}
+
 void AppendCall::finish() {
   State& s = *state_;
   if (!s.link || s.finishing) return;

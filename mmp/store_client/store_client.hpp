@@ -199,6 +199,9 @@ class AppendCall {
   // Queues bytes of the message; `on_drained` (when set) runs on the loop each time everything
   // queued has been handed to gRPC, so a session can stop reading its client while much is queued.
   void write(std::string bytes);
+  // MULTIAPPEND (RFC 3502): the next message's Start, once all of the last one's bytes are
+  // written; one finish() then commits every message or none.
+  void next_message(mspb::AppendRequest::Start start);
   void finish();  // all bytes written: the store commits and answers
   size_t queued_bytes() const;
   void on_drained(std::function<void()> fn);

@@ -133,6 +133,22 @@ TEST_CASE("a token from another key is unknown, and rotation accepts old and new
   CHECK(both.verify(new_token, kNow, kFe));
 }
 
+TEST_CASE("a token remembered as verified is still checked against each verifier's keys, time and front end") {
+  auto old_key = signer_with(0x11);
+  auto new_key = signer_with(0x22);
+  auto token = *old_key.sign(sample());
+  auto both = verifier_for({old_key.public_key_text(), new_key.public_key_text()});
+  for (int i = 0; i < 3; ++i) CHECK(both.verify(token, kNow, kFe));
+  // Another key set on the same thread: the remembered signature check is not its own.
+  CHECK(detail_of(verifier_for({new_key.public_key_text()}).verify(token, kNow, kFe)) == "unknown_key");
+  CHECK(detail_of(both.verify(token, kNow + 400, kFe)) == "expired");
+  CHECK(detail_of(both.verify(token, kNow, "mmp2.example.net")) == "wrong_front_end");
+  auto tampered = token;
+  tampered[tampered.size() - 2] = tampered[tampered.size() - 2] == 'A' ? 'B' : 'A';
+  CHECK(detail_of(both.verify(tampered, kNow, kFe)) == "bad_signature");
+  CHECK(both.verify(token, kNow, kFe));
+}
+
 TEST_CASE("a signature moved onto another payload is a bad signature") {
   auto signer = signer_with(0x11);
   auto a = *signer.sign(sample());
