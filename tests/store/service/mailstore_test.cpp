@@ -82,6 +82,59 @@ grpc::Status append(MailStoreClient& c, const std::string& mailbox, const std::s
   return writer->Finish();
 }
 
+// MULTIAPPEND (RFC 3502): several messages on one Append stream, then one commit (unless `commit`
+// is false: WritesDone without it, or `cancel`: the call cancelled after the last message).
+struct Part {
+  std::string mailbox;
+  std::string bytes;
+  std::vector<std::string> flags = {};
+  uint64_t declared = UINT64_MAX;
+};
+grpc::Status append_many(MailStoreClient& c, const std::vector<Part>& parts, pb::AppendResponse& out,
+                         bool commit = true, bool cancel = false) {
+  auto ctx = c.context();
+  auto writer = c.stub().Append(ctx.get(), &out);
+  for (const Part& p : parts) {
+    pb::AppendRequest start;
+    start.mutable_start()->set_mailbox(p.mailbox);
+    for (auto& f : p.flags) start.mutable_start()->add_flags(f);
+    start.mutable_start()->set_size(p.declared == UINT64_MAX ? p.bytes.size() : p.declared);
+    if (!writer->Write(start)) break;
+    bool sent = true;
+    for (size_t at = 0; at < p.bytes.size() && sent; at += 100000) {
+      pb::AppendRequest chunk;
+      chunk.set_data(p.bytes.substr(at, 100000));
+      sent = writer->Write(chunk);
+    }
+    if (!sent) break;
+  }
+  if (cancel) {
+    ctx->TryCancel();
+  } else {
+    if (commit) {
+      pb::AppendRequest marker;
+      marker.set_commit(true);
+      writer->Write(marker);
+    }
+    writer->WritesDone();
+  }
+  return writer->Finish();
+}
+
+// Every message of the mailbox, whole, in UID order.
+std::vector<std::string> fetch_all(MailStoreClient& c, const pb::SelectResponse& box) {
+  std::vector<std::string> out;
+  if (box.status().messages() == 0) return out;
+  pb::FetchRequest f;
+  *f.mutable_mailbox() = box.mailbox();
+  *f.add_uids() = uid_range(1, box.status().uidnext());
+  f.add_sections();
+  std::vector<pb::FetchResponse> got;
+  REQUIRE(c.fetch(f, got).ok());
+  for (auto& r : got) out.push_back(r.sections(0).data());
+  return out;
+}
+
 }  // namespace
 
 TEST_CASE("MailStore calls need the user's token, issued to the calling front end") {
@@ -414,6 +467,13 @@ TEST_CASE("append is on disk before its reply, keeps flags and date, and is refu
       CHECK_FALSE(status.ok());
       if (!cancel) CHECK(status.error_code() == grpc::StatusCode::ABORTED);
     }
+    // Two messages, every byte of both sent, then no marker or a cancel: neither is stored.
+    for (const bool cancel : {false, true}) {
+      pb::AppendResponse r;
+      auto status = append_many(c, {{"Drafts", message}, {"Drafts", message}}, r, false, cancel);
+      CHECK_FALSE(status.ok());
+      if (!cancel) CHECK(status.error_code() == grpc::StatusCode::ABORTED);
+    }
     CHECK(select(c, "Drafts").status().messages() == 1);
   }
   SECTION("kill -9 after the reply: the message is there") {
@@ -435,6 +495,109 @@ TEST_CASE("append is on disk before its reply, keeps flags and date, and is refu
     CHECK(got[0].internal_date() == 1700000000);
     CHECK(flags_of(got[0].flags().flags()) == std::vector<std::string>{"\\Seen", "\\Draft"});
   }
+}
+
+TEST_CASE("MULTIAPPEND: several messages stored in one transaction, or none") {
+  Store store({.mailstore_extra = "max_append_size = \"64K\"\nmax_append_messages = 3\n"
+                                  "max_append_total = \"100K\"\n"});
+  auto c = store.client();
+  const std::string one = "From: a@example.org\r\nSubject: one\r\n\r\nfirst\r\n";
+  const std::string two = "From: b@example.org\r\nSubject: two\r\n\r\n" + std::string(150000 / 3, 'y') + "\r\n";
+  const std::string three = "Subject: three\r\n\r\n\r\n";
+
+  // Watchers see every message the commit adds.
+  auto watched = select(c, "INBOX");
+  pb::WatchRequest w;
+  *w.mutable_mailbox() = watched.mailbox();
+  w.set_since_modseq(watched.status().highest_modseq());
+  auto wctx = c.context(60s);
+  auto stream = c.stub().Watch(wctx.get(), w);
+  pb::WatchEvent e;
+  REQUIRE(stream->Read(&e));
+  REQUIRE(e.has_ready());
+
+  pb::AppendResponse r;
+  auto s = append_many(c, {{"INBOX", one, {"\\Seen"}}, {"INBOX", two}}, r);
+  INFO(s.error_message());
+  REQUIRE(s.ok());
+  CHECK(std::vector<uint32_t>(r.uids().begin(), r.uids().end()) == std::vector<uint32_t>{1, 2});
+  CHECK(r.uid() == 1);
+  CHECK(r.uidvalidity() == watched.mailbox().uidvalidity());
+  for (uint32_t uid : {1u, 2u}) {
+    REQUIRE(stream->Read(&e));
+    REQUIRE(e.has_added());
+    CHECK(e.added().uid() == uid);
+  }
+  CHECK(r.modseq() == e.added().modseq());
+  wctx->TryCancel();
+  stream->Finish();
+
+  pb::AppendResponse r3;
+  REQUIRE(append_many(c, {{"INBOX", three}, {"INBOX", one}, {"INBOX", three, {"$Forwarded"}}}, r3).ok());
+  CHECK(std::vector<uint32_t>(r3.uids().begin(), r3.uids().end()) == std::vector<uint32_t>{3, 4, 5});
+  CHECK(fetch_all(c, select(c)) == std::vector<std::string>{one, two, three, one, three});
+
+  SECTION("the second over max_append_size: none stored") {
+    pb::AppendResponse x;
+    auto refused = append_many(c, {{"INBOX", one}, {"INBOX", std::string(70000, 'x')}}, x);
+    CHECK(refused.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+    CHECK(refused.error_message().find("message 2 of 70000 bytes is over the limit of 65536") != std::string::npos);
+  }
+  SECTION("more than max_append_messages: none stored") {
+    pb::AppendResponse x;
+    auto refused = append_many(c, {{"INBOX", one}, {"INBOX", one}, {"INBOX", one}, {"INBOX", one}}, x);
+    CHECK(refused.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+    CHECK(refused.error_message().find("message 4 is over the limit of 3 messages") != std::string::npos);
+  }
+  SECTION("over max_append_total: none stored") {
+    pb::AppendResponse x;
+    const std::string big(60000, 'z');
+    auto refused = append_many(c, {{"INBOX", big}, {"INBOX", big}}, x);
+    CHECK(refused.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+    CHECK(refused.error_message().find("over the limit of 102400 for one append") != std::string::npos);
+  }
+  SECTION("a message for another mailbox: refused, none stored") {
+    pb::AppendResponse x;
+    auto refused = append_many(c, {{"INBOX", one}, {"Drafts", one}}, x);
+    CHECK(refused.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK(refused.error_message().find("another mailbox") != std::string::npos);
+  }
+  SECTION("a message cut short before the next Start: refused, none stored") {
+    pb::AppendResponse x;
+    auto refused = append_many(c, {{"INBOX", one, {}, one.size() + 3}, {"INBOX", one}}, x);
+    CHECK(refused.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK(refused.error_message().find("message 1: got") != std::string::npos);
+  }
+  SECTION("a bad flag on the second: none stored") {
+    pb::AppendResponse x;
+    CHECK(append_many(c, {{"INBOX", one}, {"INBOX", one, {"\\Recent"}}}, x).error_code() ==
+          grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  SECTION("into a missing mailbox: NOT_FOUND, none stored") {
+    pb::AppendResponse x;
+    CHECK(append_many(c, {{"Nowhere", one}, {"Nowhere", one}}, x).error_code() == grpc::StatusCode::NOT_FOUND);
+  }
+  // Whatever was refused, the mailbox holds the five committed before, unchanged.
+  CHECK(fetch_all(c, select(c)) == std::vector<std::string>{one, two, three, one, three});
+}
+
+TEST_CASE("MULTIAPPEND over the quota in total: none stored") {
+  Store store;
+  store.deliver_to("small@example.com", 1, 500);
+  auto c = store.client("small@example.com");  // quota 10K: each of these fits alone, not both
+  const std::string half = "Subject: half\r\n\r\n" + std::string(5000, 'h');
+  pb::AppendResponse r;
+  auto s = append_many(c, {{"INBOX", half}, {"INBOX", half}}, r);
+  CHECK(s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+  CHECK(s.error_message().find("quota") != std::string::npos);
+  CHECK(select(c).status().messages() == 1);
+  REQUIRE(append_many(c, {{"INBOX", half}}, r).ok());
+  CHECK(select(c).status().messages() == 2);
+
+  auto few = store.client("few@example.com");  // one message at most
+  const std::string tiny = "Subject: tiny\r\n\r\n";
+  CHECK(append_many(few, {{"INBOX", tiny}, {"INBOX", tiny}}, r).error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+  CHECK(select(few).status().messages() == 0);
 }
 
 TEST_CASE("a user's quota comes from authserv before any delivery, and a user it does not know gets no mailbox") {
