@@ -30,6 +30,13 @@ common::metrics::Family<common::metrics::Counter>& auth_counter() {
   return f;
 }
 
+// Access tokens signed at login (renewals not counted): a check-only exchange signs none.
+common::metrics::Counter& tokens_counter() {
+  static auto& c = common::metrics::default_registry().counter(
+      "authserv_login_tokens_signed_total", "access tokens signed for logins (not renewals)");
+  return c;
+}
+
 Reply failure(FailureKind kind, std::string reason) {
   Reply r;
   r.kind = Reply::Kind::Failure;
@@ -134,7 +141,8 @@ std::string describe(const Facts& f) {
 // and a gRPC thread never touch this at the same time; the queue hand-offs order their accesses.
 class ExchangeImpl final : public Exchange {
  public:
-  ExchangeImpl(Core& core, Facts facts) : core_(core), facts_(std::move(facts)) {}
+  ExchangeImpl(Core& core, Facts facts, bool check_only)
+      : core_(core), facts_(std::move(facts)), domain_(core.default_domain(facts_)), check_only_(check_only) {}
 
   void start(std::string mechanism, std::optional<std::string> initial, Deliver deliver) override {
     mechanism_name_ = mechanism.substr(0, 40);
@@ -228,8 +236,8 @@ class ExchangeImpl final : public Exchange {
     } else if (auto v = issuers->validate(step.password, now_unix()); !v) {
       reason_ = "token_" + v.error().detail;
     } else {
-      auto asked = directory::split_login(step.authcid, core_.settings_.default_domain);
-      auto named = directory::split_login(v->user, core_.settings_.default_domain);
+      auto asked = directory::split_login(step.authcid, domain_);
+      auto named = directory::split_login(v->user, domain_);
       ok = asked && named && asked->canonical() == named->canonical();
       if (!ok) reason_ = "token_names_another_user";
     }
@@ -325,7 +333,7 @@ class ExchangeImpl final : public Exchange {
   }
 
   common::Result<std::optional<UserRecord>> find_login_user(const sasl::Step& step) {
-    auto login = directory::split_login(step.authcid, core_.settings_.default_domain);
+    auto login = directory::split_login(step.authcid, domain_);
     if (!login) return std::optional<UserRecord>();
     return core_.backend().find_user(login->uid, login->domain, step.authcid);
   }
@@ -336,7 +344,7 @@ class ExchangeImpl final : public Exchange {
     if (!user) {
       // Same work as a real check, so response time does not reveal which names exist.
       (void)password::verify(step.password, core_.dummy_hash_);
-      reason_ = directory::split_login(step.authcid, core_.settings_.default_domain) ? "unknown_user" : "bad_login_name";
+      reason_ = directory::split_login(step.authcid, domain_) ? "unknown_user" : "bad_login_name";
       return false;
     }
     if (auto bound = backend.bind_as(*user, step.password)) {
@@ -386,7 +394,7 @@ class ExchangeImpl final : public Exchange {
     auto self = std::static_pointer_cast<ExchangeImpl>(shared_from_this());
     auto authcid = std::make_shared<std::string>(std::move(step.authcid));
     bool queued = core_.run_directory([self, authcid, deliver] {
-      auto login = directory::split_login(*authcid, self->core_.settings_.default_domain);
+      auto login = directory::split_login(*authcid, self->domain_);
       std::optional<sasl::ScramVerifier> verifier;
       if (login) {
         auto found = self->core_.backend().find_user(login->uid, login->domain, *authcid);
@@ -422,7 +430,7 @@ class ExchangeImpl final : public Exchange {
       auto self = std::static_pointer_cast<ExchangeImpl>(shared_from_this());
       auto job = std::make_shared<sasl::Step>(std::move(step));
       bool queued = core_.run_directory([self, job, deliver] {
-        auto login = directory::split_login(job->authcid, self->core_.settings_.default_domain);
+        auto login = directory::split_login(job->authcid, self->domain_);
         if (!login) return self->finish(deliver, failure(FailureKind::Credentials, "certificate identity is not a login name"));
         auto found = self->core_.backend().find_user(login->uid, login->domain);
         if (!found) return self->finish(deliver, failure(FailureKind::Temporary, found.error().detail));
@@ -440,7 +448,7 @@ class ExchangeImpl final : public Exchange {
   void authorize(sasl::Step step, Deliver deliver) {
     UserRecord effective = *user_;
     auto facts = login_facts(facts_, looked_name_, core_.names_ != nullptr);
-    auto proxy = policy::authorize_proxy(*user_, step.authzid, core_.settings_.default_domain, facts,
+    auto proxy = policy::authorize_proxy(*user_, step.authzid, domain_, facts,
                                          core_.settings_.proxy_hosts.get());
     if (proxy.outcome == policy::ProxyOutcome::NeedClientName) return look_up_client_then(std::move(step), deliver);
     if (!proxy.allowed()) {
@@ -472,8 +480,10 @@ class ExchangeImpl final : public Exchange {
     r.user.addresses = effective.addresses;
     r.user.quota_bytes = effective.quota_bytes;
     r.user.quota_messages = effective.quota_messages;
+    if (check_only_) return finish(deliver, std::move(r));  // the front end only asked who it would be
     auto token = core_.sign(claims);
     if (!token) return finish(deliver, failure(FailureKind::Temporary, "token: " + token.error().detail));
+    tokens_counter().inc();
     r.user.token = std::move(*token);
     r.user.token_expires = claims.expires_at;
     finish(deliver, std::move(r));
@@ -511,6 +521,7 @@ class ExchangeImpl final : public Exchange {
       if (cache_hit_) line.kv("password", "cached");
       if (shared_check_) line.kv("password", "shared");
       if (!proxy_for_.empty()) line.kv("proxy_for", proxy_for_);
+      if (check_only_) line.kv("check_only", "yes");
       if (r.kind == Reply::Kind::Failure) {
         // The mechanism's reason says what was malformed; ours says which credential check failed.
         line.client_text("reason", reason_.empty() ? r.reason : reason_ + ": " + r.reason);
@@ -521,6 +532,8 @@ class ExchangeImpl final : public Exchange {
 
   Core& core_;
   Facts facts_;
+  std::string domain_;  // what unqualified names take: the front end's for this connection, or ours
+  bool check_only_ = false;  // answer who the client would be; sign no token
   std::string mechanism_name_;
   std::unique_ptr<sasl::Mechanism> mechanism_;
   std::optional<UserRecord> user_;
@@ -586,7 +599,13 @@ std::vector<std::string> Core::mechanisms(const Facts& facts) const {
   return policy::mechanisms_for(mechanism_policy(), connection_state(facts));
 }
 
-std::shared_ptr<Exchange> Core::begin(Facts facts) { return std::make_shared<ExchangeImpl>(*this, std::move(facts)); }
+std::shared_ptr<Exchange> Core::begin(Facts facts, bool check_only) {
+  return std::make_shared<ExchangeImpl>(*this, std::move(facts), check_only);
+}
+
+const std::string& Core::default_domain(const Facts& facts) const {
+  return facts.default_domain.empty() ? settings_.default_domain : facts.default_domain;
+}
 
 bool Core::run_directory(std::function<void()> work) {
   if (backend_->nonblocking()) {
@@ -600,9 +619,9 @@ bool Core::run_hashing(std::function<void()> work, std::string_view source) {
   return hash_pool_.submit(source, std::move(work)) == HashQueue::Refusal::None;
 }
 
-void Core::lookup_user(const Facts&, std::string login, UserDone done) {
-  bool queued = run_directory([this, login = std::move(login), done] {
-    auto parts = directory::split_login(login, settings_.default_domain);
+void Core::lookup_user(const Facts& facts, std::string login, UserDone done) {
+  bool queued = run_directory([this, domain = default_domain(facts), login = std::move(login), done] {
+    auto parts = directory::split_login(login, domain);
     if (!parts) return done(std::optional<UserRecord>());
     done(backend_->find_user(parts->uid, parts->domain, login));
   });

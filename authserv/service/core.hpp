@@ -45,6 +45,7 @@ struct Facts {
   std::string client_cert_der;
   std::string channel_binding;
   std::string session_id;
+  std::string default_domain;  // the front end's for this connection (listener / SNI); "" = Settings'
   std::string front_end;  // CN of the calling front end's certificate (gRPC peer)
 };
 
@@ -145,7 +146,10 @@ class Core {
   CredentialCache& password_cache() { return password_cache_; }
 
   std::vector<std::string> mechanisms(const Facts& facts) const;
-  std::shared_ptr<Exchange> begin(Facts facts);
+  // check_only: a success names the user but carries no token (AuthStep.Start.check_only).
+  std::shared_ptr<Exchange> begin(Facts facts, bool check_only = false);
+  // The domain unqualified names take on this connection: the front end's, else [authserv]'s.
+  const std::string& default_domain(const Facts& facts) const;
 
   using UserDone = std::function<void(common::Result<std::optional<directory::UserRecord>>)>;
   void lookup_user(const Facts& facts, std::string login, UserDone done);

@@ -30,6 +30,7 @@ Facts to_facts(const pb::ConnectionFacts& f, std::string front_end) {
   out.client_cert_der = f.client_cert_der();
   out.channel_binding = f.channel_binding();
   out.session_id = f.session_id();
+  out.default_domain = f.default_domain();
   out.front_end = std::move(front_end);
   return out;
 }
@@ -152,7 +153,7 @@ class AuthenticateReactor final : public grpc::ServerBidiReactor<pb::AuthStep, p
       case pb::AuthStep::kStart: {
         if (exchange_) return write(protocol_error("second start"));
         const auto& s = in_.start();
-        exchange_ = core_.begin(to_facts(s.facts(), *context_));
+        exchange_ = core_.begin(to_facts(s.facts(), *context_), s.check_only());
         std::optional<std::string> initial;
         if (s.has_initial_response()) initial = s.initial_response();
         return exchange_->start(s.mechanism(), std::move(initial), deliver);

@@ -69,6 +69,7 @@ void to_proto(const ConnectionFacts& f, pb::ConnectionFacts& out) {
   out.set_client_cert_der(f.client_cert_der);
   out.set_channel_binding(f.channel_binding);
   out.set_session_id(f.session_id);
+  out.set_default_domain(f.default_domain);
 }
 
 std::vector<std::string> strings(const google::protobuf::RepeatedPtrField<std::string>& in) {
@@ -378,8 +379,9 @@ AuthClientStats AuthClient::stats() const {
                          base.streams};
 }
 
-// Cache keys hold what the answer depends on: the name asked about and the service, since authserv
-// enforces policy itself and may answer per service. Not the client's address: lookups return the
+// Cache keys hold what the answer depends on: the name asked about, the service, since authserv
+// enforces policy itself and may answer per service, and the connection's default domain, which a
+// bare name takes (one "dave" is two users on two virtual domains). Not the client's address: lookups return the
 // user's access filters for the front end to apply, so the answer is the same for every client,
 // and keying on it would only split the cache per source.
 void AuthClient::lookup_user(runtime::Loop& loop, std::weak_ptr<void> alive, const ConnectionFacts& facts,
@@ -391,7 +393,7 @@ void AuthClient::lookup_user(runtime::Loop& loop, std::weak_ptr<void> alive, con
     });
     return;
   }
-  std::string key = key_of({facts.service, login});
+  std::string key = key_of({facts.service, login, facts.default_domain});
   impl_->lookup<V, pb::LookupUserRequest, pb::LookupUserResponse>(
       impl_->users, "LookupUser", loop, std::move(alive), std::move(key),
       [&] {
@@ -740,7 +742,7 @@ SaslRelay::~SaslRelay() {
 }
 
 void SaslRelay::start(std::string_view mechanism, std::optional<std::string> initial_response_base64,
-                      const ConnectionFacts& facts) {
+                      const ConnectionFacts& facts, bool check_only) {
   State& s = *state_;
   auto step = s.exchange.start(mechanism, initial_response_base64);
   if (auto* failure = std::get_if<SaslFailure>(&step)) {
@@ -754,6 +756,7 @@ void SaslRelay::start(std::string_view mechanism, std::optional<std::string> ini
   to_proto(facts, *m->mutable_facts());
   m->set_mechanism(start.mechanism);
   m->set_has_initial_response(start.initial_response.has_value());
+  m->set_check_only(check_only);
   if (start.initial_response) m->set_initial_response(std::move(*start.initial_response));
 
   auto& impl = *s.client;

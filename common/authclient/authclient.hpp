@@ -107,8 +107,10 @@ class SaslRelay {
   SaslRelay& operator=(const SaslRelay&) = delete;
 
   // initial_response_base64: nullopt when the command had none; "=" for an empty one (RFC 4954).
+  // check_only: authserv only says whether it would succeed; a SaslSuccess then has no token
+  // (the connect-time certificate check, so no token is signed for a session that never uses it).
   void start(std::string_view mechanism, std::optional<std::string> initial_response_base64,
-             const ConnectionFacts& facts);
+             const ConnectionFacts& facts, bool check_only = false);
   // A continuation line without CRLF: base64, "" (empty response) or "*" (abort).
   void client_line(std::string_view line);
   // True once the outcome is decided (it may still be on its way to on_output).

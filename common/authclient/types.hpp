@@ -39,6 +39,7 @@ struct ConnectionFacts {
   std::string client_cert_der;      // the same certificate, DER
   std::string channel_binding;      // tls-exporter (RFC 9266), for SCRAM-SHA-256-PLUS
   std::string session_id;           // so the logs of both tiers join
+  std::string default_domain;       // for unqualified names (listener / SNI); "" = authserv's own
 };
 
 enum class FailureKind { Unspecified, Credentials, NotAllowed, Authz, Protocol, Mechanism, Aborted, Temporary };

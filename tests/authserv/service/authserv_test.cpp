@@ -1736,3 +1736,120 @@ TEST_CASE("[password] hash_memory = \"kept\": the hashing threads keep their arg
   CHECK(r.exit_code != 0);
   CHECK(r.output.find("hash_memory") != std::string::npos);
 }
+
+namespace {
+// A SCRAM-SHA-256 login of `name` with `password` and these facts: the final reply.
+pb::AuthReply scram_login(pb::Auth::Stub& stub, const std::string& name, const std::string& password,
+                          pb::ConnectionFacts f) {
+  Exchange x(stub);
+  const std::string client_first_bare = "n=" + name + ",r=clientnonce456";
+  auto server_first = x.start("SCRAM-SHA-256", "n,," + client_first_bare, std::move(f));
+  REQUIRE(server_first.has_challenge());
+  const std::string sf = server_first.challenge();
+  auto field = [&](char k) {
+    auto p = sf.find(std::string(1, k) + "=");
+    auto e = sf.find(',', p);
+    return sf.substr(p + 2, e == std::string::npos ? std::string::npos : e - p - 2);
+  };
+  const std::string without_proof = "c=biws,r=" + field('r');
+  auto proof = test::scram_client_proof(password, test::b64d(field('s')), std::stoi(field('i')),
+                                        client_first_bare + "," + sf + "," + without_proof);
+  auto reply = x.respond(without_proof + ",p=" + test::b64e(proof));
+  x.finish();
+  return reply;
+}
+}  // namespace
+
+TEST_CASE("the front end's default_domain qualifies bare names in every mechanism, an empty one leaves authserv's",
+          "[integration]") {
+  Authserv a;
+  a.dir_write("erin.pw", "erins secret\n");
+  a.cli({"domain", "add", "example.org"});
+  a.cli({"user", "add", "erin@example.org", "--mail-host", "store3", "--password-file", (a.dir() / "erin.pw").string()});
+  a.cli({"user", "add", "alice@example.org", "--mail-host", "store3", "--password-file", (a.dir() / "erin.pw").string()});
+  a.start();
+  auto stub = a.stub();
+  auto org = [](std::string tls = "TLSv1.3") {
+    auto f = facts("imap", tls);
+    f.set_default_domain("example.org");
+    return f;
+  };
+  // PLAIN: authcid and authzid.
+  auto p = plain(*stub, "", "erin", "erins secret", org());
+  INFO(p.failure().reason() << a.log());
+  REQUIRE(p.has_success());
+  CHECK(p.success().canonical() == "erin@example.org");
+  CHECK_FALSE(plain(*stub, "", "erin", "erins secret").has_success());  // authserv's own: example.com
+  auto same = plain(*stub, "", "alice", "erins secret", org());
+  REQUIRE(same.has_success());
+  CHECK(same.success().canonical() == "alice@example.org");
+  auto admin = plain(*stub, "erin", "carol@example.com", "carols secret", org());
+  REQUIRE(admin.has_success());
+  CHECK(admin.success().canonical() == "erin@example.org");
+  // SCRAM: the username is inside the proof, so only authserv can qualify it.
+  auto s = scram_login(*stub, "erin", "erins secret", org(""));
+  INFO(s.failure().reason());
+  REQUIRE(s.has_success());
+  CHECK(s.success().canonical() == "erin@example.org");
+  auto home = scram_login(*stub, "alice", "correct horse", facts("imap", ""));
+  REQUIRE(home.has_success());
+  CHECK(home.success().canonical() == "alice@example.com");
+  // EXTERNAL's authzid (the certmap's answer is the directory's canonical name, qualified already).
+  auto cert = [&](std::string email) {
+    auto f = org();
+    f.set_client_cert_subject("E=" + email + ",CN=Someone,O=Example");
+    f.set_client_cert_issuer("CN=Postern-CA,O=Postern");
+    f.set_client_cert_der("not compared here");
+    return f;
+  };
+  {
+    // "erin" is erin@example.org here: herself, no proxy (with example.com it would be refused).
+    Exchange x(*stub);
+    auto r = x.start("EXTERNAL", std::string("erin"), cert("erin@example.org"));
+    INFO(r.failure().reason() << a.log());
+    REQUIRE(r.has_success());
+    CHECK(r.success().canonical() == "erin@example.org");
+  }
+  {
+    // The administrator carol acts for the bare "erin" of this connection's domain.
+    Exchange x(*stub);
+    auto r = x.start("EXTERNAL", std::string("erin"), cert("carol@example.com"));
+    INFO(r.failure().reason() << a.log());
+    REQUIRE(r.has_success());
+    CHECK(r.success().canonical() == "erin@example.org");
+    CHECK(r.success().authcid() == "carol@example.com");
+  }
+}
+
+TEST_CASE("a check-only exchange names the user and signs no token, a login signs exactly one", "[integration]") {
+  Authserv a;
+  a.start();
+  auto stub = a.stub();
+  auto f = facts();
+  f.set_client_cert_subject("E=alice@example.com,CN=Alice");
+  f.set_client_cert_issuer("CN=Postern-CA,O=Postern");
+  f.set_client_cert_der("not compared here");
+  {
+    Exchange x(*stub);
+    pb::AuthStep step;
+    auto* s = step.mutable_start();
+    *s->mutable_facts() = f;
+    s->set_mechanism("EXTERNAL");
+    s->set_has_initial_response(true);
+    s->set_check_only(true);
+    auto r = x.send(step);
+    x.finish();
+    INFO(r.failure().reason() << a.log());
+    REQUIRE(r.has_success());
+    CHECK(r.success().canonical() == "alice@example.com");
+    CHECK(r.success().token().empty());
+    CHECK(r.success().token_expires_unix() == 0);
+  }
+  CHECK(count_of(a.log(), "check_only=yes") == 1);
+  Exchange x(*stub);
+  auto r = x.start("EXTERNAL", std::string(), f);
+  x.finish();
+  REQUIRE(r.has_success());
+  CHECK_FALSE(r.success().token().empty());
+  CHECK(count_of(a.log(), "check_only=yes") == 1);
+}

@@ -561,6 +561,18 @@ TEST_CASE("SASL PLAIN with an initial response", "[authclient][sasl]") {
   CHECK(server.exchanges_cancelled() == 0);
 }
 
+TEST_CASE("the connection's default domain and a check-only start reach authserv", "[authclient][sasl]") {
+  test::FakeAuthserv server;
+  Loop loop;
+  auto client = make_client(plain_to({server.target()}));
+  Relay r(*client, loop);
+  auto f = facts();
+  f.default_domain = "example.org";
+  r.relay->start("PLAIN", kPlainAlice, f, true);
+  REQUIRE(run_until(loop, [&] { return !r.outputs.empty(); }));
+  CHECK(server.steps() == std::vector<std::string>{"start PLAIN ir=" + kPlainAliceHex + " domain=example.org check_only"});
+}
+
 TEST_CASE("SASL PLAIN without an initial response: empty challenge, then the response", "[authclient][sasl]") {
   test::FakeAuthserv server;
   Loop loop;

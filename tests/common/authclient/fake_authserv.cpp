@@ -123,8 +123,11 @@ struct FakeAuthserv::Impl final : pb::Auth::CallbackService {
         case pb::AuthStep::kStart: {
           auto& s = step_.start();
           mechanism_ = s.mechanism();
+          // The facts and flags most exchanges leave at their defaults, only when set.
           svc_.record("start " + mechanism_ + " ir=" +
-                      (s.has_initial_response() ? hex(s.initial_response()) : std::string("none")));
+                      (s.has_initial_response() ? hex(s.initial_response()) : std::string("none")) +
+                      (s.facts().default_domain().empty() ? "" : " domain=" + s.facts().default_domain()) +
+                      (s.check_only() ? " check_only" : ""));
           if (mechanism_ == "PLAIN")
             return s.has_initial_response() ? plain_verdict(s.initial_response()) : challenge("");
           if (mechanism_ == "X-TWO" || mechanism_ == "X-LOOP") return challenge("step one");
