@@ -303,6 +303,9 @@ struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService, Servic
                                                     const pb::FetchRequest* request) override;
   grpc::ServerWriteReactor<pb::WatchEvent>* Watch(grpc::CallbackServerContext* context,
                                                  const pb::WatchRequest* request) override;
+  grpc::ServerBidiReactor<pb::WatchControl, pb::WatchManyReply>* WatchMany(grpc::CallbackServerContext* context) override {
+    return start_watch_many(*this, context);
+  }
 };
 grpc::ServerReadReactor<pb::AppendRequest>* MailStoreGrpc::Impl::Append(grpc::CallbackServerContext* context,
                                                                        pb::AppendResponse* response) {

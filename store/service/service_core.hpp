@@ -92,5 +92,7 @@ grpc::ServerWriteReactor<pb::FetchResponse>* start_fetch(ServiceCore& core, grpc
                                                          const pb::FetchRequest& request);
 grpc::ServerWriteReactor<pb::WatchEvent>* start_watch(ServiceCore& core, grpc::CallbackServerContext* context,
                                                       const pb::WatchRequest& request);
+grpc::ServerBidiReactor<pb::WatchControl, pb::WatchManyReply>* start_watch_many(ServiceCore& core,
+                                                                                grpc::CallbackServerContext* context);
 
 }  // namespace store::service
