@@ -26,7 +26,7 @@ imap::ParserOptions parser_options(const Config& config) {
   imap::ParserOptions o;
   o.limits = config.imap.limits;
   o.literal_plus = true;
-  o.multiappend = false;
+  o.multiappend = true;  // RFC 3502: imap_append.cpp streams every message into one store Append
   return o;
 }
 
