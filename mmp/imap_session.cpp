@@ -138,7 +138,13 @@ void ImapSession::map_certificate(std::function<void()> then) {
   if (cert_state_ != CertState::Unknown) return then();
   // The certificate is mapped once per connection, by authserv's certmap and login policy: an
   // EXTERNAL exchange with no authorization identity. EXTERNAL is then offered only if it would
-  // succeed (RFC 4422 §3.1), and IMAPS can greet PREAUTH.
+  // succeed (RFC 4422 §3.1), and IMAPS can greet PREAUTH. On IMAPS the one mapping is the
+  // greeting's (no command is read before it), and a mapped certificate logs in there and then
+  // (PREAUTH), so that exchange is a real login with a token, and PREAUTH costs no second round
+  // trip. After STARTTLS it only asks who the certificate would be (check_only: no token is
+  // signed for a session that then logs in with a password); AUTHENTICATE EXTERNAL is a login
+  // exchange of its own.
+  const bool check_only = !context_.implicit_tls;
   cert_state_ = CertState::Mapping;
   cert_relay_ = std::make_unique<common::authclient::SaslRelay>(
       *context_.auth, *context_.loop, [this, then = std::move(then)](common::authclient::SaslOutput out) {
@@ -159,7 +165,7 @@ void ImapSession::map_certificate(std::function<void()> then) {
         }
         then();
       });
-  cert_relay_->start("EXTERNAL", std::string("="), facts());
+  cert_relay_->start("EXTERNAL", std::string("="), facts(), check_only);
 }
 
 void ImapSession::on_data(std::string_view bytes) {
@@ -217,7 +223,6 @@ void ImapSession::handle(imap::Event& event) {
       return logged_in(tag, user, "");
     }
     if (!relay_) return;
-    if (sasl_plain_ && !r->cancel) r->text = qualify_plain(r->text);
     if (!r->cancel && !common::text::base64_decode(r->text)) {
       // RFC 9051 §6.2.2: a response that is not base64 is rejected with BAD; authserv never sees it.
       relay_.reset();
@@ -281,6 +286,9 @@ common::authclient::ConnectionFacts ImapSession::facts() const {
   auto& c = const_cast<ImapSession*>(this)->connection();
   auto f = common::authclient::connection_facts(c.info(), c.transform() ? c.transform()->facts() : nullptr);
   f.service = "imap";
+  // Virtual domains (MMP-08/09): authserv qualifies every bare name, whatever the mechanism (SCRAM's
+  // username is inside its proof, so only authserv can), with the listener's or SNI name's domain.
+  f.default_domain = default_domain();
   return f;
 }
 
@@ -398,7 +406,7 @@ void ImapSession::login(const imap::Command& c) {
     return count_error();
   }
   // LOGIN is PLAIN without an authorization id (RFC 4616), relayed to authserv like AUTHENTICATE;
-  // sasl_start gives a name without "@" the default domain.
+  // authserv gives a name without "@" this connection's default domain (facts()).
   const std::string plain = std::string(1, '\0') + a.user + std::string(1, '\0') + a.password;
   sasl_start(c.tag, "PLAIN", common::text::base64_encode(plain));
 }
@@ -412,53 +420,15 @@ void ImapSession::authenticate(const imap::Command& c) {
   std::optional<std::string> initial = a.initial_response;
   if (initial && initial->empty()) initial = "=";  // RFC 4959 §3: "=" is an empty initial response
   const std::string mechanism = common::ascii::uppered(a.mechanism);
-  if (mechanism == "EXTERNAL" && initial && *initial == "=" && certificate_verified()) {
-    // No authorization identity: the certificate's own user, as mapped for the capabilities. A
-    // mapping made long enough ago that its token is about to lapse is made afresh.
-    wait();
-    map_certificate([this, tag = c.tag] {
-      const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                              std::chrono::system_clock::now().time_since_epoch()).count();
-      if (cert_state_ == CertState::Mapped && cert_user_ && cert_user_->token_expires_unix > now + 30) {
-        auto user = std::move(*cert_user_);
-        cert_user_.reset();
-        return logged_in(tag, user, "EXTERNAL");
-      }
-      cert_user_.reset();
-      sasl_start(tag, "EXTERNAL", std::string("="));
-    });
-    return;
-  }
+  // EXTERNAL too goes to authserv as its own exchange, which maps the certificate again and signs
+  // the token: the capability check's mapping carried none.
+  cert_user_.reset();
   sasl_start(c.tag, mechanism, std::move(initial));
-}
-
-std::string ImapSession::qualify_plain(std::string_view base64) const {
-  // RFC 4616 §2: [authzid] NUL authcid NUL passwd. Names without "@" take this listener's (or SNI
-  // name's) domain, so a virtual domain's users log in with their short names; anything malformed
-  // goes to authserv as it came, to be refused there.
-  const std::string& domain = default_domain();
-  if (domain.empty() || base64 == "=") return std::string(base64);
-  auto decoded = common::text::base64_decode(base64);
-  if (!decoded) return std::string(base64);
-  const auto first = decoded->find('\0');
-  const auto second = first == std::string::npos ? first : decoded->find('\0', first + 1);
-  if (second == std::string::npos || decoded->find('\0', second + 1) != std::string::npos) return std::string(base64);
-  std::string authzid = decoded->substr(0, first);
-  std::string authcid = decoded->substr(first + 1, second - first - 1);
-  if (!authzid.empty() && authzid.find('@') == std::string::npos) authzid += "@" + domain;
-  if (!authcid.empty() && authcid.find('@') == std::string::npos) authcid += "@" + domain;
-  std::string plain = authzid + '\0' + authcid + '\0' + decoded->substr(second + 1);
-  std::fill(decoded->begin(), decoded->end(), '\0');
-  std::string encoded = common::text::base64_encode(plain);
-  std::fill(plain.begin(), plain.end(), '\0');
-  return encoded;
 }
 
 void ImapSession::sasl_start(const std::string& tag, const std::string& mechanism,
                              std::optional<std::string> initial_base64) {
   sasl_tag_ = tag;
-  sasl_plain_ = mechanism == "PLAIN";
-  if (sasl_plain_ && initial_base64) initial_base64 = qualify_plain(*initial_base64);
   wait();
   relay_ = std::make_unique<common::authclient::SaslRelay>(
       *context_.auth, *context_.loop, [this](common::authclient::SaslOutput out) { sasl_output(std::move(out)); });
@@ -485,7 +455,6 @@ void ImapSession::sasl_output(common::authclient::SaslOutput output) {
   }
   parser_.end_sasl();
   relay_.reset();
-  sasl_plain_ = false;
   const std::string tag = std::move(sasl_tag_);
   if (auto* failure = std::get_if<SaslFailure>(&output)) {
     common::log::info(kImapComponent).session(connection().info().id).event("login_failed")

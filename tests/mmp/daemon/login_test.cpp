@@ -84,6 +84,69 @@ test::CommandResult imapconf(test::MmpDaemon& mmp, const std::vector<std::string
   return test::run(argv, 300s);
 }
 
+
+// authserv's log: logins that signed a token (a success without check_only) and check-only ones.
+size_t count_lines(const std::string& log, const std::string& a, const std::string& b, bool without_c,
+                   const std::string& c) {
+  size_t n = 0, start = 0;
+  while (start < log.size()) {
+    size_t end = log.find('\n', start);
+    if (end == std::string::npos) end = log.size();
+    const std::string line = log.substr(start, end - start);
+    if (has(line, a) && has(line, b) && has(line, c) != without_c) ++n;
+    start = end + 1;
+  }
+  return n;
+}
+size_t tokens_signed(test::MmpDaemon& mmp) {
+  return count_lines(mmp.store().auth().log(), "event=auth ", "result=success", true, "check_only=yes");
+}
+size_t checks_only(test::MmpDaemon& mmp) {
+  return count_lines(mmp.store().auth().log(), "event=auth ", "result=success", false, "check_only=yes");
+}
+
+// A SCRAM-SHA-256 login with python's imaplib over implicit TLS (`sni` as server_hostname, "" for
+// none), checking the server's signature; prints "scram ok" and the server's answer.
+test::CommandResult scram_imaps(int port, const std::string& user, const std::string& password,
+                                const std::string& sni = "") {
+  static const char* script = R"PY(
+import base64, hashlib, hmac, imaplib, os, ssl, sys
+port, user, password, sni, ca = sys.argv[1:6]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.check_hostname = False
+bare = "n=" + user + ",r=" + base64.b64encode(os.urandom(18)).decode()
+st = {"step": 0}
+def step(challenge):
+    st["step"] += 1
+    if st["step"] == 1:
+        return ("n,," + bare).encode()
+    if st["step"] == 2:
+        sf = challenge.decode()
+        f = dict(x.split("=", 1) for x in sf.split(","))
+        salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(f["s"]), int(f["i"]))
+        ck = hmac.new(salted, b"Client Key", "sha256").digest()
+        nop = "c=biws,r=" + f["r"]
+        am = (bare + "," + sf + "," + nop).encode()
+        sig = hmac.new(hashlib.sha256(ck).digest(), am, "sha256").digest()
+        sk = hmac.new(salted, b"Server Key", "sha256").digest()
+        st["v"] = "v=" + base64.b64encode(hmac.new(sk, am, "sha256").digest()).decode()
+        return (nop + ",p=" + base64.b64encode(bytes(a ^ b for a, b in zip(ck, sig))).decode()).encode()
+    if challenge.decode() != st["v"]:
+        raise SystemExit("bad server signature: %r" % challenge)
+    return b""
+class Client(imaplib.IMAP4_SSL):
+    def _create_socket(self, timeout):
+        plain = imaplib.IMAP4._create_socket(self, timeout)
+        return self.ssl_context.wrap_socket(plain, server_hostname=sni or None)
+m = Client("127.0.0.1", int(port), ssl_context=ctx, timeout=20)
+print(m.authenticate("SCRAM-SHA-256", step))
+print("scram ok")
+m.logout()
+)PY";
+  test::TempDir dir;
+  auto path = dir.write("scram.py", script);
+  return test::run({"timeout", "40", "python3", path.string(), std::to_string(port), user, password, sni, ca()}, 60s);
+}
 }  // namespace
 
 TEST_CASE("T-01/T-08: openssl -starttls imap with a mapped certificate sees AUTH=EXTERNAL and logs in with it",
@@ -259,6 +322,29 @@ TEST_CASE("MMP-08/09: default domains by listener and by SNI name, each SNI name
   INFO(listener.output);
   CHECK(has(listener.output, "c1 OK"));
   CHECK(has(mmp.log(), "event=login user=dave@example.org"));
+  // SCRAM's username is inside its proof, so authserv qualifies it with the domain the mmp sends
+  // in the connection facts: the SNI name's, the listener's, and without SNI [mmp]'s (no dave).
+  auto scram_sni = scram_imaps(mmp.imaps_port(), "dave", "secret-dave", "mail.example.org");
+  INFO(scram_sni.output << mmp.store().auth().log());
+  CHECK(has(scram_sni.output, "scram ok"));
+  auto scram_listener = scram_imaps(org_port, "dave", "secret-dave");
+  INFO(scram_listener.output);
+  CHECK(has(scram_listener.output, "scram ok"));
+  auto scram_home = scram_imaps(mmp.imaps_port(), "dave", "secret-dave");
+  INFO(scram_home.output);
+  CHECK_FALSE(has(scram_home.output, "scram ok"));
+  CHECK(has(scram_home.output, "AUTHENTICATIONFAILED"));
+  auto alice = scram_imaps(mmp.imaps_port(), "alice", "secret-alice");
+  INFO(alice.output);
+  CHECK(has(alice.output, "scram ok"));
+  CHECK(has(mmp.log(), "event=login user=alice@example.com"));
+  // EXTERNAL's authorization id, after STARTTLS with SNI: the administrator acts for the bare
+  // "dave" (ZGF2ZQ==) of example.org.
+  auto external = s_client(mmp.imap_port(), "starttls", {"e1 AUTHENTICATE EXTERNAL ZGF2ZQ==", "e2 LOGOUT"},
+                           {"-servername", "mail.example.org", "-cert", pem("admin"), "-key", key("admin")});
+  INFO(external.output);
+  CHECK(has(external.output, "e1 OK"));
+  CHECK(has(mmp.log(), "event=login user=dave@example.org mail_host=store1 proxy_by=admin@example.com"));
 }
 
 TEST_CASE("a session longer than its access token keeps working: the mmp renews it through authserv", "[integration]") {
@@ -299,4 +385,67 @@ TEST_CASE("a session longer than its access token keeps working: the mmp renews 
   INFO(r.output << mmp.log());
   CHECK(r.exit_code == 0);
   CHECK(has(mmp.log(), "event=token_renewed"));
+}
+
+TEST_CASE("a mapped certificate costs no token until the session logs in with it: one token per login",
+          "[integration]") {
+  test::MmpDaemon mmp(options());
+  add_users(mmp);
+  // STARTTLS, AUTH=EXTERNAL offered (a check-only mapping), then a password login: one token.
+  auto r = s_client(mmp.imap_port(), "starttls", {"b CAPABILITY", "c LOGIN bob secret-bob", "d LOGOUT"}, cert("alice"));
+  INFO(r.output << mmp.log() << mmp.store().auth().log());
+  CHECK(has(r.output, "AUTH=EXTERNAL"));
+  CHECK(has(r.output, "c OK"));
+  CHECK(has(mmp.log(), "event=client_certificate result=mapped user=alice@example.com"));
+  CHECK(checks_only(mmp) == 1);
+  CHECK(tokens_signed(mmp) == 1);
+  // AUTHENTICATE EXTERNAL after the check: its own exchange, one token.
+  auto e = s_client(mmp.imap_port(), "starttls", {"b CAPABILITY", "c AUTHENTICATE EXTERNAL =", "d SELECT INBOX", "e LOGOUT"},
+                    cert("alice"));
+  INFO(e.output);
+  CHECK(has(e.output, "c OK"));
+  CHECK(has(e.output, "d OK"));
+  CHECK(checks_only(mmp) == 2);
+  CHECK(tokens_signed(mmp) == 2);
+  // IMAPS: the greeting's mapping is the PREAUTH login itself, one exchange and one token.
+  auto p = s_client(mmp.imaps_port(), "implicit", {"a1 SELECT INBOX", "a2 LOGOUT"}, cert("alice"));
+  INFO(p.output);
+  CHECK(has(p.output, "* PREAUTH"));
+  CHECK(has(p.output, "a1 OK"));
+  CHECK(checks_only(mmp) == 2);
+  CHECK(tokens_signed(mmp) == 3);
+}
+
+// MMP-67 says admin proxy logins work over IMAP (STARTTLS), POP3 and Submission, "not on IMAPS
+// (PREAUTH leaves no room)": the reason is the certificate's PREAUTH, which logs the administrator
+// in as itself before any command. So an administrator's mapped certificate on IMAPS is a PREAUTH
+// as the administrator (AUTHENTICATE is then BAD, RFC 9051 §6.2), while a password login with an
+// authorization id on IMAPS, where no PREAUTH happened, is the same SASL PLAIN as after STARTTLS,
+// with the same store-administrator check and [sasl] proxy_allowed filter.
+TEST_CASE("MMP-67 on IMAPS: an administrator's certificate is PREAUTH as itself, PLAIN with an authzid proxies",
+          "[integration]") {
+  test::MmpDaemon mmp(options());
+  add_users(mmp);
+  REQUIRE(mmp.store().deliver({"bob@example.com"}).output.find("250") != std::string::npos);
+  // (a) the certificate: PREAUTH as admin@example.com, no way to become bob.
+  auto a = s_client(mmp.imaps_port(), "implicit", {"a1 AUTHENTICATE EXTERNAL Ym9i", "a2 STATUS INBOX (MESSAGES)", "a3 LOGOUT"},
+                    cert("admin"));
+  INFO(a.output << mmp.log());
+  CHECK(has(a.output, "* PREAUTH"));
+  CHECK(has(a.output, "logged in as admin@example.com"));
+  CHECK(has(a.output, "a1 BAD"));
+  CHECK_FALSE(has(a.output, "MESSAGES 1"));  // not bob's INBOX
+  CHECK_FALSE(has(mmp.log(), "proxy_by=admin@example.com"));
+  // (b) no certificate: PLAIN with the authzid bob, by the administrator's password.
+  auto b = s_client(mmp.imaps_port(), "implicit",
+                    {"b1 AUTHENTICATE PLAIN Ym9iAGFkbWluAHNlY3JldC1hZG1pbg==", "b2 STATUS INBOX (MESSAGES)", "b3 LOGOUT"});
+  INFO(b.output);
+  CHECK(has(b.output, "* OK [CAPABILITY"));
+  CHECK(has(b.output, "b1 OK"));
+  CHECK(has(b.output, "* STATUS INBOX (MESSAGES 1)"));
+  CHECK(has(mmp.log(), "event=login user=bob@example.com mail_host=store1 proxy_by=admin@example.com"));
+  // ... and a user who is no administrator may not: alice for bob.
+  auto c = s_client(mmp.imaps_port(), "implicit", {"c1 AUTHENTICATE PLAIN Ym9iAGFsaWNlAHNlY3JldC1hbGljZQ==", "c2 LOGOUT"});
+  INFO(c.output);
+  CHECK(has(c.output, "c1 NO [AUTHORIZATIONFAILED]"));
 }
