@@ -102,7 +102,6 @@ class ImapSession final : public common::runtime::StartTlsSession {
   // Runs `then` once authserv has said whether the verified client certificate maps to a user
   // (cert_state_ Mapped, with cert_user_) or not; at once when that is known or there is none.
   void map_certificate(std::function<void()> then);
-  std::string qualify_plain(std::string_view base64) const;
   void login_refused(const std::string& tag, std::string_view code, std::string_view text);
   bool open_mailbox(const common::authclient::AuthenticatedUser& user, std::string_view mechanism);
   void logged_in(const std::string& tag, const common::authclient::AuthenticatedUser& user, std::string_view mechanism);
@@ -182,7 +181,6 @@ class ImapSession final : public common::runtime::StartTlsSession {
   std::string sasl_tag_;
   // authserv accepted the exchange; the client has yet to answer its success data (SCRAM server-final).
   std::optional<common::authclient::AuthenticatedUser> sasl_verified_;
-  bool sasl_plain_ = false;  // the exchange is PLAIN: responses get the default domain
   enum class CertState { Unknown, Mapping, Mapped, Unmapped };
   CertState cert_state_ = CertState::Unknown;
   std::unique_ptr<common::authclient::SaslRelay> cert_relay_;

@@ -20,7 +20,7 @@ struct ParserLimits {
   size_t max_line = 64 * 1024;          // one line, without CRLF (RFC 7162 §4 asks for at least 8192)
   size_t max_command = 1024 * 1024;     // lines and string literals of one command; APPEND messages apart
   uint64_t max_literal = 64 * 1024;     // one string literal (a password, a SEARCH string, a name)
-  uint64_t max_message = 64ull << 20;   // one APPEND message literal (the session sets its APPENDLIMIT)
+  uint64_t max_message = 50ull << 20;   // one APPEND message literal (APPENDLIMIT): the store's max_append_size
   size_t max_literals = 256;            // string literals in one command
   size_t max_messages = 1000;           // messages in one MULTIAPPEND
   size_t max_depth = 64;                // nesting of parenthesised lists and of SEARCH keys
