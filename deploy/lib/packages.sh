@@ -6,7 +6,9 @@ POSTERN_BUILD_PACKAGES=(cmake g++ ninja-build pkg-config ccache
   libnss3-dev libnss3-tools
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libsodium-dev libargon2-dev libcrypt-dev libidn-dev liblmdb-dev libldap-dev)
-POSTERN_TEST_PACKAGES=(catch2 dnsmasq socat curl python3 procps iproute2
+# The clients deploy/up prints commands for (swaks to send, curl and python to read).
+POSTERN_CLIENT_PACKAGES=(swaks curl python3)
+POSTERN_TEST_PACKAGES=(catch2 dnsmasq socat swaks curl python3 procps iproute2
   openssl gnutls-bin sslscan libssl-dev slapd ldap-utils gsasl libgmime-3.0-dev postfix
   dovecot-core dovecot-imapd dovecot-lmtpd isync offlineimap3)
 POSTERN_BENCH_PACKAGES=(socat libwrap0-dev nginx-light libnginx-mod-stream dovecot-core dovecot-lmtpd dovecot-imapd)
