@@ -59,6 +59,7 @@ void read_config(common::config::Section root, Config& out) {
   m.get_duration("quota_refresh", out.mailstore.quota_refresh, std::chrono::seconds(10s), std::chrono::seconds(24h));
   m.get("read_threads", out.mailstore.read_threads, 0u, 256u);
   m.get("max_queued_reads", out.mailstore.max_queued_reads, size_t{1}, size_t{1000000});
+  m.get_size("search_cache_size", out.mailstore.search_cache_size, 0, 1ull << 36);
 
   common::authclient::read_auth_client_config(root.section("authserv"), out.authserv);
 }

@@ -61,6 +61,9 @@ struct MailStoreConfig {
   // mailbox never holds up a STATUS behind it; 0: one per core.
   unsigned read_threads = 0;
   size_t max_queued_reads = 4096;  // beyond it a read is refused with UNAVAILABLE at once
+  // Decoded message headers kept for header SEARCHes (store/search/header_cache.hpp), shared by the
+  // read threads, least recently used out first; 0: none kept.
+  uint64_t search_cache_size = 64ull << 20;
 };
 
 struct Config {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -178,27 +179,21 @@ std::pair<uint32_t, uint32_t> uid_bounds(const Compiled& c) {
   return {lo, hi};
 }
 
-struct Field {
-  std::string name;  // ASCII lower case
-  std::string line;  // folded "name: value", the value decoded
-  size_t value_at = 0;
-};
-
 tl::unexpected<common::Error> damaged(uint32_t uid, const std::string& what) {
   return common::fail(ErrorKind::Internal, "message UID " + std::to_string(uid) + ": " + what);
 }
 
 class Search {
  public:
-  Search(const common::lmdb::Txn& txn, const Dbs& dbs, const Compiled& c, int64_t now, SearchStats& stats)
-      : txn_(txn), dbs_(dbs), c_(c), now_(now), stats_(stats) {}
+  Search(const common::lmdb::Txn& txn, const Dbs& dbs, const Compiled& c, int64_t now, SearchStats& stats,
+         HeaderCache* cache)
+      : txn_(txn), dbs_(dbs), c_(c), now_(now), stats_(stats), cache_(cache) {}
 
   Result<bool> matches(uint32_t uid, const MessageRecord& record) {
     uid_ = uid;
     record_ = &record;
     structure_.reset();
-    root_fields_.reset();
-    sent_day_.reset();
+    header_.reset();
     body_hits_.clear();
     body_scanned_ = false;
     return eval(0);
@@ -245,24 +240,29 @@ class Search {
         return n.kind == Kind::Keyword ? has : !has;
       }
       case Kind::Bcc: case Kind::Cc: case Kind::From: case Kind::To: case Kind::Subject: case Kind::Header: {
-        auto fields = root_fields();
-        if (!fields) return tl::unexpected(fields.error());
-        for (const Field& f : **fields) {
-          if (f.name == n.field && (n.needle.empty() || f.line.find(n.needle, f.value_at) != std::string::npos)) {
-            return true;
+        if (auto r = load_root(); !r) return tl::unexpected(r.error());
+        auto in = [&](const DecodedHeader& h) {
+          for (const auto& f : h.fields) {
+            if (h.name(f) == n.field && (n.needle.empty() || h.value(f).find(n.needle) != std::string_view::npos)) {
+              return true;
+            }
           }
-        }
-        return false;
+          return false;
+        };
+        return in(*prefix_) || in(*header_);
       }
       case Kind::Body:
       case Kind::Text: {
         if (n.needle.empty()) return true;
         if (n.kind == Kind::Text) {
-          auto fields = root_fields();
-          if (!fields) return tl::unexpected(fields.error());
-          for (const Field& f : **fields) {
-            if (f.line.find(n.needle) != std::string::npos) return true;
-          }
+          if (auto r = load_root(); !r) return tl::unexpected(r.error());
+          auto in = [&](const DecodedHeader& h) {
+            for (const auto& f : h.fields) {
+              if (h.line(f).find(n.needle) != std::string_view::npos) return true;
+            }
+            return false;
+          };
+          if (in(*prefix_) || in(*header_)) return true;
         }
         if (!body_scanned_) {
           if (auto r = scan_body(); !r) return tl::unexpected(r.error());
@@ -275,9 +275,10 @@ class Search {
       case Kind::SentBefore:
       case Kind::SentOn:
       case Kind::SentSince: {
-        auto fields = root_fields();  // also finds the Date: field
-        if (!fields) return tl::unexpected(fields.error());
-        const int32_t d = sent_day_ ? *sent_day_ : utc_day(m.internal_date);
+        if (auto r = load_root(); !r) return tl::unexpected(r.error());
+        // The first Date: field decides (the prefix's, were there one), valid or not.
+        const std::optional<int32_t> sent = prefix_->has_date ? prefix_->sent_day : header_->sent_day;
+        const int32_t d = sent ? *sent : utc_day(m.internal_date);
         return n.kind == Kind::SentBefore ? d < n.day : n.kind == Kind::SentOn ? d == n.day : d >= n.day;
       }
       case Kind::Larger: return m.size > n.number;
@@ -337,36 +338,32 @@ class Search {
     return out;
   }
 
-  void add_fields(std::string_view header, std::vector<Field>& out, bool root) {
-    for_each_field(header, [&](std::string_view name, std::string_view raw) {
-      Field f;
-      f.name = common::ascii::lowered(name);
-      f.line = f.name;
-      f.line += ": ";
-      f.value_at = f.line.size();
-      fold_append(decode_header_value(raw, charsets_), f.line);
-      if (root && !date_seen_ && f.name == "date") {
-        date_seen_ = true;
-        sent_day_ = parse_date_day(mime::clean_value(raw));
+  // The message's own header as SEARCH sees it: its Delivered-To prefix (decoded once for all the
+  // messages of the search that carry the same prefix, which in one mailbox is most), then the
+  // body's header, from the cache when it has it, else read, decoded and offered to the cache.
+  Result<void> load_root() {
+    if (header_) return {};
+    if (!prefix_ || prefix_bytes_ != record_->prefix) {
+      prefix_bytes_ = record_->prefix;
+      prefix_ = decode_header(prefix_bytes_, charsets_);
+    }
+    if (cache_) {
+      header_ = cache_->find(record_->body_id);
+      if (header_) {
+        ++stats_.header_hits;
+        return {};
       }
-      out.push_back(std::move(f));
-    });
-  }
-
-  Result<const std::vector<Field>*> root_fields() {
-    if (root_fields_) return &*root_fields_;
+    }
     auto body = structure();
     if (!body) return tl::unexpected(body.error());
     const mime::Part& top = (*body)->structure.parts[0];
     auto header = read(**body, top.header_start, top.header_end);
     if (!header) return tl::unexpected(header.error());
     ++stats_.headers;
-    std::vector<Field> fields;
-    date_seen_ = false;
-    add_fields(record_->prefix, fields, true);
-    add_fields(*header, fields, true);
-    root_fields_ = std::move(fields);
-    return &*root_fields_;
+    auto decoded = std::make_shared<const DecodedHeader>(decode_header(*header, charsets_));
+    if (cache_) cache_->insert(record_->body_id, decoded);
+    header_ = std::move(decoded);
+    return {};
   }
 
   // Every BODY and TEXT needle of the program against this message's parts at once, so the parts
@@ -389,7 +386,6 @@ class Search {
         }
       }
     };
-    std::vector<Field> fields;
     std::string text;
     for (size_t p = 0; p < parts.size() && left > 0; ++p) {
       const mime::Part& part = parts[p];
@@ -398,9 +394,8 @@ class Search {
         auto header = read(body, part.header_start, part.header_end);
         if (!header) return tl::unexpected(header.error());
         stats_.body_bytes += header->size();
-        fields.clear();
-        add_fields(*header, fields, false);
-        for (const Field& f : fields) look(f.line, encapsulated);
+        const DecodedHeader fields = decode_header(*header, charsets_);
+        for (const auto& f : fields.fields) look(fields.line(f), encapsulated);
       }
       if (part.kind == mime::PartKind::Leaf && part.type == "text") {
         auto raw = read(body, part.body_start, part.body_end);
@@ -422,14 +417,15 @@ class Search {
   const Compiled& c_;
   const int64_t now_;
   SearchStats& stats_;
+  HeaderCache* const cache_;
   Charsets charsets_;
 
   uint32_t uid_ = 0;
   const MessageRecord* record_ = nullptr;
   std::optional<Body> structure_;
-  std::optional<std::vector<Field>> root_fields_;
-  bool date_seen_ = false;
-  std::optional<int32_t> sent_day_;
+  std::string prefix_bytes_;
+  std::optional<DecodedHeader> prefix_;
+  std::shared_ptr<const DecodedHeader> header_;  // null until load_root()
   bool body_scanned_ = false;
   std::vector<uint8_t> body_hits_;
 };
@@ -437,13 +433,15 @@ class Search {
 }  // namespace
 
 Result<SearchResult> evaluate(const common::lmdb::Txn& txn, const Dbs& dbs, uint64_t mailbox_id,
-                              std::span<const SearchKey> program, int64_t now, const std::function<bool()>& stop) {
+                              std::span<const SearchKey> program, int64_t now, const std::function<bool()>& stop,
+                              HeaderCache* cache) {
   if (auto ok = validate(program); !ok) return tl::unexpected(ok.error());
   const Compiled compiled = compile(program);
   SearchResult result;
   const auto [lo, hi] = uid_bounds(compiled);
   if (lo > hi) return result;
-  Search search(txn, dbs, compiled, now, result.stats);
+  if (cache && !cache->accepts(mdb_txn_env(txn.get()))) cache = nullptr;
+  Search search(txn, dbs, compiled, now, result.stats, cache);
   std::optional<common::Error> failed;
   auto scanned = for_each_message(txn, dbs, mailbox_id, lo, hi, [&](uint32_t uid, const MessageRecord& record) {
     if (stop && stop()) {

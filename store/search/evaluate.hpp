@@ -9,6 +9,7 @@
 
 #include "common/lmdb/lmdb.hpp"
 #include "common/result.hpp"
+#include "store/search/header_cache.hpp"
 #include "store/search/program.hpp"
 #include "store/storage/schema.hpp"
 
@@ -19,6 +20,7 @@ struct SearchStats {
   uint64_t messages = 0;    // records looked at
   uint64_t structures = 0;  // stored MIME structures decoded
   uint64_t headers = 0;     // message headers read and decoded
+  uint64_t header_hits = 0; // message headers the HeaderCache had decoded already
   uint64_t bodies = 0;      // messages whose parts were read for BODY or TEXT
   uint64_t body_bytes = 0;  // bytes of parts read for them
 };
@@ -51,8 +53,12 @@ struct SearchResult {
 // `stop`, when set, is asked before each message: true ends the search with ErrorKind::TempFail
 // (the caller's deadline passed or its client went away; a search over a big mailbox with many
 // BODY keys can take long, and nothing else bounds it).
+// `cache`, when set, keeps the decoded root headers (header_cache.hpp) for the next searches: the
+// answers are the same with it and without it. It must be this environment's cache; one bound to
+// another environment is not used. A hit reads neither the body record nor its header, so a body
+// damaged after its header was cached shows in BODY/TEXT searches and FETCH, not in header ones.
 common::Result<SearchResult> evaluate(const common::lmdb::Txn& txn, const Dbs& dbs, uint64_t mailbox_id,
                                       std::span<const SearchKey> program, int64_t now,
-                                      const std::function<bool()>& stop = {});
+                                      const std::function<bool()>& stop = {}, HeaderCache* cache = nullptr);
 
 }  // namespace store::search

@@ -98,14 +98,38 @@ class SearchEnv {
     return record->modseq;
   }
 
-  common::Result<store::search::SearchResult> search(const store::search::Program& program,
-                                                     int64_t now = 1700000000) const {
+  // Another message on the body of message `uid` (as one delivery to several recipients, or a
+  // COPY, files it), with its own Delivered-To prefix.
+  uint32_t add_sharing(uint32_t uid, const std::string& prefix, uint32_t flags = 0) {
+    auto txn = common::lmdb::Txn::begin(env_.get(), true);
+    REQUIRE(txn);
+    auto value = txn->get(dbs_.messages, store::message_key(mailbox_id_, uid));
+    REQUIRE(value);
+    REQUIRE(*value);
+    auto original = store::decode_message(**value);
+    REQUIRE(original);
+    auto body = store::find_body(*txn, dbs_, original->body_id);
+    REQUIRE(body);
+    REQUIRE(*body);
+    store::MessageRecord record;
+    record.internal_date = original->internal_date;
+    record.flags = flags;
+    record.prefix = prefix;
+    auto filed = store::add_message(*txn, dbs_, kUser, user_, "INBOX", original->body_id, (*body)->size, record);
+    REQUIRE(filed);
+    REQUIRE(txn->commit());
+    return filed->uid;
+  }
+
+  common::Result<store::search::SearchResult> search(const store::search::Program& program, int64_t now = 1700000000,
+                                                     store::search::HeaderCache* cache = nullptr) const {
     auto txn = common::lmdb::Txn::begin(env_.get(), false);
     REQUIRE(txn);
-    return store::search::evaluate(*txn, dbs_, mailbox_id_, program, now);
+    return store::search::evaluate(*txn, dbs_, mailbox_id_, program, now, {}, cache);
   }
-  std::vector<uint32_t> uids(const store::search::Program& program, int64_t now = 1700000000) const {
-    auto r = search(program, now);
+  std::vector<uint32_t> uids(const store::search::Program& program, int64_t now = 1700000000,
+                             store::search::HeaderCache* cache = nullptr) const {
+    auto r = search(program, now, cache);
     INFO((r ? "" : r.error().detail));
     REQUIRE(r);
     return r->uids;

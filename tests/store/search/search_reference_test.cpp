@@ -2,6 +2,7 @@
 // bodies in several scripts and charsets, RFC 2047 words, base64 and quoted-printable parts,
 // attachments, forwarded messages, dates, sizes, flags, keywords, MODSEQs) against a reference
 // evaluation written apart: it never parses a message, it reads what the generator meant to write.
+// Every program runs without and with a header cache (header_cache.hpp), both against the reference.
 #include <iconv.h>
 
 #include <chrono>
@@ -888,6 +889,10 @@ TEST_CASE("5,000 generated messages, 200 random programs: the store's SEARCH equ
   for (const auto& r : refs) now = std::max(now, r.internal_date);
   now += 3600;
   Programs programs(7, refs, gen);
+  // Each program runs once more through a header cache: even ones through a cache that holds every
+  // header, odd ones through one that holds about a fifth and evicts all along.
+  store::search::HeaderCache big(64 << 20), small(1 << 20);
+  size_t cached_failures = 0;
   size_t failures = 0, nonempty = 0, bodies = 0;
   std::chrono::steady_clock::duration in_store{};
   for (int n = 0; n < 200; ++n) {
@@ -918,10 +923,25 @@ TEST_CASE("5,000 generated messages, 200 random programs: the store's SEARCH equ
       CHECK(failures == 0);
       if (failures >= 5) break;
     }
+    auto cached = env.search(p, now, n % 2 ? &small : &big);
+    REQUIRE(cached);
+    if (cached->uids != expected || cached->highest_modseq != expected_modseq) {
+      ++cached_failures;
+      CHECK(cached->uids.size() == expected.size());
+      CHECK(cached_failures == 0);
+      if (cached_failures >= 5) break;
+    }
     if (!expected.empty() && expected.size() < kMessages) ++nonempty;
     bodies += got->stats.bodies;
   }
   CHECK(failures == 0);
+  CHECK(cached_failures == 0);
+  const auto big_stats = big.stats(), small_stats = small.stats();
+  CHECK(big_stats.hits > 0);
+  CHECK(big_stats.evictions == 0);
+  CHECK(small_stats.hits > 0);
+  CHECK(small_stats.evictions > 0);
+  CHECK(small_stats.bytes <= small.max_bytes());
   // The programs must be worth comparing: most select some messages but not all.
   CHECK(nonempty > 100);
   const auto done = std::chrono::steady_clock::now();
@@ -929,5 +949,9 @@ TEST_CASE("5,000 generated messages, 200 random programs: the store's SEARCH equ
                        << " ms; 200 programs in "
                        << std::chrono::duration_cast<std::chrono::milliseconds>(done - generated).count()
                        << " ms, " << std::chrono::duration_cast<std::chrono::milliseconds>(in_store).count()
-                       << " ms of them in the store's evaluation; bodies scanned " << bodies << "; programs selecting some but not all: " << nonempty);
+                       << " ms of them in the store's evaluation; bodies scanned " << bodies << "; programs selecting some but not all: " << nonempty
+                       << "; header cache of all: " << big_stats.entries << " entries, " << big_stats.bytes
+                       << " bytes, " << big_stats.hits << " hits, " << big_stats.misses << " misses; of a fifth: "
+                       << small_stats.entries << " entries, " << small_stats.hits << " hits, " << small_stats.misses
+                       << " misses, " << small_stats.evictions << " evictions");
 }
