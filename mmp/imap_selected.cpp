@@ -308,14 +308,24 @@ void ImapSession::fetch(const imap::Command& c) {
   run();
 }
 
+// One reply of the store's stream holds several messages (a large section's further pieces in
+// entries of their own): all of them go to the client in one write, so a reply costs one TLS record
+// (or a few, 16 KiB each) and one socket send rather than one per message. A message stays open at
+// the end of a reply only while a piece of its last section is still to come.
 void ImapSession::fetch_reply(pb::FetchResponse&& reply, const imap::FetchArgs& args) {
   std::string out;
-  if (reply.uid() != fetch_uid_ || !fetch_open_) {
+  for (const auto& entry : reply.messages()) fetch_entry(entry, args, out);
+  write(out);
+  if (connection().write_blocked() && fetch_) fetch_->pause();
+}
+
+void ImapSession::fetch_entry(const pb::FetchedMessage& entry, const imap::FetchArgs& args, std::string& out) {
+  if (entry.uid() != fetch_uid_ || !fetch_open_) {
     if (fetch_open_) out += ")\r\n";
     fetch_open_ = false;
-    fetch_uid_ = reply.uid();
-    const uint32_t seq = sequence_of(reply.uid());
-    if (seq == 0) return write(out);  // arrived after this session's view: told at the next NOOP
+    fetch_uid_ = entry.uid();
+    const uint32_t seq = sequence_of(entry.uid());
+    if (seq == 0) return;  // arrived after this session's view: told at the next NOOP
     out += "* " + std::to_string(seq) + " FETCH (";
     fetch_open_ = true;
     fetch_empty_ = true;
@@ -324,32 +334,34 @@ void ImapSession::fetch_reply(pb::FetchResponse&& reply, const imap::FetchArgs& 
       fetch_empty_ = false;
       out += text;
     };
-    if (args.uid) item("UID " + std::to_string(reply.uid()));
+    if (args.uid) item("UID " + std::to_string(entry.uid()));
     if (args.flags) {
       item("FLAGS ");
-      std::vector<std::string> flags(reply.flags().flags().begin(), reply.flags().flags().end());
+      std::vector<std::string> flags(entry.flags().flags().begin(), entry.flags().flags().end());
       imap::append_flag_list(out, flags);
     }
     if (args.internal_date) {
       item("INTERNALDATE ");
-      imap::append_date_time(out, reply.internal_date());
+      imap::append_date_time(out, entry.internal_date());
     }
-    if (args.size) item("RFC822.SIZE " + std::to_string(reply.size()));
-    if (args.envelope) item("ENVELOPE " + reply.envelope());
-    if (args.bodystructure) item("BODYSTRUCTURE " + reply.bodystructure());
-    if (args.body) item("BODY " + reply.body());
-    if (args.modseq) item("MODSEQ (" + std::to_string(reply.modseq()) + ")");
+    if (args.size) item("RFC822.SIZE " + std::to_string(entry.size()));
+    if (args.envelope) item("ENVELOPE " + entry.envelope());
+    if (args.bodystructure) item("BODYSTRUCTURE " + entry.bodystructure());
+    if (args.body) item("BODY " + entry.body());
+    if (args.modseq) item("MODSEQ (" + std::to_string(entry.modseq()) + ")");
   }
-  if (!fetch_open_) return write(out);
+  if (!fetch_open_) return;
   using Item = imap::BodySection::Item;
-  for (const auto& piece : reply.sections()) {
+  bool complete = true;  // nothing of this message is still to come
+  for (const auto& piece : entry.sections()) {
+    complete = piece.last() && piece.index() + 1 >= static_cast<uint32_t>(args.sections.size());
     if (piece.index() >= static_cast<uint32_t>(args.sections.size())) continue;
     const auto& asked = args.sections[piece.index()];
     if (piece.unknown_cte()) {
       // RFC 3516 §4.3: the FETCH ends NO [UNKNOWN-CTE]; the message's other items still go out
       // (its UID when there are none, so the response stays well formed).
       fetch_unknown_cte_ = true;
-      if (fetch_empty_) out += "UID " + std::to_string(reply.uid());
+      if (fetch_empty_) out += "UID " + std::to_string(entry.uid());
       fetch_empty_ = false;
       continue;
     }
@@ -371,8 +383,10 @@ void ImapSession::fetch_reply(pb::FetchResponse&& reply, const imap::FetchArgs& 
     }
     out += piece.data();
   }
-  write(out);
-  if (connection().write_blocked() && fetch_) fetch_->pause();
+  if (complete) {
+    out += ")\r\n";
+    fetch_open_ = false;
+  }
 }
 
 void ImapSession::on_writable() {

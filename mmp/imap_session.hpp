@@ -128,7 +128,10 @@ class ImapSession final : public common::runtime::StartTlsSession {
   // Untagged EXPUNGE for each UID this session still shows, highest first, so each number is
   // right when the client reads it; drops them from the view.
   void expunged(const google::protobuf::RepeatedPtrField<postern::mailstore::v1::UidRange>& uids);
+  // A reply of the store's Fetch: every message in it written at once (imap_selected.cpp).
   void fetch_reply(postern::mailstore::v1::FetchResponse&& reply, const imap::FetchArgs& args);
+  // One entry of it (a message, or a further piece of its sections) appended to `out`.
+  void fetch_entry(const postern::mailstore::v1::FetchedMessage& entry, const imap::FetchArgs& args, std::string& out);
   // News from the store (Changes, a Watch's catch-up): expunges first, then new messages (one
   // EXISTS), then flag changes; the view and highest_modseq follow what was told.
   void tell_changes(const postern::mailstore::v1::ChangesResponse& changes);

@@ -671,12 +671,15 @@ std::string status_text(const grpc::Status& st) {
   return std::to_string(st.error_code()) + " " + st.error_message();
 }
 
-bool fetch_all(Client& client, Session& s, const pb::FetchRequest& request, std::vector<pb::FetchResponse>& out,
+// Every message entry of the stream, in order, whatever reply each came in.
+bool fetch_all(Client& client, Session& s, const pb::FetchRequest& request, std::vector<pb::FetchedMessage>& out,
                std::string& error) {
   auto ctx = context_for(s.token, std::chrono::seconds(60));
   auto reader = client.stub(s.index).Fetch(ctx.get(), request);
   pb::FetchResponse r;
-  while (reader->Read(&r)) out.push_back(std::move(r));
+  while (reader->Read(&r)) {
+    for (auto& m : *r.mutable_messages()) out.push_back(std::move(m));
+  }
   auto st = reader->Finish();
   if (!st.ok()) {
     error = "Fetch: " + status_text(st);
@@ -720,7 +723,7 @@ int run_api(const Options& o) {
     *r.mutable_mailbox() = sessions[0].mailbox;
     *r.add_uids() = range(1, UINT32_MAX);
     r.set_size(true);
-    std::vector<pb::FetchResponse> all;
+    std::vector<pb::FetchedMessage> all;
     std::string error;
     if (!fetch_all(*client, sessions[0], r, all, error)) {
       std::fprintf(stderr, "mailstore_load: %s\n", error.c_str());
@@ -755,7 +758,7 @@ int run_api(const Options& o) {
         *r.add_uids() = range(s.uids[first], s.uids[first + 99]);
         r.set_flags(true);
         r.set_envelope(true);
-        std::vector<pb::FetchResponse> out;
+        std::vector<pb::FetchedMessage> out;
         if (!fetch_all(*client, s, r, out, error)) return false;
         for (const auto& m : out) {
           if (m.envelope().empty() || !m.has_flags()) {
@@ -784,7 +787,7 @@ int run_api(const Options& o) {
         *r.add_uids() = range(uid, uid);
         r.set_size(true);
         r.add_sections();  // BODY[]: the whole message
-        std::vector<pb::FetchResponse> out;
+        std::vector<pb::FetchedMessage> out;
         if (!fetch_all(*client, s, r, out, error)) return false;
         uint64_t size = 0, got = 0;
         bool last = false;

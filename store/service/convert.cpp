@@ -124,9 +124,9 @@ void to_proto(const ops::MessageState& m, pb::FlagUpdate& out) {
 }
 
 Checked<void> fetch_message(const common::lmdb::Txn& txn, const Dbs& dbs, const MessageInfo& message,
-                            const pb::FetchRequest& request, std::deque<pb::FetchResponse>& out) {
+                            const pb::FetchRequest& request, std::deque<pb::FetchedMessage>& out) {
   const MessageRecord& m = message.record;
-  pb::FetchResponse& first = out.emplace_back();
+  pb::FetchedMessage& first = out.emplace_back();
   first.set_uid(message.uid);
   if (request.flags()) add_flags(m.flags, m.keywords, *first.mutable_flags()->mutable_flags());
   if (request.internal_date()) first.set_internal_date(m.internal_date);
@@ -151,9 +151,10 @@ Checked<void> fetch_message(const common::lmdb::Txn& txn, const Dbs& dbs, const 
       continue;
     }
     if (!data) return tl::unexpected(to_status(data.error()));
-    // A section starts in the latest reply of the message; the rest follow in replies of their own.
+    // A section starts in the latest entry of the message; its further pieces follow in entries
+    // of their own.
     size_t offset = 0;
-    pb::FetchResponse* reply = &out.back();
+    pb::FetchedMessage* reply = &out.back();
     do {
       const size_t n = std::min(kSectionPiece, data->data.size() - offset);
       auto* d = reply->add_sections();

@@ -44,13 +44,13 @@ void to_proto(const MailboxRecord& m, pb::MailboxStatus& out);
 void to_proto(const ops::ListEntry& e, pb::MailboxEntry& out);
 void to_proto(const ops::MessageState& m, pb::FlagUpdate& out);
 
-// Replies larger than this carry a section in several pieces.
+// A section larger than this goes in several pieces, each in an entry of its own.
 inline constexpr size_t kSectionPiece = 1 << 20;
 
-// The replies for one message of a Fetch (several when a section is larger than kSectionPiece);
-// nothing when the message is gone.
+// The entries of one message of a Fetch (several when a section is larger than kSectionPiece), in
+// the order they are sent; nothing when the message is gone. fetch.cpp packs them into replies.
 Checked<void> fetch_message(const common::lmdb::Txn& txn, const Dbs& dbs, const MessageInfo& message,
-                            const pb::FetchRequest& request, std::deque<pb::FetchResponse>& out);
+                            const pb::FetchRequest& request, std::deque<pb::FetchedMessage>& out);
 
 // For the watchers: the changes an operation committed.
 MailboxChange added(uint64_t mailbox_id, const ops::MessageState& m);

@@ -1,21 +1,25 @@
 // fetch.cpp: the MailStore Fetch stream (service_core.hpp), read ahead on the read pool.
 #include "store/service/service_core.hpp"
 
+#include <algorithm>
 #include <deque>
 
 namespace store::service {
 namespace {
 
-// Streams one message at a time, each read in its own short read transaction so a Fetch of a
-// whole mailbox never pins an old snapshot (and the map's free pages) for its whole length. The
-// reads run on the read pool, a few messages ahead of the writes: a hop to the pool for every
-// message cost more store CPU than the read itself (100 thread switches for FETCH 1:100 FLAGS
-// ENVELOPE), so replies read ahead are written from OnWriteDone. That puts the writes on gRPC's
-// threads, so a cheap call beside many fetches of many messages waits behind those writes (about
-// 100 ms on a saturated core in bench/store/README.md; beside searches, a few ms). (gRPC's buffer
-// hint would save a packet per small reply, but a hinted write may not complete until a later one
-// flushes it, and this reactor waits for each write before the next: a fetch stalled until its
-// deadline.)
+// Reads one message at a time, each in its own short read transaction so a Fetch of a whole
+// mailbox never pins an old snapshot (and the map's free pages) for its whole length, and sends
+// them several to a reply (the proto's budget: kReplyMessages, kReplyBytes): one reply per message
+// cost a gRPC write here and, in the mmp, a hop to the session's loop and a TLS record and a
+// socket send each (for FETCH 1:20 (FLAGS ENVELOPE) that was a fifth of the mmp's CPU). The reads
+// run on the read pool, one reply's worth ahead of the writes: a hop to the pool for every message
+// cost more store CPU than the read itself, so the pool fills a reply and OnWriteDone writes the
+// next from what is read already (the pieces of a large section) or goes back to the pool. That
+// puts the writes on gRPC's threads, so a cheap call beside many fetches of many messages waits
+// behind those writes (about 100 ms on a saturated core in bench/store/README.md; beside searches,
+// a few ms). (gRPC's buffer hint would save a packet per small reply, but a hinted write may not
+// complete until a later one flushes it, and this reactor waits for each write before the next: a
+// fetch stalled until its deadline.)
 class FetchReactor final : public grpc::ServerWriteReactor<pb::FetchResponse> {
  public:
   FetchReactor(ServiceCore& impl, grpc::CallbackServerContext* context, const pb::FetchRequest& request)
@@ -32,7 +36,7 @@ class FetchReactor final : public grpc::ServerWriteReactor<pb::FetchResponse> {
   // The pool's read and these writes never overlap: each StartWrite is the last thing either does.
   void OnWriteDone(bool ok) override {
     if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
-    if (!pending_.empty() || !failed_.ok() || position_ >= uids_.size()) return write_next();
+    if (reply_ready() || !failed_.ok() || position_ >= uids_.size()) return write_next();
     if (!impl_.pooled([this] { next(); })) Finish(ServiceCore::reads_busy());
   }
   void OnDone() override { delete this; }
@@ -59,16 +63,19 @@ class FetchReactor final : public grpc::ServerWriteReactor<pb::FetchResponse> {
     next();
   }
 
-  // At most this many messages, or this many bytes of replies, are read ahead of the client.
-  static constexpr size_t kReadAheadMessages = 32;
-  static constexpr size_t kReadAheadBytes = 256u << 10;
+  // A reply holds whole messages up to this many, or up to this many bytes (the proto's budget);
+  // one entry larger than that (a section's 1 MiB piece) goes alone.
+  static constexpr size_t kReplyMessages = 128;
+  static constexpr size_t kReplyBytes = 128u << 10;
 
+  // Enough is read for a full reply.
+  bool reply_ready() const { return pending_.size() >= kReplyMessages || pending_bytes_ >= kReplyBytes; }
+
+  // On the pool: reads messages until a reply is full or none is left, then writes.
   void next() {
-    size_t read = 0, bytes = 0;
-    while (position_ < uids_.size() && read < kReadAheadMessages && bytes < kReadAheadBytes) {
+    while (position_ < uids_.size() && !reply_ready()) {
       const uint32_t uid = uids_[position_++];
       const size_t before = pending_.size();
-      read += 1;
       grpc::Status s = impl_.read([&](const Txn& txn, const Dbs& dbs) -> grpc::Status {
         grpc::Status built = grpc::Status::OK;
         auto scanned = ops::for_each_message(txn, dbs, user_, to_ref(request_.mailbox()), {{uid, uid}},
@@ -86,15 +93,25 @@ class FetchReactor final : public grpc::ServerWriteReactor<pb::FetchResponse> {
         failed_ = s;
         break;
       }
-      for (size_t i = before; i < pending_.size(); ++i) bytes += pending_[i].ByteSizeLong();
+      for (size_t i = before; i < pending_.size(); ++i) pending_bytes_ += pending_[i].ByteSizeLong();
     }
     write_next();
   }
 
+  // Moves the next reply's entries out of pending_: in order, whole messages while they fit (the
+  // first entry always does), and writes it; with nothing left, ends the call.
   void write_next() {
     if (pending_.empty()) return Finish(failed_);
-    out_ = std::move(pending_.front());
-    pending_.pop_front();
+    out_.Clear();
+    size_t bytes = 0;
+    while (!pending_.empty() && static_cast<size_t>(out_.messages_size()) < kReplyMessages) {
+      const size_t size = pending_.front().ByteSizeLong();
+      if (out_.messages_size() > 0 && bytes + size > kReplyBytes) break;
+      bytes += size;
+      pending_bytes_ -= std::min(pending_bytes_, size);
+      out_.mutable_messages()->Add(std::move(pending_.front()));
+      pending_.pop_front();
+    }
     StartWrite(&out_);
   }
 
@@ -103,7 +120,8 @@ class FetchReactor final : public grpc::ServerWriteReactor<pb::FetchResponse> {
   std::string user_;
   std::vector<uint32_t> uids_;
   size_t position_ = 0;
-  std::deque<pb::FetchResponse> pending_;
+  std::deque<pb::FetchedMessage> pending_;  // entries read, not yet written
+  size_t pending_bytes_ = 0;                // their encoded size
   grpc::Status failed_;  // the read that failed; OK while none has
   pb::FetchResponse out_;
 };

@@ -207,7 +207,8 @@ mspb::FetchRequest fetch_all(const mspb::MailboxRef& box, uint32_t first, uint32
 std::map<uint32_t, std::string> bodies(const std::vector<mspb::FetchResponse>& replies) {
   std::map<uint32_t, std::string> out;
   for (const auto& r : replies)
-    for (const auto& s : r.sections()) out[r.uid()] += s.data();
+    for (const auto& m : r.messages())
+      for (const auto& s : m.sections()) out[m.uid()] += s.data();
   return out;
 }
 
@@ -239,8 +240,9 @@ TEST_CASE("Select and Fetch of a delivered message, answered on the session's lo
   REQUIRE(ended);
   CHECK(done.all_on_loop);
   REQUIRE(replies.size() >= 1);
+  REQUIRE(replies.items[0].messages_size() >= 1);
   auto body = bodies(replies.items)[1];
-  CHECK(body.size() == replies.items[0].size());
+  CHECK(body.size() == replies.items[0].messages(0).size());
   CHECK(body.find("\r\n\r\n") != std::string::npos);
   lt.on_loop([&] { call.reset(); });
 }
@@ -300,10 +302,11 @@ TEST_CASE("Append then Fetch, and a paused Fetch waits until resumed", "[store_c
     REQUIRE(done.take());
     auto got = bodies(replies.items);
     CHECK(got[4] == message);
-    CHECK(replies.items[0].internal_date() == 1700000000);
+    REQUIRE(replies.items[0].messages_size() >= 1);
+    CHECK(replies.items[0].messages(0).internal_date() == 1700000000);
     lt.on_loop([&] { call.reset(); });
   }
-  SECTION("paused after the first reply, the rest comes after resume()") {
+  SECTION("paused after the first reply (three messages in one), the rest comes after resume()") {
     Got<void> done;
     s.arm(done);
     Stream<mspb::FetchResponse> replies;
@@ -311,7 +314,7 @@ TEST_CASE("Append then Fetch, and a paused Fetch waits until resumed", "[store_c
     lt.on_loop([&] {
       auto record = replies.cb();
       call = s.session->fetch(
-          fetch_all(box.mailbox(), 1, 3),
+          fetch_all(box.mailbox(), 1, 4),
           [&, record](mspb::FetchResponse&& r) mutable {
             record(std::move(r));
             if (replies.size() == 1) call->pause();
@@ -322,10 +325,17 @@ TEST_CASE("Append then Fetch, and a paused Fetch waits until resumed", "[store_c
     std::this_thread::sleep_for(300ms);
     CHECK(replies.size() == 1);
     CHECK(done.size() == 0);
-    lt.on_loop([&] { call->resume(); });
+    lt.on_loop([&] {
+      // The three delivered messages in one reply; the 1.5 MB one follows in 1 MiB pieces.
+      CHECK(replies.items[0].messages_size() == 3);
+      if (replies.items[0].messages_size() == 3) CHECK(replies.items[0].messages(2).uid() == 3);
+      call->resume();
+    });
     REQUIRE(done.take());
     CHECK(replies.size() == 3);
-    CHECK(bodies(replies.items).size() == 3);
+    auto got = bodies(replies.items);
+    CHECK(got.size() == 4);
+    CHECK(got[4] == message);
     lt.on_loop([&] { call.reset(); });
   }
 }

@@ -1,6 +1,7 @@
-// fetch_test.cpp: a MailStore Fetch of many messages through a real postern-store, which reads a few
-// messages ahead of the client on its read pool: every message whole, once, in UID order (a large
-// one in several pieces among small ones), and a client that goes away mid-stream leaves the store
+// fetch_test.cpp: a MailStore Fetch of many messages through a real postern-store, which reads a
+// reply's worth of messages ahead of the client on its read pool and sends several in one reply:
+// every message whole, once, in UID order (a large one in several pieces among small ones), the
+// replies within the proto's budget, and a client that goes away mid-stream leaves the store
 // healthy.
 #include <catch2/catch.hpp>
 
@@ -76,24 +77,30 @@ TEST_CASE("a Fetch of 80 messages streams each whole, once and in UID order, a 2
   f.set_flags(true);
   f.set_size(true);
   f.add_sections();  // BODY[]
-  std::vector<pb::FetchResponse> got;
-  auto s = c.fetch(f, got);
+  std::vector<pb::FetchResponse> replies;
+  auto s = c.fetch_replies(f, replies);
   INFO(s.error_message());
   REQUIRE(s.ok());
+  std::vector<pb::FetchedMessage> got;
+  for (const auto& r : replies) got.insert(got.end(), r.messages().begin(), r.messages().end());
   REQUIRE(got.size() > static_cast<size_t>(kMessages));  // the big one came in pieces
 
-  // Replies of one message follow each other, messages in ascending UID, each exactly as appended.
+  // Entries of one message follow each other, messages in ascending UID, each exactly as appended.
   std::map<uint32_t, std::string> bodies;
   std::vector<uint32_t> order;
-  for (const auto& reply : got) {
-    if (order.empty() || order.back() != reply.uid()) {
-      REQUIRE(bodies.count(reply.uid()) == 0);  // no message twice, none interleaved
-      order.push_back(reply.uid());
+  for (const auto& entry : got) {
+    if (order.empty() || order.back() != entry.uid()) {
+      REQUIRE(bodies.count(entry.uid()) == 0);  // no message twice, none interleaved
+      order.push_back(entry.uid());
+      CHECK(entry.size() != 0);  // its items in its first entry
+    } else {
+      CHECK(entry.size() == 0);  // a further piece: uid and sections only
     }
-    for (const auto& piece : reply.sections()) {
-      auto& body = bodies[reply.uid()];
+    for (const auto& piece : entry.sections()) {
+      auto& body = bodies[entry.uid()];
       CHECK(piece.offset() == body.size());
       body += piece.data();
+      CHECK(piece.last() == (body.size() == sent[entry.uid()].size()));
     }
   }
   REQUIRE(order.size() == sent.size());
@@ -104,21 +111,89 @@ TEST_CASE("a Fetch of 80 messages streams each whole, once and in UID order, a 2
     CHECK(bodies[uid] == bytes);
   }
 
+  // Several messages to a reply, within the budget (128 KiB, 128 messages) unless one entry alone
+  // is larger; each further piece of the big one starts a reply.
+  CHECK(replies.size() < static_cast<size_t>(kMessages) / 4);
+  size_t shared = 0, pieces = 0;
+  for (const auto& r : replies) {
+    REQUIRE(r.messages_size() >= 1);
+    CHECK(r.messages_size() <= 128);
+    if (r.messages_size() > 1) {
+      ++shared;
+      CHECK(r.ByteSizeLong() <= (128u << 10) + 1024);
+    }
+    for (int i = 0; i < r.messages_size(); ++i) {
+      const auto& m = r.messages(i);
+      if (!m.sections().empty() && m.sections(0).offset() > 0) {
+        ++pieces;
+        CHECK(i == 0);
+      }
+    }
+  }
+  CHECK(shared >= 3);
+  CHECK(pieces == 2);  // 2.5 MB in 1 MiB pieces: two more after the first
+
   SECTION("a client that reads one reply and goes away leaves the store serving") {
     for (int round = 0; round < 3; ++round) {
       auto ctx = c.context();
       auto reader = c.stub().Fetch(ctx.get(), f);
       pb::FetchResponse one;
       REQUIRE(reader->Read(&one));
-      CHECK(one.uid() == sent.begin()->first);
+      REQUIRE(one.messages_size() > 1);
+      CHECK(one.messages(0).uid() == sent.begin()->first);
       ctx->TryCancel();
       while (reader->Read(&one)) {
       }
       CHECK(reader->Finish().error_code() == grpc::StatusCode::CANCELLED);
     }
     std::vector<pb::FetchResponse> again;
-    REQUIRE(c.fetch(f, again).ok());
-    CHECK(again.size() == got.size());
+    REQUIRE(c.fetch_replies(f, again).ok());
+    CHECK(again.size() == replies.size());
     CHECK(store.count("level=error") == 0);
   }
+}
+
+TEST_CASE("a Fetch of 300 small messages with FLAGS ENVELOPE comes in three replies, in UID order",
+          "[integration]") {
+  test::StoreDaemon store;
+  store.start();
+  MailStoreClient c(store.grpc_port(), test::access_token(kAlice));
+  constexpr int kMessages = 300;
+  std::vector<uint32_t> uids;
+  for (int i = 1; i <= kMessages; ++i) {
+    pb::AppendResponse r;
+    auto s = append(c, message(i, 600), r);
+    INFO(s.error_message());
+    REQUIRE(s.ok());
+    uids.push_back(r.uid());
+  }
+  pb::SelectResponse box;
+  REQUIRE(c.select("INBOX", box).ok());
+  pb::FetchRequest f;
+  *f.mutable_mailbox() = box.mailbox();
+  *f.add_uids() = uid_range(1, 1000);
+  f.set_flags(true);
+  f.set_envelope(true);
+  std::vector<pb::FetchResponse> replies;
+  auto s = c.fetch_replies(f, replies);
+  INFO(s.error_message());
+  REQUIRE(s.ok());
+  // At most 128 messages a reply, and as many as that while more follow (a few hundred bytes each,
+  // far below the byte budget).
+  REQUIRE(replies.size() == 3);
+  CHECK(replies[0].messages_size() == 128);
+  CHECK(replies[1].messages_size() == 128);
+  CHECK(replies[2].messages_size() == kMessages - 256);
+  std::vector<uint32_t> order;
+  for (const auto& r : replies) {
+    for (const auto& m : r.messages()) {
+      order.push_back(m.uid());
+      const std::string subject = "\"message " + std::to_string(order.size()) + "\"";
+      INFO("uid " << m.uid() << " envelope " << m.envelope());
+      CHECK(m.envelope().find(subject) != std::string::npos);
+      CHECK(m.has_flags());
+      CHECK(m.sections().empty());
+    }
+  }
+  CHECK(order == uids);
 }

@@ -129,7 +129,7 @@ std::vector<std::string> fetch_all(MailStoreClient& c, const pb::SelectResponse&
   *f.mutable_mailbox() = box.mailbox();
   *f.add_uids() = uid_range(1, box.status().uidnext());
   f.add_sections();
-  std::vector<pb::FetchResponse> got;
+  std::vector<pb::FetchedMessage> got;
   REQUIRE(c.fetch(f, got).ok());
   for (auto& r : got) out.push_back(r.sections(0).data());
   return out;
@@ -233,7 +233,7 @@ TEST_CASE("Select and Fetch serve delivered mail: flags, sizes, envelope, sectio
   past->set_partial(true);
   past->set_offset(1u << 30);
   past->set_length(10);
-  std::vector<pb::FetchResponse> got;
+  std::vector<pb::FetchedMessage> got;
   REQUIRE(c.fetch(f, got).ok());
   REQUIRE(got.size() == 2);
   CHECK(got[0].uid() == 2);
@@ -488,7 +488,7 @@ TEST_CASE("append is on disk before its reply, keeps flags and date, and is refu
     f.set_flags(true);
     f.set_internal_date(true);
     f.add_sections();
-    std::vector<pb::FetchResponse> got;
+    std::vector<pb::FetchedMessage> got;
     REQUIRE(again.fetch(f, got).ok());
     REQUIRE(got.size() == 1);
     CHECK(got[0].sections(0).data() == message);
@@ -785,20 +785,20 @@ TEST_CASE("bad input gets a status naming the problem and the store stays health
   f.set_flags(true);
   SECTION("a UID set over max_uid_ranges") {
     for (uint32_t i = 0; i < 200000; ++i) *f.add_uids() = uid_range(2 * i + 1, 2 * i + 1);
-    std::vector<pb::FetchResponse> got;
+    std::vector<pb::FetchedMessage> got;
     auto s = c.fetch(f, got);
     CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
     CHECK(s.error_message().find("ranges is over the limit") != std::string::npos);
   }
   SECTION("a UID set of a million ranges: over the message size") {
     for (uint32_t i = 0; i < 1000000; ++i) *f.add_uids() = uid_range(2 * i + 1, 2 * i + 1);
-    std::vector<pb::FetchResponse> got;
+    std::vector<pb::FetchedMessage> got;
     auto s = c.fetch(f, got);
     CHECK(s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
   }
   SECTION("a backwards range") {
     *f.add_uids() = uid_range(5, 2);
-    std::vector<pb::FetchResponse> got;
+    std::vector<pb::FetchedMessage> got;
     CHECK(c.fetch(f, got).error_code() == grpc::StatusCode::INVALID_ARGUMENT);
   }
   SECTION("a mailbox name with invalid UTF-8") {
@@ -806,7 +806,7 @@ TEST_CASE("bad input gets a status naming the problem and the store stays health
     CHECK(c.select(std::string("IN\xc0\x80", 4), r).error_code() == grpc::StatusCode::INVALID_ARGUMENT);
   }
   // Still serving.
-  std::vector<pb::FetchResponse> got;
+  std::vector<pb::FetchedMessage> got;
   pb::FetchRequest ok;
   *ok.mutable_mailbox() = box.mailbox();
   *ok.add_uids() = uid_range(1, 1);

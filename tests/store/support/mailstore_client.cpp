@@ -35,12 +35,21 @@ grpc::Status MailStoreClient::select(const std::string& name, mspb::SelectRespon
   return stub_->Select(c.get(), r, &out);
 }
 
-grpc::Status MailStoreClient::fetch(const mspb::FetchRequest& request, std::vector<mspb::FetchResponse>& out) {
+grpc::Status MailStoreClient::fetch_replies(const mspb::FetchRequest& request, std::vector<mspb::FetchResponse>& out) {
   auto c = context();
   auto reader = stub_->Fetch(c.get(), request);
   mspb::FetchResponse r;
-  while (reader->Read(&r)) out.push_back(r);
+  while (reader->Read(&r)) out.push_back(std::move(r));
   return reader->Finish();
+}
+
+grpc::Status MailStoreClient::fetch(const mspb::FetchRequest& request, std::vector<mspb::FetchedMessage>& out) {
+  std::vector<mspb::FetchResponse> replies;
+  auto status = fetch_replies(request, replies);
+  for (auto& r : replies) {
+    for (auto& m : *r.mutable_messages()) out.push_back(std::move(m));
+  }
+  return status;
 }
 
 mspb::UidRange uid_range(uint32_t first, uint32_t last) {

@@ -26,8 +26,11 @@ class MailStoreClient {
   void set_token(std::string token) { token_ = std::move(token); }
 
   grpc::Status select(const std::string& name, mspb::SelectResponse& out);
-  // Fetch, all replies of the stream.
-  grpc::Status fetch(const mspb::FetchRequest& request, std::vector<mspb::FetchResponse>& out);
+  // Fetch: every message entry of the stream, in order (a large section's pieces in entries of
+  // their own, as the proto sends them).
+  grpc::Status fetch(const mspb::FetchRequest& request, std::vector<mspb::FetchedMessage>& out);
+  // Fetch, the stream's replies as they came (several messages each).
+  grpc::Status fetch_replies(const mspb::FetchRequest& request, std::vector<mspb::FetchResponse>& out);
 
  private:
   std::string token_, user_;
