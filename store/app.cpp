@@ -124,6 +124,11 @@ class StoreApp final : public common::daemon::DaemonApp {
     return std::make_unique<LmtpFactory>(std::move(context));
   }
 
+  void drain(std::function<void()> drained) override {
+    if (grpc_) grpc_->end_watches();
+    drained();
+  }
+
   void stop() override {
     // The sessions are gone; authserv's client goes before the loops it posts to, then the store
     // finishes what its writer holds.

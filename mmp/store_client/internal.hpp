@@ -80,16 +80,10 @@ inline void add_credentials(grpc::ClientContext& context, const StoreCredentials
 // go: by the loop side when done with it, by the reactor when its stream broke, or by the client's
 // shutdown. A reaction may run inline inside a StartRead or a TryCancel, so no lock is held while
 // the reactor is used.
-template <class Reactor, class Side>
-class StreamLink {
+template <class Reactor>
+class ReactorHold {
  public:
-  StreamLink(std::shared_ptr<Rpc> rpc, Loop& loop, std::weak_ptr<void> alive)
-      : rpc_(std::move(rpc)), loop_(loop), alive_(std::move(alive)) {}
-
-  void attach(Reactor* reactor, std::weak_ptr<Side> side) {
-    reactor_ = reactor;
-    side_ = std::move(side);
-  }
+  void attach(Reactor* reactor) { reactor_ = reactor; }
 
   // fn(reactor) while the hold is kept; false once it was let go.
   template <class F>
@@ -136,6 +130,25 @@ class StreamLink {
     let_go();
   }
 
+ private:
+  std::mutex mu_;
+  Reactor* reactor_ = nullptr;
+  size_t users_ = 0;
+  bool release_pending_ = false;
+};
+
+// The hold of a call serving one session, with the way back to that session's loop.
+template <class Reactor, class Side>
+class StreamLink : public ReactorHold<Reactor> {
+ public:
+  StreamLink(std::shared_ptr<Rpc> rpc, Loop& loop, std::weak_ptr<void> alive)
+      : rpc_(std::move(rpc)), loop_(loop), alive_(std::move(alive)) {}
+
+  void attach(Reactor* reactor, std::weak_ptr<Side> side) {
+    ReactorHold<Reactor>::attach(reactor);
+    side_ = std::move(side);
+  }
+
   // fn(side) on the loop, while the session and the loop-side state live.
   void post(std::function<void(Side&)> fn) {
     rpc_->post(loop_, alive_, [side = side_, fn = std::move(fn)] {
@@ -151,10 +164,6 @@ class StreamLink {
   Loop& loop_;
   std::weak_ptr<void> alive_;
   std::weak_ptr<Side> side_;
-  std::mutex mu_;
-  Reactor* reactor_ = nullptr;
-  size_t users_ = 0;
-  bool release_pending_ = false;
 };
 
 template <class Link>
@@ -163,6 +172,15 @@ std::function<void()> aborter(const std::shared_ptr<Link>& link) {
     if (auto l = weak.lock()) l->abort();
   };
 }
+
+// The watches of one store, on one WatchMany stream (watch.cpp).
+class WatchMux;
+std::shared_ptr<WatchMux> make_watch_mux(std::shared_ptr<Rpc> rpc, std::string store, const StoreClientOptions& options);
+struct WatchCounts {
+  size_t open = 0;          // watches now
+  uint64_t overloaded = 0;  // refused at once (max_watches, or no stream to be had)
+};
+WatchCounts watch_counts(const WatchMux& mux);
 
 }  // namespace detail
 
@@ -177,22 +195,26 @@ struct StoreClient::Impl {
 
   mutable std::mutex mu;
   bool closing = false;
-  std::map<std::string, std::shared_ptr<Rpc>, std::less<>> stores;
+  struct Store {
+    std::shared_ptr<Rpc> rpc;
+    std::shared_ptr<detail::WatchMux> watches;
+  };
+  std::map<std::string, Store, std::less<>> stores;
 
   common::Result<std::vector<std::string>> targets_for(std::string_view mail_host) const;
-  // The store's client base, made on first use.
-  common::Result<std::shared_ptr<Rpc>> store(std::string_view mail_host);
+  // The store's client base and watches, made on first use.
+  common::Result<Store> store(std::string_view mail_host);
 
   // Every store's calls are cancelled before any wait, so the waits overlap.
   void close() {
-    std::map<std::string, std::shared_ptr<Rpc>, std::less<>> all;
+    std::map<std::string, Store, std::less<>> all;
     {
       std::lock_guard lock(mu);
       closing = true;
       all.swap(stores);
     }
-    for (auto& [name, client] : all) client->cancel_all();
-    for (auto& [name, client] : all) client->close();
+    for (auto& [name, s] : all) s.rpc->cancel_all();
+    for (auto& [name, s] : all) s.rpc->close();
   }
 };
 
@@ -202,6 +224,7 @@ struct StoreSession::State {
 
   std::shared_ptr<StoreClient::Impl> client;
   std::shared_ptr<Rpc> rpc;
+  std::shared_ptr<detail::WatchMux> watches;
   Loop& loop;
   std::weak_ptr<void> alive;
   std::string store;

@@ -53,7 +53,7 @@ common::Result<std::vector<std::string>> StoreClient::Impl::targets_for(std::str
   return std::vector<std::string>{std::move(*target)};
 }
 
-common::Result<std::shared_ptr<Rpc>> StoreClient::Impl::store(std::string_view mail_host) {
+common::Result<StoreClient::Impl::Store> StoreClient::Impl::store(std::string_view mail_host) {
   const std::string name = common::ascii::lowered(mail_host);
   std::lock_guard lock(mu);
   if (closing) return common::fail(ErrorKind::TempFail, "store client shutting down");
@@ -73,7 +73,7 @@ common::Result<std::shared_ptr<Rpc>> StoreClient::Impl::store(std::string_view m
   o.tls = options.tls;
   o.call_deadline = options.call_deadline;
   o.max_in_flight = options.max_in_flight;
-  o.max_streams = options.max_watches;
+  o.max_streams = 64;  // WatchMany: one open per store, plus any still finishing
   o.max_receive_message = static_cast<int>(std::min<size_t>(options.max_message, INT32_MAX));
   o.calls_metric = &metrics.calls;
   o.overload_metric = &metrics.overload;
@@ -81,8 +81,9 @@ common::Result<std::shared_ptr<Rpc>> StoreClient::Impl::store(std::string_view m
   o.log_failure_if = temporary;
   auto made = Rpc::create(std::move(o), credentials);
   if (!made) return tl::unexpected(made.error());
-  stores.emplace(name, *made);
-  return std::move(*made);
+  Store s{*made, make_watch_mux(*made, name, options)};
+  stores.emplace(name, s);
+  return s;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -579,10 +580,10 @@ common::Result<std::vector<std::string>> StoreClient::targets_for(std::string_vi
 common::Result<std::unique_ptr<StoreSession>> StoreClient::open(std::string_view mail_host, Loop& loop,
                                                                 std::weak_ptr<void> alive,
                                                                 StoreCredentials credentials) {
-  auto rpc = impl_->store(mail_host);
-  if (!rpc) return tl::unexpected(rpc.error());
+  auto store = impl_->store(mail_host);
+  if (!store) return tl::unexpected(store.error());
   auto state = std::shared_ptr<StoreSession::State>(new StoreSession::State{
-      impl_, std::move(*rpc), loop, std::move(alive), common::ascii::lowered(mail_host),
+      impl_, std::move(store->rpc), std::move(store->watches), loop, std::move(alive), common::ascii::lowered(mail_host),
       std::make_shared<const StoreCredentials>(std::move(credentials))});
   return std::unique_ptr<StoreSession>(new StoreSession(std::move(state)));
 }
@@ -591,12 +592,14 @@ StoreClientStats StoreClient::stats() const {
   StoreClientStats out;
   std::lock_guard lock(impl_->mu);
   out.stores = impl_->stores.size();
-  for (const auto& [name, client] : impl_->stores) {
-    const auto s = client->stats();
+  for (const auto& [name, store] : impl_->stores) {
+    const auto s = store.rpc->stats();
     out.rpcs += s.rpcs;
-    out.overloaded += s.overloaded;
+    const auto w = watch_counts(*store.watches);
+    out.overloaded += s.overloaded + w.overloaded;
     out.in_flight += s.in_flight;
-    out.watches += s.streams;
+    out.watch_streams += s.streams;
+    out.watches += w.open;
   }
   return out;
 }

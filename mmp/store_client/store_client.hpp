@@ -37,13 +37,13 @@ struct StoreClientOptions {
   common::rpc::MtlsOptions tls;  // expected_peer_name empty: each target's host
   std::chrono::milliseconds call_deadline{std::chrono::seconds(10)};  // unary calls; a Watch's wait for Ready
   std::chrono::milliseconds transfer_deadline{std::chrono::minutes(5)};  // a whole Fetch or Append
-  // A Watch (IDLE) ends with DEADLINE_EXCEEDED after this; the session opens a new one (RFC 9051
+  // A watch (IDLE) ends with DEADLINE_EXCEEDED after this; the session opens a new one (RFC 9051
   // §6.3.13 has clients re-issue IDLE within 30 minutes anyway). Bounds how long a watch on a
   // store that vanished without closing its connections goes unnoticed.
   std::chrono::milliseconds watch_deadline{std::chrono::minutes(29)};
   // Per store: beyond these a call fails at once with TempFail instead of queueing.
   size_t max_in_flight = 4096;  // unary calls, Fetches and Appends
-  size_t max_watches = 200000;  // open Watch streams
+  size_t max_watches = 200000;  // open watches (all on one WatchMany stream per store)
   size_t max_stores = 1024;     // distinct stores with channels (each mailHost value is one)
   size_t max_message = 16u << 20;  // largest reply accepted (the store sends at most 8 MiB)
 };
@@ -83,7 +83,8 @@ struct StoreClientStats {
   uint64_t rpcs = 0;        // gRPC calls sent (retries included), all stores
   uint64_t overloaded = 0;  // refused at once by max_in_flight or max_watches
   size_t in_flight = 0;     // calls now
-  size_t watches = 0;       // Watch streams now
+  size_t watches = 0;       // watches (IDLE) open now
+  size_t watch_streams = 0; // WatchMany streams they share: one per store in use
 };
 
 class StoreSession;
@@ -158,9 +159,10 @@ class StoreSession {
   // then finish(). `done` brings the UID, or the store's refusal (possibly before all bytes were
   // written, e.g. over the quota from the declared size). Destroying the handle cancels it.
   std::unique_ptr<AppendCall> append(mspb::AppendRequest::Start start, StoreCallback<mspb::AppendResponse> done);
-  // IDLE and NOOP: the mailbox's changes since `since_modseq`, then Ready, then live. `ended` comes
-  // once, when the stream ends: an error (TempFail also when no Ready came within call_deadline),
-  // or success after a Gone event. Destroying the handle cancels the stream.
+  // IDLE: the mailbox's changes since `since_modseq`, then Ready, then live. `ended` comes once,
+  // when the watch ends: an error (TempFail also when no Ready came within call_deadline, or the
+  // store's stream broke; DeadlineExceeded at watch_deadline), or success after a Gone event.
+  // Destroying the handle ends the watch. All the watches on one store share one WatchMany stream.
   std::unique_ptr<WatchCall> watch(mspb::WatchRequest request, std::function<void(mspb::WatchEvent&&)> on_event,
                                    StoreCallback<void> ended);
 

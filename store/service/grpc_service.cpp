@@ -327,6 +327,8 @@ MailStoreGrpc::MailStoreGrpc(MessageStore& store, common::authtoken::Verifier ve
 
 MailStoreGrpc::~MailStoreGrpc() = default;
 
+void MailStoreGrpc::end_watches() { impl_->end_streams(); }
+
 void MailStoreGrpc::register_with(common::rpc::GrpcRegistry& registry) {
   impl_->registry = &registry;
   registry.add<pb::MailStore>(*impl_);

@@ -39,6 +39,8 @@ class MailStoreGrpc {
   MailStoreGrpc(const MailStoreGrpc&) = delete;
   MailStoreGrpc& operator=(const MailStoreGrpc&) = delete;
   void register_with(common::rpc::GrpcRegistry& registry);
+  // The daemon drains: the WatchMany streams end now with UNAVAILABLE (their clients go on elsewhere).
+  void end_watches();
 
   struct Impl;  // the generated service's subclass, in grpc_service.cpp
 

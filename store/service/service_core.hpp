@@ -9,7 +9,9 @@
 #include <cstdint>
 #include <ctime>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string_view>
 
 #include "common/grpc/server.hpp"
@@ -82,6 +84,30 @@ struct ServiceCore {
   grpc::Status read(const std::function<grpc::Status(const Txn&, const Dbs&)>& fn) {
     return read_call(store, to_status, fn);
   }
+
+  // The WatchMany streams open now, each with how to end it: the daemon's drain ends them at once
+  // (UNAVAILABLE), so their clients move on instead of hearing nothing until drain_timeout, and
+  // gRPC's shutdown does not wait on them.
+  uint64_t add_stream(std::function<void()> end) {
+    std::lock_guard lock(streams_mu);
+    streams.emplace(++next_stream, std::move(end));
+    return next_stream;
+  }
+  void remove_stream(uint64_t id) {
+    std::lock_guard lock(streams_mu);
+    streams.erase(id);
+  }
+  void end_streams() {
+    std::map<uint64_t, std::function<void()>> all;
+    {
+      std::lock_guard lock(streams_mu);
+      all = streams;  // each removes itself when gRPC is done with it
+    }
+    for (auto& [id, end] : all) end();
+  }
+  std::mutex streams_mu;
+  std::map<uint64_t, std::function<void()>> streams;
+  uint64_t next_stream = 0;
 
 };
 

@@ -539,8 +539,13 @@ void Subscription::changed(const std::vector<const MailboxChange*>& changes) {
 class WatchManyReactor final : public grpc::ServerBidiReactor<pb::WatchControl, pb::WatchManyReply> {
  public:
   WatchManyReactor(ServiceCore& impl, grpc::CallbackServerContext* context)
-      : state_(std::make_shared<ManyState>(impl, this, common::rpc::peer_identity(*context).common_name,
-                                           context->peer())) {
+      : impl_(impl),
+        state_(std::make_shared<ManyState>(impl, this, common::rpc::peer_identity(*context).common_name,
+                                           context->peer())),
+        registered_(impl.add_stream([weak = std::weak_ptr<ManyState>(state_)] {
+          if (auto s = weak.lock())
+            s->finish_locked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the store is shutting down"));
+        })) {
     StartRead(&in_);
   }
 
@@ -556,12 +561,15 @@ class WatchManyReactor final : public grpc::ServerBidiReactor<pb::WatchControl, 
   void OnWriteDone(bool ok) override { state_->write_done(ok); }
   void OnCancel() override { state_->finish_locked(grpc::Status::CANCELLED); }
   void OnDone() override {
+    impl_.remove_stream(registered_);
     state_->done();
     delete this;
   }
 
  private:
+  ServiceCore& impl_;
   std::shared_ptr<ManyState> state_;
+  const uint64_t registered_;
   pb::WatchControl in_;
 };
 
