@@ -69,11 +69,11 @@ DecodedHeader decode_header(std::string_view header, Charsets& charsets) {
 }
 
 HeaderCache::HeaderCache(size_t max_bytes) : max_bytes_(max_bytes) {
+  metrics();  // registered at start, so /metrics lists them before the first search
   if (max_bytes_ == 0) return;
   const size_t n = std::clamp<size_t>(max_bytes_ / kMinShardBytes, 1, kMaxShards);
   shard_budget_ = max_bytes_ / n;
   for (size_t i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>());
-  metrics();  // registered at start, so /metrics lists them before the first search
 }
 
 HeaderCache::~HeaderCache() {
