@@ -26,6 +26,7 @@ TEST_CASE("FETCH 1:200 (FLAGS ENVELOPE BODY.PEEK[]) gives every message whole an
   CHECK(r.output.find("ok fetch flags envelope 200") != std::string::npos);
   CHECK(r.output.find("ok fetch text seen 50") != std::string::npos);
   CHECK(r.output.find("ok raw fetch") != std::string::npos);
+  CHECK(r.output.find("ok raw two sections") != std::string::npos);
   CHECK(r.output.find("done") != std::string::npos);
   CHECK(suite.stop() == 0);
 }

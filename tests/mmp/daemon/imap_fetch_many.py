@@ -2,8 +2,9 @@
 # imap_fetch_many.py: FETCH over many messages through the mmp, whose store sends several messages
 # per reply: APPENDs 200 messages (one of 2.5 MB, so its body comes from the store in pieces),
 # then checks FETCH 1:200 (FLAGS ENVELOPE BODY.PEEK[]) with imaplib message by message and byte for
-# byte, FETCH (FLAGS ENVELOPE) alone, BODY[TEXT] without PEEK setting \Seen, and a raw client that
-# reads nothing for a while (the mmp pauses the store) and then gets every byte exactly as expected.
+# byte, FETCH (FLAGS ENVELOPE) alone, BODY[TEXT] without PEEK setting \Seen, a raw client that
+# reads nothing for a while (the mmp pauses the store) and then gets every byte exactly as expected,
+# and the big message's HEADER and TEXT in one FETCH, in either order.
 # Prints "ok <check>" lines and "done"; exits non-zero on the first mismatch.
 import argparse
 import re
@@ -151,7 +152,27 @@ def main():
     if not answer[len(expected):].startswith(b"a3 OK"):
         fail("raw fetch tagged %r" % answer[len(expected):])
     print("ok raw fetch %d octets" % len(expected))
-    s.sendall(b"a4 LOGOUT\r\n")
+
+    # Two sections, the big message's TEXT in pieces before or after its HEADER: each message's
+    # response closes only once its last section is whole.
+    def split(n):
+        header, text = sent[n][1].split(b"\r\n\r\n", 1)
+        return {b"HEADER": header + b"\r\n\r\n", b"TEXT": text}
+
+    for tag, order in ((b"a4", (b"HEADER", b"TEXT")), (b"a5", (b"TEXT", b"HEADER"))):
+        s.sendall(b"%s FETCH %d:%d (BODY.PEEK[%s] BODY.PEEK[%s])\r\n" % (tag, BIG - 1, BIG + 1, order[0], order[1]))
+        answer = read_tagged(tag)
+        expected = b""
+        for n in range(BIG - 1, BIG + 2):
+            parts = split(n)
+            items = b" ".join(b"BODY[%s] {%d}\r\n%s" % (name, len(parts[name]), parts[name]) for name in order)
+            expected += b"* %d FETCH (%s)\r\n" % (n, items)
+        if not answer.startswith(expected) or not answer[len(expected):].startswith(tag + b" OK"):
+            at = next((k for k in range(min(len(answer), len(expected))) if answer[k] != expected[k]),
+                      min(len(answer), len(expected)))
+            fail("two sections %r differ at octet %d: %r" % (order, at, answer[max(0, at - 80):at + 80]))
+    print("ok raw two sections")
+    s.sendall(b"a9 LOGOUT\r\n")
     s.close()
     print("done")
 
