@@ -38,7 +38,10 @@ std::string_view code_for(const StoreError& e) {
   switch (e.code) {
     case StoreCode::NotFound: return "NONEXISTENT";
     case StoreCode::AlreadyExists: return "ALREADYEXISTS";
-    case StoreCode::ResourceExhausted: return "OVERQUOTA";
+    case StoreCode::ResourceExhausted:
+      // The store's quota refusals say so; its other limits, and its gRPC gate refusing the mmp's
+      // calls past max_calls_per_ip, are no news about the user's quota.
+      return e.message.find("quota") != std::string::npos ? "OVERQUOTA" : "LIMIT";
     case StoreCode::PermissionDenied:
     case StoreCode::Unauthenticated: return "NOPERM";
     case StoreCode::InvalidArgument: return "CANNOT";

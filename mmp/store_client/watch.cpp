@@ -76,6 +76,10 @@ class WatchMux : public std::enable_shared_from_this<WatchMux> {
   void ready_overdue(uint64_t id, const std::string& why);
 
   void replied(const std::shared_ptr<MuxStream>& stream, mspb::WatchManyReply& reply);
+  void stream_broken(const std::shared_ptr<MuxStream>& stream) {
+    std::lock_guard lock(mu_);
+    if (current_ == stream) current_.reset();
+  }
   void stream_done(const std::shared_ptr<MuxStream>& stream, const grpc::Status& status, bool cancelled);
 
   size_t watches() const {
@@ -179,7 +183,8 @@ class MuxReactor final : public grpc::ClientBidiReactor<mspb::WatchControl, mspb
 
   void OnReadDone(bool ok) override {
     if (!ok) {
-      stream_->hold.let_go();  // the stream ended: OnDone brings the status
+      mux_->stream_broken(stream_);  // new watches go on a new stream from now on
+      stream_->hold.let_go();        // OnDone brings the status and ends this one's watches
       return;
     }
     mux_->replied(stream_, in_);
@@ -280,10 +285,7 @@ void WatchMux::ready_overdue(uint64_t id, const std::string& why) {
   }
   if (!dead) return;
   rpc_->log_failure(kMethod, dead->target, grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, why));
-  {
-    std::lock_guard lock(mu_);
-    if (current_ == dead) current_.reset();  // the next watch opens a new stream
-  }
+  stream_broken(dead);
   dead->hold.abort();
 }
 
@@ -329,10 +331,10 @@ void WatchMux::stream_done(const std::shared_ptr<MuxStream>& stream, const grpc:
   rpc_->count(kMethod, status.ok() ? "ok" : rpc::status_code_name(status.error_code()));
   const grpc::Status why = status.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "the store ended the stream")
                                        : status;
+  stream_broken(stream);
   std::vector<Watch> orphans;
   {
     std::lock_guard lock(mu_);
-    if (current_ == stream) current_.reset();
     for (auto it = watches_.begin(); it != watches_.end();) {
       if (it->second.stream != stream) {
         ++it;

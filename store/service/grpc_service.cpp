@@ -275,7 +275,7 @@ struct MailStoreGrpc::Impl final : public pb::MailStore::CallbackService, Servic
       if (!mailbox) return to_status(mailbox.error());
       // A long BODY search stops once its caller's deadline passed or its client went away.
       auto found = search::evaluate(txn, dbs, mailbox->record.id, program, now_unix(),
-                                    [context] { return context->IsCancelled(); });
+                                    [context] { return context->IsCancelled(); }, &header_cache);
       if (!found) return to_status(found.error());
       add_ranges(ops::to_ranges(found->uids), *response->mutable_uids());
       response->set_count(static_cast<uint32_t>(found->uids.size()));

@@ -17,6 +17,7 @@
 #include "common/grpc/server.hpp"
 #include "common/runtime/worker_pool.hpp"
 #include "proto/mailstore.grpc.pb.h"
+#include "store/search/header_cache.hpp"
 #include "store/service/convert.hpp"
 #include "store/service/grpc_service.hpp"
 #include "store/service/store_call.hpp"
@@ -48,6 +49,8 @@ struct ServiceCore {
   std::atomic<size_t> next_loop{0};
   std::shared_ptr<int> alive = std::make_shared<int>(0);
   UserQuotas quotas;
+  // Decoded root headers for header SEARCHes, shared by the read pool ([mailstore] search_cache_size).
+  search::HeaderCache header_cache{static_cast<size_t>(options.limits.search_cache_size)};
   // Last, so it stops (finishing the reads it runs) before what they use goes away.
   common::runtime::WorkerPool readers;
 
