@@ -112,6 +112,12 @@ class FetchReactor final : public grpc::ServerWriteReactor<pb::FetchResponse> {
       out_.mutable_messages()->Add(std::move(pending_.front()));
       pending_.pop_front();
     }
+    // The last reply goes with the call's status in one step (no OnWriteDone, then OnDone): the
+    // trailers need no write of their own. Not after a failed read: then the error ends the call
+    // on its own, after the replies before it.
+    if (pending_.empty() && failed_.ok() && position_ >= uids_.size()) {
+      return StartWriteAndFinish(&out_, grpc::WriteOptions(), grpc::Status::OK);
+    }
     StartWrite(&out_);
   }
 
