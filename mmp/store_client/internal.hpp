@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -74,6 +75,53 @@ inline void add_credentials(grpc::ClientContext& context, const StoreCredentials
   context.AddMetadata("postern-token", credentials.token);
   if (!credentials.user.empty()) context.AddMetadata("postern-user", credentials.user);
 }
+
+// A client stream's writes, one at a time as gRPC takes them, pushed from any thread. The reactor
+// starts the write of current() when push() or done() says so, never under the lock: a reaction
+// may run inline and push again.
+template <class M>
+class SerialWrites {
+ public:
+  // True: `message` is current() and is to be started now; false: queued behind the one in flight.
+  bool push(M message) {
+    std::lock_guard lock(mu_);
+    if (busy_) {
+      queue_.push_back(std::move(message));
+      return false;
+    }
+    busy_ = true;
+    current_ = std::move(message);
+    return true;
+  }
+
+  // current()'s write completed (`ok` false: the stream broke, and the queue is dropped). `gone`
+  // sees, under the lock, each message that leaves: that one, and on !ok every queued one. True:
+  // the next is current() and is to be started; false: nothing is in flight now.
+  template <class Gone>
+  bool done(bool ok, Gone gone) {
+    std::lock_guard lock(mu_);
+    gone(current_);
+    if (!ok) {
+      for (auto& m : queue_) gone(m);
+      queue_.clear();
+    }
+    if (queue_.empty()) {
+      busy_ = false;
+      return false;
+    }
+    current_ = std::move(queue_.front());
+    queue_.pop_front();
+    return true;  // busy_ stays set: only the caller's thread starts writes until the queue is empty
+  }
+
+  M& current() { return current_; }
+
+ private:
+  std::mutex mu_;
+  bool busy_ = false;
+  M current_{};
+  std::deque<M> queue_;
+};
 
 // What a streaming call's reactor and its loop-side state share. The loop side reaches the
 // reactor only through use(), and the reactor stays (a hold on it: OnDone waits) until it is let

@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <mutex>
 #include <optional>
 #include <utility>
@@ -244,18 +243,9 @@ class AppendReactor final : public grpc::ClientWriteReactor<mspb::AppendRequest>
   }
   void cancel() { ctx_.TryCancel(); }
 
-  // nullopt: WritesDone. Queued while a write is in progress (gRPC takes one at a time).
+  // nullopt: WritesDone. Queued while a write is in progress.
   void write(std::optional<mspb::AppendRequest> message) {
-    {
-      std::lock_guard lock(mu_);
-      if (busy_) {
-        queue_.push_back(std::move(message));
-        return;
-      }
-      busy_ = true;
-      current_ = std::move(message);
-    }
-    issue();  // not under mu_: a reaction may run inline and take it
+    if (writes_.push(std::move(message))) issue();
   }
 
   void OnWriteDone(bool ok) override { next(ok); }
@@ -276,37 +266,26 @@ class AppendReactor final : public grpc::ClientWriteReactor<mspb::AppendRequest>
 
  private:
   void issue() {
-    if (current_) StartWrite(&*current_);
+    auto& m = writes_.current();
+    if (m) StartWrite(&*m);
     else StartWritesDone();
   }
   void next(bool ok) {
-    bool drained = false, more = false;
-    {
-      std::lock_guard lock(mu_);
-      if (current_ && current_->has_data()) link_->queued -= current_->data().size();
-      if (!ok) {
-        // The store ended the call (a refusal, a broken connection): nothing more goes out, and
-        // OnDone, once we let go, brings its status.
-        for (auto& m : queue_)
-          if (m && m->has_data()) link_->queued -= m->data().size();
-        queue_.clear();
-        busy_ = false;
-      } else if (queue_.empty()) {
-        busy_ = false;
-        drained = current_.has_value();
-      } else {
-        current_ = std::move(queue_.front());
-        queue_.pop_front();
-        more = true;
-      }
-    }
+    // A message (not WritesDone) went out and nothing is queued: what the loop wrote is taken.
+    const bool message_out = writes_.current().has_value();  // stable while its write is in flight
+    const bool more = writes_.done(ok, [&](const std::optional<mspb::AppendRequest>& m) {
+      if (m && m->has_data()) link_->queued -= m->data().size();
+    });
+    const bool drained = ok && !more && message_out;
+    // !ok: the store ended the call (a refusal, a broken connection): nothing more goes out, and
+    // OnDone, once we let go, brings its status.
     if (!ok) return link_->let_go();
     if (drained) {
       link_->post([](AppendCall::State& s) {
         if (s.drained && !s.cancelled && !s.ended) s.drained();
       });
     }
-    if (more) issue();  // busy_ stays set: only this thread issues until the queue is empty
+    if (more) issue();
   }
 
   rpc::ClientCore::Ticket ticket_;  // first: destroyed after the context
@@ -314,10 +293,7 @@ class AppendReactor final : public grpc::ClientWriteReactor<mspb::AppendRequest>
   std::string store_, target_;
   grpc::ClientContext ctx_;
   mspb::AppendResponse response_;
-  std::mutex mu_;
-  bool busy_ = false;
-  std::optional<mspb::AppendRequest> current_;
-  std::deque<std::optional<mspb::AppendRequest>> queue_;
+  SerialWrites<std::optional<mspb::AppendRequest>> writes_;
 };
 
 }  // namespace

@@ -5,8 +5,8 @@
 // watch on it a few hundred bytes, so 100,000 idling clients need no 100,000 streams.
 #include <atomic>
 #include <chrono>
-#include <deque>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -152,33 +152,14 @@ class MuxReactor final : public grpc::ClientBidiReactor<mspb::WatchControl, mspb
     ctx_.TryCancel();
   }
 
-  // Queued while a write is in flight (gRPC takes one at a time); any thread.
+  // Any thread; queued while a write is in flight.
   void write(mspb::WatchControl message) {
-    {
-      std::lock_guard lock(mu_);
-      if (busy_) {
-        queue_.push_back(std::move(message));
-        return;
-      }
-      busy_ = true;
-      current_ = std::move(message);
-    }
-    StartWrite(&current_);  // not under mu_: a reaction may run inline and take it
+    if (writes_.push(std::move(message))) StartWrite(&writes_.current());
   }
 
+  // !ok: the stream broke; the read side sees it too and ends the watches.
   void OnWriteDone(bool ok) override {
-    {
-      std::lock_guard lock(mu_);
-      if (!ok || queue_.empty()) {
-        // !ok: the stream broke; the read side sees it too and ends the watches.
-        queue_.clear();
-        busy_ = false;
-        return;
-      }
-      current_ = std::move(queue_.front());
-      queue_.pop_front();
-    }
-    StartWrite(&current_);  // busy_ stays set: only this thread writes until the queue is empty
+    if (writes_.done(ok, [](const mspb::WatchControl&) {})) StartWrite(&writes_.current());
   }
 
   void OnReadDone(bool ok) override {
@@ -203,10 +184,7 @@ class MuxReactor final : public grpc::ClientBidiReactor<mspb::WatchControl, mspb
   std::shared_ptr<MuxStream> stream_;
   grpc::ClientContext ctx_;
   mspb::WatchManyReply in_;
-  std::mutex mu_;
-  bool busy_ = false;
-  mspb::WatchControl current_;
-  std::deque<mspb::WatchControl> queue_;
+  SerialWrites<mspb::WatchControl> writes_;
   std::atomic<bool> cancelled_{false};
 };
 
