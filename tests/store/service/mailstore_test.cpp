@@ -6,37 +6,15 @@
 
 #include <thread>
 
-#include "tests/store/support/mailstore_client.hpp"
-#include "tests/store/support/store_daemon.hpp"
+#include "tests/store/service/service_fixture.hpp"
 
 using namespace std::chrono_literals;
 using test::MailStoreClient;
 using test::uid_range;
 namespace pb = postern::mailstore::v1;
+using namespace test::store_service;
 
 namespace {
-
-const std::string kAlice = "alice@example.com";
-
-struct Store : test::StoreDaemon {
-  explicit Store(test::StoreDaemonOptions o = {}) : StoreDaemon(std::move(o)) { start(); }
-  MailStoreClient client(const std::string& user = kAlice) { return MailStoreClient(grpc_port(), test::access_token(user)); }
-  void deliver_to(const std::string& rcpt, int count = 1, size_t size = 1000) {
-    for (int i = 0; i < count; ++i) {
-      auto r = deliver({rcpt}, {"--size", std::to_string(size)});
-      REQUIRE(r.exit_code == 0);
-      REQUIRE(r.output.find(" 250 ") != std::string::npos);
-    }
-  }
-};
-
-pb::SelectResponse select(MailStoreClient& c, const std::string& name = "INBOX") {
-  pb::SelectResponse r;
-  auto s = c.select(name, r);
-  INFO(s.error_message());
-  REQUIRE(s.ok());
-  return r;
-}
 
 std::vector<uint32_t> uids_of(const google::protobuf::RepeatedPtrField<pb::UidRange>& ranges) {
   std::vector<uint32_t> out;

@@ -11,37 +11,14 @@
 #include <thread>
 #include <map>
 
-#include "tests/store/support/mailstore_client.hpp"
-#include "tests/store/support/store_daemon.hpp"
+#include "tests/store/service/service_fixture.hpp"
 
 using namespace std::chrono_literals;
 using test::MailStoreClient;
 namespace pb = postern::mailstore::v1;
+using namespace test::store_service;
 
 namespace {
-
-const std::string kAlice = "alice@example.com";
-const std::string kBob = "bob@example.com";
-
-struct Store : test::StoreDaemon {
-  explicit Store(test::StoreDaemonOptions o = {}) : StoreDaemon(std::move(o)) { start(); }
-  MailStoreClient client(const std::string& user = kAlice) { return MailStoreClient(grpc_port(), test::access_token(user)); }
-  void deliver_to(const std::string& rcpt, int count = 1) {
-    for (int i = 0; i < count; ++i) {
-      auto r = deliver({rcpt}, {"--size", "1000"});
-      REQUIRE(r.exit_code == 0);
-      REQUIRE(r.output.find(" 250 ") != std::string::npos);
-    }
-  }
-};
-
-pb::SelectResponse select(MailStoreClient& c, const std::string& name = "INBOX") {
-  pb::SelectResponse r;
-  auto s = c.select(name, r);
-  INFO(s.error_message());
-  REQUIRE(s.ok());
-  return r;
-}
 
 // One WatchMany stream, read synchronously (the context's deadline bounds every wait).
 struct Many {
