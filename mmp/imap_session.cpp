@@ -223,7 +223,7 @@ void ImapSession::handle(imap::Event& event) {
       if (r->cancel) return bad(tag, "Authentication cancelled");
       if (!r->text.empty()) return bad(tag, "The answer to the server's last SASL message must be empty");
       waiting_ = true;
-      return logged_in(tag, user, "");
+      return logged_in(tag, user, sasl_mechanism_);
     }
     if (!relay_) return;
     if (!r->cancel && !common::text::base64_decode(r->text)) {
@@ -412,6 +412,7 @@ void ImapSession::login(const imap::Command& c) {
   // authserv gives a name without "@" this connection's default domain (facts()).
   const std::string plain = std::string(1, '\0') + a.user + std::string(1, '\0') + a.password;
   sasl_start(c.tag, "PLAIN", common::text::base64_encode(plain));
+  sasl_mechanism_ = "LOGIN";  // the command, for the login line
 }
 
 void ImapSession::authenticate(const imap::Command& c) {
@@ -432,6 +433,7 @@ void ImapSession::authenticate(const imap::Command& c) {
 void ImapSession::sasl_start(const std::string& tag, const std::string& mechanism,
                              std::optional<std::string> initial_base64) {
   sasl_tag_ = tag;
+  sasl_mechanism_ = mechanism;
   wait();
   relay_ = std::make_unique<common::authclient::SaslRelay>(
       *context_.auth, *context_.loop, [this](common::authclient::SaslOutput out) { sasl_output(std::move(out)); });
@@ -491,7 +493,7 @@ void ImapSession::sasl_output(common::authclient::SaslOutput output) {
     pump();
     return;
   }
-  logged_in(tag, success.user, "");
+  logged_in(tag, success.user, sasl_mechanism_);
 }
 
 bool ImapSession::open_mailbox(const common::authclient::AuthenticatedUser& user, std::string_view mechanism) {
@@ -508,9 +510,9 @@ bool ImapSession::open_mailbox(const common::authclient::AuthenticatedUser& user
   parser_.set_message_limit(config_.imap.limits.max_message);
   auto line = common::log::info(kImapComponent);
   line.session(connection().info().id).event("login").kv("user", user_).kv("mail_host", user.mail_host);
-  if (!mechanism.empty()) line.kv("mechanism", mechanism);
   // An administrator acting for the user (RFC 4616 authzid): both names, for the audit trail.
   if (!user.authcid.empty() && user.authcid != user.canonical) line.kv("proxy_by", user.authcid);
+  if (!mechanism.empty()) line.kv("mechanism", mechanism);
   token_ = user.token;
   schedule_renewal(user.token_expires_unix);
   return true;

@@ -182,6 +182,7 @@ class ImapSession final : public common::runtime::StartTlsSession {
   std::string user_;       // canonical, once logged in
   std::unique_ptr<common::authclient::SaslRelay> relay_;
   std::string sasl_tag_;
+  std::string sasl_mechanism_;  // for the login line
   // authserv accepted the exchange; the client has yet to answer its success data (SCRAM server-final).
   std::optional<common::authclient::AuthenticatedUser> sasl_verified_;
   enum class CertState { Unknown, Mapping, Mapped, Unmapped };

@@ -161,7 +161,7 @@ TEST_CASE("T-01/T-08: openssl -starttls imap with a mapped certificate sees AUTH
   CHECK(has(r.output, "c OK"));
   CHECK(has(r.output, "d OK"));
   CHECK(has(mmp.log(), "event=client_certificate result=mapped user=alice@example.com"));
-  CHECK(has(mmp.log(), "event=login user=alice@example.com"));
+  CHECK(has(mmp.log(), "event=login user=alice@example.com mail_host=store1 mechanism=EXTERNAL"));
 
   // The seed's smoke test: no SASL-IR, the empty response after "+".
   auto t08 = s_client(mmp.imap_port(), "starttls", {"A AUTHENTICATE EXTERNAL", "", "B LOGOUT"}, cert("alice"));
@@ -267,7 +267,7 @@ TEST_CASE("T-02: only a store administrator may log in as another user, with PLA
   CHECK(r.exit_code == 0);
   const std::string log = mmp.log();
   // The short names took [mmp] default_domain, the authzid too.
-  CHECK(has(log, "event=login user=bob@example.com mail_host=store1 proxy_by=admin@example.com"));
+  CHECK(has(log, "event=login user=bob@example.com mail_host=store1 proxy_by=admin@example.com mechanism=PLAIN"));
   CHECK(has(log, "event=login_failed kind=authz"));
 }
 
