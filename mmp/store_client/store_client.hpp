@@ -150,9 +150,9 @@ class StoreSession {
   void changes(mspb::ChangesRequest request, StoreCallback<mspb::ChangesResponse> done);
   void quota(StoreCallback<mspb::QuotaResponse> done);
 
-  // A FETCH: `on_reply` gets the store's replies in order (a large section in several pieces); the
-  // next one is asked for once it has returned, unless the call was paused. `done` comes last,
-  // after every reply. Destroying the handle cancels the stream: nothing more is called.
+  // A FETCH: `on_reply` gets the store's replies in order (several messages each, a large section
+  // in pieces across replies); the next one is asked for once it has returned, unless the call was
+  // paused. `done` comes last, after every reply. Destroying the handle cancels the stream: nothing more is called.
   std::unique_ptr<FetchCall> fetch(mspb::FetchRequest request, std::function<void(mspb::FetchResponse&&)> on_reply,
                                    StoreCallback<void> done);
   // An APPEND: `start` names the mailbox and the size; the bytes follow through AppendCall::write,
