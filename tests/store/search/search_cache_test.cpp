@@ -17,25 +17,9 @@ using store::search::Kind;
 using store::search::Program;
 using store::search::SearchKey;
 using test::SearchEnv;
+using namespace test::search_keys;
 using U = std::vector<uint32_t>;
 
-SearchKey key(Kind k) { return SearchKey{k}; }
-SearchKey str(Kind k, std::string text) {
-  SearchKey s{k};
-  s.text = std::move(text);
-  return s;
-}
-SearchKey header(std::string field, std::string text) {
-  SearchKey s{Kind::Header};
-  s.field = std::move(field);
-  s.text = std::move(text);
-  return s;
-}
-SearchKey all_of(uint32_t n) {
-  SearchKey s{Kind::And};
-  s.operands = n;
-  return s;
-}
 
 std::string message(int n, const std::string& extra = "") {
   return "Return-Path: <s" + std::to_string(n) + "@example.org>\r\nFrom: Sender " + std::to_string(n) + " <s" +

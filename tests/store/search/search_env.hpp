@@ -147,4 +147,27 @@ class SearchEnv {
   uint64_t mailbox_id_ = 0;
 };
 
+// Search keys as the tests write them, for the programs they build.
+namespace search_keys {
+using store::search::Kind;
+using store::search::SearchKey;
+inline SearchKey key(Kind k) { return SearchKey{k}; }
+inline SearchKey str(Kind k, std::string text) {
+  SearchKey s{k};
+  s.text = std::move(text);
+  return s;
+}
+inline SearchKey header(std::string field, std::string text) {
+  SearchKey s{Kind::Header};
+  s.field = std::move(field);
+  s.text = std::move(text);
+  return s;
+}
+inline SearchKey all_of(uint32_t n) {
+  SearchKey s{Kind::And};
+  s.operands = n;
+  return s;
+}
+}  // namespace search_keys
+
 }  // namespace test

@@ -13,19 +13,8 @@ using store::search::Program;
 using store::search::SearchKey;
 using store::search::UidRange;
 using test::SearchEnv;
+using namespace test::search_keys;
 
-SearchKey key(Kind k) { return SearchKey{k}; }
-SearchKey str(Kind k, std::string text) {
-  SearchKey s{k};
-  s.text = std::move(text);
-  return s;
-}
-SearchKey header(std::string field, std::string text) {
-  SearchKey s{Kind::Header};
-  s.field = std::move(field);
-  s.text = std::move(text);
-  return s;
-}
 SearchKey num(Kind k, uint64_t n) {
   SearchKey s{k};
   s.number = n;
@@ -39,11 +28,6 @@ SearchKey day(Kind k, int y, unsigned m, unsigned d) {
 SearchKey uid(std::vector<UidRange> set) {
   SearchKey s{Kind::Uid};
   s.uids = std::move(set);
-  return s;
-}
-SearchKey all_of(uint32_t n) {
-  SearchKey s{Kind::And};
-  s.operands = n;
   return s;
 }
 
