@@ -6,13 +6,12 @@
 # reads nothing for a while (the mmp pauses the store) and then gets every byte exactly as expected,
 # and the big message's HEADER and TEXT in one FETCH, in either order.
 # Prints "ok <check>" lines and "done"; exits non-zero on the first mismatch.
-import argparse
 import re
 import socket
-import ssl
 import sys
 import time
-import imaplib
+
+from imap_common import arguments, login_imaps, tls_context
 
 COUNT = 200
 BIG = 100  # the message of 2.5 MB
@@ -38,17 +37,9 @@ def flags_of(i):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--ca", required=True)
-    p.add_argument("--user", required=True)
-    p.add_argument("--password", required=True)
-    args = p.parse_args()
-    context = ssl.create_default_context(cafile=args.ca)
-    context.check_hostname = False  # the test certificates name 127.0.0.1 as an IP address
-
-    m = imaplib.IMAP4_SSL("127.0.0.1", args.port, ssl_context=context, timeout=60)
-    m.login(args.user, args.password)
+    args = arguments().parse_args()
+    context = tls_context(args.ca)
+    m = login_imaps(args, timeout=60)
     sent = {}
     for i in range(1, COUNT + 1):
         f = flags_of(i)

@@ -4,22 +4,17 @@
 # reach the idling session as EXISTS / FETCH / EXPUNGE (VANISHED with QRESYNC) before DONE. Mode
 # "wait": IDLE, print "idling", then print every line until the server closes. Prints
 # "<step> <what>" lines that a C++ test checks; exits 3 when an expected line does not come.
-import argparse
-import imaplib
 import re
-import ssl
 import subprocess
 import sys
 import tempfile
 import time
 
+from imap_common import arguments, login_imaps
+
 
 def connect(args):
-    context = ssl.create_default_context(cafile=args.ca)
-    context.check_hostname = False
-    m = imaplib.IMAP4_SSL("127.0.0.1", args.port, ssl_context=context, timeout=args.timeout)
-    m.login(args.user, args.password)
-    return m
+    return login_imaps(args, timeout=args.timeout)
 
 
 def deliver(args, subject):
@@ -137,12 +132,8 @@ def wait(args):
 
 
 def main():
-    p = argparse.ArgumentParser()
+    p = arguments()
     p.add_argument("--mode", choices=["changes", "wait"], required=True)
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--ca", required=True)
-    p.add_argument("--user", required=True)
-    p.add_argument("--password", required=True)
     p.add_argument("--timeout", type=float, default=20)
     p.add_argument("--lmtp-port", type=int)
     p.add_argument("--cert")

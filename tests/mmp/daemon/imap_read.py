@@ -9,23 +9,19 @@
 #   exists <n>
 #   message <seq> <uid> <size> <flags...> | subject <Subject header>
 #   seen <flags after reading>
-import argparse
 import email
 import imaplib
 import ssl
 import sys
 
+from imap_common import arguments, tls_context
+
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--port", type=int, required=True)
+    p = arguments()
     p.add_argument("--tls", choices=["starttls", "implicit"], required=True)
-    p.add_argument("--ca", required=True)
-    p.add_argument("--user", required=True)
-    p.add_argument("--password", required=True)
     args = p.parse_args()
-    context = ssl.create_default_context(cafile=args.ca)
-    context.check_hostname = False  # the test certificates name 127.0.0.1 as an IP address
+    context = tls_context(args.ca)
     if args.tls == "implicit":
         m = imaplib.IMAP4_SSL("127.0.0.1", args.port, ssl_context=context, timeout=20)
     else:

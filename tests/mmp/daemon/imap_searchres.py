@@ -3,22 +3,13 @@
 # (SAVE) keeps a result that "$" names in FETCH, STORE, SEARCH and COPY; SAVE alone sends no
 # ESEARCH; MIN/MAX with SAVE keep only those; an expunged message drops out of "$". Prints
 # "<step> <typ> <data>" lines that a C++ test checks.
-import argparse
-import imaplib
-import ssl
+
+from imap_common import arguments, login_imaps
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--ca", required=True)
-    p.add_argument("--user", required=True)
-    p.add_argument("--password", required=True)
-    args = p.parse_args()
-    context = ssl.create_default_context(cafile=args.ca)
-    context.check_hostname = False
-    m = imaplib.IMAP4_SSL("127.0.0.1", args.port, ssl_context=context, timeout=20)
-    m.login(args.user, args.password)
+    args = arguments().parse_args()
+    m = login_imaps(args)
     print("caps %s" % " ".join(m.capabilities))
 
     def step(name, *command):
