@@ -17,6 +17,7 @@
 
 #include "tests/support/dnsmasq.hpp"
 #include "tests/support/line_client.hpp"
+#include "tests/support/metrics_scrape.hpp"
 #include "tests/support/process.hpp"
 
 using namespace std::chrono_literals;
@@ -118,12 +119,7 @@ void raise_fd_limit() {
   setrlimit(RLIMIT_NOFILE, &r);
 }
 
-// The value of one sample line "name{labels} value" in a scrape, or -1.
-double sample(const std::string& scrape, const std::string& series) {
-  auto pos = scrape.find("\n" + series + " ");
-  if (pos == std::string::npos) return -1;
-  return std::stod(scrape.substr(pos + series.size() + 2));
-}
+using test::metric_sample;
 
 }  // namespace
 
@@ -140,8 +136,8 @@ TEST_CASE("2000 concurrent clients from 100 addresses are held and echoed", "[in
   for (size_t i = 0; i < clients.size(); ++i) clients[i]->send("client " + std::to_string(i) + "\r\n");
   for (size_t i = 0; i < clients.size(); ++i) REQUIRE(clients[i]->read_line() == "client " + std::to_string(i));
   std::string scrape = d.metrics();
-  CHECK(sample(scrape, "postern_connections_active{listener=\"echo\"}") == 2000);
-  CHECK(sample(scrape, "postern_connections_accepted_total{listener=\"echo\"}") == 2000);
+  CHECK(metric_sample(scrape, "postern_connections_active{listener=\"echo\"}") == 2000);
+  CHECK(metric_sample(scrape, "postern_connections_accepted_total{listener=\"echo\"}") == 2000);
   for (auto& c : clients) c->send("QUIT\r\n");
   for (auto& c : clients) REQUIRE(c->read_line() == "+bye");
 }
@@ -200,7 +196,7 @@ TEST_CASE("a flood from one address meets the per-IP limit and other addresses a
   REQUIRE(greeted(other));
   other.send("still here\r\n");
   CHECK(other.read_line() == "still here");
-  CHECK(sample(d.metrics(), "postern_connections_refused_total{listener=\"echo\",reason=\"per_ip_limit\"}") == 280);
+  CHECK(metric_sample(d.metrics(), "postern_connections_refused_total{listener=\"echo\",reason=\"per_ip_limit\"}") == 280);
 }
 
 TEST_CASE("numeric access filters refuse before any session and SIGHUP reloads them", "[integration]") {
@@ -354,8 +350,8 @@ TEST_CASE("metrics are served in the Prometheus text format", "[integration]") {
   }
   std::string scrape = d.metrics();
   CHECK(scrape.find("# TYPE postern_connections_accepted_total counter") != std::string::npos);
-  CHECK(sample(scrape, "postern_connections_accepted_total{listener=\"echo\"}") >= 1);
-  CHECK(sample(scrape, "process_resident_memory_bytes") > 0);
+  CHECK(metric_sample(scrape, "postern_connections_accepted_total{listener=\"echo\"}") >= 1);
+  CHECK(metric_sample(scrape, "process_resident_memory_bytes") > 0);
   auto head = test::run({"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5",
                          "http://127.0.0.1:" + std::to_string(d.metrics_port()) + "/other"});
   CHECK(head.output == "404");

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "tests/store/service/service_fixture.hpp"
+#include "tests/support/metrics_scrape.hpp"
 
 using namespace std::chrono_literals;
 using test::MailStoreClient;
@@ -751,6 +752,36 @@ TEST_CASE("Search is evaluated in the store, and a search nested 10,000 levels d
   r.Clear();
   REQUIRE(search({both, key(pb::SearchKey::SUBJECT, "TEST"), key(pb::SearchKey::SEEN)}, r).ok());
   CHECK(uids_of(r.uids()) == std::vector<uint32_t>{2, 3});
+}
+
+TEST_CASE("a repeated header Search is answered from the store's header cache") {
+  test::StoreDaemonOptions o;
+  o.metrics = true;
+  Store store(o);
+  store.deliver_to(kAlice, 4);
+  auto c = store.client();
+  auto box = select(c);
+  pb::SearchRequest r;
+  *r.mutable_mailbox() = box.mailbox();
+  auto* from = r.add_program();
+  from->set_kind(pb::SearchKey::FROM);
+  from->set_text("example");
+  auto search = [&] {
+    pb::SearchResponse out;
+    auto ctx = c.context();
+    REQUIRE(c.stub().Search(ctx.get(), r, &out).ok());
+    return out.count();
+  };
+  const std::string hits = "postern_store_search_header_cache_lookups_total{result=\"hit\"}";
+  const std::string misses = "postern_store_search_header_cache_lookups_total{result=\"miss\"}";
+  const uint32_t first = search();
+  auto scrape = store.metrics();
+  INFO(scrape);
+  CHECK(test::metric_sample(scrape, misses) == 4);
+  CHECK(test::metric_sample(scrape, hits) == 0);
+  // The same answer, the four headers from the cache.
+  CHECK(search() == first);
+  CHECK(test::metric_sample(store.metrics(), hits) == 4);
 }
 
 TEST_CASE("bad input gets a status naming the problem and the store stays healthy") {

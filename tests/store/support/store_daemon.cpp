@@ -58,11 +58,14 @@ StoreDaemon::StoreDaemon(StoreDaemonOptions options)
   for (const auto& [address, quota] : options_.extra_users) auth_.add_user(address, "store1", quota);
   auth_.start();
   data_dir_ = options_.data_dir.empty() ? (dir_ / "store").string() : options_.data_dir;
+  if (options_.metrics) metrics_port_ = free_port();
   write_config();
 }
 
 void StoreDaemon::write_config() {
-  std::string cfg = "[daemon]\nallow_root = true\n[log]\nlevel = \"info\"\n[metrics]\nlisten = \"\"\n"
+  const std::string metrics_listen = metrics_port_ ? "127.0.0.1:" + std::to_string(metrics_port_) : "";
+  std::string cfg = "[daemon]\nallow_root = true\n[log]\nlevel = \"info\"\n[metrics]\nlisten = \"" + metrics_listen +
+                    "\"\n"
                     "[tls]\ndb_dir = \"" + nss_.string() + "\"\n"
                     "[store]\ndir = \"" + data_dir_ + "\"\nnames = [\"store1\"]\n" + options_.store_extra +
                     "[lmtp]\nallowed_clients = [\"mta1\"]\nmax_recipients = 100\n" +
@@ -114,6 +117,7 @@ void StoreDaemon::start() {
     implicit_port_ = free_port();
     starttls_port_ = free_port();
     grpc_port_ = free_port();
+    if (options_.metrics) metrics_port_ = free_port();
     write_config();
   }
 }
@@ -172,6 +176,13 @@ bool StoreDaemon::structures_decode() {
     return {};
   }));
   return ok;
+}
+
+std::string StoreDaemon::metrics() const {
+  REQUIRE(metrics_port_ != 0);
+  auto r = run({"curl", "-sS", "-m", "5", "http://127.0.0.1:" + std::to_string(metrics_port_) + "/metrics"});
+  REQUIRE(r.exit_code == 0);
+  return r.output;
 }
 
 std::string StoreDaemon::log() const { return read_file(dir_ / "store.log"); }

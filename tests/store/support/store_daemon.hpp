@@ -28,6 +28,7 @@ struct StoreDaemonOptions {
   bool authserv_mtls = false;
   // More users on store1, each {address, quota} ("none", "10M"...), password "secret-<local part>".
   std::vector<std::pair<std::string, std::string>> extra_users;
+  bool metrics = false;  // serve /metrics on a loopback port (metrics() reads it)
 };
 
 // The key the fixture's store trusts for access tokens, as authserv's would be: tests mint tokens
@@ -68,6 +69,8 @@ class StoreDaemon {
   // The MailStore gRPC port (mutual TLS: clients with mta1's certificate are allowed, and tokens of
   // test::token_signer(); admin@example.com is a store administrator).
   int grpc_port() const { return grpc_port_; }
+  // The Prometheus text of /metrics (options.metrics), read with curl.
+  std::string metrics() const;
   const TempDir& dir() const { return dir_; }
   // The authserv the store asks (the mta's tests share it).
   AuthservDaemon& auth() { return auth_; }
@@ -81,6 +84,7 @@ class StoreDaemon {
   void write_config();  // from the options and the current ports
 
   int implicit_port_, starttls_port_, grpc_port_;
+  int metrics_port_ = 0;
   std::string data_dir_, config_;
   std::unique_ptr<ChildProcess> process_;
 };
