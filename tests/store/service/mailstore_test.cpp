@@ -26,19 +26,6 @@ std::vector<uint32_t> uids_of(const google::protobuf::RepeatedPtrField<pb::UidRa
 
 std::vector<std::string> flags_of(const google::protobuf::RepeatedPtrField<std::string>& f) { return {f.begin(), f.end()}; }
 
-grpc::Status store_flags(MailStoreClient& c, const pb::MailboxRef& box, uint32_t first, uint32_t last,
-                         pb::StoreFlagsRequest::Mode mode, std::vector<std::string> flags, pb::StoreFlagsResponse& out,
-                         std::optional<uint64_t> unchanged_since = std::nullopt) {
-  pb::StoreFlagsRequest r;
-  *r.mutable_mailbox() = box;
-  *r.add_uids() = uid_range(first, last);
-  r.set_mode(mode);
-  for (auto& f : flags) r.add_flags(f);
-  if (unchanged_since) r.set_unchanged_since(*unchanged_since);
-  auto ctx = c.context();
-  return c.stub().StoreFlags(ctx.get(), r, &out);
-}
-
 grpc::Status append(MailStoreClient& c, const std::string& mailbox, const std::string& bytes,
                     std::vector<std::string> flags, int64_t date, pb::AppendResponse& out, uint64_t declared = UINT64_MAX) {
   auto ctx = c.context();

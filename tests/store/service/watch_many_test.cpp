@@ -20,6 +20,19 @@ using namespace test::store_service;
 
 namespace {
 
+// Flag changes with long keywords on UIDs 1..last, up to `rounds` of them, until the store cuts
+// off a watch: they fill the transport's window of a client that does not read, and pile up.
+void flood_flag_changes(Store& store, MailStoreClient& c, const pb::MailboxRef& box, uint32_t last, int rounds) {
+  std::vector<std::string> flags;
+  for (int k = 0; k < 60; ++k) flags.push_back("$K" + std::to_string(k) + std::string(240, 'k'));
+  flags.push_back("");
+  for (int round = 0; round < rounds && store.count("event=watch_cut_off") == 0; ++round) {
+    flags.back() = round % 2 ? "\\Seen" : "\\Flagged";
+    pb::StoreFlagsResponse out;
+    REQUIRE(store_flags(c, box, 1, last, pb::StoreFlagsRequest::REPLACE, flags, out).ok());
+  }
+}
+
 // One WatchMany stream, read synchronously (the context's deadline bounds every wait).
 struct Many {
   explicit Many(Store& store, std::chrono::seconds deadline = 90s)
@@ -222,19 +235,7 @@ TEST_CASE("WatchMany cuts off a subscription whose backlog is full, and refuses 
   REQUIRE(m.ended(3));
 
   // Nobody reads: flag changes with long keywords fill the transport's window and pile up on id 1.
-  std::vector<std::string> keywords;
-  for (int k = 0; k < 60; ++k) keywords.push_back("$K" + std::to_string(k) + std::string(240, 'k'));
-  for (int round = 0; round < 1500 && store.count("event=watch_cut_off") == 0; ++round) {
-    pb::StoreFlagsRequest r;
-    *r.mutable_mailbox() = abox.mailbox();
-    *r.add_uids() = test::uid_range(1, 2);
-    r.set_mode(pb::StoreFlagsRequest::REPLACE);
-    for (auto& f : keywords) r.add_flags(f);
-    r.add_flags(round % 2 ? "\\Seen" : "\\Flagged");
-    pb::StoreFlagsResponse out;
-    auto ctx = alice.context();
-    REQUIRE(alice.stub().StoreFlags(ctx.get(), r, &out).ok());
-  }
+  flood_flag_changes(store, alice, abox.mailbox(), 2, 1500);
   REQUIRE(store.count("event=watch_cut_off") >= 1);
   REQUIRE(m.ended(1));
   CHECK(m.last().ended().code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
@@ -256,19 +257,7 @@ TEST_CASE("WatchMany cuts off a stream whose client reads nothing at all") {
   // passed long before any one subscription's 64.
   for (uint64_t id = 1; id <= 40; ++id) m.subscribe(id, test::access_token(kAlice), abox);
   for (uint64_t id = 1; id <= 40; ++id) REQUIRE(m.ready(id));
-  std::vector<std::string> keywords;
-  for (int k = 0; k < 60; ++k) keywords.push_back("$K" + std::to_string(k) + std::string(240, 'k'));
-  for (int round = 0; round < 500 && store.count("event=watch_cut_off") == 0; ++round) {
-    pb::StoreFlagsRequest r;
-    *r.mutable_mailbox() = abox.mailbox();
-    *r.add_uids() = test::uid_range(1, 1);
-    r.set_mode(pb::StoreFlagsRequest::REPLACE);
-    for (auto& f : keywords) r.add_flags(f);
-    r.add_flags(round % 2 ? "\\Seen" : "\\Flagged");
-    pb::StoreFlagsResponse out;
-    auto ctx = alice.context();
-    REQUIRE(alice.stub().StoreFlags(ctx.get(), r, &out).ok());
-  }
+  flood_flag_changes(store, alice, abox.mailbox(), 1, 500);
   REQUIRE(store.count("event=watch_cut_off") >= 1);
   CHECK(store.log().find("pending=") != std::string::npos);
   CHECK_FALSE(m.until([](auto&) { return false; }));
