@@ -62,6 +62,8 @@ struct Recording {
   bool opened = false;
   std::optional<common::runtime::CloseReason> closed;
   std::optional<common::runtime::SecurityFacts> facts;  // at close, when the transform had them
+  // Called on the loop as the connection closes, while its transform still lives (under `mutex`).
+  std::function<void(common::runtime::Connection&)> at_close;
 
   template <class Pred>
   bool wait(Pred pred, std::chrono::milliseconds deadline = std::chrono::seconds(10)) const {
@@ -106,6 +108,7 @@ class RecordingSession final : public common::runtime::StartTlsSession {
       rec_->closed = reason;
       auto* t = connection().transform();
       if (t != nullptr && t->facts() != nullptr) rec_->facts = *t->facts();
+      if (rec_->at_close) rec_->at_close(connection());
     }
     rec_->changed.notify_all();
   }

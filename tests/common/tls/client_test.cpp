@@ -128,8 +128,15 @@ struct Server {
 struct Client {
   std::shared_ptr<test::Recording> rec = std::make_shared<test::Recording>();
   test::RecordingSession* session = nullptr;
-  ClientTransform* tls = nullptr;
-  std::string failure() const { return tls ? tls->failure() : ""; }
+  ClientTransform* tls = nullptr;  // the connection's: gone with it once closed
+  // tls->failure() as the connection closed (shared: the connection may close after this goes).
+  std::shared_ptr<std::string> failure_at_close = std::make_shared<std::string>();
+  // On the loop thread.
+  std::string failure() const {
+    std::lock_guard lock(rec->mutex);
+    if (rec->closed) return *failure_at_close;
+    return tls ? tls->failure() : "";
+  }
 };
 
 // Connects to `port`; with `ctx`, implicit TLS from the first byte.
@@ -144,6 +151,9 @@ void open(test::LoopThread& t, Client& client, int port, std::shared_ptr<ClientC
           if (ctx) {
             auto transform = ctx->connect(c.info().id, peer);
             client.tls = transform.get();
+            client.rec->at_close = [tls = client.tls, out = client.failure_at_close](Connection&) {
+              *out = tls->failure();
+            };
             c.start_implicit_tls(std::move(transform));
           }
           auto s = std::make_unique<test::RecordingSession>(c, client.rec);
